@@ -1,0 +1,97 @@
+// Autograd graph: a Node per recorded op, edges to the nodes that produced its inputs.
+//
+// Protocol: an op computes its outputs, then (if any input requires grad and GradMode is on) records a
+// Node whose `next` edges point to its inputs' producers (or their AccumulateGrad for leaves). backward()
+// receives one gradient per output (missing ones are zero-filled before the call) and returns one per
+// input (undefined = no gradient for that input).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor/tensor.h"
+
+namespace kolo::autograd {
+
+class Node;
+
+struct Edge {
+  std::shared_ptr<Node> node;
+  uint32_t input_nr = 0;  // which of node's outputs this edge feeds
+  bool valid() const { return node != nullptr; }
+};
+
+struct OutputMeta {
+  Shape shape;
+  DType dtype;
+  Device device;
+};
+
+class Node {
+ public:
+  Node();
+  virtual ~Node() = default;
+  virtual std::vector<Tensor> backward(std::vector<Tensor>& grad_outputs) = 0;
+  virtual std::string name() const = 0;
+  // Sums a gradient arriving for output `slot` into `buffer`; AccumulateGrad overrides for sparse policy.
+  virtual void accumulate_input(Tensor& buffer, const Tensor& grad);
+
+  std::vector<Edge> next;
+  std::vector<OutputMeta> outputs;  // to zero-fill gradients of unused outputs
+  uint64_t sequence_nr;             // creation order: later nodes run first in backward
+};
+
+struct AutogradMeta {
+  bool requires_grad = false;
+  bool keep_sparse_grad = false;
+  Tensor grad;
+  std::shared_ptr<Node> grad_fn;
+  uint32_t output_nr = 0;
+  std::weak_ptr<Node> grad_accumulator;
+  std::vector<std::function<void(Tensor&)>> grad_ready_hooks;
+};
+
+// The sink for a leaf tensor's gradient.
+class AccumulateGrad final : public Node {
+ public:
+  explicit AccumulateGrad(std::shared_ptr<TensorImpl> leaf);
+  std::vector<Tensor> backward(std::vector<Tensor>& grad_outputs) override;
+  std::string name() const override { return "AccumulateGrad"; }
+  void accumulate_input(Tensor& buffer, const Tensor& grad) override;
+
+ private:
+  std::weak_ptr<TensorImpl> leaf_;
+};
+
+// Node whose backward is a closure: how ops define forward and backward in one place.
+class FunctionNode final : public Node {
+ public:
+  using BackwardFn = std::function<std::vector<Tensor>(const std::vector<Tensor>& grad_outputs)>;
+  FunctionNode(std::string name, BackwardFn fn) : name_(std::move(name)), fn_(std::move(fn)) {}
+  std::vector<Tensor> backward(std::vector<Tensor>& grad_outputs) override { return fn_(grad_outputs); }
+  std::string name() const override { return name_; }
+
+ private:
+  std::string name_;
+  BackwardFn fn_;
+};
+
+// The edge a gradient for `t` must flow into (its grad_fn, or the leaf's AccumulateGrad).
+Edge gradient_edge(const Tensor& t);
+bool any_requires_grad(const std::vector<Tensor>& inputs);
+
+// Records `outputs` as produced from `inputs` by an op whose backward is `fn`. No-op when no input
+// requires grad or GradMode is off. `fn` returns one gradient per input (undefined where not needed).
+void record(const std::string& name, const std::vector<Tensor>& inputs, const std::vector<Tensor*>& outputs,
+            FunctionNode::BackwardFn fn);
+
+// Sum of two gradients with sparse handling: sparse+sparse concatenates rows, sparse+dense sums densely.
+Tensor add_gradients(const Tensor& a, const Tensor& b);
+// TensorFlow's rule for mixing: dense is converted to all-rows IndexedSlices and concatenated.
+Tensor concat_as_sparse(const Tensor& a, const Tensor& b);
+
+}  // namespace kolo::autograd

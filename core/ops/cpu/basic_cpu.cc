@@ -1,0 +1,114 @@
+// CPU implementations of the basic kernels (copy/convert, fill, random fill, row scatter-add).
+#include <cstring>
+
+#include "core/ops/cpu/strided.h"
+#include "core/ops/kernels/basic.h"
+
+namespace kolo {
+namespace {
+
+template <typename D, typename S>
+inline D convert(S v) {
+  if constexpr (std::is_same_v<D, bf16> || std::is_same_v<D, f16>) {
+    return D(static_cast<float>(v));
+  } else if constexpr (std::is_same_v<S, bf16> || std::is_same_v<S, f16>) {
+    return static_cast<D>(static_cast<float>(v));
+  } else {
+    return static_cast<D>(v);
+  }
+}
+
+void cpu_copy(Tensor& dst, const Tensor& src) {
+  if (dst.dtype() == src.dtype() && dst.is_contiguous() && src.is_contiguous()) {
+    std::memmove(dst.data_ptr(), src.data_ptr(), dst.nbytes());
+    return;
+  }
+  dispatch_dtype(dst.dtype(), [&](auto dtag) {
+    using D = decltype(dtag);
+    dispatch_dtype(src.dtype(), [&](auto stag) {
+      using S = decltype(stag);
+      D* d = static_cast<D*>(dst.data_ptr());
+      const S* s = static_cast<const S*>(src.data_ptr());
+      cpu::for_each_row(dst.shape(), dst.strides(), src.strides(),
+                   [&](int64_t od, int64_t os, int64_t n, int64_t sd, int64_t ss) {
+                     D* dp = d + od;
+                     const S* sp = s + os;
+                     if (sd == 1 && ss == 1) {
+                       for (int64_t i = 0; i < n; ++i) dp[i] = convert<D>(sp[i]);
+                     } else {
+                       for (int64_t i = 0; i < n; ++i) dp[i * sd] = convert<D>(sp[i * ss]);
+                     }
+                   });
+    });
+  });
+}
+
+void cpu_fill(Tensor& dst, double value) {
+  dispatch_dtype(dst.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T v = convert<T>(value);
+    T* d = static_cast<T*>(dst.data_ptr());
+    cpu::for_each_row(dst.shape(), dst.strides(), dst.strides(),
+                 [&](int64_t od, int64_t, int64_t n, int64_t sd, int64_t) {
+                   for (int64_t i = 0; i < n; ++i) d[od + i * sd] = v;
+                 });
+  });
+}
+
+template <typename Gen>
+void fill_random(Tensor& dst, Gen&& gen) {
+  KOLO_CHECK(dst.is_contiguous(), "random fill needs a contiguous tensor, got ", dst.describe());
+  KOLO_CHECK(is_floating(dst.dtype()), "random fill of non-floating tensor ", dst.describe());
+  const int64_t n = dst.numel();
+  dispatch_dtype(dst.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    T* d = static_cast<T*>(dst.data_ptr());
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; ++i) d[i] = convert<T>(gen(static_cast<uint64_t>(i)));
+  });
+}
+
+void cpu_fill_uniform(Tensor& dst, double lo, double hi, uint64_t seed, uint64_t base) {
+  fill_random(dst, [&](uint64_t i) { return lo + (hi - lo) * Generator::uniform01(seed, base + i); });
+}
+
+void cpu_fill_normal(Tensor& dst, double mean, double std, uint64_t seed, uint64_t base) {
+  fill_random(dst, [&](uint64_t i) { return mean + std * Generator::normal(seed, base + i); });
+}
+
+void cpu_index_add_rows(Tensor& dst, const Tensor& indices, const Tensor& values) {
+  KOLO_CHECK(dst.is_contiguous() && values.is_contiguous() && indices.is_contiguous(),
+             "index_add_rows: operands must be contiguous");
+  KOLO_CHECK(dst.dtype() == values.dtype(), "index_add_rows: dtype ", dtype_name(dst.dtype()), " vs ",
+             dtype_name(values.dtype()));
+  const int64_t rows = dst.dim() ? dst.size(0) : 1;
+  const int64_t width = rows ? dst.numel() / rows : 0;
+  const int64_t n = indices.numel();
+  const int64_t* idx = indices.data<int64_t>();
+  for (int64_t i = 0; i < n; ++i)
+    KOLO_CHECK(idx[i] >= 0 && idx[i] < rows, "index_add_rows: index ", idx[i], " out of range [0, ", rows,
+               ") for ", dst.describe());
+  dispatch_dtype(dst.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    T* d = static_cast<T*>(dst.data_ptr());
+    const T* v = static_cast<const T*>(values.data_ptr());
+    // Parallel over columns so that duplicate row indices never race.
+#pragma omp parallel for schedule(static) if (n * width > 65536)
+    for (int64_t c = 0; c < width; ++c) {
+      for (int64_t i = 0; i < n; ++i) {
+        T& x = d[idx[i] * width + c];
+        x = convert<T>(static_cast<double>(convert<double>(x)) + convert<double>(v[i * width + c]));
+      }
+    }
+  });
+}
+
+}  // namespace
+
+KOLO_REGISTER_KERNEL(copy, CPU, cpu_copy);
+KOLO_REGISTER_KERNEL(fill, CPU, cpu_fill);
+KOLO_REGISTER_KERNEL(fill_uniform, CPU, cpu_fill_uniform);
+KOLO_REGISTER_KERNEL(fill_normal, CPU, cpu_fill_normal);
+KOLO_REGISTER_KERNEL(index_add_rows, CPU, cpu_index_add_rows);
+
+}  // namespace kolo

@@ -1,0 +1,116 @@
+// matmul/linear: reshape to 3-D batched GEMMs, gradients as two more GEMMs.
+#include "core/ops/linalg.h"
+
+#include "core/autograd/grad_mode.h"
+#include "core/autograd/node.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/kernels/linalg.h"
+#include "core/ops/reduce.h"
+
+namespace kolo {
+
+namespace {
+
+// Presents a [..., R, C] operand as 3-D [B, R, C] with the given broadcast batch shape. Returns the view
+// and whether its last two dims are stored transposed (unit stride on R).
+std::pair<Tensor, bool> as_batched(const Tensor& t, const Shape& batch) {
+  Shape full = batch;
+  full.push_back(t.size(-2));
+  full.push_back(t.size(-1));
+  Tensor e = t.shape() == full ? t : t.expand(full);
+  const int64_t nb = shape_numel(batch);
+  const int64_t r = t.size(-2), c = t.size(-1);
+  const Shape& st = e.strides();
+  const int64_t nd = e.dim();
+  const int64_t sr = st[nd - 2], sc = st[nd - 1];
+  const bool row_major = sc == 1 || c == 1;
+  const bool col_major = !row_major && (sr == 1 || r == 1);
+  // A single batch stride must describe the batch dims: true for contiguous or fully broadcast batches.
+  int64_t bstride = 0;
+  bool uniform = true;
+  {
+    int64_t expect = -1;
+    for (int64_t i = nd - 3; i >= 0; --i) {
+      if (e.shape()[i] == 1) continue;
+      if (expect < 0) {
+        bstride = st[i];
+        expect = st[i] * e.shape()[i];
+      } else if (st[i] != expect || (bstride == 0) != (st[i] == 0)) {
+        uniform = false;
+      } else {
+        expect = st[i] * e.shape()[i];
+      }
+      if (st[i] == 0 && bstride != 0) uniform = false;
+    }
+  }
+  if ((row_major || col_major) && uniform) {
+    const int64_t ld = row_major ? (r > 1 ? sr : c) : (c > 1 ? sc : r);
+    if ((row_major && ld >= c) || (col_major && ld >= r)) {
+      Tensor v = e.as_strided({nb, r, c}, {bstride, row_major ? ld : 1, row_major ? 1 : ld}, e.offset());
+      return {v, col_major};
+    }
+  }
+  Tensor c3 = e.contiguous().as_strided({nb, r, c}, {r * c, c, 1}, 0);
+  return {c3, false};
+}
+
+Tensor matmul_raw(const Tensor& a, const Tensor& b) {
+  const Shape ba(a.shape().begin(), a.shape().end() - 2), bb(b.shape().begin(), b.shape().end() - 2);
+  const Shape batch = broadcast_shapes(ba, bb, "matmul");
+  auto [a3, ta] = as_batched(a, batch);
+  auto [b3, tb] = as_batched(b, batch);
+  const int64_t m = a.size(-2), n = b.size(-1);
+  Shape out_shape = batch;
+  out_shape.push_back(m);
+  out_shape.push_back(n);
+  Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
+  Tensor c3 = out.as_strided({shape_numel(batch), m, n}, {m * n, n, 1}, 0);
+  // A transposed operand is passed as its underlying row-major matrix with the trans flag set.
+  Tensor a_arg = ta ? a3.transpose(1, 2) : a3;
+  Tensor b_arg = tb ? b3.transpose(1, 2) : b3;
+  gemm_kernel()(a.device())(a_arg, b_arg, c3, ta, tb, 1.0, 0.0);
+  return out;
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  KOLO_CHECK(a.dim() >= 2 && b.dim() >= 2, "matmul: operands must be at least 2-D, got ", a.describe(), " and ",
+             b.describe());
+  KOLO_CHECK(a.size(-1) == b.size(-2), "matmul: inner dimensions differ: ", a.describe(), " @ ", b.describe());
+  KOLO_CHECK(a.dtype() == b.dtype() && is_floating(a.dtype()), "matmul: dtypes ", a.describe(), " and ",
+             b.describe(), " must match and be floating");
+  KOLO_CHECK(a.device() == b.device(), "matmul: devices differ: ", a.describe(), " and ", b.describe());
+  Tensor out;
+  {
+    NoGradGuard ng;
+    out = matmul_raw(a, b);
+  }
+  Tensor ad = a.detach(), bd = b.detach();
+  const bool ga = a.requires_grad(), gb = b.requires_grad();
+  autograd::record("matmul", {a, b}, {&out}, [ad, bd, ga, gb](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+    Tensor g_a, g_b;
+    if (ga) g_a = sum_to_shape(matmul_raw(g[0], bd.transpose(-1, -2)), ad.shape());
+    if (gb) g_b = sum_to_shape(matmul_raw(ad.transpose(-1, -2), g[0]), bd.shape());
+    return {g_a, g_b};
+  });
+  return out;
+}
+
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
+  KOLO_CHECK(w.dim() == 2, "linear: weight must be [out, in], got ", w.describe());
+  KOLO_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), "linear: input ", x.describe(), " does not match weight ",
+             w.describe());
+  Shape lead(x.shape().begin(), x.shape().end() - 1);
+  Tensor x2 = x.reshape({-1, w.size(1)});
+  Tensor y = matmul(x2, w.transpose(0, 1));
+  if (bias.defined()) {
+    KOLO_CHECK(bias.dim() == 1 && bias.size(0) == w.size(0), "linear: bias ", bias.describe(),
+               " does not match weight ", w.describe());
+    y = add(y, bias);
+  }
+  lead.push_back(w.size(0));
+  return y.reshape(lead);
+}
+
+}  // namespace kolo

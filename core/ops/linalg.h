@@ -1,0 +1,13 @@
+// Differentiable matrix products: matmul with batch broadcasting, and linear layers.
+#pragma once
+
+#include "core/tensor/tensor.h"
+
+namespace kolo {
+
+// a [..., M, K] @ b [..., K, N] -> [..., M, N]; batch dims broadcast; 1-D operands are not accepted.
+Tensor matmul(const Tensor& a, const Tensor& b);
+// y = x @ w^T + bias with w [out, in] (PyTorch's layout); x [..., in]; bias optional.
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias = Tensor());
+
+}  // namespace kolo

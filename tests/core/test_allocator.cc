@@ -1,0 +1,51 @@
+// CPU pool allocator: size classes, reuse, accounting; a training-like loop does not grow memory.
+#include <gtest/gtest.h>
+
+#include "core/device/allocator.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/linalg.h"
+#include "core/autograd/grad_mode.h"
+#include "core/ops/reduce.h"
+
+using namespace kolo;
+
+TEST(Allocator, ReusesBlocksAndAccounts) {
+  CpuPoolAllocator pool;
+  void* a = pool.allocate(1000);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(a) % CpuPoolAllocator::kAlignment, 0u);
+  EXPECT_EQ(pool.stats().current, CpuPoolAllocator::size_class(1000));
+  pool.deallocate(a, 1000);
+  EXPECT_EQ(pool.stats().current, 0u);
+  void* b = pool.allocate(1000);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(pool.stats().cache_hits, 1u);
+  pool.deallocate(b, 1000);
+  pool.empty_cache();
+  EXPECT_EQ(pool.stats().reserved, 0u);
+  EXPECT_GE(CpuPoolAllocator::size_class(5000), 5000u);
+  EXPECT_LE(CpuPoolAllocator::size_class(5000), 6144u);
+}
+
+TEST(Allocator, TrainingStepsDoNotGrowMemory) {
+  Generator g(3);
+  Tensor w = Tensor::randn({64, 32}, g).set_requires_grad(true);
+  Tensor x = Tensor::randn({16, 32}, g);
+  Allocator& alloc = allocator_for(Device::cpu());
+  size_t reserved_after_warmup = 0, current_after_warmup = 0;
+  for (int step = 0; step < 100; ++step) {
+    Tensor loss = mean(square(relu(linear(x, w))));
+    loss.backward();
+    {
+      NoGradGuard ng;
+      add_(w, w.grad(), -0.01);  // plain SGD update
+    }
+    w.zero_grad();
+    if (step == 2) {
+      reserved_after_warmup = alloc.stats().reserved;
+      current_after_warmup = alloc.stats().current;
+    } else if (step > 2) {
+      ASSERT_EQ(alloc.stats().reserved, reserved_after_warmup) << "step " << step;
+      ASSERT_EQ(alloc.stats().current, current_after_warmup) << "step " << step;
+    }
+  }
+}

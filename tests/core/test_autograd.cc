@@ -1,0 +1,102 @@
+// Autograd engine: accumulation, shared (tied) parameters, hooks, no_grad, sparse gradients.
+#include <gtest/gtest.h>
+
+#include "core/autograd/grad_mode.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/linalg.h"
+#include "core/ops/reduce.h"
+#include "core/ops/shape_ops.h"
+#include "core/autograd/node.h"
+#include "core/tensor/tensor.h"
+
+using namespace kolo;
+
+TEST(Autograd, SimpleChainAndAccumulation) {
+  Tensor x = Tensor::from_vector<double>({1, 2, 3}, {3}).set_requires_grad(true);
+  Tensor y = sum(mul(x, x));  // dy/dx = 2x
+  y.backward();
+  EXPECT_EQ(x.grad().to_vector<double>(), (std::vector<double>{2, 4, 6}));
+  sum(x).backward();  // accumulates
+  EXPECT_EQ(x.grad().to_vector<double>(), (std::vector<double>{3, 5, 7}));
+  x.zero_grad();
+  EXPECT_FALSE(x.grad().defined());
+}
+
+TEST(Autograd, SharedParameterAccumulatesBothUses) {
+  // Tied weights: the same leaf used twice gets the sum of both gradients, and its hook fires once.
+  Tensor w = Tensor::from_vector<double>({1, 2, 3, 4}, {2, 2}).set_requires_grad(true);
+  int fired = 0;
+  w.register_grad_ready_hook([&](Tensor& g) {
+    ++fired;
+    EXPECT_EQ(g.shape(), (Shape{2, 2}));
+  });
+  Tensor x = Tensor::from_vector<double>({1, 1}, {1, 2});
+  Tensor h = matmul(x, w);                 // use 1
+  Tensor o = matmul(h, w.transpose(0, 1));  // use 2
+  sum(o).backward();
+  EXPECT_EQ(fired, 1);
+  // With x = 1: sum(o) = sum_j c_j^2 where c_j is column j's sum of W, so dL/dW_kj = 2 c_j.
+  EXPECT_EQ(w.grad().to_vector<double>(), (std::vector<double>{8, 12, 8, 12}));
+}
+
+TEST(Autograd, NoGradRecordsNothing) {
+  Tensor x = Tensor::ones({2}, DType::F64).set_requires_grad(true);
+  Tensor y;
+  {
+    NoGradGuard g;
+    y = mul(x, x);
+  }
+  EXPECT_FALSE(y.requires_grad());
+  EXPECT_THROW(y.backward(Tensor::ones({2}, DType::F64)), Error);
+}
+
+TEST(Autograd, HooksFireInReverseLayerOrder) {
+  // Later layers' gradients become final first: the property that lets allreduce overlap backward.
+  Tensor w1 = Tensor::full({2, 2}, 0.5, DType::F64).set_requires_grad(true);
+  Tensor w2 = Tensor::full({2, 2}, 0.5, DType::F64).set_requires_grad(true);
+  std::vector<int> order;
+  w1.register_grad_ready_hook([&](Tensor&) { order.push_back(1); });
+  w2.register_grad_ready_hook([&](Tensor&) { order.push_back(2); });
+  Tensor x = Tensor::ones({3, 2}, DType::F64);
+  sum(relu(matmul(relu(matmul(x, w1)), w2))).backward();
+  EXPECT_EQ(order, (std::vector<int>{2, 1}));
+}
+
+// A row gather whose backward is row-sparse, like an embedding lookup.
+static Tensor gather_rows(const Tensor& w, const std::vector<int64_t>& rows) {
+  std::vector<Tensor> picked;
+  {
+    NoGradGuard ng;
+    for (int64_t r : rows) picked.push_back(w.slice(0, r, r + 1));
+  }
+  Tensor out = cat(picked, 0);
+  Tensor idx = Tensor::from_vector<int64_t>(rows, {static_cast<int64_t>(rows.size())});
+  const Shape ws = w.shape();
+  autograd::record("gather_rows", {w}, {&out}, [idx, ws](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+    return {Tensor::sparse_rows(idx, g[0].contiguous(), ws)};
+  });
+  return out;
+}
+
+TEST(Autograd, SparseMeetsDenseOnATiedParameter) {
+  for (bool keep_sparse : {false, true}) {
+    Tensor w = Tensor::ones({5, 2}).set_requires_grad(true);
+    w.set_keep_sparse_grad(keep_sparse);
+    Tensor y = add(sum(gather_rows(w, {1, 3, 1})), sum(mul(w, Tensor::full({5, 2}, 2.0))));
+    y.backward();
+    Tensor g = w.grad();
+    // TensorFlow semantics keep IndexedSlices: 5 dense rows + 3 looked-up rows.
+    EXPECT_EQ(g.is_sparse(), keep_sparse);
+    if (keep_sparse) EXPECT_EQ(g.sparse_indices().numel(), 8);
+    EXPECT_EQ(g.to_dense().to_vector<float>(), (std::vector<float>{2, 2, 4, 4, 2, 2, 3, 3, 2, 2}));
+  }
+}
+
+TEST(Autograd, PurelySparseGradientStaysSparse) {
+  Tensor w = Tensor::ones({4, 3}).set_requires_grad(true);
+  sum(gather_rows(w, {0, 2})).backward();
+  ASSERT_TRUE(w.grad().is_sparse());
+  sum(gather_rows(w, {2})).backward();  // second pass concatenates rows
+  EXPECT_EQ(w.grad().sparse_indices().numel(), 3);
+  EXPECT_EQ(w.grad().to_dense().to_vector<float>(), (std::vector<float>{1, 1, 1, 0, 0, 0, 2, 2, 2, 0, 0, 0}));
+}
