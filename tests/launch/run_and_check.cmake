@@ -1,0 +1,10 @@
+# Runs COMMAND ('|'-separated words) and checks its exit status (EXPECT_RC) and combined output (EXPECT_REGEX).
+string(REPLACE "|" ";" _command "${COMMAND}")
+execute_process(COMMAND ${_command} RESULT_VARIABLE _rc OUTPUT_VARIABLE _out ERROR_VARIABLE _err)
+message("${_out}${_err}")
+if(NOT "${_rc}" STREQUAL "${EXPECT_RC}")
+  message(FATAL_ERROR "exit status ${_rc}, expected ${EXPECT_RC}")
+endif()
+if(NOT "${_out}${_err}" MATCHES "${EXPECT_REGEX}")
+  message(FATAL_ERROR "output does not match '${EXPECT_REGEX}'")
+endif()
