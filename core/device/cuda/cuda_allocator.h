@@ -1,0 +1,89 @@
+// Caching allocator for CUDA device memory and for pinned (page-locked) host memory.
+//
+// Requests are rounded to size bins (512-byte multiples below 1 MiB, then four bins per power of two, so
+// waste stays under 25%) and freed blocks are kept per bin for reuse, so a training step that repeats its
+// shapes stops calling cudaMalloc after the first iteration.
+//
+// Stream-aware reuse (device memory): a block belongs to the stream that was current when it was
+// allocated, and a freed block is reused only by allocations on that stream — work on one stream runs in
+// order, so the new owner's kernels cannot overtake the old owner's. When a block is also used on another
+// stream (e.g. the NCCL stream reads a gradient), record_stream() notes it; on free an event is recorded on
+// each such stream and the block returns to its bin only after those events complete (polled on the next
+// allocation), again without a host sync.
+//
+// Limit: KOLO_CUDA_MEMORY_LIMIT (bytes, with an optional K/M/G/T suffix) caps the reserved bytes of each
+// device allocator; set_limit() does the same from C++. When a request would pass the limit or cudaMalloc
+// fails, cached blocks are released and the request retried once; then it throws kolo::Error with the stats.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <map>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "core/device/allocator.h"
+
+namespace kolo {
+
+class CudaCachingAllocator final : public Allocator {
+ public:
+  enum class Kind { Device, PinnedHost };
+  // `device` is the CUDA device (for PinnedHost: the device whose context owns the mapping).
+  CudaCachingAllocator(Kind kind, int device);
+  ~CudaCachingAllocator() override;
+
+  void* allocate(size_t bytes) override;  // on the device's current stream
+  void* allocate(size_t bytes, cudaStream_t stream);
+  void deallocate(void* ptr, size_t bytes) override;
+  // `ptr` (a live block of this allocator) is also used by work on `stream`.
+  void record_stream(void* ptr, cudaStream_t stream);
+  bool owns(const void* ptr) const;
+
+  MemoryStats stats() const override;
+  void reset_peak() override;
+  void empty_cache() override;
+  Device device() const override;
+
+  size_t limit() const;
+  void set_limit(size_t bytes);  // 0 = unlimited
+
+  static size_t round_size(size_t bytes);
+  // Parses "1073741824", "512M", "16G"; throws kolo::Error naming `what` on anything else.
+  static size_t parse_bytes(const std::string& text, const std::string& what);
+
+ private:
+  struct Block {
+    size_t size = 0;
+    cudaStream_t stream = nullptr;           // owning stream (device memory); nullptr for pinned host
+    std::vector<cudaStream_t> used_on;       // other streams recorded by record_stream
+  };
+  struct Pending {
+    void* ptr;
+    Block block;
+    std::vector<cudaEvent_t> events;
+  };
+  using BinKey = std::pair<cudaStream_t, size_t>;
+
+  void* raw_alloc(size_t size);
+  void raw_free(void* ptr);
+  void collect_pending_locked();
+  void release_cached_locked();
+  cudaEvent_t take_event_locked();
+
+  const Kind kind_;
+  const int device_;
+  mutable std::mutex mu_;
+  size_t limit_ = 0;
+  std::unordered_map<void*, Block> live_;
+  std::map<BinKey, std::vector<void*>> free_;
+  std::vector<Pending> pending_;
+  std::vector<cudaEvent_t> spare_events_;
+  MemoryStats stats_;
+};
+
+}  // namespace kolo

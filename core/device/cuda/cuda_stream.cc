@@ -1,0 +1,105 @@
+// CUDA streams, events, the per-thread current stream and the device guard.
+#include "core/device/cuda/cuda_stream.h"
+
+#include <vector>
+
+#include "core/device/cuda/cuda_backend.h"
+#include "core/device/cuda/cuda_check.h"
+
+namespace kolo {
+
+namespace {
+
+// Per-thread override of each device's current stream; nullptr means the device's main stream.
+thread_local std::vector<CudaStream*> tls_current_streams;
+
+CudaStream*& tls_slot(int device) {
+  if (static_cast<int>(tls_current_streams.size()) <= device) tls_current_streams.resize(device + 1, nullptr);
+  return tls_current_streams[device];
+}
+
+cudaStream_t native_of(Stream& stream) {
+  KOLO_CHECK(stream.device().is_cuda(), "CUDA event used with a ", stream.device().str(), " stream");
+  return static_cast<cudaStream_t>(stream.native());
+}
+
+}  // namespace
+
+std::unique_ptr<CudaStream> CudaStream::create(int device, int priority) {
+  CudaDeviceGuard guard(device);
+  cudaStream_t s = nullptr;
+  KOLO_CUDA_CHECK(cudaStreamCreateWithPriority(&s, cudaStreamNonBlocking, priority));
+  return std::unique_ptr<CudaStream>(new CudaStream(device, s));
+}
+
+CudaStream::~CudaStream() {
+  // Destruction at process exit may find the driver already shut down; nothing useful can be done then.
+  if (stream_) (void)cudaStreamDestroy(stream_);
+}
+
+void CudaStream::synchronize() { KOLO_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+CudaEvent::CudaEvent(int device, bool timing) : device_(device) {
+  CudaDeviceGuard guard(device);
+  KOLO_CUDA_CHECK(cudaEventCreateWithFlags(&event_, timing ? cudaEventDefault : cudaEventDisableTiming));
+}
+
+CudaEvent::~CudaEvent() {
+  if (event_) (void)cudaEventDestroy(event_);
+}
+
+void CudaEvent::record(Stream& stream) { record(native_of(stream)); }
+void CudaEvent::block(Stream& stream) { block(native_of(stream)); }
+
+void CudaEvent::record(cudaStream_t stream) {
+  CudaDeviceGuard guard(device_);
+  KOLO_CUDA_CHECK(cudaEventRecord(event_, stream));
+}
+
+void CudaEvent::block(cudaStream_t stream) { KOLO_CUDA_CHECK(cudaStreamWaitEvent(stream, event_, 0)); }
+
+bool CudaEvent::query() {
+  const cudaError_t st = cudaEventQuery(event_);
+  if (st == cudaErrorNotReady) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  KOLO_CUDA_CHECK(st);
+  return true;
+}
+
+void CudaEvent::synchronize() { KOLO_CUDA_CHECK(cudaEventSynchronize(event_)); }
+
+float CudaEvent::elapsed_ms(const CudaEvent& start) const {
+  float ms = 0.0f;
+  KOLO_CUDA_CHECK(cudaEventElapsedTime(&ms, start.event_, event_));
+  return ms;
+}
+
+CudaStream& current_cuda_stream(int device) {
+  CudaStream* s = tls_slot(device);
+  return s ? *s : cuda_main_stream(device);
+}
+
+CudaStreamGuard::CudaStreamGuard(CudaStream& stream) : device_(stream.device().index) {
+  CudaStream*& slot = tls_slot(device_);
+  previous_ = slot;
+  slot = &stream;
+}
+
+CudaStreamGuard::~CudaStreamGuard() { tls_slot(device_) = previous_; }
+
+CudaDeviceGuard::CudaDeviceGuard(int device) {
+  int current = 0;
+  KOLO_CUDA_CHECK(cudaGetDevice(&current));
+  if (current != device) {
+    KOLO_CUDA_CHECK(cudaSetDevice(device));
+    previous_ = current;
+  }
+}
+
+CudaDeviceGuard::~CudaDeviceGuard() {
+  if (previous_ >= 0) (void)cudaSetDevice(previous_);
+}
+
+}  // namespace kolo

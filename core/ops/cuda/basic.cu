@@ -1,0 +1,159 @@
+// CUDA kernels of the basic family: strided copy with dtype conversion, fill, counter-based random fill
+// (bit-identical uniform draws to the CPU's Generator), and atomic row scatter-add.
+#include "core/ops/cuda/basic_launch.h"
+#include "core/ops/cuda/map_kernels.cuh"
+
+namespace kolo::cuda {
+
+namespace {
+
+template <typename D, typename S>
+struct ConvertFn {
+  __device__ D operator()(S v) const { return convert<D>(v); }
+};
+
+template <typename T, int W>
+__global__ void fill_contig_kernel(T* __restrict__ out, T value, int64_t n) {
+  const int64_t nvec = n / W;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  Vec<T, W> v;
+#pragma unroll
+  for (int j = 0; j < W; ++j) v.v[j] = value;
+  for (int64_t i = tid; i < nvec; i += stride) reinterpret_cast<Vec<T, W>*>(out)[i] = v;
+  for (int64_t i = nvec * W + tid; i < n; i += stride) out[i] = value;
+}
+
+template <typename T>
+__global__ void fill_strided_kernel(T* out, T value, StridedIndexer<1> ix, int64_t n) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+    int64_t off[1];
+    strided_offsets(ix, i, off);
+    out[off[0]] = value;
+  }
+}
+
+// The CPU Generator's splitmix64 hash, so draws match element for element across devices.
+__device__ __forceinline__ uint64_t counter_hash(uint64_t seed, uint64_t counter) {
+  uint64_t z = seed * 0x9e3779b97f4a7c15ull + counter + 0x632be59bd9b4e019ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  z = (z ^ (z >> 29)) * 0xbf58476d1ce4e5b9ull;
+  return z ^ (z >> 32);
+}
+
+template <typename T>
+__global__ void fill_random_kernel(T* out, bool normal, double a, double b, uint64_t seed, uint64_t base, int64_t n) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+    const uint64_t h = counter_hash(seed, base + static_cast<uint64_t>(i));
+    double v;
+    if (normal) {
+      const float u1 = (static_cast<float>(h >> 40) + 1.0f) * (1.0f / 16777217.0f);
+      const float u2 = static_cast<float>((h >> 8) & 0xffffffu) * (1.0f / 16777216.0f);
+      v = a + b * static_cast<double>(sqrtf(-2.0f * logf(u1)) * cosf(6.283185307179586f * u2));
+    } else {
+      v = a + (b - a) * static_cast<double>(static_cast<float>(h >> 40) * (1.0f / 16777216.0f));
+    }
+    out[i] = convert<T>(v);
+  }
+}
+
+// 8-bit add by compare-and-swap on the containing 32-bit word (CUDA has no byte atomics).
+__device__ void atomic_add_u8(uint8_t* p, uint8_t v) {
+  auto* word = reinterpret_cast<unsigned int*>(reinterpret_cast<uintptr_t>(p) & ~uintptr_t{3});
+  const unsigned shift = (reinterpret_cast<uintptr_t>(p) & 3u) * 8u;
+  unsigned old = *word, assumed;
+  do {
+    assumed = old;
+    const unsigned byte = ((assumed >> shift) + v) & 0xffu;
+    old = atomicCAS(word, assumed, (assumed & ~(0xffu << shift)) | (byte << shift));
+  } while (assumed != old);
+}
+
+template <typename T>
+__device__ __forceinline__ void atomic_add(T* p, T v) {
+  if constexpr (std::is_same_v<T, uint8_t>) {
+    atomic_add_u8(p, v);
+  } else if constexpr (std::is_same_v<T, int64_t>) {
+    atomicAdd(reinterpret_cast<unsigned long long*>(p), static_cast<unsigned long long>(v));
+  } else {
+    atomicAdd(p, v);
+  }
+}
+
+template <typename T>
+__global__ void index_add_rows_kernel(T* dst, const int64_t* idx, const T* values, int64_t n, int64_t width,
+                                      int64_t rows, int* bad) {
+  const int64_t total = n * width;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += stride) {
+    const int64_t i = e / width, c = e - i * width;
+    const int64_t r = idx[i];
+    if (r < 0 || r >= rows) {
+      if (c == 0) atomicAdd(bad, 1);
+      continue;
+    }
+    atomic_add(dst + r * width + c, values[e]);
+  }
+}
+
+}  // namespace
+
+void launch_copy(void* dst, DType dst_dtype, const void* src, DType src_dtype, const StridedIndexer<2>& ix,
+                 int64_t n, cudaStream_t stream) {
+  dispatch_device_dtype(dst_dtype, [&](auto dtag) {
+    using D = decltype(dtag);
+    dispatch_device_dtype(src_dtype, [&](auto stag) {
+      using S = decltype(stag);
+      map1(static_cast<D*>(dst), static_cast<const S*>(src), ix, n, ConvertFn<D, S>{}, stream);
+    });
+  });
+}
+
+void launch_fill(void* dst, DType dtype, double value, const StridedIndexer<1>& ix, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  const bool contiguous = all_unit_stride(ix);
+  if (contiguous && value == 0.0) {  // all-zero bits in every dtype
+    KOLO_CUDA_CHECK(cudaMemsetAsync(dst, 0, static_cast<size_t>(n) * dtype_size(dtype), stream));
+    return;
+  }
+  dispatch_device_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    T* p = static_cast<T*>(dst);
+    const T v = convert<T>(value);
+    if (contiguous && aligned16(p)) {
+      constexpr int W = vec_width<T>();
+      fill_contig_kernel<T, W><<<grid_for((n + W - 1) / W, kMapThreads), kMapThreads, 0, stream>>>(p, v, n);
+    } else {
+      fill_strided_kernel<<<grid_for(n, kMapThreads), kMapThreads, 0, stream>>>(p, v, ix, n);
+    }
+  });
+  KOLO_CUDA_CHECK_LAUNCH();
+}
+
+void launch_fill_random(void* dst, DType dtype, bool normal, double a, double b, uint64_t seed, uint64_t base,
+                        int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  dispatch_float_dtype(dtype, "random fill", [&](auto tag) {
+    using T = decltype(tag);
+    fill_random_kernel<<<grid_for(n, kMapThreads), kMapThreads, 0, stream>>>(static_cast<T*>(dst), normal, a, b,
+                                                                             seed, base, n);
+  });
+  KOLO_CUDA_CHECK_LAUNCH();
+}
+
+void launch_index_add_rows(void* dst, DType dtype, const int64_t* idx, const void* values, int64_t n,
+                           int64_t width, int64_t rows, int* bad, cudaStream_t stream) {
+  if (n == 0 || width == 0) return;
+  dispatch_device_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    index_add_rows_kernel<<<grid_for(n * width, kMapThreads), kMapThreads, 0, stream>>>(
+        static_cast<T*>(dst), idx, static_cast<const T*>(values), n, width, rows, bad);
+  });
+  KOLO_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace kolo::cuda

@@ -1,0 +1,26 @@
+// Launchers of the basic CUDA kernels (copy/convert, fill, random fill, row scatter-add) on raw buffers.
+// Each enqueues on `stream` and checks the launch; nothing here synchronises.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "core/ops/cuda/strided_indexer.h"
+#include "core/tensor/dtype.h"
+
+namespace kolo::cuda {
+
+// dst[off0(i)] = convert(src[off1(i)]) for i < n; ix operand 0 is dst, 1 is src.
+void launch_copy(void* dst, DType dst_dtype, const void* src, DType src_dtype, const StridedIndexer<2>& ix,
+                 int64_t n, cudaStream_t stream);
+void launch_fill(void* dst, DType dtype, double value, const StridedIndexer<1>& ix, int64_t n, cudaStream_t stream);
+// Contiguous dst; uniform in [a, b) or normal(mean a, std b) from Generator's counter hash (seed, base + i).
+void launch_fill_random(void* dst, DType dtype, bool normal, double a, double b, uint64_t seed, uint64_t base,
+                        int64_t n, cudaStream_t stream);
+// dst[idx[i], :] += values[i, :] with atomics (duplicates allowed); rows outside [0, rows) are skipped and
+// counted into *bad (device memory) so the caller can report them.
+void launch_index_add_rows(void* dst, DType dtype, const int64_t* idx, const void* values, int64_t n,
+                           int64_t width, int64_t rows, int* bad, cudaStream_t stream);
+
+}  // namespace kolo::cuda
