@@ -13,8 +13,7 @@ namespace {
 
 cxxopts::Options make_options() {
   cxxopts::Options opts("kolorun", "Start a kolo program on N ranks through mpirun (or srun inside Slurm).");
-  opts.custom_help("[options]");
-  opts.positional_help("program [args...]");
+  opts.custom_help("[options] program [args...]");
   // clang-format off
   opts.add_options("Placement")
     ("n,np", "number of ranks (default: every slot, or --ppn x nodes)", cxxopts::value<int>()->default_value("0"))
