@@ -22,9 +22,11 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 
@@ -144,15 +146,32 @@ def render_command(template, point):
 
 
 def run_point(command, label, timeout, verbose):
-    """Runs one command, echoing progress lines; returns (output text, seconds)."""
+    """Runs one command (split like a shell would, but without one), echoing progress lines; returns
+    (output text, seconds). A run still going after `timeout` seconds is killed, output or not."""
     start = time.monotonic()
     tail = deque(maxlen=40)
     chunks = []
     try:
+        # Own process group, so a kill also reaches the ranks mpirun started.
         proc = subprocess.Popen(shlex.split(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, errors="replace")
+                                text=True, errors="replace", start_new_session=True)
     except OSError as err:
         raise StudyError(f"{label}: cannot start {command!r}: {err}") from err
+    timed_out = threading.Event()
+
+    def kill_group():
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def kill_on_timeout():
+        timed_out.set()
+        kill_group()
+
+    watchdog = threading.Timer(timeout, kill_on_timeout) if timeout else None
+    if watchdog:
+        watchdog.start()
     try:
         for line in proc.stdout:
             chunks.append(line)
@@ -160,14 +179,15 @@ def run_point(command, label, timeout, verbose):
             if verbose or PROGRESS_RE.search(line):
                 sys.stdout.write(f"  [{label}] {line}")
                 sys.stdout.flush()
-            if timeout and time.monotonic() - start > timeout:
-                proc.kill()
-                raise StudyError(f"{label}: timed out after {timeout}s: {command}")
         rc = proc.wait()
     finally:
+        if watchdog:
+            watchdog.cancel()
         if proc.poll() is None:
-            proc.kill()
+            kill_group()
             proc.wait()
+    if timed_out.is_set():
+        raise StudyError(f"{label}: killed after {timeout}s: {command}\n--- last output ---\n{''.join(tail)}")
     if rc != 0:
         raise StudyError(f"{label}: exit status {rc} from {command}\n--- last output ---\n{''.join(tail)}")
     return "".join(chunks), time.monotonic() - start

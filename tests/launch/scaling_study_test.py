@@ -125,6 +125,17 @@ class Sweeps(unittest.TestCase):
         self.assertAlmostEqual(float(rows[3]["efficiency"]), 0.45, places=4)  # vs 2-thread 1-rank base
         self.check_pngs("transformer_strong_throughput.png", "transformer_strong_efficiency.png")
 
+    @unittest.skipUnless(os.environ.get("KOLORUN"), "KOLORUN (path of the kolorun binary) not set")
+    def test_sweep_through_kolorun(self):
+        # Each rank prints the same total; the runner keeps the last one.
+        kolorun = os.environ["KOLORUN"]
+        r = run("sweep", "--mode", "weak", "--ranks", "1,2", "--batch", "16", "--out", self.out, "--name", "k",
+                "--timeout", "60", "--command",
+                f"{kolorun} -np {{ranks}} -H localhost:2 {FAKE} --ranks {{ranks}} --batch {{batch}}")
+        self.assertEqual(r.returncode, 0, r.stderr + r.stdout)
+        rows = read_csv(os.path.join(self.out, "k.csv"))
+        self.assertAlmostEqual(float(rows[1]["throughput"]), 160.0 * 2 * 0.9, places=2)
+
     def test_failures_are_reported(self):
         r = run("sweep", "--mode", "weak", "--ranks", "1", "--batch", "8", "--out", self.out,
                 "--command", f"{FAKE} --ranks {{ranks}} --batch {{batch}} --fail")
@@ -139,6 +150,11 @@ class Sweeps(unittest.TestCase):
                 "--command", f"{FAKE} --ranks {{nodes}}")
         self.assertEqual(r.returncode, 2)
         self.assertIn("unknown placeholder 'nodes'", r.stderr)
+        r = run("sweep", "--mode", "weak", "--ranks", "1", "--batch", "8", "--out", self.out, "--timeout", "1",
+                "--command", f"{FAKE} --ranks {{ranks}} --batch {{batch}} --hang")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("killed after 1.0s", r.stderr)
+        self.assertIn("step 20 loss", r.stderr)
         r = run("sweep", "--mode", "weak", "--ranks", "1", "--batch", "8", "--out", self.out,
                 "--command", "/nonexistent/train_resnet")
         self.assertEqual(r.returncode, 2)
