@@ -200,7 +200,9 @@ LaunchPlan build_launch_plan(const LaunchOptions& options, const LaunchEnvironme
 
   // ---- threads: every rank gets its share of a node's cores, one of which goes to the communication thread
   const int cores = alloc.cores_per_node;
-  plan.cores_per_rank = std::max(1, cores / plan.ranks_per_node);
+  const int domains = domains_per_node(options.binding, environment.local);
+  // A rank bound to a socket or NUMA domain owns at most that domain's cores, even when it is alone there.
+  plan.cores_per_rank = std::max(1, cores / std::max(plan.ranks_per_node, domains));
   std::map<std::string, std::string> set_env;
   if (options.omp_threads > 0) {
     plan.omp_threads = options.omp_threads;
@@ -211,15 +213,17 @@ LaunchPlan build_launch_plan(const LaunchOptions& options, const LaunchEnvironme
   } else {
     plan.omp_threads = std::max(1, plan.cores_per_rank - options.comm_cores);
     plan.notes.push_back("OMP_NUM_THREADS=" + std::to_string(plan.omp_threads) + ": " + std::to_string(cores) +
-                         " cores / " + std::to_string(plan.ranks_per_node) + " ranks per node = " +
-                         std::to_string(plan.cores_per_rank) + " per rank, minus " +
+                         " cores / " + std::to_string(plan.ranks_per_node) + " ranks per node" +
+                         (domains > plan.ranks_per_node ? " (one " + std::string(binding_name(options.binding)) +
+                                                              " each of " + std::to_string(domains) + ")"
+                                                        : "") +
+                         " = " + std::to_string(plan.cores_per_rank) + " per rank, minus " +
                          std::to_string(options.comm_cores) + " for the communication thread");
   }
   set_env["OMP_NUM_THREADS"] = std::to_string(plan.omp_threads);
 
   // ---- binding
   const bool ranks_share_cores = plan.ranks_per_node > cores;
-  const int domains = domains_per_node(options.binding, environment.local);
   std::string map_by, bind_to;
   switch (options.binding) {
     case Binding::None:
@@ -245,7 +249,9 @@ LaunchPlan build_launch_plan(const LaunchOptions& options, const LaunchEnvironme
         KOLO_CHECK(options.ppn % domains == 0 || options.ppn < domains, "kolorun: --ppn ", options.ppn,
                    " does not spread evenly over ", domains, " ", object,
                    "s per node; use a multiple of ", domains, ", or --bind-to core / none");
-        map_by = "ppr:" + std::to_string(std::max(1, options.ppn / domains)) + ":" + object;
+        // ppr:k:socket places k ranks on every socket, so fewer ranks than sockets are placed per node.
+        map_by = options.ppn < domains ? "ppr:" + std::to_string(options.ppn) + ":node"
+                                       : "ppr:" + std::to_string(options.ppn / domains) + ":" + object;
       } else {
         map_by = object;
       }

@@ -171,6 +171,19 @@ TEST(LaunchPlan, SocketPresetWithPpnMapsPerSocket) {
   EXPECT_NE(error_of(o).find("--ppn 3 does not spread evenly over 2 sockets"), std::string::npos);
 }
 
+TEST(LaunchPlan, RankAloneOnASocketOnlyGetsThatSocketsCores) {
+  LaunchOptions o = run(1);
+  o.binding = Binding::Socket;
+  EXPECT_EQ(build_launch_plan(o, workstation()).omp_threads, 7);  // 16 cores / 2 sockets - 1
+  o.binding = Binding::None;
+  EXPECT_EQ(build_launch_plan(o, workstation()).omp_threads, 15);
+  o = run(0);
+  o.host_list = "node1:16,node2:16";
+  o.ppn = 1;
+  o.binding = Binding::Socket;
+  EXPECT_NE(line(o).find("--map-by ppr:1:node --bind-to socket"), std::string::npos) << line(o);
+}
+
 TEST(LaunchPlan, NumaPresetBindsToNumaDomains) {
   LaunchOptions o = run(2);
   o.binding = Binding::Numa;
