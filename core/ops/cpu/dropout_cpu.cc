@@ -1,0 +1,30 @@
+// CPU inverted dropout: the keep decision for element i is a pure function of (seed, base + i), so the
+// forward and the backward (applied to the gradient) agree without storing a mask, on any thread count.
+#include "core/ops/cpu/nn_cpu_common.h"
+#include "core/ops/kernels/nn.h"
+
+namespace kolo {
+namespace {
+
+void cpu_dropout_apply(const Tensor& x, double p, uint64_t seed, uint64_t base, Tensor& y) {
+  const int64_t n = x.numel();
+  cpu::dispatch_floating(x.dtype(), "dropout", [&](auto tag) {
+    using T = decltype(tag);
+    using A = cpu::AccOf<T>;
+    const T* px = static_cast<const T*>(x.data_ptr());
+    T* py = static_cast<T*>(y.data_ptr());
+    const float pf = static_cast<float>(p);
+    const A keep_scale = p < 1.0 ? static_cast<A>(1.0 / (1.0 - p)) : A(0);
+#pragma omp parallel for schedule(static) if (n > 32768)
+    for (int64_t i = 0; i < n; ++i) {
+      const bool keep = Generator::uniform01(seed, base + static_cast<uint64_t>(i)) >= pf;
+      py[i] = cpu::store_as<T>(keep ? cpu::load_as<A>(px[i]) * keep_scale : A(0));
+    }
+  });
+}
+
+}  // namespace
+
+KOLO_REGISTER_KERNEL(dropout_apply, CPU, cpu_dropout_apply);
+
+}  // namespace kolo
