@@ -1,0 +1,76 @@
+// Backend selection and node topology (real nodes from shared-memory domains, or fake ones for testing).
+#include "collectives/backend_factory.h"
+
+#include "collectives/loopback/loopback_backend.h"
+#include "core/util/error.h"
+#ifdef KOLO_WITH_MPI
+#include "collectives/mpi/mpi_backend.h"
+#endif
+
+namespace kolo {
+
+std::vector<std::string> backend_fallback_order(const std::string& requested, bool mpi_built, bool mpi_launched) {
+  if (requested == "mpi") {
+    KOLO_CHECK(mpi_built, "KOLO_BACKEND=mpi but kolo was built without MPI (KOLO_WITH_MPI=OFF)");
+    return {"mpi"};
+  }
+  if (requested == "loopback") return {"loopback"};
+  KOLO_CHECK(requested == "auto", "unknown backend '", requested, "' (auto, mpi, loopback)");
+  if (mpi_built && mpi_launched) return {"mpi", "loopback"};
+  return {"loopback"};
+}
+
+namespace {
+
+void build_topology(Backends& b, const std::vector<int>& node_of) {
+  const int rank = b.world->rank();
+  const int size = b.world->size();
+  std::vector<int> local_index(size, 0);
+  std::vector<int> seen_per_node(size, 0);
+  for (int r = 0; r < size; ++r) local_index[r] = seen_per_node[node_of[r]]++;
+  b.local_rank = local_index[rank];
+  b.local_size = seen_per_node[node_of[rank]];
+  b.local = b.world->split(node_of[rank]);
+  b.cross = b.world->split(b.local_rank);
+  b.cross_rank = b.cross->rank();
+  b.cross_size = b.cross->size();
+}
+
+}  // namespace
+
+Backends make_backends(const Config& config) {
+#ifdef KOLO_WITH_MPI
+  const bool mpi_built = true;
+  const bool launched = mpi_launch_detected();
+#else
+  const bool mpi_built = false;
+  const bool launched = false;
+#endif
+  Backends b;
+  const auto order = backend_fallback_order(config.backend, mpi_built, launched);
+  b.name = order.front();
+  std::vector<int> node_of;
+#ifdef KOLO_WITH_MPI
+  if (b.name == "mpi") {
+    auto mpi = std::make_unique<MpiBackend>();
+    node_of = mpi->node_ids();
+    b.world = std::move(mpi);
+    b.control = std::make_unique<MpiControlPlane>();
+  }
+#endif
+  if (b.name == "loopback") {
+    b.world = std::make_unique<LoopbackBackend>();
+    b.control = std::make_unique<LoopbackControlPlane>();
+    node_of = {0};
+  }
+  const int size = b.world->size();
+  if (config.fake_local_size > 0) {
+    KOLO_CHECK(size % config.fake_local_size == 0, "KOLO_FAKE_LOCAL_SIZE=", config.fake_local_size,
+               " does not divide the number of ranks ", size);
+    for (int r = 0; r < size; ++r) node_of[r] = r / config.fake_local_size;
+  }
+  build_topology(b, node_of);
+  return b;
+}
+
+}  // namespace kolo

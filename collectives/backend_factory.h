@@ -1,0 +1,31 @@
+// The one place that chooses a backend. Fallback order (tested in tests/collectives):
+//   KOLO_BACKEND=mpi       -> MPI (error if not built)
+//   KOLO_BACKEND=loopback  -> loopback (size 1)
+//   KOLO_BACKEND=auto      -> MPI when built in and the process was launched by mpirun/srun (or MPI is
+//                             already initialised), else loopback.
+// The NCCL backend (GPU issue) joins this list for device tensors, bootstrapped over MPI's control plane.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "collectives/backend.h"
+#include "collectives/config.h"
+
+namespace kolo {
+
+struct Backends {
+  std::string name;
+  std::unique_ptr<Backend> world;
+  std::unique_ptr<Backend> local;  // ranks of this node (or fake node, KOLO_FAKE_LOCAL_SIZE)
+  std::unique_ptr<Backend> cross;  // ranks with this local rank on every node
+  std::unique_ptr<ControlPlane> control;
+  int local_rank = 0, local_size = 1, cross_rank = 0, cross_size = 1;
+};
+
+std::vector<std::string> backend_fallback_order(const std::string& requested, bool mpi_built, bool mpi_launched);
+// Builds the backends; collective over all ranks (call from the thread that will use them).
+Backends make_backends(const Config& config);
+
+}  // namespace kolo

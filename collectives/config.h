@@ -1,0 +1,35 @@
+// Every knob of the collectives runtime, parsed once from KOLO_* environment variables by
+// Config::from_env() and settable from C++ before constructing a Runtime. Names mirror Horovod's.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "collectives/types.h"
+
+namespace kolo {
+
+struct Config {
+  int64_t fusion_threshold = 128ll << 20;  // KOLO_FUSION_THRESHOLD bytes: most bytes fused into one collective
+  double cycle_time_ms = 1.0;              // KOLO_CYCLE_TIME ms: longest pause between negotiation cycles
+  int64_t cache_capacity = 1024;           // KOLO_CACHE_CAPACITY: response cache slots (0 disables the fast path)
+  // KOLO_ALLREDUCE_CHUNK_BYTES: bytes per backend allreduce call. Open MPI 4.1's large-message path collapses
+  // ~10x at >= 64 MiB on the reference machine, and small chunks keep the packed data in cache.
+  int64_t allreduce_chunk_bytes = 2ll << 20;
+  std::string timeline;                    // KOLO_TIMELINE: Chrome-trace JSON path (written by rank 0)
+  double stall_check_time_s = 60.0;        // KOLO_STALL_CHECK_TIME: warn about tensors missing on some ranks
+  double stall_shutdown_time_s = 0.0;      // KOLO_STALL_SHUTDOWN_TIME: > 0 aborts all ranks after that long
+  double heartbeat_timeout_s = 10.0;       // KOLO_HEARTBEAT_TIMEOUT: silence after which a peer is declared lost
+  bool hierarchical_allreduce = false;     // KOLO_HIERARCHICAL_ALLREDUCE
+  int fake_local_size = 0;                 // KOLO_FAKE_LOCAL_SIZE: > 0 groups ranks into nodes of this size
+  bool autotune = false;                   // KOLO_AUTOTUNE
+  std::string autotune_log;                // KOLO_AUTOTUNE_LOG: CSV of the samples (rank 0)
+  int autotune_window_cycles = 20;         // KOLO_AUTOTUNE_WINDOW: busy cycles scored per candidate
+  std::string backend = "auto";            // KOLO_BACKEND: auto, mpi or loopback
+  Compression compression = Compression::None;  // KOLO_COMPRESSION: default wire compression (none, fp16, bf16)
+
+  static Config from_env();
+  void validate() const;  // throws kolo::Error naming the bad knob
+};
+
+}  // namespace kolo

@@ -1,0 +1,255 @@
+// Coordinator message table, readiness and agreement checks, and the deterministic fusion plan.
+#include "collectives/controller.h"
+
+#include <algorithm>
+#include <sstream>
+
+#include "core/util/logging.h"
+
+namespace kolo {
+namespace {
+
+std::string describe_request(const Request& r) {
+  std::ostringstream os;
+  os << op_type_name(r.op) << " " << dtype_name(r.dtype) << shape_str(r.shape);
+  if (r.op == OpType::Allreduce || r.op == OpType::Reducescatter) os << " " << reduce_op_name(r.reduce);
+  if (r.op == OpType::Broadcast) os << " root " << r.root;
+  if (r.process_set != 0) os << " process set " << r.process_set;
+  return os.str();
+}
+
+}  // namespace
+
+Controller::Controller(ControlPlane& control, const Config& config, ResponseCache& cache)
+    : control_(control),
+      config_(config),
+      cache_(cache),
+      stall_(config.stall_check_time_s, config.stall_shutdown_time_s),
+      fusion_threshold_(config.fusion_threshold),
+      cycle_time_ms_(config.cycle_time_ms) {
+  std::vector<int> all(control.size());
+  for (int r = 0; r < control.size(); ++r) all[r] = r;
+  sets_[0] = all;
+  if (config.autotune && control.rank() == 0)
+    autotune_ = std::make_unique<Autotuner>(config.autotune_window_cycles, config.autotune_log);
+}
+
+Controller::Clock::time_point Controller::deadline() const {
+  return Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                            std::chrono::duration<double>(config_.heartbeat_timeout_s));
+}
+
+ResponseList Controller::cycle(const RequestList& local) {
+  const int n = control_.size();
+  if (n == 1) return coordinate({local});
+  if (control_.rank() != 0) {
+    control_.send_to_coordinator(serialize(local), deadline());
+    // Twice the coordinator's own limit, so that when another worker died, rank 0's verdict naming it
+    // arrives here before this rank would wrongly blame rank 0.
+    const auto reply_deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                                   std::chrono::duration<double>(2 * config_.heartbeat_timeout_s + 2));
+    return deserialize_response_list(control_.receive_from_coordinator(reply_deadline));
+  }
+  std::vector<RequestList> lists(n);
+  lists[0] = local;
+  try {
+    auto msgs = control_.gather_at_coordinator(deadline());
+    for (int r = 1; r < n; ++r) lists[r] = deserialize_request_list(msgs[r]);
+  } catch (const LostRankError& e) {
+    ResponseList abort;
+    abort.abort = e.what();
+    std::vector<int> survivors;
+    for (int r = 1; r < n; ++r)
+      if (r != e.lost_rank()) survivors.push_back(r);
+    control_.send_from_coordinator(serialize(abort), survivors);
+    throw;
+  }
+  ResponseList out = coordinate(lists);
+  std::vector<int> everyone;
+  for (int r = 1; r < n; ++r) everyone.push_back(r);
+  control_.send_from_coordinator(serialize(out), everyone);
+  return out;
+}
+
+void Controller::add_request(const Request& r, bool cached, int64_t slot) {
+  auto [it, inserted] = table_.try_emplace(r.name);
+  Pending& p = it->second;
+  if (inserted) {
+    p.by_rank.resize(control_.size());
+    p.first_seen = Clock::now();
+    order_.push_back(r.name);
+  }
+  if (r.rank < 0 || r.rank >= control_.size() || p.by_rank[r.rank]) {
+    KOLO_LOG(Warning, "coordinator: ignoring a second request for '", r.name, "' from rank ", r.rank);
+    return;
+  }
+  p.by_rank[r.rank] = r;
+  ++p.submitted;
+  p.all_cached = p.all_cached && cached;
+  if (cached) p.slot = slot;
+}
+
+std::string Controller::mismatch_message(const std::string& name, const Pending& p) const {
+  const Request* ref = nullptr;
+  std::vector<int> offenders;
+  std::string what;
+  for (const auto& r : p.by_rank) {
+    if (!r) continue;
+    if (!ref) {
+      ref = &*r;
+      continue;
+    }
+    const std::string m = ref->mismatch(*r);
+    if (!m.empty()) {
+      if (what.empty()) what = m;
+      offenders.push_back(r->rank);
+    }
+  }
+  if (offenders.empty()) return {};
+  std::ostringstream os;
+  os << "kolo: mismatched requests for tensor '" << name << "': rank " << ref->rank << " submitted "
+     << describe_request(*ref) << " but rank";
+  os << (offenders.size() > 1 ? "s " : " ");
+  for (size_t i = 0; i < offenders.size(); ++i) os << (i ? ", " : "") << offenders[i];
+  os << " differ (" << what << ")";
+  return os.str();
+}
+
+std::optional<Response> Controller::check_ready(const std::string& name, Pending& p, bool* cached) {
+  const Request* first = nullptr;
+  for (const auto& r : p.by_rank)
+    if (r && !first) first = &*r;
+  Response resp;
+  resp.op = first->op;
+  resp.names = {name};
+  auto set_it = sets_.find(first->process_set);
+  if (set_it == sets_.end()) {
+    resp.error = detail::concat("kolo: tensor '", name, "' uses unknown process set ", first->process_set);
+    return resp;
+  }
+  std::vector<int> missing;
+  for (int r : set_it->second)
+    if (!p.by_rank[r]) missing.push_back(r);
+  bool served_by_joined = false;
+  if (!missing.empty()) {
+    const bool all_joined =
+        std::all_of(missing.begin(), missing.end(), [&](int r) { return joined_.count(r) > 0; });
+    if (!all_joined) return std::nullopt;
+    if (first->op != OpType::Allreduce || first->process_set != 0) {
+      resp.error = detail::concat("kolo: tensor '", name, "' (", op_type_name(first->op),
+                                  ") cannot complete: ranks that called join() only serve allreduce on the "
+                                  "global process set");
+      return resp;
+    }
+    served_by_joined = true;
+  }
+  resp.error = mismatch_message(name, p);
+  if (resp.error.empty()) resp.params = {*first};
+  *cached = resp.error.empty() && p.all_cached && !served_by_joined && p.slot >= 0;
+  return resp;
+}
+
+ResponseList Controller::coordinate(const std::vector<RequestList>& lists) {
+  const int n = control_.size();
+  for (int r = 0; r < n; ++r) {
+    const RequestList& list = lists[r];
+    for (int64_t slot = 0; slot < static_cast<int64_t>(list.cached_bits.size()) * 64; ++slot) {
+      if (!test_bit(list.cached_bits, slot)) continue;
+      Request req = cache_.at(slot);
+      req.rank = r;
+      add_request(req, true, slot);
+    }
+    for (const auto& req : list.requests) add_request(req, false, -1);
+    if (list.joined && !joined_.count(r)) {
+      joined_.insert(r);
+      last_joined_ = r;
+    }
+    if (list.shutdown) shutdown_.insert(r);
+  }
+
+  ResponseList out;
+  out.cached_ready.assign(cache_.words(), 0);
+  int64_t ready_bytes = 0;
+  std::vector<std::string> still_pending;
+  for (const auto& name : order_) {
+    Pending& p = table_.at(name);
+    bool cached = false;
+    auto resp = check_ready(name, p, &cached);
+    if (!resp) {
+      still_pending.push_back(name);
+      continue;
+    }
+    if (!resp->params.empty()) ready_bytes += wire_bytes(resp->params[0]);
+    if (cached)
+      set_bit(out.cached_ready, p.slot);
+    else
+      out.responses.push_back(std::move(*resp));
+    stall_.forget(name);
+    table_.erase(name);
+  }
+  order_ = std::move(still_pending);
+
+  if (!joined_.empty() && static_cast<int>(joined_.size()) == n) {
+    Response join;
+    join.op = OpType::Join;
+    join.names = {"__join"};
+    Request params;
+    params.name = "__join";
+    params.op = OpType::Join;
+    params.root = last_joined_;
+    join.params = {params};
+    out.responses.push_back(join);
+    joined_.clear();
+  }
+
+  std::vector<StallInspector::Pending> pending;
+  for (const auto& name : order_) {
+    const Pending& p = table_.at(name);
+    StallInspector::Pending sp{name, p.first_seen, {}, {}};
+    int set_id = 0;
+    for (const auto& r : p.by_rank)
+      if (r) set_id = r->process_set;
+    auto set_it = sets_.find(set_id);
+    if (set_it == sets_.end()) continue;
+    for (int r : set_it->second) (p.by_rank[r] ? sp.submitted : sp.missing).push_back(r);
+    pending.push_back(std::move(sp));
+  }
+  const std::string report = stall_.check(pending, Clock::now(), &out.abort);
+  if (!report.empty()) KOLO_LOG(Warning, report);
+
+  if (autotune_) autotune_->observe(ready_bytes, Clock::now(), &fusion_threshold_, &cycle_time_ms_);
+  out.fusion_threshold = fusion_threshold_;
+  out.cycle_time_ms = cycle_time_ms_;
+  out.shutdown = static_cast<int>(shutdown_.size()) == n;
+  return out;
+}
+
+int64_t wire_bytes(const Request& r) {
+  const bool compressed = r.compression != Compression::None && (r.dtype == DType::F32 || r.dtype == DType::F64);
+  return shape_numel(r.shape) * static_cast<int64_t>(compressed ? 2 : dtype_size(r.dtype));
+}
+
+std::vector<FusedGroup> plan_fusion(const std::vector<Request>& ready, int64_t threshold) {
+  std::vector<FusedGroup> groups;
+  std::vector<int64_t> bytes;
+  for (size_t i = 0; i < ready.size(); ++i) {
+    const Request& r = ready[i];
+    const int64_t need = (wire_bytes(r) + kFusionAlignment - 1) / kFusionAlignment * kFusionAlignment;
+    if (r.op == OpType::Allreduce) {
+      bool placed = false;
+      for (size_t g = 0; g < groups.size() && !placed; ++g) {
+        if (groups[g].op != OpType::Allreduce || !ready[groups[g].items[0]].fusable_with(r)) continue;
+        if (bytes[g] + need > threshold) continue;
+        groups[g].items.push_back(i);
+        bytes[g] += need;
+        placed = true;
+      }
+      if (placed) continue;
+    }
+    groups.push_back({r.op, {i}});
+    bytes.push_back(need);
+  }
+  return groups;
+}
+
+}  // namespace kolo

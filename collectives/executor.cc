@@ -1,0 +1,297 @@
+// Execution of agreed collectives on host buffers through the abstract Backend.
+#include "collectives/executor.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "collectives/controller.h"
+#include "collectives/reduce_kernels.h"
+#include "core/util/logging.h"
+
+namespace kolo {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+DType wire_dtype(const Request& p) {
+  const bool floating_wide = p.dtype == DType::F32 || p.dtype == DType::F64;
+  if (!floating_wide) return p.dtype;
+  if (p.compression == Compression::F16) return DType::F16;
+  if (p.compression == Compression::BF16) return DType::BF16;
+  return p.dtype;
+}
+
+int64_t row_elems(const Shape& s) {
+  int64_t n = 1;
+  for (size_t i = 1; i < s.size(); ++i) n *= s[i];
+  return n;
+}
+
+// Average's divisor applies after the sum: floats fold it into the postscale, integers divide.
+struct Finish {
+  double scale = 1.0;
+  int64_t int_divisor = 1;
+};
+Finish finish_for(const Request& p, int n) {
+  Finish f;
+  f.scale = p.postscale;
+  if (p.reduce == ReduceOp::Average) {
+    if (is_floating(p.dtype))
+      f.scale /= n;
+    else
+      f.int_divisor = n;
+  }
+  return f;
+}
+
+void apply_finish(void* buf, int64_t count, DType dtype, const Finish& f) {
+  coll::scale_buffer(buf, count, dtype, f.scale);
+  if (f.int_divisor != 1) coll::divide_buffer(buf, count, dtype, f.int_divisor);
+}
+
+ReduceOp wire_op(ReduceOp op) { return op == ReduceOp::Average ? ReduceOp::Sum : op; }
+
+std::string rows_args(size_t tensors, int64_t bytes, int64_t chunks) {
+  return detail::concat("\"fused_tensors\":", tensors, ",\"bytes\":", bytes, ",\"chunks\":", chunks);
+}
+
+}  // namespace
+
+Executor::Executor(Backends backends, const Config& config, Timeline& timeline, CollectiveStats& stats)
+    : backends_(std::move(backends)),
+      config_(config),
+      timeline_(timeline),
+      stats_(stats),
+      chunk_bytes_(config.allreduce_chunk_bytes) {}
+
+Executor::~Executor() = default;
+
+Backend* Executor::process_set(int id) const {
+  if (id == 0) return backends_.world.get();
+  auto it = sets_.find(id);
+  return it == sets_.end() ? nullptr : it->second.get();
+}
+
+void Executor::create_process_set(int id, const std::vector<int>& ranks) {
+  const bool member = std::find(ranks.begin(), ranks.end(), backends_.world->rank()) != ranks.end();
+  auto b = backends_.world->split(member ? 0 : -1);
+  if (b) sets_[id] = std::move(b);
+}
+
+void Executor::abort(const std::string& reason) {
+  for (auto& [id, b] : sets_) b->abort(reason);
+  if (backends_.local) backends_.local->abort(reason);
+  if (backends_.cross) backends_.cross->abort(reason);
+  if (backends_.world) backends_.world->abort(reason);
+}
+
+uint8_t* Executor::fusion_buffer(int64_t bytes) {
+  if (bytes > fusion_capacity_) {
+    fusion_.reset(new uint8_t[static_cast<size_t>(bytes)]);
+    std::memset(fusion_.get(), 0, static_cast<size_t>(bytes));  // padding reduces as zeros
+    fusion_capacity_ = bytes;
+  }
+  return fusion_.get();
+}
+
+void Executor::reduce_chunked(Backend& b, void* buf, int64_t count, DType dtype, ReduceOp op, bool hierarchical) {
+  if (!hierarchical) {
+    b.allreduce(buf, buf, count, dtype, op, nullptr);
+    return;
+  }
+  // reduce-scatter in the node, allreduce of this rank's part across nodes, allgather in the node
+  Backend& local = *backends_.local;
+  const int ln = local.size();
+  std::vector<int64_t> counts(ln);
+  for (int r = 0; r < ln; ++r) counts[r] = count / ln + (r < count % ln ? 1 : 0);
+  const int64_t mine = counts[local.rank()];
+  scratch_.resize(static_cast<size_t>(std::max<int64_t>(mine, 1)) * dtype_size(dtype));
+  local.reducescatter(buf, scratch_.data(), counts, dtype, op, nullptr);
+  if (backends_.cross->size() > 1) backends_.cross->allreduce(scratch_.data(), scratch_.data(), mine, dtype, op, nullptr);
+  local.allgatherv(scratch_.data(), buf, counts, dtype, nullptr);
+}
+
+void Executor::allreduce(const std::vector<TensorEntry*>& items, const std::vector<Request>& params) {
+  const Request& p = params[0];
+  Backend* b = process_set(p.process_set);
+  KOLO_CHECK(b, "allreduce '", p.name, "': this rank is not in process set ", p.process_set);
+  const int n = b->size();
+  const Finish fin = finish_for(p, n);
+  const DType wire = wire_dtype(p);
+  const ReduceOp op = wire_op(p.reduce);
+  const bool hierarchical = config_.hierarchical_allreduce && p.process_set == 0 && backends_.local &&
+                            backends_.local->size() > 1;
+  const int64_t wsize = static_cast<int64_t>(dtype_size(wire));
+  const int64_t chunk_elems = chunk_bytes_ > 0 ? std::max<int64_t>(1, chunk_bytes_ / wsize) : INT64_MAX;
+  const std::string activity = hierarchical ? "HIERARCHICAL_ALLREDUCE" : "ALLREDUCE";
+  const auto t0 = Clock::now();
+
+  // Joined ranks contribute zeros; every item gets an input and output of the agreed shape.
+  std::vector<Tensor> in(items.size()), out(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (items[i]) {
+      in[i] = items[i]->input;
+      out[i] = items[i]->output;
+    } else {
+      in[i] = out[i] = Tensor::zeros(params[i].shape, params[i].dtype);
+    }
+  }
+
+  if (items.size() == 1 && wire == p.dtype) {
+    const int64_t count = out[0].numel();
+    if (!in[0].same(out[0]) && count > 0) std::memcpy(out[0].data_ptr(), in[0].data_ptr(), out[0].nbytes());
+    uint8_t* base = static_cast<uint8_t*>(count > 0 ? out[0].data_ptr() : nullptr);
+    coll::scale_buffer(base, count, p.dtype, p.prescale);
+    int64_t chunks = 0;
+    for (int64_t a = 0; a < count; a += chunk_elems, ++chunks)
+      reduce_chunked(*b, base + a * wsize, std::min(chunk_elems, count - a), p.dtype, op, hierarchical);
+    apply_finish(base, count, p.dtype, fin);
+    ++stats_.collectives;
+    stats_.bytes += count * wsize;
+    if (timeline_.enabled())
+      timeline_.span(p.name, activity, t0, Clock::now(), rows_args(1, count * wsize, chunks));
+    return;
+  }
+
+  // Fused (or compressed): lay the tensors out in the fusion buffer, then pack/reduce/unpack per chunk.
+  const int64_t align = kFusionAlignment / wsize;
+  std::vector<int64_t> offset(items.size()), count(items.size());
+  int64_t total = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    offset[i] = total;
+    count[i] = out[i].numel();
+    total += (count[i] + align - 1) / align * align;
+  }
+  uint8_t* buf = fusion_buffer(std::max<int64_t>(total * wsize, 1));
+  std::vector<Clock::time_point> in_begin(items.size()), in_end(items.size()), out_begin(items.size()),
+      out_end(items.size());
+  int64_t chunks = 0;
+  for (int64_t a = 0; a < total; a += chunk_elems, ++chunks) {
+    const int64_t e = std::min(total, a + chunk_elems);
+    for (size_t i = 0; i < items.size(); ++i) {
+      const int64_t lo = std::max(a, offset[i]), hi = std::min(e, offset[i] + count[i]);
+      if (lo >= hi) continue;
+      const auto ts = Clock::now();
+      if (lo == offset[i]) in_begin[i] = ts;
+      const int64_t es = static_cast<int64_t>(dtype_size(p.dtype));
+      coll::convert_buffer(static_cast<const uint8_t*>(in[i].data_ptr()) + (lo - offset[i]) * es, p.dtype,
+                           buf + lo * wsize, wire, hi - lo, p.prescale);
+      in_end[i] = Clock::now();
+    }
+    reduce_chunked(*b, buf + a * wsize, e - a, wire, op, hierarchical);
+    for (size_t i = 0; i < items.size(); ++i) {
+      const int64_t lo = std::max(a, offset[i]), hi = std::min(e, offset[i] + count[i]);
+      if (lo >= hi) continue;
+      const auto ts = Clock::now();
+      if (lo == offset[i]) out_begin[i] = ts;
+      const int64_t es = static_cast<int64_t>(dtype_size(p.dtype));
+      void* dst = static_cast<uint8_t*>(out[i].data_ptr()) + (lo - offset[i]) * es;
+      coll::convert_buffer(buf + lo * wsize, wire, dst, p.dtype, hi - lo, 1.0);
+      apply_finish(dst, hi - lo, p.dtype, fin);
+      out_end[i] = Clock::now();
+    }
+  }
+  const auto t1 = Clock::now();
+  ++stats_.collectives;
+  stats_.bytes += total * wsize;
+  if (items.size() > 1) {
+    stats_.fused_tensors += static_cast<int64_t>(items.size());
+    stats_.largest_fusion = std::max<int64_t>(stats_.largest_fusion, static_cast<int64_t>(items.size()));
+  }
+  if (timeline_.enabled()) {
+    const std::string args = rows_args(items.size(), total * wsize, chunks);
+    for (size_t i = 0; i < items.size(); ++i) {
+      timeline_.span(params[i].name, activity, t0, t1, args);
+      if (count[i] == 0) continue;
+      timeline_.span(params[i].name, "MEMCPY_IN_FUSION_BUFFER", in_begin[i], in_end[i]);
+      timeline_.span(params[i].name, "MEMCPY_OUT_FUSION_BUFFER", out_begin[i], out_end[i]);
+    }
+  }
+}
+
+void Executor::allgather(TensorEntry& e, Backend& b) {
+  const int n = b.size();
+  const Tensor& in = e.input;
+  const int64_t row = row_elems(in.shape());
+  std::vector<int64_t> dims(n), ones(n, 1);
+  const int64_t mine = in.size(0);
+  b.allgatherv(&mine, dims.data(), ones, DType::I64, nullptr);
+  Shape out_shape = in.shape();
+  out_shape[0] = 0;
+  std::vector<int64_t> counts(n);
+  for (int r = 0; r < n; ++r) {
+    out_shape[0] += dims[r];
+    counts[r] = dims[r] * row;
+  }
+  e.output = Tensor::empty(out_shape, in.dtype());
+  b.allgatherv(in.data_ptr(), e.output.data_ptr(), counts, in.dtype(), nullptr);
+  stats_.bytes += static_cast<int64_t>(e.output.nbytes());
+}
+
+void Executor::alltoall(TensorEntry& e, Backend& b) {
+  const int n = b.size();
+  const Tensor& in = e.input;
+  const int64_t row = row_elems(in.shape());
+  std::vector<int64_t> send_rows = e.splits, recv_rows(n), ones(n, 1);
+  b.alltoallv(send_rows.data(), ones, recv_rows.data(), ones, DType::I64, nullptr);
+  std::vector<int64_t> sc(n), rc(n);
+  Shape out_shape = in.shape();
+  out_shape[0] = 0;
+  for (int r = 0; r < n; ++r) {
+    sc[r] = send_rows[r] * row;
+    rc[r] = recv_rows[r] * row;
+    out_shape[0] += recv_rows[r];
+  }
+  e.output = Tensor::empty(out_shape, in.dtype());
+  b.alltoallv(in.data_ptr(), sc, e.output.data_ptr(), rc, in.dtype(), nullptr);
+  e.state->received_splits = recv_rows;
+  stats_.bytes += static_cast<int64_t>(in.nbytes());
+}
+
+void Executor::reducescatter(TensorEntry& e, Backend& b) {
+  const int n = b.size();
+  const Tensor& in = e.input;
+  const int64_t rows = in.size(0), row = row_elems(in.shape());
+  std::vector<int64_t> counts(n);
+  for (int r = 0; r < n; ++r) counts[r] = (rows / n + (r < rows % n ? 1 : 0)) * row;
+  Shape out_shape = in.shape();
+  out_shape[0] = counts[b.rank()] / std::max<int64_t>(row, 1);
+  if (row == 0) out_shape[0] = rows / n + (b.rank() < rows % n ? 1 : 0);
+  e.output = Tensor::empty(out_shape, in.dtype());
+  b.reducescatter(in.data_ptr(), e.output.data_ptr(), counts, in.dtype(), wire_op(e.req.reduce), nullptr);
+  apply_finish(e.output.data_ptr(), e.output.numel(), in.dtype(), finish_for(e.req, n));
+  stats_.bytes += static_cast<int64_t>(in.nbytes());
+}
+
+void Executor::execute(OpType op, const std::vector<TensorEntry*>& items, const std::vector<Request>& params) {
+  const Request& p = params[0];
+  const auto t0 = Clock::now();
+  if (op == OpType::Allreduce) {
+    allreduce(items, params);
+    return;
+  }
+  if (op == OpType::ProcessSetCreate) {
+    create_process_set(p.root, p.ranks);
+    if (items[0]) items[0]->state->value = p.root;
+    return;
+  }
+  Backend* b = process_set(p.process_set);
+  KOLO_CHECK(b, op_type_name(op), " '", p.name, "': this rank is not in process set ", p.process_set);
+  TensorEntry* e = items[0];
+  KOLO_CHECK(e, op_type_name(op), " '", p.name, "': no local entry on this rank");
+  switch (op) {
+    case OpType::Allgather: allgather(*e, *b); break;
+    case OpType::Broadcast:
+      if (e->output.numel() > 0) b->broadcast(e->output.data_ptr(), e->output.numel(), e->output.dtype(), p.root, nullptr);
+      stats_.bytes += static_cast<int64_t>(e->output.nbytes());
+      break;
+    case OpType::Alltoall: alltoall(*e, *b); break;
+    case OpType::Reducescatter: reducescatter(*e, *b); break;
+    case OpType::Barrier: b->barrier(); break;
+    default: KOLO_FAIL("executor: unexpected op ", op_type_name(op), " for '", p.name, "'");
+  }
+  ++stats_.collectives;
+  if (timeline_.enabled()) timeline_.span(p.name, op_type_name(op), t0, Clock::now(), rows_args(1, 0, 1));
+}
+
+}  // namespace kolo

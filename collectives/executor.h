@@ -1,0 +1,75 @@
+// Executor: runs agreed collectives on the background thread, one FusedGroup at a time, reading top to
+// bottom like Horovod's Execute(entries, response): wait for the data → pack into the fusion buffer →
+// backend collective → unpack → complete.
+//
+// Fusion buffer protocol: one persistent host buffer (grown on demand, never shrunk) per runtime. A group's
+// tensors get offsets aligned to kFusionAlignment bytes, in the plan's order. Large groups are processed
+// in chunks of KOLO_ALLREDUCE_CHUNK_BYTES: pack chunk k (applying prescale and any f16/bf16 compression),
+// allreduce it, unpack it (postscale, Average's 1/size, decompression), then chunk k+1 — so no backend call
+// exceeds the chunk size (Open MPI's large-message collapse is never hit) and packed data is still in cache
+// when reduced. A group of one uncompressed tensor skips the buffer and is reduced in place, also chunked.
+// Hierarchical allreduce (KOLO_HIERARCHICAL_ALLREDUCE) replaces each chunk's allreduce by a reduce-scatter
+// within the node, an allreduce across nodes of this rank's part, and an allgather within the node.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "collectives/backend_factory.h"
+#include "collectives/config.h"
+#include "collectives/handle.h"
+#include "collectives/runtime.h"
+#include "collectives/timeline.h"
+#include "collectives/types.h"
+
+namespace kolo {
+
+// One enqueued tensor op on this rank, from enqueue until its handle completes.
+struct TensorEntry {
+  using Clock = std::chrono::steady_clock;
+  Request req;
+  Tensor input;
+  Tensor output;                  // allocated at execution for allgather/alltoall/reducescatter
+  std::vector<int64_t> splits;    // alltoall
+  std::shared_ptr<HandleState> state;
+  Clock::time_point enqueued;
+  Clock::time_point ready;
+};
+
+class Executor {
+ public:
+  Executor(Backends backends, const Config& config, Timeline& timeline, CollectiveStats& stats);
+  ~Executor();
+  // Runs one group. `items` are this rank's entries (nullptr where this rank joined and contributes zeros);
+  // `params` the agreed requests. Throws kolo::Error on backend failure.
+  void execute(OpType op, const std::vector<TensorEntry*>& items, const std::vector<Request>& params);
+  void set_chunk_bytes(int64_t b) { chunk_bytes_ = b; }
+  Backend* process_set(int id) const;  // nullptr when this rank is not a member
+  // Collective over all ranks: splits the world backend; members get set `id`.
+  void create_process_set(int id, const std::vector<int>& ranks);
+  void abort(const std::string& reason);
+  Backends& backends() { return backends_; }
+
+ private:
+  void allreduce(const std::vector<TensorEntry*>& items, const std::vector<Request>& params);
+  void reduce_chunked(Backend& b, void* buf, int64_t count, DType dtype, ReduceOp op, bool hierarchical);
+  void allgather(TensorEntry& e, Backend& b);
+  void alltoall(TensorEntry& e, Backend& b);
+  void reducescatter(TensorEntry& e, Backend& b);
+  uint8_t* fusion_buffer(int64_t bytes);
+
+  Backends backends_;
+  const Config& config_;
+  Timeline& timeline_;
+  CollectiveStats& stats_;
+  int64_t chunk_bytes_;
+  std::map<int, std::unique_ptr<Backend>> sets_;  // id > 0; id 0 is backends_.world
+  std::unique_ptr<uint8_t[]> fusion_;
+  int64_t fusion_capacity_ = 0;
+  std::vector<uint8_t> scratch_;  // hierarchical allreduce's per-rank part
+};
+
+}  // namespace kolo

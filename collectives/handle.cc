@@ -1,0 +1,80 @@
+// Handle completion, with the stuck-collective watchdog folded into wait().
+#include "collectives/handle.h"
+
+#include "core/util/error.h"
+#include "core/util/logging.h"
+
+namespace kolo {
+
+void RuntimeHealth::check() {
+  std::lock_guard<std::mutex> lock(mu);
+  if (failure.empty() && !busy_what.empty()) {
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - busy_since).count();
+    if (s > timeout_s) {
+      failure = detail::concat("kolo: ", busy_what, " has not completed after ", static_cast<int>(s),
+                               " s: a peer rank of this collective is lost or stuck");
+      KOLO_LOG(Error, failure);
+    }
+  }
+  if (!failure.empty()) throw Error(failure);
+}
+
+void HandleState::finish(const std::string& err) {
+  std::function<void(const std::string&)> cb;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (done) return;
+    done = true;
+    error = err;
+    cb = std::move(callback);
+  }
+  cv.notify_all();
+  if (cb) cb(err);
+}
+
+bool Handle::poll() const {
+  KOLO_CHECK(state_, "poll() on an empty Handle");
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return state_->done;
+}
+
+void Handle::wait() const {
+  KOLO_CHECK(state_, "wait() on an empty Handle");
+  std::unique_lock<std::mutex> lock(state_->mu);
+  while (!state_->done) {
+    if (state_->cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return state_->done; })) break;
+    lock.unlock();
+    if (state_->health) state_->health->check();
+    lock.lock();
+  }
+  if (!state_->error.empty()) throw Error(state_->error);
+}
+
+Tensor Handle::output() const {
+  wait();
+  return state_->output;
+}
+
+std::vector<int64_t> Handle::received_splits() const {
+  wait();
+  return state_->received_splits;
+}
+
+int64_t Handle::value() const {
+  wait();
+  return state_->value;
+}
+
+void wait_all(const std::vector<Handle>& handles) {
+  std::string first;
+  for (const auto& h : handles) {
+    try {
+      h.wait();
+    } catch (const Error& e) {
+      if (first.empty()) first = e.what();
+    }
+  }
+  if (!first.empty()) throw Error(first);
+}
+
+}  // namespace kolo

@@ -1,0 +1,62 @@
+// Handle: the completion of one asynchronous collective. poll() never blocks; wait() blocks and throws
+// the collective's kolo::Error (mismatch, lost rank, shutdown) on every rank that submitted it.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/tensor/tensor.h"
+
+namespace kolo {
+
+// Shared between the background thread and handles: a runtime-wide failure and what is executing now,
+// so a waiter can notice a collective stuck on a dead peer (the data plane has no deadline of its own).
+struct RuntimeHealth {
+  std::mutex mu;
+  std::string failure;                               // non-empty once the runtime failed
+  std::chrono::steady_clock::time_point busy_since;  // start of the current collective
+  std::string busy_what;                             // empty when idle
+  double timeout_s = 10;
+  // Throws when failed, or marks the runtime failed when the current collective exceeded the timeout.
+  void check();
+};
+
+struct HandleState {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  std::string error;
+  Tensor output;
+  std::vector<int64_t> received_splits;  // alltoall: rows received from each rank
+  int64_t value = -1;                    // join: last rank to join; add_process_set: the new set's id
+  std::function<void(const std::string& error)> callback;  // runs on the background thread
+  std::shared_ptr<RuntimeHealth> health;
+  void finish(const std::string& err);
+};
+
+class Handle {
+ public:
+  Handle() = default;
+  explicit Handle(std::shared_ptr<HandleState> s) : state_(std::move(s)) {}
+  bool valid() const { return state_ != nullptr; }
+  bool poll() const;         // true once finished (successfully or not)
+  void wait() const;         // throws kolo::Error when the collective failed
+  Tensor output() const;     // waits; the result tensor (the input itself for in-place ops)
+  std::vector<int64_t> received_splits() const;  // waits; alltoall only
+  int64_t value() const;     // waits; join: last rank that joined
+  const std::shared_ptr<HandleState>& state() const { return state_; }
+
+ private:
+  std::shared_ptr<HandleState> state_;
+};
+
+// Waits for all handles; rethrows the first failure after all have finished.
+void wait_all(const std::vector<Handle>& handles);
+
+}  // namespace kolo

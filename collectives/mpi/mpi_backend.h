@@ -1,0 +1,75 @@
+// Open MPI implementation of Backend (data plane) and ControlPlane (coordinator messages).
+//
+// Every kolo MPI call is made by the runtime's background thread; MPI is initialised there with
+// MPI_THREAD_MULTIPLE (or an MPI the program already initialised is reused and left to it to finalise).
+// Data and control use separate duplicated communicators with MPI_ERRORS_RETURN, so an MPI failure becomes a
+// kolo::Error naming the call and rank instead of a process abort. The control plane only uses non-blocking
+// point-to-point calls polled against a deadline: that is the heartbeat which names a dead rank.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "collectives/backend.h"
+
+namespace kolo {
+
+class MpiContext;  // MPI initialisation, finalisation and the bf16/f16 reduction ops (mpi_backend.cc)
+
+// True when this process was started by mpirun/srun (or MPI is already initialised), i.e. an MPI backend
+// can see the other ranks. Never initialises MPI.
+bool mpi_launch_detected();
+
+class MpiBackend final : public Backend {
+ public:
+  // Initialises MPI if needed; the backend spans MPI_COMM_WORLD.
+  MpiBackend();
+  ~MpiBackend() override;
+  const char* name() const override { return "mpi"; }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  bool accepts(Device device) const override { return device.is_cpu(); }
+  void allreduce(const void* send, void* recv, int64_t count, DType dtype, ReduceOp op, Stream* stream) override;
+  void allgatherv(const void* send, void* recv, const std::vector<int64_t>& counts, DType dtype,
+                  Stream* stream) override;
+  void broadcast(void* buf, int64_t count, DType dtype, int root, Stream* stream) override;
+  void alltoallv(const void* send, const std::vector<int64_t>& send_counts, void* recv,
+                 const std::vector<int64_t>& recv_counts, DType dtype, Stream* stream) override;
+  void reducescatter(const void* send, void* recv, const std::vector<int64_t>& counts, DType dtype, ReduceOp op,
+                     Stream* stream) override;
+  void barrier() override;
+  void abort(const std::string& reason) override;
+  std::unique_ptr<Backend> split(int color) override;
+
+  // Node id of every rank (world rank of the node's lowest rank), from MPI_Comm_split_type(SHARED).
+  std::vector<int> node_ids();
+
+ private:
+  MpiBackend(std::shared_ptr<MpiContext> ctx, void* comm);
+  std::shared_ptr<MpiContext> ctx_;
+  void* comm_;  // MPI_Comm, kept opaque so this header does not pull in mpi.h
+  int rank_ = 0;
+  int size_ = 1;
+  bool aborted_ = false;
+};
+
+class MpiControlPlane final : public ControlPlane {
+ public:
+  MpiControlPlane();  // duplicates MPI_COMM_WORLD; MPI must already be initialised (by an MpiBackend)
+  ~MpiControlPlane() override;
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  void send_to_coordinator(const std::vector<uint8_t>& msg, Clock::time_point deadline) override;
+  std::vector<std::vector<uint8_t>> gather_at_coordinator(Clock::time_point deadline) override;
+  void send_from_coordinator(const std::vector<uint8_t>& msg, const std::vector<int>& to) override;
+  std::vector<uint8_t> receive_from_coordinator(Clock::time_point deadline) override;
+
+ private:
+  std::shared_ptr<MpiContext> ctx_;
+  void* comm_;
+  int rank_ = 0;
+  int size_ = 1;
+};
+
+}  // namespace kolo

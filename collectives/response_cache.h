@@ -1,0 +1,56 @@
+// ResponseCache: the negotiation fast path. Every rank holds an identical cache of recently executed
+// requests (name + agreed parameters) in numbered slots.
+//
+// Protocol: a rank whose new request matches a cached one sends only bit `slot` instead of the serialized
+// request; the coordinator decodes bits through its own copy and answers with a bit vector of the slots
+// ready on every rank. The caches stay identical because they change only while executing a ResponseList,
+// which every rank does in the same order: executed full responses are put() (evicting the least recently
+// used slot when full), executed cached slots are touched. Bits sent in cycle t therefore refer to the
+// state after cycle t-1 on every rank. Only Allreduce and Broadcast are cached: their parameters repeat
+// exactly step after step, while allgather/alltoall sizes vary.
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "collectives/types.h"
+
+namespace kolo {
+
+class ResponseCache {
+ public:
+  explicit ResponseCache(int64_t capacity) : capacity_(capacity) {}
+  int64_t capacity() const { return capacity_; }
+  size_t size() const { return by_name_.size(); }
+  static bool cacheable(const Request& r) { return r.op == OpType::Allreduce || r.op == OpType::Broadcast; }
+
+  // Slot holding a request with this name and identical parameters, if any.
+  std::optional<int64_t> lookup(const Request& r) const;
+  const Request& at(int64_t slot) const;
+  void put(const Request& r);  // insert or refresh (parameters replaced), evicting LRU when full
+  void touch(int64_t slot);
+  void erase(const std::string& name);
+  int64_t words() const { return (capacity_ + 63) / 64; }  // length of a bit vector over the slots
+
+ private:
+  struct Slot {
+    Request request;
+    std::list<int64_t>::iterator lru;
+  };
+  int64_t capacity_;
+  std::vector<std::optional<Slot>> slots_;
+  std::unordered_map<std::string, int64_t> by_name_;
+  std::list<int64_t> lru_;  // front = most recently used
+  std::vector<int64_t> free_;
+};
+
+inline void set_bit(std::vector<uint64_t>& bits, int64_t i) { bits[i / 64] |= uint64_t{1} << (i % 64); }
+inline bool test_bit(const std::vector<uint64_t>& bits, int64_t i) {
+  return i / 64 < static_cast<int64_t>(bits.size()) && (bits[i / 64] >> (i % 64)) & 1u;
+}
+
+}  // namespace kolo
