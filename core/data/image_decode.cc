@@ -2,13 +2,14 @@
 // must be freed in plain C state and turns the jump into a kolo::Error only after cleanup.
 #include "core/data/image_decode.h"
 
-#include <jpeglib.h>
-#include <png.h>
-
 #include <csetjmp>
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+
+#include <jpeglib.h>
+#include <png.h>
 
 #include "core/util/error.h"
 

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include "core/util/error.h"
+
 namespace kolo {
 namespace {
 
