@@ -335,6 +335,34 @@ TEST(ImageLoader, BadFileSurfacesOnNextWithPath) {
   fs::remove_all(dir);
 }
 
+TEST(ImageLoader, WorkerCountDoesNotChangeBatches) {
+  const fs::path dir = temp_dir("workers");
+  for (const char* c : {"a", "b"}) {
+    fs::create_directories(dir / c);
+    for (int k = 0; k < 6; ++k) write_jpeg(dir / c / (std::to_string(k) + ".jpg"), 24 + k, 20 + 2 * k, c[0] == 'a' ? 0 : 255);
+  }
+  ImageTransform t;
+  t.height = t.width = 12;
+  auto src = std::make_shared<ImageFolder>(dir.string(), t);
+  auto run = [&](int workers) {
+    ImageLoaderOptions o;
+    o.batch_size = 4;
+    o.num_workers = workers;
+    o.shard = {0, 1, 17, true, ShardMode::kEven};
+    ImageLoader loader(src, o);
+    std::vector<float> all;
+    while (auto b = loader.next()) {
+      const auto v = b->images.to_vector<float>();
+      all.insert(all.end(), v.begin(), v.end());
+    }
+    return all;
+  };
+  const auto serial = run(0);
+  EXPECT_EQ(serial.size(), 12u * 3 * 12 * 12);
+  EXPECT_EQ(run(3), serial);
+  fs::remove_all(dir);
+}
+
 TEST(ImageLoader, SyntheticImagesAreReproducible) {
   auto src = std::make_shared<SyntheticImages>(ImageSpec{3, 32, 32}, 1000, 64, 5);
   ImageLoaderOptions o;
