@@ -1,0 +1,103 @@
+// CPU implementations of the fused optimizer updates (see update_kernels.h for the formulas).
+#include "optim/update_kernels.h"
+
+#include <cmath>
+
+namespace kolo::optim_kernels {
+
+namespace {
+constexpr int64_t kParallelMin = 16384;  // below this the OpenMP fork costs more than the loop
+}
+
+void sgd_update(std::span<float> param, std::span<const float> grad, std::span<float> buf, const SgdParams& h) {
+  const int64_t n = static_cast<int64_t>(param.size());
+  float* p = param.data();
+  const float* g = grad.data();
+  float* b = buf.data();
+  const float lr = h.lr, mu = h.momentum, damp = 1.0f - h.dampening, wd = h.weight_decay, tr = h.trust;
+  const bool nesterov = h.nesterov, first = h.first_step, use_mom = mu != 0.0f;
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) {
+    float d = (g[i] + wd * p[i]) * tr;
+    if (use_mom) {
+      const float m = first ? d : mu * b[i] + damp * d;
+      b[i] = m;
+      d = nesterov ? d + mu * m : m;
+    }
+    p[i] -= lr * d;
+  }
+}
+
+void adam_update(std::span<float> param, std::span<const float> grad, std::span<float> exp_avg,
+                 std::span<float> exp_avg_sq, const AdamParams& h) {
+  const int64_t n = static_cast<int64_t>(param.size());
+  float* p = param.data();
+  const float* g = grad.data();
+  float* m = exp_avg.data();
+  float* v = exp_avg_sq.data();
+  const double t = static_cast<double>(h.step);
+  const float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(h.beta1), t));
+  const float bc2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(h.beta2), t)));
+  const float step_size = h.lr / bc1;
+  const float b1 = h.beta1, b2 = h.beta2, eps = h.eps;
+  const float l2 = h.decoupled ? 0.0f : h.weight_decay;
+  const float shrink = h.decoupled ? 1.0f - h.lr * h.weight_decay : 1.0f;
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) {
+    const float gi = g[i] + l2 * p[i];
+    const float mi = b1 * m[i] + (1.0f - b1) * gi;
+    const float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = p[i] * shrink - step_size * mi / (std::sqrt(vi) / bc2_sqrt + eps);
+  }
+}
+
+void lamb_update(std::span<float> param, std::span<const float> grad, std::span<float> exp_avg,
+                 std::span<float> exp_avg_sq, std::span<float> scratch, const LambParams& h) {
+  const int64_t n = static_cast<int64_t>(param.size());
+  float* p = param.data();
+  const float* g = grad.data();
+  float* m = exp_avg.data();
+  float* v = exp_avg_sq.data();
+  float* u = scratch.data();
+  const double t = static_cast<double>(h.step);
+  const float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(h.beta1), t));
+  const float bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(h.beta2), t));
+  const float b1 = h.beta1, b2 = h.beta2, eps = h.eps, wd = h.weight_decay;
+  double p_sq = 0.0, u_sq = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : p_sq, u_sq) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) {
+    const float mi = b1 * m[i] + (1.0f - b1) * g[i];
+    const float vi = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
+    m[i] = mi;
+    v[i] = vi;
+    const float ui = (mi / bc1) / (std::sqrt(vi / bc2) + eps) + wd * p[i];
+    u[i] = ui;
+    p_sq += static_cast<double>(p[i]) * p[i];
+    u_sq += static_cast<double>(ui) * ui;
+  }
+  float trust = 1.0f;
+  if (h.adapt && p_sq > 0.0 && u_sq > 0.0) trust = static_cast<float>(std::sqrt(p_sq) / std::sqrt(u_sq));
+  const float s = h.lr * trust;
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) p[i] -= s * u[i];
+}
+
+double sum_squares(std::span<const float> x) {
+  const int64_t n = static_cast<int64_t>(x.size());
+  const float* a = x.data();
+  double s = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : s) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(a[i]) * a[i];
+  return s;
+}
+
+void scale_inplace(std::span<float> x, float s) {
+  const int64_t n = static_cast<int64_t>(x.size());
+  float* a = x.data();
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) a[i] *= s;
+}
+
+}  // namespace kolo::optim_kernels

@@ -1,0 +1,63 @@
+// The optimizers' update rules as plain functions over (param, grad, state) spans of f32.
+//
+// Each function is one fused pass over its spans (OpenMP on the CPU). They take spans rather than tensors
+// so that a CUDA multi-tensor-apply can replace them one for one: same arguments, device pointers.
+// Formulas follow PyTorch's torch.optim definitions (noted per function) so results can be compared
+// against it.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+namespace kolo::optim_kernels {
+
+// torch.optim.SGD: g += wd*p; buf = first ? g : mu*buf + (1-dampening)*g; d = nesterov ? g + mu*buf : buf
+// (d = g when mu == 0); p -= lr*d. `trust` scales the (decayed) gradient before momentum (LARS; 1 for SGD).
+struct SgdParams {
+  float lr = 0.01f;
+  float momentum = 0.0f;
+  float dampening = 0.0f;
+  float weight_decay = 0.0f;
+  bool nesterov = false;
+  bool first_step = false;  // momentum buffer starts as the first gradient
+  float trust = 1.0f;
+};
+void sgd_update(std::span<float> param, std::span<const float> grad, std::span<float> momentum_buf,
+                const SgdParams& h);
+
+// torch.optim.Adam / AdamW: with t = step (1-based), m = b1*m + (1-b1)*g, v = b2*v + (1-b2)*g^2,
+// p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps). Adam adds wd*p to g (L2); AdamW (decoupled)
+// first does p *= 1 - lr*wd.
+struct AdamParams {
+  float lr = 1e-3f;
+  float beta1 = 0.9f;
+  float beta2 = 0.999f;
+  float eps = 1e-8f;
+  float weight_decay = 0.0f;
+  bool decoupled = false;  // AdamW
+  int64_t step = 1;
+};
+void adam_update(std::span<float> param, std::span<const float> grad, std::span<float> exp_avg,
+                 std::span<float> exp_avg_sq, const AdamParams& h);
+
+// LAMB (You et al. 2019, bias-corrected as NVIDIA's FusedLAMB): u = m_hat/(sqrt(v_hat)+eps) + wd*p;
+// p -= lr * trust * u with trust = ||p|| / ||u|| (1 when either norm is 0 or `adapt` is false).
+// Writes u into `scratch` (same length) to keep the update a two-phase pass without recomputation.
+struct LambParams {
+  float lr = 1e-3f;
+  float beta1 = 0.9f;
+  float beta2 = 0.999f;
+  float eps = 1e-6f;
+  float weight_decay = 0.0f;
+  bool adapt = true;
+  int64_t step = 1;
+};
+void lamb_update(std::span<float> param, std::span<const float> grad, std::span<float> exp_avg,
+                 std::span<float> exp_avg_sq, std::span<float> scratch, const LambParams& h);
+
+// Sum of squares in double (norms of gradients and parameters for clipping and trust ratios).
+double sum_squares(std::span<const float> x);
+// x *= s.
+void scale_inplace(std::span<float> x, float s);
+
+}  // namespace kolo::optim_kernels
