@@ -1,0 +1,28 @@
+// GEMM on CUDA through cuBLASLt: batched, any operand layout with a unit stride in one of its two matrix
+// dims (broadcast batch stride 0 allowed), and fused epilogues for linear layers.
+//
+// Row-major C = op(A) op(B) is computed as the column-major C^T = op(B)^T op(A)^T, so no operand is ever
+// copied or transposed. f32 runs in true f32 unless KOLO_ALLOW_TF32=1; bf16/f16 accumulate in f32; f64 in
+// f64. The algorithm for each distinct problem (shapes, layouts, dtype, epilogue) is chosen once by the
+// cuBLASLt heuristic and cached.
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor/tensor.h"
+
+namespace kolo::cuda {
+
+enum class GemmEpilogue : uint8_t {
+  None,
+  Bias,      // c = a@b + bias[n]
+  ReluBias,  // c = relu(a@b + bias[n])
+  GeluBias,  // c = gelu_tanh(a@b + bias[n]) (cuBLASLt's GELU is the tanh approximation)
+};
+
+// c[i] = alpha * op(a[i]) @ op(b[i]) + beta * c[i] (then the epilogue). a, b 3-D, c contiguous [B, M, N],
+// one floating dtype; bias [N] contiguous in c's dtype for the *Bias epilogues (beta must be 0 then).
+void gemm(const Tensor& a, const Tensor& b, Tensor& c, bool trans_a, bool trans_b, double alpha, double beta,
+          GemmEpilogue epilogue = GemmEpilogue::None, const Tensor& bias = Tensor());
+
+}  // namespace kolo::cuda
