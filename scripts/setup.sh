@@ -8,7 +8,7 @@ packages=(
   libopenmpi-dev openmpi-bin
   libeigen3-dev libdnnl-dev libcxxopts-dev googletest libbenchmark-dev
   zlib1g-dev libjpeg-dev libpng-dev
-  python3 python3-sklearn
+  python3 python3-sklearn dataset-fashion-mnist trans-de-en python3-skimage gnuplot-nox
 )
 
 missing=()
