@@ -55,7 +55,7 @@ def cross_entropy_case(w, tag, n, c, smoothing, ignore_index, ignored_rows):
     loss = F.cross_entropy(z, t, label_smoothing=smoothing, ignore_index=ignore_index)
     (loss * 1.7).backward()  # a non-unit upstream gradient checks that it is applied
     w.f.write("# %s: smoothing %g ignore_index %d, upstream gradient 1.7\n" % (tag, smoothing, ignore_index))
-    w.put(tag + ".params", torch.tensor([smoothing, float(ignore_index)]))
+    w.put(tag + ".params", torch.tensor([smoothing, float(ignore_index)], dtype=torch.float64))
     w.put(tag + ".logits", z)
     w.put(tag + ".targets", t.to(torch.float64))
     w.put(tag + ".loss", loss)

@@ -62,6 +62,13 @@ void scores(const Mat<A>& qt, const Mat<A>& kb, const Tensor& mask, int64_t b, i
   }
 }
 
+// row <- exp(row - shift), exactly 0 where row is -inf (Eigen's vectorised exp clamps its argument, so
+// exp(-inf) would come out as the smallest normal number and masked keys would leak into the result).
+template <typename Row, typename A>
+void masked_exp(Row&& row, A shift) {
+  row = (row.array() == -std::numeric_limits<A>::infinity()).select(A(0), (row.array() - shift).exp()).matrix();
+}
+
 // keep(i, j) = 1 / (1 - p) or 0 for query rows starting at i0 of head bh (same counters as the forward).
 template <typename A>
 void dropout_factors(int64_t bh, int64_t tq, int64_t i0, double p, uint64_t seed, uint64_t base, Mat<A>& keep) {
@@ -109,7 +116,7 @@ void cpu_attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const 
             *l = m;
             continue;
           }
-          s.row(i) = (s.row(i).array() - m).exp().matrix();
+          masked_exp(s.row(i), m);
           const A total = s.row(i).sum();
           s.row(i) /= total;
           *l = m + std::log(total);
@@ -154,7 +161,7 @@ void cpu_attention_bwd(const Tensor& gout, const Tensor& q, const Tensor& k, con
         for (int64_t i = 0; i < rows; ++i) {
           const A l = pl[bh * tq + i0 + i];
           if (l == -std::numeric_limits<A>::infinity()) s.row(i).setZero();
-          else s.row(i) = (s.row(i).array() - l).exp().matrix();
+          else masked_exp(s.row(i), l);
         }
         // s now holds P; with dropout the forward used P .* keep.
         dp.noalias() = go * vb.transpose();
