@@ -59,7 +59,7 @@ void cuda_axpy(Tensor& y, const Tensor& x, double alpha) {
 void cuda_reduce_rows(ReduceOp op, const Tensor& x, int64_t inner, Tensor& out) {
   cuda::KernelContext ctx("reduce_rows", {&x, &out});
   same_dtype("reduce_rows", x, out);
-  KOLO_CHECK(x.is_contiguous() && out.is_contiguous(), "reduce_rows: operands must be contiguous");
+  KOLO_CHECK((x.numel() == 0 || x.is_contiguous()) && out.is_contiguous(), "reduce_rows: operands must be contiguous");
   const int64_t rows = out.numel();
   KOLO_CHECK(rows * inner == x.numel(), "reduce_rows: ", x.describe(), " is not ", rows, " rows of ", inner);
   cuda::DeviceScratch scratch(ctx.device(), cuda::reduce_rows_scratch(rows, inner, x.dtype()));
@@ -69,7 +69,7 @@ void cuda_reduce_rows(ReduceOp op, const Tensor& x, int64_t inner, Tensor& out) 
 void cuda_reduce_mid(ReduceOp op, const Tensor& x, int64_t outer, int64_t r, int64_t inner, Tensor& out) {
   cuda::KernelContext ctx("reduce_mid", {&x, &out});
   same_dtype("reduce_mid", x, out);
-  KOLO_CHECK(x.is_contiguous() && out.is_contiguous(), "reduce_mid: operands must be contiguous");
+  KOLO_CHECK((x.numel() == 0 || x.is_contiguous()) && out.is_contiguous(), "reduce_mid: operands must be contiguous");
   KOLO_CHECK(outer * r * inner == x.numel() && outer * inner == out.numel(), "reduce_mid: ", x.describe(), " -> ",
              out.describe(), " is not [", outer, ", ", r, ", ", inner, "] -> [", outer, ", ", inner, "]");
   cuda::DeviceScratch scratch(ctx.device(), cuda::reduce_mid_scratch(outer, r, inner, x.dtype()));
