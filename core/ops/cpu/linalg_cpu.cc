@@ -1,7 +1,11 @@
-// CPU GEMM through Eigen (OpenMP-threaded); half types compute in f32.
+// CPU GEMM: oneDNN matmul for f32 and bf16 when built with it; Eigen (OpenMP-threaded) for f64, for f16
+// and as the whole implementation without oneDNN, half types then computing in f32.
 #include <Eigen/Core>
 
 #include "core/ops/kernels/linalg.h"
+#ifdef KOLO_WITH_DNNL
+#include "core/ops/cpu/dnnl_matmul.h"
+#endif
 
 namespace kolo {
 namespace {
@@ -37,6 +41,9 @@ void eigen_gemm(const Tensor& a, const Tensor& b, Tensor& c, bool ta, bool tb, d
 }
 
 void cpu_gemm(const Tensor& a, const Tensor& b, Tensor& c, bool ta, bool tb, double alpha, double beta) {
+#ifdef KOLO_WITH_DNNL
+  if (cpu::dnnl_gemm(a, b, c, ta, tb, alpha, beta)) return;
+#endif
   switch (c.dtype()) {
     case DType::F32: eigen_gemm<float>(a, b, c, ta, tb, alpha, beta); return;
     case DType::F64: eigen_gemm<double>(a, b, c, ta, tb, alpha, beta); return;
