@@ -468,6 +468,13 @@ TEST(Attention, FullyMaskedRowsGiveZerosNotNaN) {
   EXPECT_TRUE(all_finite(q.grad()) && all_finite(k.grad()) && all_finite(v.grad()));
   const auto gk = k.grad().to_vector<double>();
   for (size_t i = 3; i < 6; ++i) EXPECT_EQ(gk[i], 0.0);  // key 1 is masked for every query
+  // Every key masked for every query: the whole tile is skipped.
+  q.zero_grad();
+  Tensor none = Tensor::full({1, 1, 2, 3}, -kInf, DType::F64);
+  Tensor out2 = scaled_dot_product_attention(q, k, v, none);
+  EXPECT_EQ(out2.to_vector<double>(), std::vector<double>(6, 0.0));
+  sum(out2).backward();
+  EXPECT_EQ(q.grad().to_vector<double>(), std::vector<double>(6, 0.0));
 }
 
 TEST(Attention, Bf16StorageComputesInFloat) {

@@ -46,11 +46,32 @@ void store_rows(const Mat<A>& buf, Tensor& t, int64_t bh, int64_t r0) {
     for (int64_t j = 0; j < dh; ++j) p[i * dh + j] = cpu::store_as<T>(buf(i, j));
 }
 
-// s = scale * q_tile k^T + mask for query rows [i0, i0 + s.rows()) of head (b, h).
+// How many leading keys some query row in [i0, i0 + rows) may attend to: keys after the last finite mask
+// entry of the tile have probability 0 and are skipped, which halves the work under a causal mask.
+template <typename T>
+int64_t live_keys(const Tensor& mask, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t tk) {
+  if (!mask.defined()) return tk;
+  const T* pm = static_cast<const T*>(mask.data_ptr());
+  const View4 mv{mask.strides()};
+  const int64_t ms = mask.strides()[3];
+  int64_t live = 0;
+  for (int64_t i = 0; i < rows && live < tk; ++i) {
+    const T* row = pm + mv.at(b, h, i0 + i, 0);
+    for (int64_t j = tk - 1; j >= live; --j) {
+      if (cpu::load_as<float>(row[j * ms]) != -std::numeric_limits<float>::infinity()) {
+        live = j + 1;
+        break;
+      }
+    }
+  }
+  return live;
+}
+
+// s = scale * q_tile k[:te]^T + mask for query rows [i0, i0 + s.rows()) of head (b, h), te = s.cols().
 template <typename T, typename A>
 void scores(const Mat<A>& qt, const Mat<A>& kb, const Tensor& mask, int64_t b, int64_t h, int64_t i0, A scale,
             Mat<A>& s) {
-  s.noalias() = qt * kb.transpose();
+  s.noalias() = qt * kb.topRows(s.cols()).transpose();
   s *= scale;
   if (!mask.defined()) return;
   const T* pm = static_cast<const T*>(mask.data_ptr());
@@ -69,15 +90,16 @@ void masked_exp(Row&& row, A shift) {
   row = (row.array() == -std::numeric_limits<A>::infinity()).select(A(0), (row.array() - shift).exp()).matrix();
 }
 
-// keep(i, j) = 1 / (1 - p) or 0 for query rows starting at i0 of head bh (same counters as the forward).
+// keep(i, j) = 1 / (1 - p) or 0 for query rows starting at i0 of head bh, keys j < keep.cols() of tk
+// (same counters as the forward and as dropout() on a contiguous [B, H, Tq, Tk] tensor).
 template <typename A>
-void dropout_factors(int64_t bh, int64_t tq, int64_t i0, double p, uint64_t seed, uint64_t base, Mat<A>& keep) {
+void dropout_factors(int64_t bh, int64_t tq, int64_t tk, int64_t i0, double p, uint64_t seed, uint64_t base,
+                     Mat<A>& keep) {
   const A kept = p < 1.0 ? static_cast<A>(1.0 / (1.0 - p)) : A(0);
   const float pf = static_cast<float>(p);
-  const int64_t tk = keep.cols();
   for (int64_t i = 0; i < keep.rows(); ++i) {
     const uint64_t row_base = base + static_cast<uint64_t>(((bh * tq) + i0 + i) * tk);
-    for (int64_t j = 0; j < tk; ++j)
+    for (int64_t j = 0; j < keep.cols(); ++j)
       keep(i, j) = Generator::uniform01(seed, row_base + static_cast<uint64_t>(j)) >= pf ? kept : A(0);
   }
 }
@@ -105,8 +127,15 @@ void cpu_attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const 
           load_rows<T, A>(v, b, h, 0, tk, vb);
           loaded = bh;
         }
+        const int64_t te = live_keys<T>(mask, b, h, i0, rows, tk);
+        if (te == 0) {  // the whole tile is masked out
+          for (int64_t i = 0; i < rows; ++i) pl[bh * tq + i0 + i] = -std::numeric_limits<A>::infinity();
+          o.setZero(rows, vb.cols());
+          store_rows<T, A>(o, out, bh, i0);
+          continue;
+        }
         load_rows<T, A>(q, b, h, i0, rows, qt);
-        s.resize(rows, tk);
+        s.resize(rows, te);
         scores<T, A>(qt, kb, mask, b, h, i0, sc, s);
         for (int64_t i = 0; i < rows; ++i) {
           const A m = s.row(i).maxCoeff();
@@ -122,11 +151,11 @@ void cpu_attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const 
           *l = m + std::log(total);
         }
         if (dropout_p > 0.0) {
-          keep.resize(rows, tk);
-          dropout_factors<A>(bh, tq, i0, dropout_p, seed, base, keep);
+          keep.resize(rows, te);
+          dropout_factors<A>(bh, tq, tk, i0, dropout_p, seed, base, keep);
           s.array() *= keep.array();
         }
-        o.noalias() = s * vb;
+        o.noalias() = s * vb.topRows(te);
         store_rows<T, A>(o, out, bh, i0);
       }
     }
@@ -154,9 +183,19 @@ void cpu_attention_bwd(const Tensor& gout, const Tensor& q, const Tensor& k, con
       Mat<A> dk = Mat<A>::Zero(tk, kb.cols()), dv = Mat<A>::Zero(tk, vb.cols());
       for (int64_t i0 = 0; i0 < tq; i0 += kQueryTile) {
         const int64_t rows = std::min(kQueryTile, tq - i0);
+        const int64_t te = live_keys<T>(mask, b, h, i0, rows, tk);
+        if (pgs) {
+          T* dst = pgs + (bh * tq + i0) * tk;
+          for (int64_t i = 0; i < rows * tk; ++i) dst[i] = cpu::store_as<T>(A(0));
+        }
+        if (te == 0) {
+          dq.setZero(rows, kb.cols());
+          store_rows<T, A>(dq, gq, bh, i0);
+          continue;
+        }
         load_rows<T, A>(q, b, h, i0, rows, qt);
         load_rows<T, A>(gout, b, h, i0, rows, go);
-        s.resize(rows, tk);
+        s.resize(rows, te);
         scores<T, A>(qt, kb, mask, b, h, i0, sc, s);
         for (int64_t i = 0; i < rows; ++i) {
           const A l = pl[bh * tq + i0 + i];
@@ -164,14 +203,14 @@ void cpu_attention_bwd(const Tensor& gout, const Tensor& q, const Tensor& k, con
           else masked_exp(s.row(i), l);
         }
         // s now holds P; with dropout the forward used P .* keep.
-        dp.noalias() = go * vb.transpose();
+        dp.noalias() = go * vb.topRows(te).transpose();
         if (dropout_p > 0.0) {
-          keep.resize(rows, tk);
-          dropout_factors<A>(bh, tq, i0, dropout_p, seed, base, keep);
-          dv.noalias() += (s.array() * keep.array()).matrix().transpose() * go;
+          keep.resize(rows, te);
+          dropout_factors<A>(bh, tq, tk, i0, dropout_p, seed, base, keep);
+          dv.topRows(te).noalias() += (s.array() * keep.array()).matrix().transpose() * go;
           dp.array() *= keep.array();
         } else {
-          dv.noalias() += s.transpose() * go;
+          dv.topRows(te).noalias() += s.transpose() * go;
         }
         // dS = P .* (dP - rowsum(P .* dP)).
         for (int64_t i = 0; i < rows; ++i) {
@@ -181,10 +220,10 @@ void cpu_attention_bwd(const Tensor& gout, const Tensor& q, const Tensor& k, con
         if (pgs) {
           T* dst = pgs + (bh * tq + i0) * tk;
           for (int64_t i = 0; i < rows; ++i)
-            for (int64_t j = 0; j < tk; ++j) dst[i * tk + j] = cpu::store_as<T>(s(i, j));
+            for (int64_t j = 0; j < te; ++j) dst[i * tk + j] = cpu::store_as<T>(s(i, j));
         }
-        dq.noalias() = (s * kb) * sc;
-        dk.noalias() += (s.transpose() * qt) * sc;
+        dq.noalias() = (s * kb.topRows(te)) * sc;
+        dk.topRows(te).noalias() += (s.transpose() * qt) * sc;
         store_rows<T, A>(dq, gq, bh, i0);
       }
       store_rows<T, A>(dk, gk, bh, 0);
