@@ -33,8 +33,12 @@ Tensor embedding(const Tensor& weight, const Tensor& indices);
 Tensor causal_mask(int64_t t, DType dtype = DType::F32, Device device = Device::cpu());
 Tensor padding_mask(const Tensor& key_mask, DType dtype = DType::F32);
 
-// softmax(q k^T * scale + mask) v for q [B, H, Tq, Dh], k/v [B, H, Tk, Dh]; mask optional (additive,
-// broadcastable); scale defaults to 1/sqrt(Dh); dropout on the attention weights when p > 0 and training.
+// softmax(q k^T * scale + mask) v for q [B, H, Tq, Dh], k [B, H, Tk, Dh], v [B, H, Tk, Dv] (any strides, e.g.
+// [B, T, H, D] projections viewed through transpose(1, 2)) -> contiguous [B, H, Tq, Dv]; mask optional
+// (additive, broadcastable, differentiable when it requires grad); scale defaults to 1/sqrt(Dh); dropout on
+// the attention weights when p > 0 and training (counters as dropout() on a [B, H, Tq, Tk] tensor). Fused:
+// the [Tq, Tk] weights are never stored. A query row whose mask is -inf everywhere outputs zeros (PyTorch's
+// composed formula gives NaN), so padded queries cannot poison a batch.
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
                                     double scale = 0.0, double dropout_p = 0.0, bool training = false,
                                     Generator* gen = nullptr);
