@@ -23,13 +23,24 @@ void HandleState::finish(const std::string& err) {
   std::function<void(const std::string&)> cb;
   {
     std::lock_guard<std::mutex> lock(mu);
-    if (done) return;
-    done = true;
-    error = err;
+    if (finishing) return;
+    finishing = true;
     cb = std::move(callback);
   }
+  // The callback runs before waiters are released, so whatever it did is visible after wait().
+  if (cb) {
+    try {
+      cb(err);
+    } catch (const std::exception& e) {
+      KOLO_LOG(Error, "collective callback threw: ", e.what());
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    done = true;
+    error = err;
+  }
   cv.notify_all();
-  if (cb) cb(err);
 }
 
 bool Handle::poll() const {

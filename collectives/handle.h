@@ -31,11 +31,12 @@ struct HandleState {
   std::mutex mu;
   std::condition_variable cv;
   bool done = false;
+  bool finishing = false;  // finish() already claimed (its callback may be running)
   std::string error;
   Tensor output;
   std::vector<int64_t> received_splits;  // alltoall: rows received from each rank
   int64_t value = -1;                    // join: last rank to join; add_process_set: the new set's id
-  std::function<void(const std::string& error)> callback;  // runs on the background thread
+  std::function<void(const std::string& error)> callback;  // runs on the background thread, before done
   std::shared_ptr<RuntimeHealth> health;
   void finish(const std::string& err);
 };

@@ -550,7 +550,10 @@ void Runtime::loop(std::promise<void>* started) {
           }
       }
       for (auto* it : items)
-        if (it) it->state->finish(error);
+        if (it) {
+          it->state->output = it->output;
+          it->state->finish(error);
+        }
     }
     {
       std::lock_guard<std::mutex> lock(mu_);

@@ -1,0 +1,499 @@
+// Multi-rank collectives tests (run under mpirun -np 2, 3, 4). Every expected value is computed on each
+// rank from (seed, rank, index) alone, never by communicating. All ranks agree on pass/fail at the end.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <numeric>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "collectives/controller.h"
+#include "collectives/ops.h"
+
+namespace kolo {
+namespace {
+
+Runtime* g_rt = nullptr;
+
+// Small integers: every sum/min/max over <= 4 ranks is exact in every dtype, bf16 included.
+double value(int seed, int rank, int64_t i) { return static_cast<double>((seed * 31 + rank * 7 + i * 13) % 17) - 8; }
+double pvalue(int seed, int rank, int64_t i) { return static_cast<double>((seed + rank + i) % 3) + 1; }
+
+Tensor make(DType dt, int64_t n, int seed, int rank, bool product = false) {
+  std::vector<double> v(n);
+  for (int64_t i = 0; i < n; ++i) v[i] = product ? pvalue(seed, rank, i) : value(seed, rank, i);
+  return Tensor::from_vector(v, {n}).to(dt);
+}
+
+double expected(ReduceOp op, DType dt, int seed, int n, int64_t i) {
+  const bool prod = op == ReduceOp::Product;
+  double acc = prod ? pvalue(seed, 0, i) : value(seed, 0, i);
+  for (int r = 1; r < n; ++r) {
+    const double v = prod ? pvalue(seed, r, i) : value(seed, r, i);
+    switch (op) {
+      case ReduceOp::Sum:
+      case ReduceOp::Average: acc += v; break;
+      case ReduceOp::Min: acc = std::min(acc, v); break;
+      case ReduceOp::Max: acc = std::max(acc, v); break;
+      case ReduceOp::Product: acc *= v; break;
+    }
+  }
+  if (op == ReduceOp::Average) acc = is_floating(dt) ? acc / n : static_cast<double>(static_cast<int64_t>(acc) / n);
+  return acc;
+}
+
+double tolerance(DType dt) { return dt == DType::BF16 ? 0.02 : dt == DType::F16 ? 2e-3 : 1e-6; }
+
+const DType kDTypes[] = {DType::F32, DType::F64, DType::BF16, DType::F16, DType::I32, DType::I64};
+const ReduceOp kOps[] = {ReduceOp::Sum, ReduceOp::Average, ReduceOp::Min, ReduceOp::Max, ReduceOp::Product};
+
+TEST(Collectives, AllreduceEveryOpDtypeSize) {
+  Runtime& rt = *g_rt;
+  const int n = rt.size(), r = rt.rank();
+  struct Case { DType dt; ReduceOp op; int64_t len; int seed; Tensor out; Handle h; };
+  std::vector<Case> cases;
+  int seed = 0;
+  for (DType dt : kDTypes)
+    for (ReduceOp op : kOps)
+      for (int64_t len : {int64_t{0}, int64_t{1}, int64_t{17}, int64_t{100003}}) {
+        Case c{dt, op, len, ++seed, {}, {}};
+        Tensor in = make(dt, len, seed, r, op == ReduceOp::Product);
+        AllreduceOptions o;
+        o.op = op;
+        const bool in_place = seed % 2 == 0;
+        c.out = in_place ? in : Tensor::empty({len}, dt);
+        c.h = rt.allreduce_async(in, "ar." + std::to_string(seed), o, in_place ? Tensor() : c.out);
+        cases.push_back(std::move(c));
+      }
+  for (auto& c : cases) {
+    c.h.wait();
+    auto got = c.out.to_vector<double>();
+    ASSERT_EQ(static_cast<int64_t>(got.size()), c.len);
+    for (int64_t i = 0; i < c.len; ++i) {
+      const double want = expected(c.op, c.dt, c.seed, n, i);
+      ASSERT_NEAR(got[i], want, tolerance(c.dt) * std::max(1.0, std::abs(want)))
+          << dtype_name(c.dt) << " " << reduce_op_name(c.op) << " len " << c.len << " index " << i;
+    }
+  }
+}
+
+TEST(Collectives, PrescalePostscale) {
+  Runtime& rt = *g_rt;
+  AllreduceOptions o;
+  o.prescale = 0.5;
+  o.postscale = 3.0;
+  Tensor out = allreduce(rt, make(DType::F64, 33, 5, rt.rank()), "scaled", o);
+  auto v = out.to_vector<double>();
+  for (int64_t i = 0; i < 33; ++i) EXPECT_DOUBLE_EQ(v[i], 1.5 * expected(ReduceOp::Sum, DType::F64, 5, rt.size(), i));
+}
+
+TEST(Collectives, EnqueueOrderDoesNotMatter) {
+  Runtime& rt = *g_rt;
+  std::vector<int> order(40);
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937 rng(1234 + rt.rank());
+  std::shuffle(order.begin(), order.end(), rng);
+  std::vector<Tensor> t(40);
+  std::vector<Handle> h(40);
+  for (int k : order) {
+    t[k] = make(DType::F32, 10 + k, 100 + k, rt.rank());
+    h[k] = rt.allreduce_async(t[k], "order." + std::to_string(k));
+    if (k % 7 == 0) std::this_thread::sleep_for(std::chrono::microseconds(300 * rt.rank()));
+  }
+  for (int k = 0; k < 40; ++k) {
+    h[k].wait();
+    auto v = t[k].to_vector<double>();
+    for (int64_t i = 0; i < 10 + k; ++i) ASSERT_EQ(v[i], expected(ReduceOp::Sum, DType::F32, 100 + k, rt.size(), i));
+  }
+}
+
+// torchvision ResNet-50's 161 parameter tensors, in module order.
+std::vector<int64_t> resnet50_sizes() {
+  std::vector<int64_t> s = {64 * 3 * 7 * 7, 64, 64};
+  const int blocks[] = {3, 4, 6, 3};
+  int64_t in = 64;
+  for (int stage = 0; stage < 4; ++stage) {
+    const int64_t w = 64 << stage, out = w * 4;
+    for (int b = 0; b < blocks[stage]; ++b) {
+      for (int64_t x : {w * in, w, w, w * w * 9, w, w, out * w, out, out}) s.push_back(x);
+      if (b == 0) for (int64_t x : {out * in, out, out}) s.push_back(x);
+      in = out;
+    }
+  }
+  s.push_back(1000 * 2048);
+  s.push_back(1000);
+  return s;
+}
+
+TEST(Collectives, ResNet50FusionEqualsOneByOne) {
+  Runtime& rt = *g_rt;
+  const auto sizes = resnet50_sizes();
+  ASSERT_EQ(sizes.size(), 161u);
+  ASSERT_EQ(std::accumulate(sizes.begin(), sizes.end(), int64_t{0}), 25557032);
+  auto data = [&](size_t k) {  // multiples of 1/1024: every sum is exact whatever the reduction order
+    std::vector<float> v(sizes[k]);
+    for (int64_t i = 0; i < sizes[k]; ++i)
+      v[i] = static_cast<float>((Generator::hash(k, rt.rank() * 100000000ull + i) % 2048)) / 1024.0f - 1.0f;
+    return Tensor::from_vector(v, {sizes[k]});
+  };
+  std::vector<Tensor> fused, single;
+  std::vector<std::string> names;
+  for (size_t k = 0; k < sizes.size(); ++k) {
+    fused.push_back(data(k));
+    single.push_back(data(k));
+    names.push_back("resnet.grad." + std::to_string(k));
+  }
+  const auto before = rt.stats();
+  grouped_allreduce(rt, fused, names);
+  const auto after = rt.stats();
+  EXPECT_GT(after.largest_fusion, 1);
+  EXPECT_LT(after.collectives - before.collectives, 161);
+  for (size_t k = 0; k < sizes.size(); ++k) {
+    rt.allreduce_async(single[k], "resnet.single." + std::to_string(k)).wait();
+    ASSERT_EQ(fused[k].to_vector<float>(), single[k].to_vector<float>()) << "tensor " << k;
+  }
+}
+
+TEST(Collectives, AllgatherVariableFirstDim) {
+  Runtime& rt = *g_rt;
+  const int n = rt.size();
+  int seed = 50;
+  for (DType dt : kDTypes) {
+    ++seed;
+    const int64_t rows = rt.rank() == 0 ? 0 : rt.rank() + 1;
+    Tensor in = make(dt, rows * 3, seed, rt.rank()).view({rows, 3});
+    Tensor out = allgather(rt, in, std::string("ag.") + dtype_name(dt));
+    int64_t total = 0;
+    for (int q = 0; q < n; ++q) total += q == 0 ? 0 : q + 1;
+    ASSERT_EQ(out.shape(), (Shape{total, 3}));
+    auto v = out.to_vector<double>();
+    int64_t at = 0;
+    for (int q = 0; q < n; ++q)
+      for (int64_t i = 0; i < (q == 0 ? 0 : q + 1) * 3; ++i) ASSERT_EQ(v[at++], value(seed, q, i)) << dtype_name(dt);
+  }
+}
+
+TEST(Collectives, BroadcastEveryRoot) {
+  Runtime& rt = *g_rt;
+  for (int root = 0; root < rt.size(); ++root)
+    for (DType dt : kDTypes) {
+      Tensor t = make(dt, 1001, 70 + root, rt.rank());
+      broadcast(rt, t, root, "bc." + std::to_string(root) + dtype_name(dt));
+      auto v = t.to_vector<double>();
+      for (int64_t i = 0; i < 1001; ++i) ASSERT_EQ(v[i], value(70 + root, root, i));
+    }
+}
+
+TEST(Collectives, AlltoallWithSplits) {
+  Runtime& rt = *g_rt;
+  const int n = rt.size(), r = rt.rank();
+  // rank r sends (r + j) % 3 rows of 2 to rank j; row values encode (sender, receiver, row, col)
+  std::vector<int64_t> splits(n);
+  std::vector<double> v;
+  for (int j = 0; j < n; ++j) {
+    splits[j] = (r + j) % 3;
+    for (int64_t row = 0; row < splits[j]; ++row)
+      for (int c = 0; c < 2; ++c) v.push_back(r * 1000 + j * 100 + row * 10 + c);
+  }
+  const int64_t rows = static_cast<int64_t>(v.size() / 2);
+  Tensor in = Tensor::from_vector(v, {rows, 2}).to(DType::I64);
+  std::vector<int64_t> got_splits;
+  Tensor out = alltoall(rt, in, splits, "a2a", &got_splits);
+  auto o = out.to_vector<double>();
+  size_t at = 0;
+  for (int s = 0; s < n; ++s) {
+    ASSERT_EQ(got_splits[s], (s + r) % 3);
+    for (int64_t row = 0; row < (s + r) % 3; ++row)
+      for (int c = 0; c < 2; ++c) ASSERT_EQ(o[at++], s * 1000 + r * 100 + row * 10 + c);
+  }
+  ASSERT_EQ(at, o.size());
+}
+
+TEST(Collectives, ReducescatterUneven) {
+  Runtime& rt = *g_rt;
+  const int n = rt.size(), r = rt.rank();
+  for (DType dt : kDTypes) {
+    const int64_t rows = 2 * n + 1;
+    Tensor in = make(dt, rows * 4, 90, r).view({rows, 4});
+    Tensor out = reducescatter(rt, in, std::string("rs.") + dtype_name(dt));
+    int64_t first = 0;
+    for (int q = 0; q < r; ++q) first += rows / n + (q < rows % n ? 1 : 0);
+    const int64_t mine = rows / n + (r < rows % n ? 1 : 0);
+    ASSERT_EQ(out.shape(), (Shape{mine, 4}));
+    auto v = out.to_vector<double>();
+    for (int64_t i = 0; i < mine * 4; ++i) ASSERT_EQ(v[i], expected(ReduceOp::Sum, dt, 90, n, first * 4 + i));
+  }
+}
+
+TEST(Collectives, BarrierCompletes) {
+  barrier(*g_rt);
+  barrier(*g_rt);
+}
+
+// Every rank must see the identical message: compare lengths and a checksum through an allgather.
+void expect_same_everywhere(Runtime& rt, const std::string& msg, const std::string& tag) {
+  int64_t sum = 0;
+  for (unsigned char c : msg) sum = sum * 31 + c;
+  Tensor mine = Tensor::from_vector(std::vector<int64_t>{static_cast<int64_t>(msg.size()), sum}, {1, 2});
+  auto all = allgather(rt, mine, "same." + tag).to_vector<int64_t>();
+  for (int q = 1; q < rt.size(); ++q) {
+    EXPECT_EQ(all[2 * q], all[0]);
+    EXPECT_EQ(all[2 * q + 1], all[1]);
+  }
+}
+
+TEST(Collectives, ShapeMismatchSameErrorEverywhere) {
+  Runtime& rt = *g_rt;
+  const int64_t len = rt.rank() == rt.size() - 1 ? 5 : 4;
+  std::string msg;
+  try {
+    allreduce(rt, Tensor::ones({len}), "mismatched.shape");
+  } catch (const Error& e) {
+    msg = e.what();
+  }
+  EXPECT_NE(msg.find("mismatched.shape"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("rank " + std::to_string(rt.size() - 1)), std::string::npos) << msg;
+  expect_same_everywhere(rt, msg, "shape");
+}
+
+TEST(Collectives, DtypeMismatchSameErrorEverywhere) {
+  Runtime& rt = *g_rt;
+  std::string msg;
+  try {
+    allreduce(rt, Tensor::ones({3}, rt.rank() == 0 ? DType::F64 : DType::F32), "mismatched.dtype");
+  } catch (const Error& e) {
+    msg = e.what();
+  }
+  EXPECT_NE(msg.find("mismatched.dtype"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("dtype"), std::string::npos) << msg;
+  expect_same_everywhere(rt, msg, "dtype");
+}
+
+TEST(Collectives, DuplicateInFlightNameRejected) {
+  Runtime& rt = *g_rt;
+  Tensor a = Tensor::ones({4}), b = Tensor::ones({4});
+  Handle h = rt.allreduce_async(a, "dup");
+  EXPECT_THROW(rt.allreduce_async(b, "dup"), Error);
+  h.wait();
+  EXPECT_EQ(a.to_vector<float>()[0], static_cast<float>(rt.size()));
+}
+
+TEST(Collectives, ProcessSetEvenRanks) {
+  Runtime& rt = *g_rt;
+  std::vector<int> even;
+  for (int q = 0; q < rt.size(); q += 2) even.push_back(q);
+  const int ps = rt.add_process_set(even);
+  if (rt.rank() % 2 == 0) {
+    Tensor t = make(DType::F32, 64, 7, rt.rank());
+    rt.allreduce_async(t, "ps.sum", {ReduceOp::Sum, 1, 1, std::nullopt, ps}).wait();
+    auto v = t.to_vector<double>();
+    for (int64_t i = 0; i < 64; ++i) {
+      double want = 0;
+      for (int q : even) want += value(7, q, i);
+      ASSERT_EQ(v[i], want);
+    }
+    Tensor b = make(DType::I32, 9, 8, rt.rank());
+    broadcast(rt, b, static_cast<int>(even.size()) - 1, "ps.bc", ps);
+    auto bv = b.to_vector<double>();
+    for (int64_t i = 0; i < 9; ++i) ASSERT_EQ(bv[i], value(8, even.back(), i));
+  } else {
+    EXPECT_THROW(rt.allreduce_async(Tensor::ones({2}), "ps.outsider", {ReduceOp::Sum, 1, 1, std::nullopt, ps}), Error);
+  }
+  barrier(rt);
+}
+
+TEST(Collectives, JoinServesRemainingRanks) {
+  Runtime& rt = *g_rt;
+  const int last = rt.size() - 1;
+  int last_joined = -1;
+  if (rt.rank() == last) {
+    last_joined = join(rt);  // joins first; serves the others' allreduce with zeros
+  } else {
+    Tensor t = make(DType::F32, 20, 9, rt.rank());
+    rt.allreduce_async(t, "join.extra").wait();
+    auto v = t.to_vector<double>();
+    for (int64_t i = 0; i < 20; ++i) {
+      double want = 0;
+      for (int q = 0; q < last; ++q) want += value(9, q, i);
+      ASSERT_EQ(v[i], want);
+    }
+    last_joined = join(rt);
+  }
+  // Every rank learns the same last joiner, and it is not the rank that joined first.
+  Tensor mine = Tensor::from_vector(std::vector<int64_t>{last_joined}, {1});
+  auto all = allgather(rt, mine, "join.verdict").to_vector<int64_t>();
+  for (int64_t v : all) EXPECT_EQ(v, all[0]);
+  EXPECT_TRUE(rt.size() == 1 || (all[0] >= 0 && all[0] < last)) << all[0];
+}
+
+TEST(Collectives, WireCompression) {
+  Runtime& rt = *g_rt;
+  for (Compression c : {Compression::F16, Compression::BF16}) {
+    AllreduceOptions o;
+    o.compression = c;
+    o.op = ReduceOp::Average;
+    std::vector<Tensor> ts;
+    std::vector<Handle> hs;
+    for (int k = 0; k < 3; ++k) {
+      ts.push_back(make(DType::F32, 1000 + k, 30 + k, rt.rank()));
+      hs.push_back(rt.allreduce_async(ts.back(), std::string("comp.") + compression_name(c) + std::to_string(k), o));
+    }
+    for (int k = 0; k < 3; ++k) {
+      hs[k].wait();
+      auto v = ts[k].to_vector<double>();
+      for (int64_t i = 0; i < 1000 + k; ++i)
+        ASSERT_NEAR(v[i], expected(ReduceOp::Average, DType::F32, 30 + k, rt.size(), i), 0.02);
+    }
+  }
+}
+
+TEST(Collectives, ResponseCacheHitsAndEviction) {
+  Config cfg = Config::from_env();
+  cfg.cache_capacity = 3;
+  Runtime rt(cfg);
+  for (int step = 0; step < 4; ++step)
+    for (int k = 0; k < 5; ++k) {
+      Tensor t = make(DType::F32, 10, k, rt.rank());
+      rt.allreduce_async(t, "cache." + std::to_string(k)).wait();
+      auto v = t.to_vector<double>();
+      for (int64_t i = 0; i < 10; ++i) ASSERT_EQ(v[i], expected(ReduceOp::Sum, DType::F32, k, rt.size(), i));
+    }
+  std::vector<Tensor> ts;
+  std::vector<std::string> names;
+  for (int step = 0; step < 3; ++step) {
+    ts = {make(DType::F32, 10, 1, rt.rank()), make(DType::F32, 10, 2, rt.rank())};
+    grouped_allreduce(rt, ts, {"steady.a", "steady.b"});
+  }
+  EXPECT_GT(rt.stats().cache_hits, 0);
+  rt.shutdown();
+}
+
+TEST(Collectives, HierarchicalAllreduceFakeNodes) {
+  Config cfg = Config::from_env();
+  cfg.hierarchical_allreduce = true;
+  cfg.fake_local_size = g_rt->size() % 2 == 0 ? 2 : g_rt->size();
+  cfg.allreduce_chunk_bytes = 4096;
+  Runtime rt(cfg);
+  EXPECT_EQ(rt.local_size(), cfg.fake_local_size);
+  EXPECT_EQ(rt.cross_size(), rt.size() / cfg.fake_local_size);
+  for (int64_t len : {1, 7, 5000}) {
+    Tensor t = make(DType::F32, len, 11, rt.rank());
+    Tensor out = allreduce(rt, t, "hier2." + std::to_string(len));
+    auto v = out.to_vector<double>();
+    for (int64_t i = 0; i < len; ++i) ASSERT_EQ(v[i], expected(ReduceOp::Sum, DType::F32, 11, rt.size(), i));
+  }
+  rt.shutdown();
+}
+
+// Minimal JSON syntax check (objects, arrays, strings, numbers, literals).
+bool json_value(const std::string& s, size_t& p);
+void ws(const std::string& s, size_t& p) { while (p < s.size() && std::isspace(static_cast<unsigned char>(s[p]))) ++p; }
+bool json_string(const std::string& s, size_t& p) {
+  if (s[p] != '"') return false;
+  for (++p; p < s.size(); ++p) {
+    if (s[p] == '\\') ++p;
+    else if (s[p] == '"') { ++p; return true; }
+  }
+  return false;
+}
+bool json_value(const std::string& s, size_t& p) {
+  ws(s, p);
+  if (p >= s.size()) return false;
+  if (s[p] == '{' || s[p] == '[') {
+    const char close = s[p] == '{' ? '}' : ']';
+    const bool obj = s[p] == '{';
+    ++p;
+    ws(s, p);
+    if (s[p] == close) { ++p; return true; }
+    for (;;) {
+      if (obj) {
+        ws(s, p);
+        if (!json_string(s, p)) return false;
+        ws(s, p);
+        if (s[p++] != ':') return false;
+      }
+      if (!json_value(s, p)) return false;
+      ws(s, p);
+      if (s[p] == ',') { ++p; continue; }
+      if (s[p] == close) { ++p; return true; }
+      return false;
+    }
+  }
+  if (s[p] == '"') return json_string(s, p);
+  const size_t start = p;
+  while (p < s.size() && (std::isalnum(static_cast<unsigned char>(s[p])) || s[p] == '-' || s[p] == '.' || s[p] == '+')) ++p;
+  return p > start;
+}
+
+TEST(Collectives, TimelineIsValidChromeTrace) {
+  Config cfg = Config::from_env();
+  cfg.timeline = "/tmp/kolo_coll_timeline_np" + std::to_string(g_rt->size()) + ".json";
+  {
+    Runtime rt(cfg);
+    grouped_allreduce(rt, {make(DType::F32, 100, 1, rt.rank()), make(DType::F32, 50, 2, rt.rank())}, {"tl.a", "tl.b"});
+    broadcast(rt, make(DType::F32, 10, 3, rt.rank()), 0, "tl.bc");
+    rt.shutdown();
+  }
+  if (g_rt->rank() != 0) return;
+  std::ifstream f(cfg.timeline);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  const std::string s = ss.str();
+  size_t p = 0;
+  ASSERT_TRUE(json_value(s, p)) << s.substr(0, 400);
+  ws(s, p);
+  EXPECT_EQ(p, s.size());
+  for (const char* ev : {"NEGOTIATE", "QUEUE", "WAIT_FOR_DATA", "MEMCPY_IN_FUSION_BUFFER", "ALLREDUCE",
+                         "MEMCPY_OUT_FUSION_BUFFER", "BROADCAST", "\"fused_tensors\":2", "tl.a", "tl.b"})
+    EXPECT_NE(s.find(ev), std::string::npos) << ev;
+}
+
+TEST(Collectives, StallInspectorNamesMissingRanks) {
+  Config cfg = Config::from_env();
+  cfg.stall_check_time_s = 0.2;
+  Runtime rt(cfg);
+  if (rt.rank() != 0) std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  Tensor t = Tensor::ones({4});
+  rt.allreduce_async(t, "stalled.tensor").wait();
+  if (rt.rank() == 0) {
+    const std::string rep = rt.last_stall_report();
+    EXPECT_NE(rep.find("stalled.tensor"), std::string::npos) << rep;
+    EXPECT_NE(rep.find("missing ranks [1"), std::string::npos) << rep;
+  }
+  rt.shutdown();
+}
+
+TEST(Collectives, AutotuneKeepsResultsCorrect) {
+  Config cfg = Config::from_env();
+  cfg.autotune = true;
+  cfg.autotune_window_cycles = 1;
+  Runtime rt(cfg);
+  for (int step = 0; step < 30; ++step) {
+    Tensor t = make(DType::F32, 1000, step, rt.rank());
+    rt.allreduce_async(t, "tune." + std::to_string(step % 4)).wait();
+    auto v = t.to_vector<double>();
+    for (int64_t i = 0; i < 1000; ++i) ASSERT_EQ(v[i], expected(ReduceOp::Sum, DType::F32, step, rt.size(), i));
+  }
+  rt.shutdown();
+}
+
+}  // namespace
+}  // namespace kolo
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  kolo::Runtime rt;
+  kolo::g_rt = &rt;
+  const int local_failed = RUN_ALL_TESTS() != 0 ? 1 : 0;
+  // Every rank must report the same verdict: a failure anywhere fails the whole job.
+  kolo::Tensor flag = kolo::Tensor::from_vector(std::vector<int32_t>{local_failed}, {1});
+  kolo::AllreduceOptions o;
+  o.op = kolo::ReduceOp::Max;
+  rt.allreduce_async(flag, "__test_verdict", o).wait();
+  const int failed = flag.to_vector<int32_t>()[0];
+  rt.shutdown();
+  return failed;
+}

@@ -1,0 +1,168 @@
+// Single-process collectives tests: message encoding, response cache, fusion plan, backend fallback order,
+// reduction kernels, config parsing, and the whole runtime on the loopback backend (size 1, no mpirun).
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include "collectives/backend_factory.h"
+#include "collectives/controller.h"
+#include "collectives/ops.h"
+#include "collectives/reduce_kernels.h"
+#include "collectives/response_cache.h"
+
+namespace kolo {
+namespace {
+
+Request req(const std::string& name, Shape shape, DType dt = DType::F32) {
+  Request r;
+  r.name = name;
+  r.shape = std::move(shape);
+  r.dtype = dt;
+  return r;
+}
+
+TEST(CollectivesUnit, MessagesRoundTrip) {
+  RequestList l;
+  l.requests = {req("a", {2, 3}), req("b", {7}, DType::BF16)};
+  l.requests[1].op = OpType::Broadcast;
+  l.requests[1].root = 2;
+  l.requests[1].prescale = 0.25;
+  l.cached_bits = {5, 1ull << 63};
+  l.shutdown = true;
+  RequestList back = deserialize_request_list(serialize(l));
+  ASSERT_EQ(back.requests.size(), 2u);
+  EXPECT_EQ(back.requests[1].name, "b");
+  EXPECT_EQ(back.requests[1].root, 2);
+  EXPECT_EQ(back.requests[1].prescale, 0.25);
+  EXPECT_EQ(back.requests[0].shape, (Shape{2, 3}));
+  EXPECT_EQ(back.cached_bits, l.cached_bits);
+  EXPECT_TRUE(back.shutdown);
+  EXPECT_FALSE(back.joined);
+
+  ResponseList rl;
+  rl.responses.push_back({OpType::Allreduce, {"x", "y"}, {req("x", {1}), req("y", {2})}, "boom"});
+  rl.abort = "lost";
+  rl.fusion_threshold = 99;
+  rl.cycle_time_ms = 2.5;
+  ResponseList rb = deserialize_response_list(serialize(rl));
+  ASSERT_EQ(rb.responses.size(), 1u);
+  EXPECT_EQ(rb.responses[0].names, (std::vector<std::string>{"x", "y"}));
+  EXPECT_EQ(rb.responses[0].error, "boom");
+  EXPECT_EQ(rb.abort, "lost");
+  EXPECT_EQ(rb.fusion_threshold, 99);
+  EXPECT_THROW(deserialize_response_list({1, 2}), Error);
+}
+
+TEST(CollectivesUnit, MismatchDescribesDifference) {
+  Request a = req("t", {2, 3}), b = req("t", {3, 3});
+  EXPECT_NE(a.mismatch(b).find("shape"), std::string::npos);
+  a.op = b.op = OpType::Allgather;
+  EXPECT_EQ(a.mismatch(b), "");  // first dim may differ
+  b.dtype = DType::F64;
+  EXPECT_NE(a.mismatch(b).find("dtype"), std::string::npos);
+}
+
+TEST(CollectivesUnit, ResponseCacheLruKeepsSlotsStable) {
+  ResponseCache c(2);
+  c.put(req("a", {1}));
+  c.put(req("b", {1}));
+  const auto sa = c.lookup(req("a", {1}));
+  ASSERT_TRUE(sa);
+  EXPECT_FALSE(c.lookup(req("a", {2})));  // different shape: miss
+  c.touch(*sa);                           // b is now least recently used
+  c.put(req("c", {1}));
+  EXPECT_FALSE(c.lookup(req("b", {1})));
+  EXPECT_EQ(*c.lookup(req("a", {1})), *sa);
+  EXPECT_TRUE(c.lookup(req("c", {1})));
+  c.erase("a");
+  EXPECT_FALSE(c.lookup(req("a", {1})));
+  ResponseCache off(0);
+  off.put(req("a", {1}));
+  EXPECT_FALSE(off.lookup(req("a", {1})));
+}
+
+TEST(CollectivesUnit, FusionPlanRespectsThresholdAndCompatibility) {
+  std::vector<Request> ready = {req("a", {16}), req("b", {16}), req("c", {16}, DType::F64), req("d", {16})};
+  ready.push_back(req("e", {16}));
+  ready[4].op = OpType::Broadcast;
+  auto g = plan_fusion(ready, 1 << 20);
+  ASSERT_EQ(g.size(), 3u);
+  EXPECT_EQ(g[0].items, (std::vector<size_t>{0, 1, 3}));
+  EXPECT_EQ(g[1].items, (std::vector<size_t>{2}));
+  EXPECT_EQ(g[2].op, OpType::Broadcast);
+  auto small = plan_fusion({req("a", {16}), req("b", {16}), req("c", {16})}, 128);  // 64 B each, aligned
+  ASSERT_EQ(small.size(), 2u);
+  EXPECT_EQ(small[0].items.size(), 2u);
+}
+
+TEST(CollectivesUnit, BackendFallbackOrder) {
+  EXPECT_EQ(backend_fallback_order("auto", true, true), (std::vector<std::string>{"mpi", "loopback"}));
+  EXPECT_EQ(backend_fallback_order("auto", true, false), (std::vector<std::string>{"loopback"}));
+  EXPECT_EQ(backend_fallback_order("auto", false, true), (std::vector<std::string>{"loopback"}));
+  EXPECT_EQ(backend_fallback_order("loopback", true, true), (std::vector<std::string>{"loopback"}));
+  EXPECT_EQ(backend_fallback_order("mpi", true, false), (std::vector<std::string>{"mpi"}));
+  EXPECT_THROW(backend_fallback_order("mpi", false, false), Error);
+  EXPECT_THROW(backend_fallback_order("nccl2", true, true), Error);
+}
+
+TEST(CollectivesUnit, HalfReductionsComputeInFloat) {
+  std::vector<bf16> a = {bf16(1.0f), bf16(-2.0f), bf16(3.0f)}, b = {bf16(0.5f), bf16(4.0f), bf16(-3.0f)};
+  coll::reduce_into(a.data(), b.data(), 3, DType::BF16, ReduceOp::Sum);
+  EXPECT_EQ(static_cast<float>(a[0]), 1.5f);
+  EXPECT_EQ(static_cast<float>(a[1]), 2.0f);
+  EXPECT_EQ(static_cast<float>(a[2]), 0.0f);
+  std::vector<f16> c = {f16(3.0f)}, d = {f16(-5.0f)};
+  coll::reduce_into(c.data(), d.data(), 1, DType::F16, ReduceOp::Min);
+  EXPECT_EQ(static_cast<float>(c[0]), -5.0f);
+  std::vector<int32_t> i = {7, -7};
+  coll::divide_buffer(i.data(), 2, DType::I32, 2);
+  EXPECT_EQ(i, (std::vector<int32_t>{3, -3}));
+  EXPECT_THROW(coll::scale_buffer(i.data(), 2, DType::I32, 0.5), Error);
+}
+
+TEST(CollectivesUnit, ConfigFromEnvAndValidation) {
+  setenv("KOLO_FUSION_THRESHOLD", "1048576", 1);
+  setenv("KOLO_CYCLE_TIME", "2.5", 1);
+  setenv("KOLO_COMPRESSION", "bf16", 1);
+  Config c = Config::from_env();
+  EXPECT_EQ(c.fusion_threshold, 1048576);
+  EXPECT_EQ(c.cycle_time_ms, 2.5);
+  EXPECT_EQ(c.compression, Compression::BF16);
+  setenv("KOLO_CYCLE_TIME", "fast", 1);
+  EXPECT_THROW(Config::from_env(), Error);
+  unsetenv("KOLO_FUSION_THRESHOLD");
+  unsetenv("KOLO_CYCLE_TIME");
+  unsetenv("KOLO_COMPRESSION");
+  Config bad;
+  bad.backend = "carrier-pigeon";
+  EXPECT_THROW(bad.validate(), Error);
+}
+
+TEST(CollectivesUnit, LoopbackRuntimeRunsEveryOp) {
+  Config cfg;
+  cfg.backend = "loopback";
+  Runtime rt(cfg);
+  EXPECT_EQ(rt.size(), 1);
+  EXPECT_EQ(rt.backend_name(), "loopback");
+  Tensor t = Tensor::from_vector(std::vector<float>{1, 2, 3}, {3});
+  AllreduceOptions o;
+  o.op = ReduceOp::Average;
+  o.postscale = 2;
+  EXPECT_EQ(allreduce(rt, t, "lb.ar", o).to_vector<float>(), (std::vector<float>{2, 4, 6}));
+  EXPECT_EQ(allgather(rt, t.view({3, 1}), "lb.ag").shape(), (Shape{3, 1}));
+  broadcast(rt, t, 0, "lb.bc");
+  EXPECT_EQ(reducescatter(rt, t, "lb.rs").to_vector<float>(), (std::vector<float>{1, 2, 3}));
+  std::vector<int64_t> rs;
+  EXPECT_EQ(alltoall(rt, t, {}, "lb.a2a", &rs).to_vector<float>(), (std::vector<float>{1, 2, 3}));
+  EXPECT_EQ(rs, (std::vector<int64_t>{3}));
+  barrier(rt);
+  bool called = false;
+  rt.allreduce_async(t, "lb.cb", {}, {}, [&](const std::string& err) { called = err.empty(); }).wait();
+  EXPECT_TRUE(called);
+  EXPECT_EQ(join(rt), 0);
+  rt.shutdown();
+  EXPECT_THROW(rt.allreduce_async(t, "late"), Error);
+}
+
+}  // namespace
+}  // namespace kolo
