@@ -129,6 +129,22 @@ TEST(ResNet, TinyModelOverfitsAHandfulOfImages) {
   EXPECT_GE(correct, 7);
 }
 
+TEST(ResNet, StateDictRoundTripIncludesBatchNormStatistics) {
+  ResNet a(tiny_config(3));
+  Generator gen(5);
+  Tensor x = Tensor::randn({4, 3, 8, 8}, gen);
+  a.forward(x);  // training mode: running statistics move away from 0 / 1
+  StateDict sd = a.state_dict();
+  EXPECT_EQ(sd.count("layer1.0.bn1.running_mean"), 1u);
+  auto cfg = tiny_config(3);
+  cfg.seed = 99;
+  ResNet b(cfg);
+  b.load_state_dict(sd);
+  a.eval();
+  b.eval();
+  EXPECT_EQ(a.forward(x).to_vector<float>(), b.forward(x).to_vector<float>());
+}
+
 TEST(ResNet, GradientCheckF64) {
   auto cfg = tiny_config(3);
   cfg.width = 2;
