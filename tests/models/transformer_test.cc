@@ -78,6 +78,18 @@ TEST(Transformer, OutputShapeAndPadMasking) {
   EXPECT_THROW(m.forward(src, ids({1, 3}, 1, 2)), Error);
 }
 
+TEST(Transformer, DropoutOnlyInTraining) {
+  auto cfg = tiny_config();
+  cfg.dropout = 0.3;
+  cfg.attention_dropout = 0.1;
+  Transformer m(cfg);
+  Tensor src = ids({3, 4, 5, 2}, 1, 4);
+  Tensor tgt = ids({1, 3, 4}, 1, 3);
+  EXPECT_NE(m.forward(src, tgt).to_vector<float>(), m.forward(src, tgt).to_vector<float>());
+  m.eval();
+  EXPECT_EQ(m.forward(src, tgt).to_vector<float>(), m.forward(src, tgt).to_vector<float>());
+}
+
 TEST(Transformer, PositionsAreSinusoids) {
   Tensor pe = sinusoidal_positions(3, 2, 4);
   const std::vector<float> v = pe.to_vector<float>();
