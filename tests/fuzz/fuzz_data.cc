@@ -11,6 +11,7 @@
 #include "core/data/bpe.h"
 #include "core/data/image_decode.h"
 #include "core/data/text_corpus.h"
+#include "core/util/error.h"
 
 namespace {
 
