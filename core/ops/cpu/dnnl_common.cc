@@ -1,4 +1,6 @@
 // oneDNN engine/stream, descriptors and reorders for the CPU kernels.
+// Compiled only with KOLO_WITH_DNNL (core/CMakeLists.txt globs ops/cpu/*.cc in every build).
+#ifdef KOLO_WITH_DNNL
 #include "core/ops/cpu/dnnl_common.h"
 
 namespace kolo::cpu {
@@ -66,3 +68,5 @@ void finish_output(const dnnl::memory& produced, const dnnl::memory& user) {
 bool is_unimplemented(const dnnl::error& e) { return e.status == dnnl_unimplemented; }
 
 }  // namespace kolo::cpu
+
+#endif  // KOLO_WITH_DNNL

@@ -1,5 +1,7 @@
 // oneDNN matmul for the gemm kernel: operands described by their strides (transposes and broadcast batches
 // need no copies), alpha as output scale and beta as a sum post-op, primitives cached per shape.
+// Compiled only with KOLO_WITH_DNNL (core/CMakeLists.txt globs ops/cpu/*.cc in every build).
+#ifdef KOLO_WITH_DNNL
 #include "core/ops/cpu/dnnl_matmul.h"
 
 #include <optional>
@@ -91,3 +93,5 @@ bool dnnl_gemm(const Tensor& a, const Tensor& b, Tensor& c, bool trans_a, bool t
 }
 
 }  // namespace kolo::cpu
+
+#endif  // KOLO_WITH_DNNL
