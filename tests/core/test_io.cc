@@ -114,12 +114,14 @@ TEST(Checkpoint, SigkillDuringSaveLeavesThePreviousCheckpoint) {
     CheckpointManager mgr(dir, 3);
     mgr.save(1, {{"w", Tensor::full({8}, 1.0)}});
   }
+  // A big checkpoint (256 MiB) whose write the parent interrupts. Built before fork(): the child must not
+  // start OpenMP work, whose thread pool does not survive fork.
+  const Tensor big = Tensor::full({64 << 20}, 2.0);
   const pid_t child = ::fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
-    // A big checkpoint (256 MiB) whose write the parent interrupts.
     CheckpointManager mgr(dir, 3);
-    mgr.save(2, {{"w", Tensor::full({64 << 20}, 2.0)}});
+    mgr.save(2, {{"w", big}});
     ::_exit(0);
   }
   // Wait until the temporary file exists and is growing, then kill -9.
