@@ -1,0 +1,235 @@
+// run_resnet: the train_resnet loop (data, model, DistributedOptimizer, schedule, checkpoints, evaluation).
+#include "examples/common/resnet_training.h"
+
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+#include "core/autograd/grad_mode.h"
+#include "core/data/image_folder.h"
+#include "core/data/image_loader.h"
+#include "core/ops/nn.h"
+#include "core/ops/reduce.h"
+#include "core/util/error.h"
+#include "examples/common/throughput.h"
+#include "examples/common/train_checkpoint.h"
+#include "models/resnet.h"
+#include "optim/distributed_optimizer.h"
+
+namespace kolo::examples {
+namespace {
+
+struct ImageData {
+  std::shared_ptr<const data::ImageSource> train, eval;  // eval may be null (synthetic)
+};
+
+// Fixed seed for the held-out split, so the held-out images do not change with --seed.
+constexpr uint64_t kSplitSeed = 20261123;
+
+std::shared_ptr<data::InMemoryImages> normalized(data::InMemoryImages set, const data::InMemoryImages& stats_from) {
+  auto [mean, stddev] = stats_from.channel_stats();
+  set.set_normalization(mean, stddev);
+  return std::make_shared<data::InMemoryImages>(std::move(set));
+}
+
+ImageData load_images(const ResnetRunOptions& o, int64_t synthetic_size) {
+  if (o.dataset == "synthetic") {
+    const int64_t size = o.image_size > 0 ? o.image_size : 224;
+    const int64_t classes = o.num_classes > 0 ? o.num_classes : 1000;
+    return {std::make_shared<data::SyntheticImages>(data::ImageSpec{3, size, size}, classes, synthetic_size, o.seed),
+            nullptr};
+  }
+  if (o.dataset == "digits") {
+    data::InMemoryImages all =
+        data::load_sklearn_digits(o.data_dir.empty() ? data::kSklearnDigitsPath : o.data_dir);
+    KOLO_CHECK(o.held_out > 0 && o.held_out < all.size(), "--held_out ", o.held_out, " of ", all.size(), " digits");
+    auto [train_idx, eval_idx] = data::split_indices(all.size(), o.held_out, kSplitSeed);
+    data::InMemoryImages train = all.subset(train_idx);
+    return {normalized(train, train), normalized(all.subset(eval_idx), train)};
+  }
+  if (o.dataset == "fashion_mnist") {
+    const std::string dir = o.data_dir.empty() ? data::kFashionMnistDir : o.data_dir;
+    data::InMemoryImages train =
+        data::read_idx(dir + "/train-images-idx3-ubyte.gz", dir + "/train-labels-idx1-ubyte.gz");
+    data::InMemoryImages test = data::read_idx(dir + "/t10k-images-idx3-ubyte.gz", dir + "/t10k-labels-idx1-ubyte.gz");
+    return {normalized(train, train), normalized(test, train)};
+  }
+  if (o.dataset == "folder") {
+    KOLO_CHECK(!o.data_dir.empty(), "--dataset folder needs --data_dir with train/ and val/ class folders");
+    data::ImageTransform t;
+    t.height = t.width = o.image_size > 0 ? o.image_size : 224;
+    data::ImageTransform e = t;
+    e.train = false;
+    e.resize_shorter = t.height * 8 / 7;  // 224 -> 256 as the ImageNet recipe
+    return {std::make_shared<data::ImageFolder>(o.data_dir + "/train", t),
+            std::make_shared<data::ImageFolder>(o.data_dir + "/val", e)};
+  }
+  KOLO_FAIL("--dataset '", o.dataset, "': expected synthetic, digits, fashion_mnist or folder");
+}
+
+// Held-out accuracy over all ranks: each rank scores its exact share, then the counts are summed.
+double evaluate(Runtime& rt, models::ResNet& model, std::shared_ptr<const data::ImageSource> source,
+                const ResnetRunOptions& o, Device device, DType dtype) {
+  average_buffers(rt, model);
+  model.eval();
+  NoGradGuard ng;
+  data::ImageLoaderOptions lo;
+  lo.batch_size = o.batch_size;
+  lo.shard = {rt.rank(), rt.size(), 0, /*shuffle=*/false, data::ShardMode::kExact};
+  lo.drop_last = false;
+  lo.num_workers = o.num_workers;
+  data::ImageLoader loader(std::move(source), lo);
+  double counts[2] = {0, 0};  // correct, seen
+  while (auto batch = loader.next()) {
+    Tensor logits = model.forward(batch->images.to(device).to(dtype));
+    const std::vector<int64_t> pred = argmax(logits, 1).to_vector<int64_t>();
+    const std::vector<int64_t> labels = batch->labels.to_vector<int64_t>();
+    for (size_t i = 0; i < labels.size(); ++i) counts[0] += pred[i] == labels[i];
+    counts[1] += static_cast<double>(labels.size());
+  }
+  Tensor t = Tensor::from_vector(std::vector<double>{counts[0], counts[1]}, {2});
+  AllreduceOptions sum;
+  sum.op = ReduceOp::Sum;
+  rt.allreduce_async(t, "eval.accuracy", sum).wait();
+  const std::vector<double> total = t.to_vector<double>();
+  model.train();
+  return total[1] > 0 ? total[0] / total[1] : 0.0;
+}
+
+}  // namespace
+
+ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
+  std::ostream* log = o.print && rt.rank() == 0 ? &std::cout : nullptr;
+  const Device device = select_device(o.device, rt);
+  const DType dtype = o.bf16 ? DType::BF16 : DType::F32;
+  KOLO_CHECK(o.batch_size > 0, "--batch_size must be positive, got ", o.batch_size);
+  KOLO_CHECK(o.num_batches > 0 || o.num_epochs > 0, "give --num_batches or --num_epochs");
+
+  // Synthetic data needs only as many distinct images as one run visits (or one epoch of 50 batches).
+  const int64_t synthetic_size = o.batch_size * rt.size() * std::max<int64_t>(o.num_batches, 50);
+  ImageData images = load_images(o, synthetic_size);
+  const data::ImageSpec spec = images.train->spec();
+
+  KOLO_CHECK(o.model.rfind("resnet", 0) == 0 && o.model.size() > 6, "--model '", o.model,
+             "': expected resnet18, resnet34, resnet50, resnet101 or resnet152");
+  models::ResNetConfig cfg = models::resnet_config(std::stoi(o.model.substr(6)));
+  cfg.num_classes = o.num_classes > 0 ? o.num_classes : images.train->num_classes();
+  cfg.in_channels = spec.channels;
+  cfg.image_size = spec.height;
+  cfg.small_stem = o.small_stem;
+  if (o.width > 0) cfg.width = o.width;
+  cfg.zero_init_residual = true;
+  cfg.seed = o.seed;
+  models::ResNet model(cfg);
+  if (o.summary && log) {
+    NoGradGuard ng;
+    model.eval();
+    model.set_record_shapes(true);
+    model.forward(model.example_input(1));
+    model.set_record_shapes(false);
+    model.train();
+    *log << o.model << " (" << spec.height << "x" << spec.width << "x" << spec.channels << ", " << cfg.num_classes
+         << " classes)\n" << models::summary(model);
+  }
+  model.to(device);
+  if (o.bf16) model.to(DType::BF16);
+
+  std::vector<NamedParameter> params;
+  for (auto& [name, t] : model.named_parameters()) params.push_back({name, t});
+  const int64_t global_batch = o.batch_size * rt.size();
+  OptimizerFlags of = o.optimizer;
+  of.lr = linear_scaling_rule(o.lr, global_batch, o.lr_base_batch);
+  std::unique_ptr<Optimizer> inner = make_optimizer(params, of);
+  DistributedOptimizer opt(*inner, rt);
+  broadcast_module(rt, model, 0);  // same start on every rank, buffers included
+
+  data::ImageLoaderOptions lo;
+  lo.batch_size = o.batch_size;
+  lo.shard = {rt.rank(), rt.size(), o.seed, true, data::ShardMode::kEven};
+  lo.num_workers = o.num_workers;
+  data::ImageLoader loader(images.train, lo);
+  const int64_t steps_per_epoch = loader.batches_per_epoch();
+  const int64_t total_steps =
+      o.num_batches > 0 ? o.num_batches : static_cast<int64_t>(std::llround(o.num_epochs * steps_per_epoch));
+
+  ScheduleFlags sf;
+  sf.name = o.lr_schedule;
+  sf.peak = of.lr;
+  sf.warmup_steps = static_cast<int64_t>(std::llround(o.warmup_epochs * steps_per_epoch));
+  sf.total_steps = total_steps;
+  sf.steps_per_epoch = steps_per_epoch;
+  sf.decay_epochs = o.decay_epochs;
+  LrSchedulePtr schedule = make_schedule(sf);
+
+  TrainCheckpointer ckpt(rt, o.checkpoint_dir);
+  int64_t step = 0;
+  if (o.resume) {
+    if (auto pos = ckpt.resume(model, *inner)) {
+      step = pos->step;
+      loader.set_state(pos->loader);
+      if (log) *log << "resumed from step " << step << " in " << o.checkpoint_dir << "\n";
+    } else if (log) {
+      *log << "no checkpoint in '" << o.checkpoint_dir << "': starting from scratch\n";
+    }
+  }
+  if (log) {
+    *log << "Model: " << o.model << " (" << models::with_commas(model.parameter_count()) << " parameters)\n"
+         << "Dataset: " << o.dataset << " (" << images.train->size() << " training images"
+         << (images.eval ? ", " + std::to_string(images.eval->size()) + " held out" : std::string()) << ")\n"
+         << "Batch size: " << global_batch << " global, " << o.batch_size << " per rank\n"
+         << "Ranks: " << rt.size() << " (" << rt.backend_name() << "), device " << device.str()
+         << (o.bf16 ? ", bf16" : ", fp32") << "\n"
+         << "Optimizer: " << of.name << ", lr " << schedule->describe() << "\n"
+         << "Steps: " << total_steps << " (" << steps_per_epoch << " per epoch)\n";
+  }
+
+  ResnetRunResult result;
+  result.first_step = step;
+  ThroughputMeter meter("images", rt.size(), std::min<int64_t>(10, (total_steps - step) / 5));
+  if (log) meter.print_header(*log);
+  double interval_loss = 0;
+  int64_t interval_steps = 0;
+  while (step < total_steps) {
+    std::optional<data::ImageBatch> batch = loader.next();
+    if (!batch) continue;  // end of an epoch; the next call starts the following one
+    inner->set_lr((*schedule)(step));
+    meter.start_step();
+    opt.zero_grad();
+    Tensor logits = model.forward(batch->images.to(device).to(dtype));
+    Tensor loss = cross_entropy(logits.to(DType::F32), batch->labels.to(device));
+    loss.backward();
+    opt.step();
+    const double l = loss.item();
+    meter.end_step(batch->labels.numel());
+    ++step;
+    result.losses.push_back(l);
+    interval_loss += l;
+    ++interval_steps;
+    if (o.display_every > 0 && (step % o.display_every == 0 || step == total_steps)) {
+      const double avg = metric_average(rt, interval_loss / interval_steps, "train.loss");
+      KOLO_CHECK(std::isfinite(avg), "training diverged: loss ", avg, " at step ", step);
+      if (log) meter.print_interval(*log, step, avg);
+      interval_loss = 0;
+      interval_steps = 0;
+    }
+    if (ckpt.enabled() && o.checkpoint_every > 0 && step % o.checkpoint_every == 0)
+      ckpt.save(model, *inner, {step, loader.state(), o.seed, 0});
+  }
+  if (ckpt.enabled() && (o.checkpoint_every <= 0 || step % o.checkpoint_every != 0))
+    ckpt.save(model, *inner, {step, loader.state(), o.seed, 0});
+  result.steps = step;
+  result.images_per_sec = meter.total_rate();
+  if (log) meter.print_total(*log);
+  if (images.eval) {
+    result.eval_accuracy = evaluate(rt, model, images.eval, o, device, dtype);
+    if (log) {
+      char line[64];
+      std::snprintf(line, sizeof line, "eval accuracy: %.4f\n", result.eval_accuracy);
+      *log << line << std::flush;
+    }
+  }
+  return result;
+}
+
+}  // namespace kolo::examples

@@ -1,0 +1,133 @@
+// TrainCheckpointer: save on rank 0, resume by broadcast.
+#include "examples/common/train_checkpoint.h"
+
+#include <cstdio>
+#include <map>
+#include <vector>
+
+#include "core/autograd/grad_mode.h"
+#include "core/io/checkpoint.h"
+#include "core/util/error.h"
+#include "optim/distributed_optimizer.h"
+
+namespace kolo::examples {
+namespace {
+
+constexpr const char* kModelPrefix = "model/";
+constexpr const char* kOptimPrefix = "optim/";
+constexpr const char* kScalarPrefix = "optim.scalar.";
+
+std::string exact(double v) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
+bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
+
+const std::string& meta(const SafeTensors& st, const std::string& key) {
+  auto it = st.metadata.find(key);
+  KOLO_CHECK(it != st.metadata.end(), "checkpoint: metadata lacks '", key, "'");
+  return it->second;
+}
+
+void wait_all(std::vector<Handle>& handles) {
+  for (Handle& h : handles) h.wait();
+}
+
+}  // namespace
+
+TrainCheckpointer::TrainCheckpointer(Runtime& runtime, std::string dir, int keep_last)
+    : runtime_(runtime), dir_(std::move(dir)), keep_last_(keep_last) {}
+
+std::string TrainCheckpointer::save(const models::Module& model, const Optimizer& optimizer,
+                                    const TrainPosition& pos) const {
+  if (!enabled() || runtime_.rank() != 0) return {};
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  for (const auto& [name, t] : model.state_dict()) tensors.emplace_back(kModelPrefix + name, t);
+  const OptimizerState os = optimizer.state_dict();
+  for (const auto& [name, t] : os.tensors) tensors.emplace_back(kOptimPrefix + name, t);
+  std::map<std::string, std::string> md;
+  for (const auto& [name, v] : os.scalars) md[kScalarPrefix + name] = exact(v);
+  md["step"] = std::to_string(pos.step);
+  md["loader.epoch"] = std::to_string(pos.loader.epoch);
+  md["loader.index"] = std::to_string(pos.loader.index);
+  md["rng.seed"] = std::to_string(pos.rng_seed);
+  md["rng.offset"] = std::to_string(pos.rng_offset);
+  md["optimizer"] = optimizer.kind();
+  return CheckpointManager(dir_, keep_last_).save(pos.step, tensors, md);
+}
+
+std::optional<TrainPosition> TrainCheckpointer::resume(models::Module& model, Optimizer& optimizer) const {
+  if (!enabled()) return std::nullopt;
+  NoGradGuard ng;
+  // Header: found, step, loader epoch, loader index, rng seed, rng offset (u64 carried bit-exactly in i64).
+  std::vector<int64_t> header(6, 0);
+  if (runtime_.rank() == 0) {
+    if (auto latest = CheckpointManager(dir_, keep_last_).load_latest()) {
+      const SafeTensors& st = latest->second;
+      KOLO_CHECK(meta(st, "optimizer") == optimizer.kind(), "checkpoint in ", dir_, " was written by optimizer '",
+                 meta(st, "optimizer"), "', this run uses '", optimizer.kind(), "'");
+      models::StateDict sd;
+      OptimizerState os;
+      for (const auto& [name, t] : st.tensors) {
+        if (starts_with(name, kModelPrefix)) sd[name.substr(6)] = t;
+        if (starts_with(name, kOptimPrefix)) os.tensors[name.substr(6)] = t;
+      }
+      for (const auto& [key, v] : st.metadata)
+        if (starts_with(key, kScalarPrefix)) os.scalars[key.substr(13)] = std::stod(v);
+      model.load_state_dict(sd, /*strict=*/true);
+      optimizer.load_state_dict(os);
+      header = {1,
+                std::stoll(meta(st, "step")),
+                std::stoll(meta(st, "loader.epoch")),
+                std::stoll(meta(st, "loader.index")),
+                static_cast<int64_t>(std::stoull(meta(st, "rng.seed"))),
+                static_cast<int64_t>(std::stoull(meta(st, "rng.offset")))};
+    }
+  }
+  Tensor h = Tensor::from_vector(header, {6});
+  runtime_.broadcast_async(h, 0, "checkpoint.header").wait();
+  header = h.to_vector<int64_t>();
+  if (header[0] == 0) return std::nullopt;
+  broadcast_module(runtime_, model, 0);
+  broadcast_optimizer_state(runtime_, optimizer, 0);
+  TrainPosition pos;
+  pos.step = header[1];
+  pos.loader = {header[2], header[3]};
+  pos.rng_seed = static_cast<uint64_t>(header[4]);
+  pos.rng_offset = static_cast<uint64_t>(header[5]);
+  return pos;
+}
+
+void broadcast_module(Runtime& runtime, models::Module& model, int root) {
+  NoGradGuard ng;
+  std::vector<Handle> handles;
+  std::vector<std::pair<Tensor, Tensor>> staged;  // (live tensor, contiguous copy broadcast in its place)
+  auto add = [&](const std::string& name, const Tensor& t) {
+    Tensor c = t.contiguous();
+    if (!c.same(t)) staged.emplace_back(t, c);
+    handles.push_back(runtime.broadcast_async(c, root, "broadcast.module." + name));
+  };
+  for (const auto& [name, t] : model.named_parameters()) add(name, t);
+  for (const auto& [name, t] : model.named_buffers()) add(name, t);
+  wait_all(handles);
+  for (auto& [live, copy] : staged) live.copy_(copy);
+}
+
+void average_buffers(Runtime& runtime, models::Module& model) {
+  if (runtime.size() == 1) return;
+  NoGradGuard ng;
+  std::vector<Handle> handles;
+  AllreduceOptions o;
+  o.op = ReduceOp::Average;
+  for (const auto& [name, t] : model.named_buffers()) {
+    // Integer buffers (counters) stay as they are: the same on every rank.
+    if (t.dtype() != DType::F32 && t.dtype() != DType::F64) continue;
+    KOLO_CHECK(t.is_contiguous(), "average_buffers: buffer ", name, " is not contiguous");
+    handles.push_back(runtime.allreduce_async(t, "average_buffers." + name, o));
+  }
+  wait_all(handles);
+}
+
+}  // namespace kolo::examples

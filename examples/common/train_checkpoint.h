@@ -1,0 +1,50 @@
+// Checkpoints of a data-parallel training run: model state dict (parameters and buffers), optimizer state,
+// schedule step, data-loader position and the model's random-number state, in one safetensors file per
+// save through CheckpointManager.
+//
+// Protocol: rank 0 saves. On resume rank 0 loads the newest valid checkpoint and every rank receives it
+// by broadcast (a header tensor with the step, loader position and RNG state, then parameters, buffers and
+// optimizer state), so ranks need no shared file system and start bit-identical.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "collectives/runtime.h"
+#include "core/data/shard_sampler.h"
+#include "models/module.h"
+#include "optim/optimizer.h"
+
+namespace kolo::examples {
+
+struct TrainPosition {
+  int64_t step = 0;              // optimizer steps done (the schedule's next step)
+  data::LoaderState loader;      // batches already consumed
+  uint64_t rng_seed = 0, rng_offset = 0;  // the training Generator (dropout, augmentation)
+};
+
+class TrainCheckpointer {
+ public:
+  // dir empty: checkpointing disabled (save and resume are no-ops).
+  TrainCheckpointer(Runtime& runtime, std::string dir, int keep_last = 3);
+
+  bool enabled() const { return !dir_.empty(); }
+  // Collective-free; writes only on rank 0. Returns the path written (empty elsewhere).
+  std::string save(const models::Module& model, const Optimizer& optimizer, const TrainPosition& pos) const;
+  // Collective: every rank must call it. Loads rank 0's newest checkpoint into model and optimizer on all
+  // ranks and returns its position, or nothing when there is no checkpoint.
+  std::optional<TrainPosition> resume(models::Module& model, Optimizer& optimizer) const;
+
+ private:
+  Runtime& runtime_;
+  std::string dir_;
+  int keep_last_;
+};
+
+// Parameters and buffers of `model` from `root` to every rank (buffers: batch-norm statistics).
+void broadcast_module(Runtime& runtime, models::Module& model, int root = 0);
+// Every rank's buffers replaced by their average over ranks (batch-norm statistics before evaluation).
+void average_buffers(Runtime& runtime, models::Module& model);
+
+}  // namespace kolo::examples
