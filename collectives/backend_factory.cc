@@ -6,6 +6,9 @@
 #ifdef KOLO_WITH_MPI
 #include "collectives/mpi/mpi_backend.h"
 #endif
+#ifdef KOLO_WITH_NCCL
+#include "collectives/nccl/nccl_backend.h"
+#endif
 
 namespace kolo {
 
@@ -71,6 +74,28 @@ Backends make_backends(const Config& config) {
   }
   build_topology(b, node_of);
   return b;
+}
+
+std::vector<std::string> device_backend_fallback_order(bool nccl_built, int visible_devices) {
+  if (nccl_built && visible_devices > 0) return {"nccl"};
+  return {};
+}
+
+DeviceBackends make_device_backends(const Backends& host) {
+  DeviceBackends d;
+#ifdef KOLO_WITH_NCCL
+  // Every rank must take the same branch: agree on the smallest device count before any NCCL call.
+  int64_t visible = visible_cuda_devices();
+  host.world->allreduce(&visible, &visible, 1, DType::I64, ReduceOp::Min, nullptr);
+  if (device_backend_fallback_order(true, static_cast<int>(visible)).empty()) return d;
+  d.name = "nccl";
+  d.device = cuda_device_for_local_rank(host.local_rank);
+  d.world = std::make_unique<NcclBackend>(*host.world, d.device);
+  d.local = std::make_unique<NcclBackend>(*host.local, d.device);
+#else
+  (void)host;
+#endif
+  return d;
 }
 
 }  // namespace kolo

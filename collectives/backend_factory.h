@@ -3,7 +3,9 @@
 //   KOLO_BACKEND=loopback  -> loopback (size 1)
 //   KOLO_BACKEND=auto      -> MPI when built in and the process was launched by mpirun/srun (or MPI is
 //                             already initialised), else loopback.
-// The NCCL backend (GPU issue) joins this list for device tensors, bootstrapped over MPI's control plane.
+// Device (CUDA) buffers have their own order (device_backend_fallback_order, tested in tests/collectives_gpu):
+//   nccl when kolo was built with NCCL and a CUDA device is visible; otherwise none, and device tensors are
+//   refused with an error. NCCL is bootstrapped over the host backends built here (MPI, or loopback at size 1).
 #pragma once
 
 #include <memory>
@@ -27,5 +29,16 @@ struct Backends {
 std::vector<std::string> backend_fallback_order(const std::string& requested, bool mpi_built, bool mpi_launched);
 // Builds the backends; collective over all ranks (call from the thread that will use them).
 Backends make_backends(const Config& config);
+
+// Backends for device buffers, on this rank's CUDA device (local_rank modulo the visible devices).
+struct DeviceBackends {
+  std::string name = "none";
+  int device = -1;
+  std::unique_ptr<Backend> world;  // all ranks
+  std::unique_ptr<Backend> local;  // the ranks of `host.local` (a node, or a fake node)
+};
+std::vector<std::string> device_backend_fallback_order(bool nccl_built, int visible_devices);
+// Collective over all ranks of `host`; name "none" (and no backends) when no device backend applies.
+DeviceBackends make_device_backends(const Backends& host);
 
 }  // namespace kolo

@@ -1,0 +1,112 @@
+// NcclFusion: pack → ncclAllReduce → unpack on the communication stream, ordered by events.
+#include "collectives/nccl/nccl_fusion.h"
+
+#include "collectives/nccl/fusion_kernels.h"
+#include "core/device/cuda/cuda_check.h"
+
+namespace kolo {
+namespace {
+
+// Tensor offsets in the fusion buffer: 256 B keeps every tensor on its own cache lines and NCCL's
+// vector loads aligned.
+constexpr int64_t kFusionAlignment = 256;
+
+ncclDataType_t wire_type(DType d) {
+  switch (d) {
+    case DType::F32: return ncclFloat32;
+    case DType::F64: return ncclFloat64;
+    case DType::BF16: return ncclBfloat16;
+    case DType::F16: return ncclFloat16;
+    case DType::I32: return ncclInt32;
+    case DType::I64: return ncclInt64;
+    case DType::U8: return ncclUint8;
+  }
+  return ncclUint8;
+}
+
+ncclRedOp_t wire_op(ReduceOp op, DType wire) {
+  switch (op) {
+    case ReduceOp::Sum: return ncclSum;
+    case ReduceOp::Min: return ncclMin;
+    case ReduceOp::Max: return ncclMax;
+    case ReduceOp::Product: return ncclProd;
+    case ReduceOp::Average: return is_floating(wire) ? ncclAvg : ncclSum;  // integers divide on unpack
+  }
+  return ncclSum;
+}
+
+}  // namespace
+
+NcclFusion::~NcclFusion() {
+  if (!buffer_) return;
+  // The communication stream may still read the buffer; wait before freeing (errors are moot here).
+  try {
+    backend_.synchronize();
+  } catch (const Error&) {
+  }
+  cudaFree(buffer_);
+}
+
+void* NcclFusion::buffer(int64_t bytes) {
+  if (bytes <= capacity_) return buffer_;
+  if (buffer_) {
+    backend_.synchronize();
+    KOLO_CUDA_CHECK(cudaFree(buffer_));
+    buffer_ = nullptr;
+    capacity_ = 0;
+  }
+  KOLO_CUDA_CHECK(cudaSetDevice(backend_.device()));
+  KOLO_CUDA_CHECK(cudaMalloc(&buffer_, static_cast<size_t>(bytes)));
+  capacity_ = bytes;
+  return buffer_;
+}
+
+void NcclFusion::allreduce(const std::vector<DeviceSpan>& spans, const FusedAllreduceSpec& spec, Stream* compute) {
+  const bool floating = is_floating(spec.dtype);
+  KOLO_CHECK(spec.wire == spec.dtype || (floating && is_floating(spec.wire)), "nccl fused allreduce: cannot send ",
+             dtype_name(spec.dtype), " as ", dtype_name(spec.wire));
+  KOLO_CHECK(floating || (spec.prescale == 1.0 && spec.postscale == 1.0), "nccl fused allreduce: ",
+             dtype_name(spec.dtype), " tensors cannot be scaled (prescale ", spec.prescale, ", postscale ",
+             spec.postscale, ")");
+  const int n = backend_.size();
+  const bool int_average = spec.op == ReduceOp::Average && !is_floating(spec.wire);
+  const int64_t divisor = int_average ? n : 1;
+  const int64_t ws = static_cast<int64_t>(dtype_size(spec.wire));
+  const ncclRedOp_t op = wire_op(spec.op, spec.wire);
+  const ncclDataType_t type = wire_type(spec.wire);
+
+  const bool direct = spans.size() == 1 && spec.wire == spec.dtype && spec.prescale == 1.0;
+  if (direct) {
+    const DeviceSpan& t = spans[0];
+    cudaStream_t s = backend_.begin("allreduce", compute);
+    KOLO_NCCL_CHECK(ncclAllReduce(t.in, t.out, static_cast<size_t>(t.count), type, op, backend_.comm(), s));
+    if (spec.postscale != 1.0 || divisor != 1)
+      nccl::launch_convert_segments({{t.out, t.out, t.count}}, spec.dtype, spec.dtype, spec.postscale, divisor, s);
+    backend_.end(compute);
+    return;
+  }
+
+  const int64_t align = kFusionAlignment / ws;
+  std::vector<int64_t> offset(spans.size());
+  int64_t total = 0;
+  for (size_t i = 0; i < spans.size(); ++i) {
+    KOLO_CHECK(spans[i].count >= 0, "nccl fused allreduce: tensor ", i, " has a negative count");
+    offset[i] = total;
+    total += (spans[i].count + align - 1) / align * align;
+  }
+  uint8_t* buf = static_cast<uint8_t*>(buffer(std::max<int64_t>(total * ws, 1)));
+  std::vector<nccl::CopySegment> pack, unpack;
+  pack.reserve(spans.size());
+  unpack.reserve(spans.size());
+  for (size_t i = 0; i < spans.size(); ++i) {
+    pack.push_back({spans[i].in, buf + offset[i] * ws, spans[i].count});
+    unpack.push_back({buf + offset[i] * ws, spans[i].out, spans[i].count});
+  }
+  cudaStream_t s = backend_.begin("fused_allreduce", compute);
+  nccl::launch_convert_segments(pack, spec.dtype, spec.wire, spec.prescale, 1, s);
+  KOLO_NCCL_CHECK(ncclAllReduce(buf, buf, static_cast<size_t>(total), type, op, backend_.comm(), s));
+  nccl::launch_convert_segments(unpack, spec.wire, spec.dtype, spec.postscale, divisor, s);
+  backend_.end(compute);
+}
+
+}  // namespace kolo

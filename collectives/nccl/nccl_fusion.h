@@ -1,0 +1,54 @@
+// Device fusion for NCCL allreduce, read top to bottom like Horovod's NCCLAllreduce::Execute: make the
+// communication stream wait for the compute stream's ready event → pack every tensor into the device fusion
+// buffer (prescale and wire compression folded into one batched kernel) → one ncclAllReduce (ncclAvg for
+// floating Average) → unpack (postscale, integer Average's division, decompression in one batched kernel)
+// → done event that the compute stream waits on. No host sync anywhere.
+//
+// Fusion buffer protocol: one device buffer per NcclFusion, grown on demand (the only host sync: the old
+// buffer is freed once the communication stream drained it) and never shrunk; tensors are placed at
+// offsets aligned to kFusionAlignment bytes in the order given; padding is never read back. A single
+// tensor without scaling or compression skips the buffer and is reduced straight from input to output.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "collectives/nccl/nccl_backend.h"
+
+namespace kolo {
+
+// One tensor's device memory: `count` elements read from `in` and written to `out` (may be equal).
+struct DeviceSpan {
+  const void* in;
+  void* out;
+  int64_t count;
+};
+
+struct FusedAllreduceSpec {
+  DType dtype = DType::F32;  // of every tensor
+  DType wire = DType::F32;   // on the wire: dtype, or F16/BF16 compression of F32/F64
+  ReduceOp op = ReduceOp::Sum;
+  double prescale = 1.0;
+  double postscale = 1.0;    // after Average's 1/size
+};
+
+class NcclFusion {
+ public:
+  explicit NcclFusion(NcclBackend& backend) : backend_(backend) {}
+  ~NcclFusion();
+  NcclFusion(const NcclFusion&) = delete;
+  NcclFusion& operator=(const NcclFusion&) = delete;
+
+  // One collective for all `spans`; `compute` (may be nullptr) is the stream that produced the inputs and
+  // will consume the outputs.
+  void allreduce(const std::vector<DeviceSpan>& spans, const FusedAllreduceSpec& spec, Stream* compute);
+  int64_t capacity() const { return capacity_; }
+
+ private:
+  void* buffer(int64_t bytes);
+  NcclBackend& backend_;
+  void* buffer_ = nullptr;
+  int64_t capacity_ = 0;
+};
+
+}  // namespace kolo
