@@ -2,6 +2,7 @@
 // (bit-identical uniform draws to the CPU's Generator), and atomic row scatter-add.
 #include "core/ops/cuda/basic_launch.h"
 #include "core/ops/cuda/map_kernels.cuh"
+#include "core/ops/cuda/random.cuh"
 
 namespace kolo::cuda {
 
@@ -32,16 +33,6 @@ __global__ void fill_strided_kernel(T* out, T value, StridedIndexer<1> ix, int64
     strided_offsets(ix, i, off);
     out[off[0]] = value;
   }
-}
-
-// The CPU Generator's splitmix64 hash, so draws match element for element across devices.
-__device__ __forceinline__ uint64_t counter_hash(uint64_t seed, uint64_t counter) {
-  uint64_t z = seed * 0x9e3779b97f4a7c15ull + counter + 0x632be59bd9b4e019ull;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  z ^= z >> 31;
-  z = (z ^ (z >> 29)) * 0xbf58476d1ce4e5b9ull;
-  return z ^ (z >> 32);
 }
 
 template <typename T>

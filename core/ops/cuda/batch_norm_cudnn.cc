@@ -1,0 +1,159 @@
+// CUDA batch norm. Training (batch statistics) runs cuDNN's fused forward-training and backward kernels,
+// which keep scale/bias/statistics in f32 (f64 for f64 data), so half-precision parameters and running
+// statistics are converted around the call. Eval mode (running statistics, constant in the backward) has no
+// cuDNN backward, so both directions use kolo's per-channel kernels (channel.cu).
+#include "core/autograd/grad_mode.h"
+#include "core/device/cuda/cuda_check.h"
+#include "core/ops/cuda/channel_launch.h"
+#include "core/ops/cuda/cuda_tensor.h"
+#include "core/ops/cuda/cudnn_common.h"
+#include "core/ops/kernels/basic.h"
+#include "core/ops/kernels/conv.h"
+
+namespace kolo {
+namespace {
+
+DType stat_dtype(DType t) { return t == DType::F64 ? DType::F64 : DType::F32; }
+
+// x viewed as [outer, c, inner] (see channel_launch.h) and as a cuDNN 4-D descriptor of the same layout.
+struct BnLayout {
+  cuda::ChannelView v;
+  int64_t n, c, h;
+  bool nhwc;
+};
+
+BnLayout layout_of(const Tensor& x, bool channels_last, const char* op) {
+  KOLO_CHECK(x.dim() >= 2, op, ": input must have a batch and a channel dim, got ", x.describe());
+  if (channels_last) {
+    const int64_t c = x.size(-1), outer = c ? x.numel() / c : 0;
+    return {{outer, c, 1}, outer, c, 1, true};
+  }
+  const int64_t n = x.size(0), c = x.size(1), inner = n * c ? x.numel() / (n * c) : 0;
+  return {{n, c, inner}, n, c, inner, false};
+}
+
+// `t` as a contiguous tensor of dtype `d` (t itself when it already is); `fill` when t is undefined.
+Tensor as_stat(const Tensor& t, DType d, int64_t c, double fill, Device dev) {
+  NoGradGuard ng;
+  if (!t.defined()) return fill == 0.0 ? Tensor::zeros({c}, d, dev) : Tensor::ones({c}, d, dev);
+  return t.dtype() == d && t.is_contiguous() ? t : t.to(d).contiguous();
+}
+
+cudnnBatchNormMode_t bn_mode(DType t, bool nhwc) {
+  // The persistent kernels are cuDNN's fast path for half-precision NHWC.
+  return nhwc && (t == DType::BF16 || t == DType::F16) ? CUDNN_BATCHNORM_SPATIAL_PERSISTENT
+                                                       : CUDNN_BATCHNORM_SPATIAL;
+}
+
+class BnParamDesc {
+ public:
+  BnParamDesc(cudnnTensorDescriptor_t x, cudnnBatchNormMode_t mode) {
+    KOLO_CUDNN_CHECK(cudnnCreateTensorDescriptor(&d_));
+    KOLO_CUDNN_CHECK(cudnnDeriveBNTensorDescriptor(d_, x, mode));
+  }
+  ~BnParamDesc() { cudnnDestroyTensorDescriptor(d_); }
+  BnParamDesc(const BnParamDesc&) = delete;
+  BnParamDesc& operator=(const BnParamDesc&) = delete;
+  cudnnTensorDescriptor_t get() const { return d_; }
+
+ private:
+  cudnnTensorDescriptor_t d_ = nullptr;
+};
+
+struct Scalars {
+  float f[2] = {1.0f, 0.0f};
+  double d[2] = {1.0, 0.0};
+  bool f64;
+  explicit Scalars(DType t) : f64(t == DType::F64) {}
+  const void* one() const { return f64 ? static_cast<const void*>(&d[0]) : &f[0]; }
+  const void* zero() const { return f64 ? static_cast<const void*>(&d[1]) : &f[1]; }
+};
+
+void cuda_batch_norm_fwd(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& running_mean,
+                         Tensor& running_var, bool training, double momentum, double eps, bool channels_last,
+                         Tensor& y, Tensor& save_mean, Tensor& save_invstd) {
+  const char* op = "batch_norm";
+  cuda::KernelContext ctx(op, {&x, &y, &save_mean, &save_invstd});
+  const BnLayout l = layout_of(x, channels_last, op);
+  const DType st = stat_dtype(x.dtype());
+  if (!training) {
+    KOLO_CHECK(running_mean.defined() && running_var.defined(), op,
+               ": eval mode needs running statistics for ", x.describe());
+    cuda::launch_bn_stats_from_running(running_mean.dtype(), running_mean.data_ptr(), running_var.data_ptr(), eps,
+                                       l.c, st, save_mean.data_ptr(), save_invstd.data_ptr(), ctx.stream());
+    cuda::launch_bn_apply(x.dtype(), l.v, x.data_ptr(), weight.defined() ? weight.data_ptr() : nullptr,
+                          bias.defined() ? bias.data_ptr() : nullptr, save_mean.data_ptr(), save_invstd.data_ptr(),
+                          y.data_ptr(), ctx.stream());
+    return;
+  }
+  KOLO_CHECK(eps >= CUDNN_BN_MIN_EPSILON, op, ": eps ", eps, " below cuDNN's minimum ", CUDNN_BN_MIN_EPSILON);
+  KOLO_CHECK(running_mean.defined() == running_var.defined(), op,
+             ": running mean and variance must both be given or both be absent");
+  cudnnHandle_t h = cuda::cudnn_handle(ctx.device(), ctx.stream());
+  cuda::TensorDesc xd(x.dtype(), l.n, l.c, l.h, 1, l.nhwc, op);
+  const cudnnBatchNormMode_t mode = bn_mode(x.dtype(), l.nhwc);
+  BnParamDesc pd(xd.get(), mode);
+  const Tensor w = as_stat(weight, st, l.c, 1.0, x.device());
+  const Tensor b = as_stat(bias, st, l.c, 0.0, x.device());
+  Tensor rm, rv;
+  if (running_mean.defined()) {
+    rm = as_stat(running_mean, st, l.c, 0.0, x.device());
+    rv = as_stat(running_var, st, l.c, 1.0, x.device());
+  }
+  const Scalars s(x.dtype());
+  KOLO_CUDNN_CHECK(cudnnBatchNormalizationForwardTraining(
+      h, mode, s.one(), s.zero(), xd.get(), x.data_ptr(), xd.get(), y.data_ptr(), pd.get(), w.data_ptr(),
+      b.data_ptr(), momentum, rm.defined() ? rm.data_ptr() : nullptr, rv.defined() ? rv.data_ptr() : nullptr, eps,
+      save_mean.data_ptr(), save_invstd.data_ptr()));
+  // Running statistics of another dtype were updated in an f32 copy: write them back.
+  if (rm.defined() && rm.data_ptr() != running_mean.data_ptr()) copy_kernel()(x.device())(running_mean, rm);
+  if (rv.defined() && rv.data_ptr() != running_var.data_ptr()) copy_kernel()(x.device())(running_var, rv);
+}
+
+void cuda_batch_norm_bwd(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& save_mean,
+                         const Tensor& save_invstd, bool training, bool channels_last, Tensor& dx, Tensor& dweight,
+                         Tensor& dbias) {
+  const char* op = "batch_norm backward";
+  cuda::KernelContext ctx(op, {&dy, &x, &save_mean, &save_invstd});
+  const BnLayout l = layout_of(x, channels_last, op);
+  const DType st = stat_dtype(x.dtype());
+  const size_t acc = st == DType::F64 ? sizeof(double) : sizeof(float);
+  if (!training) {
+    if (dx.defined())
+      cuda::launch_bn_eval_dx(x.dtype(), l.v, dy.data_ptr(), weight.defined() ? weight.data_ptr() : nullptr,
+                              save_invstd.data_ptr(), dx.data_ptr(), ctx.stream());
+    if (!dweight.defined() && !dbias.defined()) return;
+    cuda::DeviceScratch sums(ctx.device(), std::max<size_t>(2 * static_cast<size_t>(l.c) * acc, 16));
+    char* s_dy = static_cast<char*>(sums.get());
+    char* s_dyx = s_dy + static_cast<size_t>(l.c) * acc;
+    cuda::launch_channel_sums(x.dtype(), l.v, dy.data_ptr(), x.data_ptr(), save_mean.data_ptr(),
+                              save_invstd.data_ptr(), s_dy, s_dyx, ctx.stream());
+    if (dweight.defined()) cuda::launch_channel_store(dweight.dtype(), s_dyx, l.c, dweight.data_ptr(), ctx.stream());
+    if (dbias.defined()) cuda::launch_channel_store(dbias.dtype(), s_dy, l.c, dbias.data_ptr(), ctx.stream());
+    return;
+  }
+  cudnnHandle_t h = cuda::cudnn_handle(ctx.device(), ctx.stream());
+  cuda::TensorDesc xd(x.dtype(), l.n, l.c, l.h, 1, l.nhwc, op);
+  const cudnnBatchNormMode_t mode = bn_mode(x.dtype(), l.nhwc);
+  BnParamDesc pd(xd.get(), mode);
+  const Tensor w = as_stat(weight, st, l.c, 1.0, x.device());
+  Tensor gx = dx.defined() ? dx : Tensor::empty(x.shape(), x.dtype(), x.device());
+  Tensor gw = dweight.defined() && dweight.dtype() == st ? dweight : Tensor::empty({l.c}, st, x.device());
+  Tensor gb = dbias.defined() && dbias.dtype() == st ? dbias : Tensor::empty({l.c}, st, x.device());
+  const Scalars s(x.dtype());
+  KOLO_CUDNN_CHECK(cudnnBatchNormalizationBackward(
+      h, mode, s.one(), s.zero(), s.one(), s.zero(), xd.get(), x.data_ptr(), xd.get(), dy.data_ptr(), xd.get(),
+      gx.data_ptr(), pd.get(), w.data_ptr(), gw.data_ptr(), gb.data_ptr(), CUDNN_BN_MIN_EPSILON,
+      save_mean.data_ptr(), save_invstd.data_ptr()));
+  if (dweight.defined() && gw.data_ptr() != dweight.data_ptr())
+    cuda::launch_channel_convert(dweight.dtype(), dweight.data_ptr(), st, gw.data_ptr(), l.c, ctx.stream());
+  if (dbias.defined() && gb.data_ptr() != dbias.data_ptr())
+    cuda::launch_channel_convert(dbias.dtype(), dbias.data_ptr(), st, gb.data_ptr(), l.c, ctx.stream());
+}
+
+}  // namespace
+
+KOLO_REGISTER_KERNEL(batch_norm_fwd, CUDA, cuda_batch_norm_fwd);
+KOLO_REGISTER_KERNEL(batch_norm_bwd, CUDA, cuda_batch_norm_bwd);
+
+}  // namespace kolo

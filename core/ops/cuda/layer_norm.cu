@@ -1,0 +1,192 @@
+// CUDA layer norm over the last dimension. Forward: a row group per row, two-pass mean/variance (exact for
+// values far from zero, as the CPU kernel) and one write pass. Backward: gx per row group; the weight/bias
+// gradients are column sums over rows, reduced per row chunk into a partial buffer and then across chunks
+// in a fixed order (no atomics: deterministic).
+#include <algorithm>
+
+#include "core/device/cuda/cuda_check.h"
+#include "core/ops/cuda/nn_launch.h"
+#include "core/ops/cuda/row_reduce.cuh"
+
+namespace kolo::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kColTile = 32, kRowLanes = 8;
+
+template <int TPR, typename T>
+__global__ void ln_fwd_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b, double eps,
+                              int64_t rows, int64_t d, T* __restrict__ y, Acc<T>* __restrict__ mean,
+                              Acc<T>* __restrict__ rstd) {
+  using A = Acc<T>;
+  __shared__ A smem[kThreads / 32];
+  const int t = threadIdx.x % TPR;
+  const int per_block = blockDim.x / TPR;
+  for (int64_t row = static_cast<int64_t>(blockIdx.x) * per_block + threadIdx.x / TPR; row < rows;
+       row += static_cast<int64_t>(gridDim.x) * per_block) {
+    const T* xr = x + row * d;
+    A s = 0;
+    for_row<TPR, T, A>(xr, d, t, [&](int64_t, A v) { s += v; });
+    const A mu = group_sum<TPR>(s, smem) / static_cast<A>(d);
+    A v2 = 0;
+    for_row<TPR, T, A>(xr, d, t, [&](int64_t, A v) { v2 += (v - mu) * (v - mu); });
+    const A rs = A(1) / sqrt(group_sum<TPR>(v2, smem) / static_cast<A>(d) + static_cast<A>(eps));
+    if (t == 0) {
+      mean[row] = mu;
+      rstd[row] = rs;
+    }
+    write_row<TPR>(y + row * d, d, t, [&](int64_t i) {
+      A h = (convert<A>(xr[i]) - mu) * rs;
+      if (w) h *= convert<A>(w[i]);
+      if (b) h += convert<A>(b[i]);
+      return h;
+    });
+  }
+}
+
+template <int TPR, typename T>
+__global__ void ln_bwd_dx_kernel(const T* __restrict__ gy, const T* __restrict__ x, const T* __restrict__ w,
+                                 const Acc<T>* __restrict__ mean, const Acc<T>* __restrict__ rstd, int64_t rows,
+                                 int64_t d, T* __restrict__ gx) {
+  using A = Acc<T>;
+  __shared__ A smem[kThreads / 32];
+  const int t = threadIdx.x % TPR;
+  const int per_block = blockDim.x / TPR;
+  for (int64_t row = static_cast<int64_t>(blockIdx.x) * per_block + threadIdx.x / TPR; row < rows;
+       row += static_cast<int64_t>(gridDim.x) * per_block) {
+    const T* g = gy + row * d;
+    const T* xr = x + row * d;
+    const A mu = mean[row], rs = rstd[row];
+    // gh = d loss / d xhat; gx = rs * (gh - mean(gh) - xhat * mean(gh * xhat)).
+    A sg = 0, sgx = 0;
+    for_row<TPR, T, A>(g, d, t, [&](int64_t i, A gi) {
+      const A gh = w ? gi * convert<A>(w[i]) : gi;
+      sg += gh;
+      sgx += gh * (convert<A>(xr[i]) - mu) * rs;
+    });
+    const A inv_d = A(1) / static_cast<A>(d);
+    const A mg = group_sum<TPR>(sg, smem) * inv_d;
+    const A mgx = group_sum<TPR>(sgx, smem) * inv_d;
+    write_row<TPR>(gx + row * d, d, t, [&](int64_t i) {
+      const A gi = convert<A>(g[i]);
+      const A gh = w ? gi * convert<A>(w[i]) : gi;
+      return rs * (gh - mg - (convert<A>(xr[i]) - mu) * rs * mgx);
+    });
+  }
+}
+
+// Block (kColTile, kRowLanes): column tile blockIdx.x, row chunk blockIdx.y -> partial sums of gy * xhat and
+// gy per column into pw / pb [chunks, d].
+template <typename T>
+__global__ void ln_bwd_partial_kernel(const T* __restrict__ gy, const T* __restrict__ x,
+                                      const Acc<T>* __restrict__ mean, const Acc<T>* __restrict__ rstd, int64_t rows,
+                                      int64_t d, int64_t rows_per_chunk, Acc<T>* pw, Acc<T>* pb) {
+  using A = Acc<T>;
+  __shared__ A sw[kRowLanes][kColTile + 1];
+  __shared__ A sb[kRowLanes][kColTile + 1];
+  const int64_t col = static_cast<int64_t>(blockIdx.x) * kColTile + threadIdx.x;
+  const int64_t r0 = static_cast<int64_t>(blockIdx.y) * rows_per_chunk;
+  const int64_t r1 = min(rows, r0 + rows_per_chunk);
+  A aw = 0, ab = 0;
+  if (col < d) {
+    for (int64_t r = r0 + threadIdx.y; r < r1; r += kRowLanes) {
+      const A gi = convert<A>(gy[r * d + col]);
+      aw += gi * (convert<A>(x[r * d + col]) - mean[r]) * rstd[r];
+      ab += gi;
+    }
+  }
+  sw[threadIdx.y][threadIdx.x] = aw;
+  sb[threadIdx.y][threadIdx.x] = ab;
+  __syncthreads();
+  if (threadIdx.y == 0 && col < d) {
+    for (int k = 1; k < kRowLanes; ++k) {
+      aw += sw[k][threadIdx.x];
+      ab += sb[k][threadIdx.x];
+    }
+    pw[blockIdx.y * d + col] = aw;
+    pb[blockIdx.y * d + col] = ab;
+  }
+}
+
+template <typename T>
+__global__ void ln_bwd_finish_kernel(const Acc<T>* pw, const Acc<T>* pb, int64_t chunks, int64_t d, T* gw, T* gb) {
+  using A = Acc<T>;
+  for (int64_t col = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; col < d;
+       col += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    A aw = 0, ab = 0;
+    for (int64_t k = 0; k < chunks; ++k) {
+      aw += pw[k * d + col];
+      ab += pb[k * d + col];
+    }
+    if (gw) gw[col] = convert<T>(aw);
+    if (gb) gb[col] = convert<T>(ab);
+  }
+}
+
+// Row chunks of the parameter-gradient reduction: enough blocks to fill the device, at least 64 rows each.
+int64_t chunks_for(int64_t rows, int64_t d) {
+  const int64_t col_tiles = (d + kColTile - 1) / kColTile;
+  const int64_t want = std::max<int64_t>(1, (4 * sm_count() + col_tiles - 1) / col_tiles);
+  return std::max<int64_t>(1, std::min(want, (rows + 63) / 64));
+}
+
+template <typename Launch>
+void by_row_length(int64_t rows, int64_t n, Launch&& launch) {
+  if (n <= 1024) launch(std::integral_constant<int, 32>{}, grid_for(rows * 32, kThreads));
+  else launch(std::integral_constant<int, kThreads>{}, grid_for(rows * kThreads, kThreads));
+}
+
+}  // namespace
+
+void launch_layer_norm_fwd(DType t, const void* x, const void* weight, const void* bias, double eps, int64_t rows,
+                           int64_t d, void* y, void* mean, void* rstd, cudaStream_t stream) {
+  if (rows == 0 || d == 0) return;
+  dispatch_float_dtype(t, "layer_norm", [&](auto tag) {
+    using T = decltype(tag);
+    by_row_length(rows, d, [&](auto tpr, int grid) {
+      ln_fwd_kernel<decltype(tpr)::value, T><<<grid, kThreads, 0, stream>>>(
+          static_cast<const T*>(x), static_cast<const T*>(weight), static_cast<const T*>(bias), eps, rows, d,
+          static_cast<T*>(y), static_cast<Acc<T>*>(mean), static_cast<Acc<T>*>(rstd));
+    });
+  });
+  KOLO_CUDA_CHECK_LAUNCH();
+}
+
+size_t layer_norm_bwd_partial_bytes(DType t, int64_t rows, int64_t d) {
+  const size_t acc = t == DType::F64 ? sizeof(double) : sizeof(float);
+  return 2 * static_cast<size_t>(chunks_for(rows, d) * d) * acc;
+}
+
+void launch_layer_norm_bwd(DType t, const void* gy, const void* x, const void* weight, const void* mean,
+                           const void* rstd, int64_t rows, int64_t d, void* gx, void* gw, void* gb, void* partial,
+                           cudaStream_t stream) {
+  if (d == 0) return;
+  dispatch_float_dtype(t, "layer_norm backward", [&](auto tag) {
+    using T = decltype(tag);
+    using A = Acc<T>;
+    if (rows > 0) {
+      by_row_length(rows, d, [&](auto tpr, int grid) {
+        ln_bwd_dx_kernel<decltype(tpr)::value, T><<<grid, kThreads, 0, stream>>>(
+            static_cast<const T*>(gy), static_cast<const T*>(x), static_cast<const T*>(weight),
+            static_cast<const A*>(mean), static_cast<const A*>(rstd), rows, d, static_cast<T*>(gx));
+      });
+      KOLO_CUDA_CHECK_LAUNCH();
+    }
+    if (!gw && !gb) return;
+    const int64_t chunks = chunks_for(rows, d);
+    A* pw = static_cast<A*>(partial);
+    A* pb = pw + chunks * d;
+    const int64_t per_chunk = (rows + chunks - 1) / chunks;
+    const dim3 grid(static_cast<unsigned>((d + kColTile - 1) / kColTile), static_cast<unsigned>(chunks));
+    ln_bwd_partial_kernel<T><<<grid, dim3(kColTile, kRowLanes), 0, stream>>>(
+        static_cast<const T*>(gy), static_cast<const T*>(x), static_cast<const A*>(mean),
+        static_cast<const A*>(rstd), rows, d, per_chunk, pw, pb);
+    KOLO_CUDA_CHECK_LAUNCH();
+    ln_bwd_finish_kernel<T><<<grid_for(d, kThreads), kThreads, 0, stream>>>(pw, pb, chunks, d, static_cast<T*>(gw),
+                                                                            static_cast<T*>(gb));
+  });
+  KOLO_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace kolo::cuda
