@@ -2,6 +2,8 @@
 // allreduce and raw MPI_Allreduce in the same run (16 B to 256 MiB by 4x, so 64 KiB and 16/64/256 MiB are
 // rows), then ResNet-50's 161 gradient tensors fused vs one buffer of the same size.
 // Run: mpirun -np 2 kolo_allreduce_bench [max_bytes]   (busbw = algbw * 2(n-1)/n, as nccl-tests)
+//      mpirun -np 2 -x NCCL_NVLS_ENABLE=0 kolo_allreduce_bench --device cuda [max_bytes]: GPU buffers, kolo
+//      over NCCL vs raw ncclAllReduce (nccl_bench.cc; built when kolo has NCCL).
 #include <mpi.h>
 
 #include <algorithm>
@@ -57,10 +59,43 @@ std::vector<int64_t> resnet50_sizes() {
 
 }  // namespace
 
+#ifdef KOLO_BENCH_NCCL
+namespace kolo::bench {
+int run_cuda_allreduce_bench(size_t max_bytes, const std::vector<int64_t>& resnet50_sizes);
+}
+#endif
+
 int main(int argc, char** argv) {
   int provided = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+  bool cuda = false;
+  if (argc > 2 && std::string(argv[1]) == "--device") {
+    if (std::string(argv[2]) != "cuda" && std::string(argv[2]) != "cpu") {
+      std::fprintf(stderr, "kolo_allreduce_bench: --device must be cpu or cuda, got %s\n", argv[2]);
+      MPI_Finalize();
+      return 2;
+    }
+    cuda = std::string(argv[2]) == "cuda";
+    argc -= 2;
+    argv += 2;
+  }
   const size_t max_bytes = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : (size_t{256} << 20);
+  if (cuda) {
+#ifdef KOLO_BENCH_NCCL
+    int rc = 1;
+    try {
+      rc = kolo::bench::run_cuda_allreduce_bench(max_bytes, resnet50_sizes());
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "kolo_allreduce_bench: %s\n", e.what());
+    }
+    MPI_Finalize();
+    return rc;
+#else
+    std::fprintf(stderr, "kolo_allreduce_bench: --device cuda needs kolo built with NCCL (KOLO_WITH_NCCL)\n");
+    MPI_Finalize();
+    return 2;
+#endif
+  }
   int rank = 0, size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
