@@ -266,6 +266,12 @@ TEST(Nccl, StuckCollectiveTimesOutWithTheSameErrorOnEveryRank) {
   cudaLaunchHostFunc(blocked->get(), hold_stream, nullptr);
   b.allreduce(t.data_ptr(), t.data_ptr(), 16, DType::F32, ReduceOp::Sum, blocked.get());
   const auto t0 = std::chrono::steady_clock::now();
+  // ncclCommAbort waits for work already queued behind the unmet dependency (measured on NCCL 2.28), so the
+  // stream is released 3 s in, as a late peer would; the watchdog itself fires at the 1 s timeout.
+  std::thread releaser([] {
+    std::this_thread::sleep_for(std::chrono::seconds(3));
+    g_release = true;
+  });
   std::string msg;
   try {
     b.synchronize();
@@ -273,7 +279,7 @@ TEST(Nccl, StuckCollectiveTimesOutWithTheSameErrorOnEveryRank) {
     msg = e.what();
   }
   const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  g_release = true;
+  releaser.join();
   blocked->synchronize();
   EXPECT_EQ(msg, "kolo: NCCL collective #1 (allreduce) failed; the NCCL communicator was aborted");
   EXPECT_GE(waited, 0.9);
