@@ -212,6 +212,12 @@ ResponseList Controller::coordinate(const std::vector<RequestList>& lists) {
     auto set_it = sets_.find(set_id);
     if (set_it == sets_.end()) continue;
     for (int r : set_it->second) (p.by_rank[r] ? sp.submitted : sp.missing).push_back(r);
+    // A rank that shut down submits nothing more (e.g. its Runtime was destroyed while an exception
+    // unwound its training loop): the tensor can never complete, so fail every rank now instead of hanging.
+    for (int r : sp.missing)
+      if (shutdown_.count(r) && !joined_.count(r) && out.abort.empty())
+        out.abort = detail::concat("kolo: rank ", r, " shut down (its Runtime was shut down or destroyed, e.g. by ",
+                                   "an exception) while tensor '", name, "' submitted by other ranks waits for it");
     pending.push_back(std::move(sp));
   }
   const std::string report = stall_.check(pending, Clock::now(), &out.abort);

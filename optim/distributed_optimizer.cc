@@ -24,7 +24,8 @@ struct DistributedOptimizer::State {
     Handle dense, indices, values;
   };
 
-  State(Optimizer& in, Runtime& r, DistributedOptimizerOptions o) : inner(in), rt(r), opt(std::move(o)) {}
+  State(Optimizer& in, Runtime& r, DistributedOptimizerOptions o)
+      : inner(in), rt(r), opt(std::move(o)), guard(opt.nonfinite) {}
 
   Optimizer& inner;
   Runtime& rt;
@@ -34,6 +35,7 @@ struct DistributedOptimizer::State {
   GradientExchangeStats stats;
   std::vector<EnqueueRecord> log;
   bool new_step = true;
+  NonfiniteGuard guard;
 
   std::string grad_name(const Entry& e) const { return opt.name_prefix + e.param.name; }
 
@@ -220,9 +222,15 @@ void DistributedOptimizer::synchronize() {
   if (failure) std::rethrow_exception(failure);
 }
 
-void DistributedOptimizer::step() {
+bool DistributedOptimizer::step() {
   synchronize();
+  if (!state_->guard.allow_step(inner_)) {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    ++state_->stats.skipped_steps;
+    return false;
+  }
   inner_.step();
+  return true;
 }
 
 GradientExchangeStats DistributedOptimizer::stats() const {

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "collectives/runtime.h"
+#include "optim/nonfinite_guard.h"
 #include "optim/optimizer.h"
 
 namespace kolo {
@@ -49,6 +50,8 @@ struct DistributedOptimizerOptions {
   // Collective names are name_prefix + parameter name; two optimizers whose exchanges may be in flight at
   // the same time (e.g. two models with equal parameter names) need different prefixes.
   std::string name_prefix = "grad.";
+  // Checked in step() after the exchange, so all ranks agree (see optim/nonfinite_guard.h).
+  NonfinitePolicy nonfinite = NonfinitePolicy::Ignore;
 };
 
 // Bytes exchanged, cumulative since construction or reset_stats().
@@ -58,6 +61,7 @@ struct GradientExchangeStats {
   int64_t sparse_gathered_bytes = 0;   // values + indices received by the sparse allgathers (accumulated)
   int64_t sparse_gathered_rows = 0;
   int64_t densified_bytes = 0;         // the part of dense_allreduce_bytes that came from sparse gradients
+  int64_t skipped_steps = 0;           // steps skipped for a non-finite gradient (NonfinitePolicy::SkipStep)
 };
 
 // One exchange as it was enqueued: for checking overlap with backward.
@@ -76,7 +80,8 @@ class DistributedOptimizer {
 
   void zero_grad();
   void synchronize();
-  void step();  // synchronize() then the inner step
+  // synchronize(), the non-finite check of options().nonfinite, then the inner step; false when skipped.
+  bool step();
 
   Optimizer& inner() { return inner_; }
   const DistributedOptimizerOptions& options() const;

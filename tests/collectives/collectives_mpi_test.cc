@@ -235,9 +235,9 @@ TEST(Collectives, BarrierCompletes) {
 
 // Every rank must see the identical message: compare lengths and a checksum through an allgather.
 void expect_same_everywhere(Runtime& rt, const std::string& msg, const std::string& tag) {
-  int64_t sum = 0;
+  uint64_t sum = 0;  // unsigned: the hash wraps around by design
   for (unsigned char c : msg) sum = sum * 31 + c;
-  Tensor mine = Tensor::from_vector(std::vector<int64_t>{static_cast<int64_t>(msg.size()), sum}, {1, 2});
+  Tensor mine = Tensor::from_vector(std::vector<int64_t>{static_cast<int64_t>(msg.size()), static_cast<int64_t>(sum)}, {1, 2});
   auto all = allgather(rt, mine, "same." + tag).to_vector<int64_t>();
   for (int q = 1; q < rt.size(); ++q) {
     EXPECT_EQ(all[2 * q], all[0]);
