@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Times full ResNet-50 and Transformer-big CPU training steps with kolo (model_step_bench) and PyTorch
+# (model_step_torch.py) alternately — kolo, torch, kolo, torch — with the same thread count, so that load from
+# other processes on a shared machine hits both sides alike; prints the best median of each side per model,
+# their ratio (kolo speed / torch speed), and the load average before and after.
+# Usage: benchmarks/cpu/run_models.sh BUILD_DIR [THREADS] [ROUNDS] [MODELS]   (from the repository root)
+#   MODELS: space-separated subset of "resnet50 transformer_big" (default both)
+set -euo pipefail
+build=${1:?build dir}
+export OMP_NUM_THREADS=${2:-$(nproc)}
+rounds=${3:-2}
+models=${4:-resnet50 transformer_big}
+warmup=${WARMUP:-2}
+steps=${STEPS:-4}
+here=$(cd "$(dirname "$0")" && pwd)
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+args() {
+  case $1 in
+    resnet50) echo "--model resnet50 --batch 16 --warmup $warmup --steps $steps" ;;
+    transformer_big) echo "--model transformer_big --batch 16 --seq 32 --warmup $warmup --steps $steps" ;;
+    *) echo "unknown model $1" >&2; exit 2 ;;
+  esac
+}
+echo "date=$(date -u +%F) host=$(hostname) cpus=$(nproc) threads=$OMP_NUM_THREADS rounds=$rounds" \
+     "torch=$(/usr/bin/python3 -c 'import torch; print(torch.__version__)')"
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+for m in $models; do
+  for r in $(seq "$rounds"); do
+    # shellcheck disable=SC2046
+    "$build/benchmarks/cpu/model_step_bench" $(args "$m") > "$out/kolo.$m.$r"
+    # shellcheck disable=SC2046
+    /usr/bin/python3 "$here/model_step_torch.py" $(args "$m") > "$out/torch.$m.$r"
+    echo "$m round $r: kolo $(grep '^total' "$out/kolo.$m.$r") | torch $(grep '^total' "$out/torch.$m.$r")" \
+         "| load $(cut -d' ' -f1 /proc/loadavg)"
+  done
+done
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo "| model | unit | kolo (best of $rounds) | torch (best of $rounds) | kolo / torch |"
+echo "|---|---|---:|---:|---:|"
+for m in $models; do
+  best() { grep -h '^total' "$out/$1.$m".* | sed 's/.*: \([0-9.]*\) .*/\1/' | sort -g | tail -1; }
+  k=$(best kolo); t=$(best torch)
+  unit=$(grep -h '^total' "$out/kolo.$m.1" | sed 's/^total \(.*\): .*/\1/')
+  echo "| $m | $unit | $k | $t | $(awk -v k="$k" -v t="$t" 'BEGIN { printf "%.2fx", k / t }') |"
+done
