@@ -30,6 +30,7 @@ class FlatBuffer {
   FlatBuffer(const std::vector<Tensor>& params, const std::string& what);
 
   int64_t numel() const { return numel_; }
+  Device device() const { return values_.defined() ? values_.device() : Device::cpu(); }  // the parameters' device
   size_t size() const { return params_.size(); }
   const std::vector<Segment>& segments() const { return segments_; }
   const Tensor& values() const { return values_; }  // 1-D view over all parameters

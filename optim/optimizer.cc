@@ -24,8 +24,10 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups, double lr, double weight_de
       NamedParameter& p = grp.params[i];
       if (p.name.empty()) p.name = "group" + std::to_string(g) + ".param" + std::to_string(i);
       KOLO_CHECK(p.tensor.defined(), kind_, ": parameter '", p.name, "' is undefined");
-      KOLO_CHECK(p.tensor.dtype() == DType::F32 && p.tensor.device().is_cpu(), kind_, ": parameter '", p.name,
-                 "' is ", p.tensor.describe(), "; the fused updates handle f32 CPU parameters");
+      KOLO_CHECK(p.tensor.dtype() == DType::F32, kind_, ": parameter '", p.name, "' is ", p.tensor.describe(),
+                 "; the fused updates handle f32 parameters (keep f32 master weights)");
+      KOLO_CHECK(optim_sgd_update_kernel().has(p.tensor.device().type), kind_, ": parameter '", p.name, "' is ",
+                 p.tensor.describe(), "; no optimizer update kernels are registered for that device");
       KOLO_CHECK(by_name_.emplace(p.name, Location{g, i}).second, kind_, ": duplicate parameter name '", p.name,
                  "'");
       for (const auto& [other, loc] : by_name_)
@@ -71,7 +73,10 @@ Tensor Optimizer::grad_slot(const Tensor& param) const {
 double global_grad_norm(const Optimizer& opt) {
   double sq = 0.0;
   for (size_t g = 0; g < opt.num_groups(); ++g)
-    if (opt.flat(g).numel() > 0) sq += optim_kernels::sum_squares(opt.flat(g).all(opt.flat(g).grads()));
+    if (opt.flat(g).numel() > 0) {
+      optim_kernels::UpdateDeviceScope on(opt.flat(g).device());
+      sq += optim_kernels::sum_squares(opt.flat(g).all(opt.flat(g).grads()));
+    }
   return std::sqrt(sq);
 }
 
@@ -87,7 +92,10 @@ void Optimizer::step() {
     const double coef = clip_norm_ / (last_grad_norm_ + 1e-6);
     if (coef < 1.0)
       for (FlatBuffer& f : flats_)
-        if (f.numel() > 0) optim_kernels::scale_inplace(f.all(f.grads()), static_cast<float>(coef));
+        if (f.numel() > 0) {
+          optim_kernels::UpdateDeviceScope on(f.device());
+          optim_kernels::scale_inplace(f.all(f.grads()), static_cast<float>(coef));
+        }
   }
   for (size_t g = 0; g < groups_.size(); ++g) {
     GroupView v;
@@ -106,7 +114,10 @@ void Optimizer::step() {
       else
         v.runs.push_back({i, i + 1, steps[i]});
     }
-    if (!v.runs.empty()) update_group(v);
+    if (v.runs.empty()) continue;
+    // The subclass's update rules run on the device holding this group's flat buffers.
+    optim_kernels::UpdateDeviceScope on(flats_[g].device());
+    update_group(v);
   }
   ++step_;
 }

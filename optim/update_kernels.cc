@@ -1,4 +1,5 @@
-// CPU implementations of the fused optimizer updates (see update_kernels.h for the formulas).
+// CPU implementations of the fused optimizer updates (see update_kernels.h for the formulas) and the
+// dispatch of each update to the calling thread's update device.
 #include "optim/update_kernels.h"
 
 #include <cmath>
@@ -7,9 +8,11 @@ namespace kolo::optim_kernels {
 
 namespace {
 constexpr int64_t kParallelMin = 16384;  // below this the OpenMP fork costs more than the loop
-}
 
-void sgd_update(std::span<float> param, std::span<const float> grad, std::span<float> buf, const SgdParams& h) {
+thread_local Device t_update_device = Device::cpu();
+
+void cpu_sgd_update(Device, std::span<float> param, std::span<const float> grad, std::span<float> buf,
+                    const SgdParams& h) {
   const int64_t n = static_cast<int64_t>(param.size());
   float* p = param.data();
   const float* g = grad.data();
@@ -28,8 +31,8 @@ void sgd_update(std::span<float> param, std::span<const float> grad, std::span<f
   }
 }
 
-void adam_update(std::span<float> param, std::span<const float> grad, std::span<float> exp_avg,
-                 std::span<float> exp_avg_sq, const AdamParams& h) {
+void cpu_adam_update(Device, std::span<float> param, std::span<const float> grad, std::span<float> exp_avg,
+                     std::span<float> exp_avg_sq, const AdamParams& h) {
   const int64_t n = static_cast<int64_t>(param.size());
   float* p = param.data();
   const float* g = grad.data();
@@ -53,8 +56,8 @@ void adam_update(std::span<float> param, std::span<const float> grad, std::span<
   }
 }
 
-void lamb_update(std::span<float> param, std::span<const float> grad, std::span<float> exp_avg,
-                 std::span<float> exp_avg_sq, std::span<float> scratch, const LambParams& h) {
+void cpu_lamb_update(Device, std::span<float> param, std::span<const float> grad, std::span<float> exp_avg,
+                     std::span<float> exp_avg_sq, std::span<float> scratch, const LambParams& h) {
   const int64_t n = static_cast<int64_t>(param.size());
   float* p = param.data();
   const float* g = grad.data();
@@ -84,7 +87,7 @@ void lamb_update(std::span<float> param, std::span<const float> grad, std::span<
   for (int64_t i = 0; i < n; ++i) p[i] -= s * u[i];
 }
 
-double sum_squares(std::span<const float> x) {
+double cpu_sum_squares(Device, std::span<const float> x) {
   const int64_t n = static_cast<int64_t>(x.size());
   const float* a = x.data();
   double s = 0.0;
@@ -93,11 +96,54 @@ double sum_squares(std::span<const float> x) {
   return s;
 }
 
-void scale_inplace(std::span<float> x, float s) {
+void cpu_scale_inplace(Device, std::span<float> x, float s) {
   const int64_t n = static_cast<int64_t>(x.size());
   float* a = x.data();
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
   for (int64_t i = 0; i < n; ++i) a[i] *= s;
 }
 
+}  // namespace
+
+Device update_device() { return t_update_device; }
+
+UpdateDeviceScope::UpdateDeviceScope(Device device) : previous_(t_update_device) { t_update_device = device; }
+UpdateDeviceScope::~UpdateDeviceScope() { t_update_device = previous_; }
+
+void sgd_update(std::span<float> param, std::span<const float> grad, std::span<float> momentum_buf,
+                const SgdParams& h) {
+  optim_sgd_update_kernel()(t_update_device)(t_update_device, param, grad, momentum_buf, h);
+}
+
+void adam_update(std::span<float> param, std::span<const float> grad, std::span<float> exp_avg,
+                 std::span<float> exp_avg_sq, const AdamParams& h) {
+  optim_adam_update_kernel()(t_update_device)(t_update_device, param, grad, exp_avg, exp_avg_sq, h);
+}
+
+void lamb_update(std::span<float> param, std::span<const float> grad, std::span<float> exp_avg,
+                 std::span<float> exp_avg_sq, std::span<float> scratch, const LambParams& h) {
+  optim_lamb_update_kernel()(t_update_device)(t_update_device, param, grad, exp_avg, exp_avg_sq, scratch, h);
+}
+
+double sum_squares(std::span<const float> x) { return optim_sum_squares_kernel()(t_update_device)(t_update_device, x); }
+
+void scale_inplace(std::span<float> x, float s) {
+  optim_scale_inplace_kernel()(t_update_device)(t_update_device, x, s);
+}
+
 }  // namespace kolo::optim_kernels
+
+namespace kolo {
+
+KOLO_DEFINE_KERNEL(optim_sgd_update);
+KOLO_DEFINE_KERNEL(optim_adam_update);
+KOLO_DEFINE_KERNEL(optim_lamb_update);
+KOLO_DEFINE_KERNEL(optim_sum_squares);
+KOLO_DEFINE_KERNEL(optim_scale_inplace);
+KOLO_REGISTER_KERNEL(optim_sgd_update, CPU, optim_kernels::cpu_sgd_update);
+KOLO_REGISTER_KERNEL(optim_adam_update, CPU, optim_kernels::cpu_adam_update);
+KOLO_REGISTER_KERNEL(optim_lamb_update, CPU, optim_kernels::cpu_lamb_update);
+KOLO_REGISTER_KERNEL(optim_sum_squares, CPU, optim_kernels::cpu_sum_squares);
+KOLO_REGISTER_KERNEL(optim_scale_inplace, CPU, optim_kernels::cpu_scale_inplace);
+
+}  // namespace kolo

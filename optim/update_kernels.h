@@ -2,12 +2,18 @@
 //
 // Each function is one fused pass over its spans (OpenMP on the CPU). They take spans rather than tensors
 // so that a CUDA multi-tensor-apply can replace them one for one: same arguments, device pointers.
+// Which one runs is chosen by the calling thread's update device (UpdateDeviceScope, set by
+// Optimizer::step from its flat buffers) through per-device kernel slots: optim/cuda registers the CUDA
+// versions, so the optimizers' update_group code is the same on both devices.
 // Formulas follow PyTorch's torch.optim definitions (noted per function) so results can be compared
 // against it.
 #pragma once
 
 #include <cstdint>
 #include <span>
+
+#include "core/device/device.h"
+#include "core/ops/dispatch.h"
 
 namespace kolo::optim_kernels {
 
@@ -60,4 +66,32 @@ double sum_squares(std::span<const float> x);
 // x *= s.
 void scale_inplace(std::span<float> x, float s);
 
+// The device the spans passed to the functions above point into, for the calling thread (CPU by default).
+Device update_device();
+// Sets the calling thread's update device for its lifetime (restores the previous one after).
+class UpdateDeviceScope {
+ public:
+  explicit UpdateDeviceScope(Device device);
+  ~UpdateDeviceScope();
+  UpdateDeviceScope(const UpdateDeviceScope&) = delete;
+  UpdateDeviceScope& operator=(const UpdateDeviceScope&) = delete;
+
+ private:
+  Device previous_;
+};
+
 }  // namespace kolo::optim_kernels
+
+namespace kolo {
+
+// Per-device implementations behind the functions above (CPU in update_kernels.cc, CUDA in optim/cuda).
+KOLO_DECLARE_KERNEL(optim_sgd_update, void(Device, std::span<float>, std::span<const float>, std::span<float>,
+                                           const optim_kernels::SgdParams&));
+KOLO_DECLARE_KERNEL(optim_adam_update, void(Device, std::span<float>, std::span<const float>, std::span<float>,
+                                            std::span<float>, const optim_kernels::AdamParams&));
+KOLO_DECLARE_KERNEL(optim_lamb_update, void(Device, std::span<float>, std::span<const float>, std::span<float>,
+                                            std::span<float>, std::span<float>, const optim_kernels::LambParams&));
+KOLO_DECLARE_KERNEL(optim_sum_squares, double(Device, std::span<const float>));
+KOLO_DECLARE_KERNEL(optim_scale_inplace, void(Device, std::span<float>, float));
+
+}  // namespace kolo
