@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # README's main job: install dependencies and build (scripts/build.sh), then a real multi-rank data-parallel
-# training run. With a CUDA build and a visible GPU: one rank per GPU (at least 2) of train_resnet on GPU,
-# NCCL allreduce. Otherwise: 2 CPU ranks under mpirun, MPI allreduce. Both train a small-stem ResNet-18 on
+# training run. With a CUDA build and 2+ visible GPUs: one rank per GPU of train_resnet on GPU, NCCL
+# allreduce. Otherwise 2 CPU ranks under mpirun, MPI allreduce; with exactly one GPU that CPU run is followed
+# by a one-rank GPU run (NCCL cannot place two ranks on one GPU). All train a small-stem ResNet-18 on
 # scikit-learn's real digits set (1,500 training / 297 held-out images) and print tf_cnn_benchmarks-style
 # images/sec lines, `total images/sec` and the held-out accuracy. About 1-2 minutes on 2 CPU cores.
 # Extra arguments are passed to train_resnet (e.g. --num_epochs 5).
@@ -22,24 +23,31 @@ if grep -q '^KOLO_WITH_CUDA:BOOL=ON' "$cache" && command -v nvidia-smi >/dev/nul
   gpus=$(nvidia-smi -L | grep -c '^GPU' || true)
 fi
 
+run_ranks() {  # run_ranks NP ARGS...: NP ranks under mpirun (one process without MPI)
+  local np=$1
+  shift
+  if grep -q '^KOLO_WITH_MPI:BOOL=ON' "$cache" && command -v mpirun >/dev/null 2>&1; then
+    timeout 900 mpirun -np "$np" --oversubscribe --bind-to none "$exe" "$@"
+  else
+    echo "run.sh: built without MPI; training on one rank" >&2
+    timeout 900 "$exe" "$@"
+  fi
+}
+
 train=(--model resnet18 --small_stem --dataset digits --batch_size 32 --optimizer sgd --momentum 0.9
        --weight_decay 5e-4 --lr 0.4 --lr_schedule cosine --warmup_epochs 1 --display_every 50
        --target_accuracy 0.97)
-if [ "$gpus" -gt 0 ]; then
-  np=$(( gpus > 2 ? gpus : 2 ))
-  device=(--device cuda --width 32 --num_epochs 20)
-  echo "== train_resnet: $np ranks on $gpus GPU(s), digits"
+gpu=(--device cuda --width 32 --num_epochs 20)
+cpu=(--device cpu --width 16 --num_epochs 20)
+if [ "$gpus" -ge 2 ]; then
+  echo "== train_resnet: $gpus ranks on $gpus GPUs, digits"
+  run_ranks "$gpus" "${train[@]}" "${gpu[@]}" "$@"
 else
-  np=2
-  device=(--device cpu --width 16 --num_epochs 20)
+  echo "== train_resnet: 2 CPU ranks, digits"
   # One thread per rank: the 2 ranks then use 2 cores without oversubscribing them.
-  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-  echo "== train_resnet: $np CPU ranks, digits"
-fi
-
-if grep -q '^KOLO_WITH_MPI:BOOL=ON' "$cache" && command -v mpirun >/dev/null 2>&1; then
-  timeout 900 mpirun -np "$np" --oversubscribe --bind-to none "$exe" "${train[@]}" "${device[@]}" "$@"
-else
-  echo "run.sh: built without MPI; training on one rank" >&2
-  timeout 900 "$exe" "${train[@]}" "${device[@]}" "$@"
+  OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} run_ranks 2 "${train[@]}" "${cpu[@]}" "$@"
+  if [ "$gpus" -eq 1 ]; then
+    echo "== train_resnet: 1 rank on the GPU, digits"
+    run_ranks 1 "${train[@]}" "${gpu[@]}" "$@"
+  fi
 fi

@@ -166,6 +166,8 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
   int64_t step = 0;
   if (o.resume) {
     if (auto pos = ckpt.resume(model, *inner)) {
+      KOLO_CHECK(pos->seed == o.seed, "--resume: the checkpoint in ", o.checkpoint_dir, " was written with --seed ",
+                 pos->seed, ", this run has --seed ", o.seed, " (data order would differ)");
       step = pos->step;
       loader.set_state(pos->loader);
       if (log) *log << "resumed from step " << step << " in " << o.checkpoint_dir << "\n";
@@ -214,10 +216,10 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
       interval_steps = 0;
     }
     if (ckpt.enabled() && o.checkpoint_every > 0 && step % o.checkpoint_every == 0)
-      ckpt.save(model, *inner, {step, loader.state(), o.seed, 0});
+      ckpt.save(model, *inner, {step, loader.state(), o.seed});
   }
   if (ckpt.enabled() && (o.checkpoint_every <= 0 || step % o.checkpoint_every != 0))
-    ckpt.save(model, *inner, {step, loader.state(), o.seed, 0});
+    ckpt.save(model, *inner, {step, loader.state(), o.seed});
   result.steps = step;
   result.images_per_sec = meter.total_rate();
   if (log) meter.print_total(*log);

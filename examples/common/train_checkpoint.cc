@@ -52,8 +52,7 @@ std::string TrainCheckpointer::save(const models::Module& model, const Optimizer
   md["step"] = std::to_string(pos.step);
   md["loader.epoch"] = std::to_string(pos.loader.epoch);
   md["loader.index"] = std::to_string(pos.loader.index);
-  md["rng.seed"] = std::to_string(pos.rng_seed);
-  md["rng.offset"] = std::to_string(pos.rng_offset);
+  md["seed"] = std::to_string(pos.seed);
   md["optimizer"] = optimizer.kind();
   return CheckpointManager(dir_, keep_last_).save(pos.step, tensors, md);
 }
@@ -61,8 +60,8 @@ std::string TrainCheckpointer::save(const models::Module& model, const Optimizer
 std::optional<TrainPosition> TrainCheckpointer::resume(models::Module& model, Optimizer& optimizer) const {
   if (!enabled()) return std::nullopt;
   NoGradGuard ng;
-  // Header: found, step, loader epoch, loader index, rng seed, rng offset (u64 carried bit-exactly in i64).
-  std::vector<int64_t> header(6, 0);
+  // Header: found, step, loader epoch, loader index, seed (u64 carried bit-exactly in i64).
+  std::vector<int64_t> header(5, 0);
   if (runtime_.rank() == 0) {
     if (auto latest = CheckpointManager(dir_, keep_last_).load_latest()) {
       const SafeTensors& st = latest->second;
@@ -82,11 +81,10 @@ std::optional<TrainPosition> TrainCheckpointer::resume(models::Module& model, Op
                 std::stoll(meta(st, "step")),
                 std::stoll(meta(st, "loader.epoch")),
                 std::stoll(meta(st, "loader.index")),
-                static_cast<int64_t>(std::stoull(meta(st, "rng.seed"))),
-                static_cast<int64_t>(std::stoull(meta(st, "rng.offset")))};
+                static_cast<int64_t>(std::stoull(meta(st, "seed")))};
     }
   }
-  Tensor h = Tensor::from_vector(header, {6});
+  Tensor h = Tensor::from_vector(header, {5});
   runtime_.broadcast_async(h, 0, "checkpoint.header").wait();
   header = h.to_vector<int64_t>();
   if (header[0] == 0) return std::nullopt;
@@ -95,8 +93,7 @@ std::optional<TrainPosition> TrainCheckpointer::resume(models::Module& model, Op
   TrainPosition pos;
   pos.step = header[1];
   pos.loader = {header[2], header[3]};
-  pos.rng_seed = static_cast<uint64_t>(header[4]);
-  pos.rng_offset = static_cast<uint64_t>(header[5]);
+  pos.seed = static_cast<uint64_t>(header[4]);
   return pos;
 }
 

@@ -1,9 +1,9 @@
 // Checkpoints of a data-parallel training run: model state dict (parameters and buffers), optimizer state,
-// schedule step, data-loader position and the model's random-number state, in one safetensors file per
+// schedule step, data-loader position and the seed, in one safetensors file per
 // save through CheckpointManager.
 //
 // Protocol: rank 0 saves. On resume rank 0 loads the newest valid checkpoint and every rank receives it
-// by broadcast (a header tensor with the step, loader position and RNG state, then parameters, buffers and
+// by broadcast (a header tensor with the step, loader position and seed, then parameters, buffers and
 // optimizer state), so ranks need no shared file system and start bit-identical.
 #pragma once
 
@@ -21,7 +21,9 @@ namespace kolo::examples {
 struct TrainPosition {
   int64_t step = 0;              // optimizer steps done (the schedule's next step)
   data::LoaderState loader;      // batches already consumed
-  uint64_t rng_seed = 0, rng_offset = 0;  // the training Generator (dropout, augmentation)
+  // Data order and augmentation draws are pure functions of (seed, epoch, item), so the seed and the loader
+  // position are the whole random state of a run; resuming checks that --seed is unchanged.
+  uint64_t seed = 0;
 };
 
 class TrainCheckpointer {

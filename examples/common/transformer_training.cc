@@ -232,6 +232,8 @@ TransformerRunResult run_transformer(Runtime& rt, const TransformerRunOptions& o
   int64_t step = 0;
   if (o.resume) {
     if (auto pos = ckpt.resume(model, *inner)) {
+      KOLO_CHECK(pos->seed == o.seed, "--resume: the checkpoint in ", o.checkpoint_dir, " was written with --seed ",
+                 pos->seed, ", this run has --seed ", o.seed, " (data order would differ)");
       step = pos->step;
       loader.set_state(pos->loader);
       if (log) *log << "resumed from step " << step << " in " << o.checkpoint_dir << "\n";
@@ -284,10 +286,10 @@ TransformerRunResult run_transformer(Runtime& rt, const TransformerRunOptions& o
       }
     }
     if (ckpt.enabled() && o.checkpoint_every > 0 && step % o.checkpoint_every == 0)
-      ckpt.save(model, *inner, {step, loader.state(), o.seed, 0});
+      ckpt.save(model, *inner, {step, loader.state(), o.seed});
   }
   if (ckpt.enabled() && !result.diverged && (o.checkpoint_every <= 0 || step % o.checkpoint_every != 0))
-    ckpt.save(model, *inner, {step, loader.state(), o.seed, 0});
+    ckpt.save(model, *inner, {step, loader.state(), o.seed});
   result.steps = step;
   const double global_tokens = metric_average(rt, static_cast<double>(meter.measured_local_items()), "train.tokens") * rt.size();
   result.tokens_per_sec = meter.total_rate(static_cast<int64_t>(std::llround(global_tokens)));
