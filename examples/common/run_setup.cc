@@ -53,8 +53,12 @@ LrSchedulePtr make_schedule(const ScheduleFlags& f) {
     return noam(f.d_model, f.warmup_steps, f.peak * std::sqrt(static_cast<double>(f.d_model * f.warmup_steps)));
   }
   if (f.name == "goyal") {
-    const int64_t warmup_epochs = f.steps_per_epoch > 0 ? f.warmup_steps / f.steps_per_epoch : 0;
-    return goyal_step_decay(f.peak, f.peak * 0.1, f.steps_per_epoch, warmup_epochs, f.decay_epochs);
+    // goyal_step_decay's shape with the warmup counted in steps, so fractional warmup epochs work.
+    KOLO_CHECK(f.steps_per_epoch > 0, "--lr_schedule goyal needs steps per epoch > 0");
+    std::vector<int64_t> boundaries;
+    for (int64_t e : f.decay_epochs) boundaries.push_back(e * f.steps_per_epoch);
+    LrSchedulePtr decay = step_decay(f.peak, boundaries, 0.1);
+    return f.warmup_steps > 0 ? linear_warmup(f.warmup_steps, decay, f.peak * 0.1) : decay;
   }
   LrSchedulePtr after;
   if (f.name == "cosine") {
