@@ -86,10 +86,15 @@ void Runtime::shutdown() {
       lock.lock();
     }
     lock.unlock();
-    if (stopped_)
+    if (stopped_) {
       thread_.join();
-    else
+    } else {
+      // The left-behind thread is still inside a backend call: keep what it is using alive (leaked) rather
+      // than free it under its feet when this Runtime is destroyed.
       thread_.detach();
+      (void)executor_.release();
+      (void)loop_state_.release();
+    }
   }
 }
 
@@ -132,7 +137,7 @@ void Runtime::check_process_set(int ps, const char* op, const std::string& name)
 
 void Runtime::timeline_span(const std::string& row, const std::string& activity, Clock::time_point begin,
                             Clock::time_point end) {
-  if (loop_state_->timeline->enabled()) loop_state_->timeline->span(row, activity, begin, end);
+  if (loop_state_ && loop_state_->timeline->enabled()) loop_state_->timeline->span(row, activity, begin, end);
 }
 
 Handle Runtime::enqueue(std::vector<std::shared_ptr<TensorEntry>> entries, Callback cb) {
