@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <functional>
 #include <iostream>
@@ -41,7 +42,9 @@ Tensor random_tokens(int64_t batch, int64_t seq, int64_t vocab, uint64_t& state)
   return Tensor::from_vector(ids, {batch, seq});
 }
 
-// Runs `warmup` untimed then `steps` timed calls of `step`; prints each and returns the median seconds.
+// Runs `warmup` untimed then `steps` timed calls of `step`; prints each (wall and process CPU seconds: on a
+// shared machine the CPU time is the steadier figure) and returns the median wall seconds. The best step is
+// printed too: it is the one least disturbed by other processes.
 double time_steps(const std::function<double()>& step, int warmup, int steps, const char* unit, double items) {
   using clock = std::chrono::steady_clock;
   for (int i = 0; i < warmup; ++i) {
@@ -49,14 +52,21 @@ double time_steps(const std::function<double()>& step, int warmup, int steps, co
     const double loss = step();
     std::printf("warmup %d: %.3f s loss %.4f\n", i + 1, std::chrono::duration<double>(clock::now() - t0).count(), loss);
   }
-  std::vector<double> secs;
+  std::vector<double> secs, cpu;
   for (int i = 0; i < steps; ++i) {
+    const std::clock_t c0 = std::clock();
     auto t0 = clock::now();
     const double loss = step();
     secs.push_back(std::chrono::duration<double>(clock::now() - t0).count());
-    std::printf("step %d: %.3f s  %.2f %s  loss %.4f\n", i + 1, secs.back(), items / secs.back(), unit, loss);
+    cpu.push_back(static_cast<double>(std::clock() - c0) / CLOCKS_PER_SEC);
+    std::printf("step %d: %.3f s (cpu %.3f s)  %.2f %s  loss %.4f\n", i + 1, secs.back(), cpu.back(),
+                items / secs.back(), unit, loss);
     std::fflush(stdout);
   }
+  std::printf("best %s: %.2f (step %.3f s)\n", unit, items / *std::min_element(secs.begin(), secs.end()),
+              *std::min_element(secs.begin(), secs.end()));
+  std::sort(cpu.begin(), cpu.end());
+  std::printf("cpu seconds per step (median): %.3f\n", cpu[cpu.size() / 2]);
   std::sort(secs.begin(), secs.end());
   return secs[secs.size() / 2];
 }

@@ -65,10 +65,14 @@ def time_steps(step, warmup, steps, unit, items):
     for i in range(warmup):
         t = time.perf_counter(); loss = step()
         print(f"warmup {i + 1}: {time.perf_counter() - t:.3f} s loss {loss:.4f}", flush=True)
-    secs = []
+    secs, cpu = [], []
     for i in range(steps):
-        t = time.perf_counter(); loss = step(); secs.append(time.perf_counter() - t)
-        print(f"step {i + 1}: {secs[-1]:.3f} s  {items / secs[-1]:.2f} {unit}  loss {loss:.4f}", flush=True)
+        c = time.process_time(); t = time.perf_counter(); loss = step()
+        secs.append(time.perf_counter() - t); cpu.append(time.process_time() - c)
+        print(f"step {i + 1}: {secs[-1]:.3f} s (cpu {cpu[-1]:.3f} s)  {items / secs[-1]:.2f} {unit}  loss {loss:.4f}",
+              flush=True)
+    print(f"best {unit}: {items / min(secs):.2f} (step {min(secs):.3f} s)")
+    print(f"cpu seconds per step (median): {sorted(cpu)[len(cpu) // 2]:.3f}")
     return sorted(secs)[len(secs) // 2]
 
 

@@ -4,7 +4,8 @@
 # other processes on a shared machine hits both sides alike; prints the best median of each side per model,
 # their ratio (kolo speed / torch speed), and the load average before and after.
 # Usage: benchmarks/cpu/run_models.sh BUILD_DIR [THREADS] [ROUNDS] [MODELS]   (from the repository root)
-#   MODELS: space-separated subset of "resnet50 transformer_big" (default both)
+#   MODELS: space-separated subset of "resnet50 resnet50_nchw transformer_big" (default "resnet50 transformer_big";
+#   resnet50 runs both sides channels_last, the fast CPU layout of each; resnet50_nchw runs both sides NCHW)
 set -euo pipefail
 build=${1:?build dir}
 export OMP_NUM_THREADS=${2:-$(nproc)}
@@ -13,11 +14,15 @@ models=${4:-resnet50 transformer_big}
 warmup=${WARMUP:-2}
 steps=${STEPS:-4}
 here=$(cd "$(dirname "$0")" && pwd)
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+if [ -n "${LOGDIR:-}" ]; then
+  out=$LOGDIR; mkdir -p "$out"
+else
+  out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
+fi
 args() {
   case $1 in
-    resnet50) echo "--model resnet50 --batch 16 --warmup $warmup --steps $steps" ;;
+    resnet50) echo "--model resnet50 --batch 16 --channels_last --warmup $warmup --steps $steps" ;;
+    resnet50_nchw) echo "--model resnet50 --batch 16 --warmup $warmup --steps $steps" ;;
     transformer_big) echo "--model transformer_big --batch 16 --seq 32 --warmup $warmup --steps $steps" ;;
     *) echo "unknown model $1" >&2; exit 2 ;;
   esac
@@ -37,11 +42,16 @@ for m in $models; do
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| model | unit | kolo (best of $rounds) | torch (best of $rounds) | kolo / torch |"
-echo "|---|---|---:|---:|---:|"
+echo "| model | unit | kolo median | torch median | ratio | kolo best step | torch best step | ratio |" \
+     "kolo cpu s/step | torch cpu s/step | ratio |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for m in $models; do
-  best() { grep -h '^total' "$out/$1.$m".* | sed 's/.*: \([0-9.]*\) .*/\1/' | sort -g | tail -1; }
-  k=$(best kolo); t=$(best torch)
+  # Highest figure over rounds of the "<prefix> ...: X" line; for CPU seconds the lowest.
+  hi() { grep -h "^$2" "$out/$1.$m".* | sed 's/.*: \([0-9.]*\).*/\1/' | sort -g | tail -1; }
+  lo() { grep -h "^$2" "$out/$1.$m".* | sed 's/.*: \([0-9.]*\).*/\1/' | sort -g | head -1; }
+  ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
+  k=$(hi kolo total); t=$(hi torch total); kb=$(hi kolo best); tb=$(hi torch best)
+  kc=$(lo kolo cpu); tc=$(lo torch cpu)
   unit=$(grep -h '^total' "$out/kolo.$m.1" | sed 's/^total \(.*\): .*/\1/')
-  echo "| $m | $unit | $k | $t | $(awk -v k="$k" -v t="$t" 'BEGIN { printf "%.2fx", k / t }') |"
+  echo "| $m | $unit | $k | $t | $(ratio "$k" "$t") | $kb | $tb | $(ratio "$kb" "$tb") | $kc | $tc | $(ratio "$tc" "$kc") |"
 done

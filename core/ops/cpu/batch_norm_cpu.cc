@@ -57,17 +57,20 @@ void per_channel_sums(const View3& v, std::vector<double>& a, std::vector<double
     }
 }
 
-// fn(c, index) for every element, parallel.
+// fn(c, index) for every element, parallel. Channels-last rows loop over c directly: a modulo per element
+// would cost more than the arithmetic and keep the loop from vectorising.
 template <typename F>
 void for_each_element(const View3& v, F&& fn) {
+  if (v.inner == 1) {
+#pragma omp parallel for schedule(static)
+    for (int64_t o = 0; o < v.outer; ++o)
+      for (int64_t c = 0; c < v.c; ++c) fn(c, o * v.c + c);
+    return;
+  }
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < v.outer * v.c; ++r) {
-    const int64_t c = v.inner > 1 ? r % v.c : 0;
-    if (v.inner > 1) {
-      for (int64_t i = 0; i < v.inner; ++i) fn(c, r * v.inner + i);
-    } else {
-      fn(r % v.c, r);
-    }
+    const int64_t c = r % v.c;
+    for (int64_t i = 0; i < v.inner; ++i) fn(c, r * v.inner + i);
   }
 }
 

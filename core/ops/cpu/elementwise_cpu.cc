@@ -1,6 +1,8 @@
 // CPU elementwise and reduction kernels. Half types are computed in float; f32/f64 natively.
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "core/ops/cpu/strided.h"
 #include "core/ops/kernels/elementwise.h"
@@ -75,12 +77,55 @@ inline A binary_fn(BinaryOp op, A a, A b) {
   return a;
 }
 
+// Calls f(std::integral_constant<E, op>) so that a loop written once gets the op as a compile-time constant:
+// the per-element switch folds away and the loop vectorises (the runtime switch inside a loop does neither).
+template <typename F>
+void with_unary_op(UnaryOp op, F&& f) {
+  switch (op) {
+    case UnaryOp::Neg: return f(std::integral_constant<UnaryOp, UnaryOp::Neg>{});
+    case UnaryOp::Exp: return f(std::integral_constant<UnaryOp, UnaryOp::Exp>{});
+    case UnaryOp::Log: return f(std::integral_constant<UnaryOp, UnaryOp::Log>{});
+    case UnaryOp::Sqrt: return f(std::integral_constant<UnaryOp, UnaryOp::Sqrt>{});
+    case UnaryOp::Rsqrt: return f(std::integral_constant<UnaryOp, UnaryOp::Rsqrt>{});
+    case UnaryOp::Tanh: return f(std::integral_constant<UnaryOp, UnaryOp::Tanh>{});
+    case UnaryOp::Sigmoid: return f(std::integral_constant<UnaryOp, UnaryOp::Sigmoid>{});
+    case UnaryOp::Relu: return f(std::integral_constant<UnaryOp, UnaryOp::Relu>{});
+    case UnaryOp::Gelu: return f(std::integral_constant<UnaryOp, UnaryOp::Gelu>{});
+    case UnaryOp::Square: return f(std::integral_constant<UnaryOp, UnaryOp::Square>{});
+    case UnaryOp::Abs: return f(std::integral_constant<UnaryOp, UnaryOp::Abs>{});
+    case UnaryOp::Reciprocal: return f(std::integral_constant<UnaryOp, UnaryOp::Reciprocal>{});
+  }
+  KOLO_FAIL("unary: unknown op ", static_cast<int>(op));
+}
+
+template <typename F>
+void with_binary_op(BinaryOp op, F&& f) {
+  switch (op) {
+    case BinaryOp::Add: return f(std::integral_constant<BinaryOp, BinaryOp::Add>{});
+    case BinaryOp::Sub: return f(std::integral_constant<BinaryOp, BinaryOp::Sub>{});
+    case BinaryOp::Mul: return f(std::integral_constant<BinaryOp, BinaryOp::Mul>{});
+    case BinaryOp::Div: return f(std::integral_constant<BinaryOp, BinaryOp::Div>{});
+    case BinaryOp::Max: return f(std::integral_constant<BinaryOp, BinaryOp::Max>{});
+    case BinaryOp::Min: return f(std::integral_constant<BinaryOp, BinaryOp::Min>{});
+    case BinaryOp::Eq: return f(std::integral_constant<BinaryOp, BinaryOp::Eq>{});
+  }
+  KOLO_FAIL("binary: unknown op ", static_cast<int>(op));
+}
+
 void cpu_unary(UnaryOp op, const Tensor& x, Tensor& out) {
   dispatch_dtype(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     using A = Acc<T>;
     const T* px = static_cast<const T*>(x.data_ptr());
     T* po = static_cast<T*>(out.data_ptr());
+    if (x.is_contiguous() && out.is_contiguous() && x.shape() == out.shape()) {
+      const int64_t n = out.numel();
+      with_unary_op(op, [&](auto k) {
+#pragma omp parallel for schedule(static) if (n > 32768)
+        for (int64_t i = 0; i < n; ++i) po[i] = cast_to<T>(unary_fn<A>(k.value, static_cast<A>(px[i])));
+      });
+      return;
+    }
     cpu::for_each_row(out.shape(), out.strides(), x.strides(),
                       [&](int64_t oo, int64_t ox, int64_t n, int64_t so, int64_t sx) {
                         for (int64_t i = 0; i < n; ++i)
@@ -100,9 +145,11 @@ void cpu_unary_backward(UnaryOp op, const Tensor& grad, const Tensor& x, const T
     const T* py = static_cast<const T*>(yc.data_ptr());
     T* po = static_cast<T*>(out.data_ptr());
     const int64_t n = out.numel();
+    with_unary_op(op, [&](auto k) {
 #pragma omp parallel for schedule(static) if (n > 32768)
-    for (int64_t i = 0; i < n; ++i)
-      po[i] = cast_to<T>(static_cast<A>(pg[i]) * unary_grad<A>(op, static_cast<A>(px[i]), static_cast<A>(py[i])));
+      for (int64_t i = 0; i < n; ++i)
+        po[i] = cast_to<T>(static_cast<A>(pg[i]) * unary_grad<A>(k.value, static_cast<A>(px[i]), static_cast<A>(py[i])));
+    });
   });
 }
 
@@ -115,17 +162,37 @@ void cpu_binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
     T* po = static_cast<T*>(out.data_ptr());
     if (a.is_contiguous() && b.is_contiguous() && a.shape() == out.shape() && b.shape() == out.shape()) {
       const int64_t n = out.numel();
+      with_binary_op(op, [&](auto k) {
 #pragma omp parallel for schedule(static) if (n > 32768)
-      for (int64_t i = 0; i < n; ++i)
-        po[i] = cast_to<T>(binary_fn<A>(op, static_cast<A>(pa[i]), static_cast<A>(pb[i])));
+        for (int64_t i = 0; i < n; ++i)
+          po[i] = cast_to<T>(binary_fn<A>(k.value, static_cast<A>(pa[i]), static_cast<A>(pb[i])));
+      });
       return;
     }
-    cpu::for_each_row3(out.shape(), out.strides(), a.strides(), b.strides(),
-                       [&](int64_t oo, int64_t oa, int64_t ob, int64_t n, int64_t so, int64_t sa, int64_t sb) {
-                         for (int64_t i = 0; i < n; ++i)
-                           po[oo + i * so] = cast_to<T>(
-                               binary_fn<A>(op, static_cast<A>(pa[oa + i * sa]), static_cast<A>(pb[ob + i * sb])));
-                       });
+    with_binary_op(op, [&](auto k) {
+      cpu::for_each_row3(out.shape(), out.strides(), a.strides(), b.strides(),
+                         [&](int64_t oo, int64_t oa, int64_t ob, int64_t n, int64_t so, int64_t sa, int64_t sb) {
+                           // Rows of unit stride (a bias row, a [N, C] slice) and rows against a broadcast
+                           // scalar get loops the compiler can vectorise.
+                           if (so == 1 && sa == 1 && (sb == 1 || sb == 0)) {
+                             const T* ra = pa + oa;
+                             const T* rb = pb + ob;
+                             T* ro = po + oo;
+                             if (sb == 1) {
+                               for (int64_t i = 0; i < n; ++i)
+                                 ro[i] = cast_to<T>(binary_fn<A>(k.value, static_cast<A>(ra[i]), static_cast<A>(rb[i])));
+                             } else {
+                               const A bv = static_cast<A>(rb[0]);
+                               for (int64_t i = 0; i < n; ++i)
+                                 ro[i] = cast_to<T>(binary_fn<A>(k.value, static_cast<A>(ra[i]), bv));
+                             }
+                             return;
+                           }
+                           for (int64_t i = 0; i < n; ++i)
+                             po[oo + i * so] = cast_to<T>(binary_fn<A>(k.value, static_cast<A>(pa[oa + i * sa]),
+                                                                       static_cast<A>(pb[ob + i * sb])));
+                         });
+    });
   });
 }
 
@@ -152,6 +219,12 @@ void cpu_axpy(Tensor& y, const Tensor& x, double alpha) {
     const A al = static_cast<A>(alpha);
     const T* px = static_cast<const T*>(x.data_ptr());
     T* py = static_cast<T*>(y.data_ptr());
+    if (y.is_contiguous() && x.is_contiguous() && x.shape() == y.shape()) {
+      const int64_t n = y.numel();
+#pragma omp parallel for schedule(static) if (n > 32768)
+      for (int64_t i = 0; i < n; ++i) py[i] = cast_to<T>(static_cast<A>(py[i]) + al * static_cast<A>(px[i]));
+      return;
+    }
     cpu::for_each_row(y.shape(), y.strides(), x.strides(),
                       [&](int64_t oy, int64_t ox, int64_t n, int64_t sy, int64_t sx) {
                         for (int64_t i = 0; i < n; ++i)
@@ -202,16 +275,23 @@ void cpu_reduce_mid(ReduceOp op, const Tensor& x, int64_t outer, int64_t r, int6
     using A = RAcc<T>;
     const T* px = static_cast<const T*>(x.data_ptr());
     T* po = static_cast<T*>(out.data_ptr());
+    // Tasks are (outer, column tile) pairs so that a single outer slice (a bias gradient: outer 1, r rows,
+    // inner features) still spreads over every thread; the accumulator tile lives on the stack.
+    constexpr int64_t kTile = 256;
+    const int64_t tiles = (inner + kTile - 1) / kTile;
 #pragma omp parallel for schedule(static) if (outer * r * inner > 32768)
-    for (int64_t o = 0; o < outer; ++o) {
-      std::vector<A> acc(static_cast<size_t>(inner), reduce_init<A>(op));
+    for (int64_t task = 0; task < outer * tiles; ++task) {
+      const int64_t o = task / tiles, i0 = (task % tiles) * kTile, w = std::min(kTile, inner - i0);
+      A acc[kTile];
+      for (int64_t i = 0; i < w; ++i) acc[i] = reduce_init<A>(op);
       for (int64_t j = 0; j < r; ++j) {
-        const T* row = px + (o * r + j) * inner;
-        for (int64_t i = 0; i < inner; ++i) acc[i] = reduce_step<A>(op, acc[i], static_cast<A>(row[i]));
+        const T* row = px + (o * r + j) * inner + i0;
+        for (int64_t i = 0; i < w; ++i) acc[i] = reduce_step<A>(op, acc[i], static_cast<A>(row[i]));
       }
-      for (int64_t i = 0; i < inner; ++i) {
-        if constexpr (std::is_same_v<T, bf16> || std::is_same_v<T, f16>) po[o * inner + i] = T(static_cast<float>(acc[i]));
-        else po[o * inner + i] = static_cast<T>(acc[i]);
+      T* dst = po + o * inner + i0;
+      for (int64_t i = 0; i < w; ++i) {
+        if constexpr (std::is_same_v<T, bf16> || std::is_same_v<T, f16>) dst[i] = T(static_cast<float>(acc[i]));
+        else dst[i] = static_cast<T>(acc[i]);
       }
     }
   });
