@@ -33,7 +33,7 @@ for name in $names; do
   for crash in "$artifacts"/crash-* "$artifacts"/timeout-* "$artifacts"/oom-*; do
     [ -e "$crash" ] || continue
     mkdir -p tests/fuzz/corpus/$name
-    cp "$crash" tests/fuzz/corpus/$name/
+    mv "$crash" tests/fuzz/corpus/$name/
     echo "== fuzz_$name: saved $(basename "$crash") as a regression input in tests/fuzz/corpus/$name/"
   done
 done
