@@ -35,7 +35,7 @@ run_ranks() {  # run_ranks NP ARGS...: NP ranks under mpirun (one process withou
 }
 
 train=(--model resnet18 --small_stem --dataset digits --batch_size 32 --optimizer sgd --momentum 0.9
-       --weight_decay 5e-4 --lr 0.4 --lr_schedule cosine --warmup_epochs 1 --display_every 50
+       --weight_decay 1e-3 --lr 0.4 --lr_schedule cosine --warmup_epochs 1 --display_every 50
        --target_accuracy 0.97)
 gpu=(--device cuda --width 32 --num_epochs 20)
 cpu=(--device cpu --width 16 --num_epochs 20)

@@ -21,7 +21,7 @@ ResnetRunOptions digits_options() {
   o.batch_size = 32;
   o.optimizer.name = "sgd";
   o.optimizer.momentum = 0.9;
-  o.optimizer.weight_decay = 5e-4;
+  o.optimizer.weight_decay = 1e-3;
   o.lr = 0.4;  // per 256 images: 0.1 at the global batch of 64
   o.lr_schedule = "cosine";
   o.warmup_epochs = 1;
