@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
       ("momentum", "SGD/LARS momentum", cxxopts::value<double>()->default_value("0.9"))
       ("weight_decay", "L2 weight decay (not on biases and batch-norm)", cxxopts::value<double>()->default_value("1e-4"))
       ("fp32", "train in f32 (the default)")
-      ("bf16", "train in bfloat16 where the device's kernels support it")
+      ("bf16", "bfloat16 training (needs f32 master weights: not supported yet, refused)")
       ("device", "cpu|cuda|cuda:N|auto", cxxopts::value<std::string>()->default_value("auto"))
       ("display_every", "steps between progress lines", cxxopts::value<int64_t>()->default_value("10"))
       ("checkpoint_dir", "where rank 0 writes checkpoints", cxxopts::value<std::string>()->default_value(""))

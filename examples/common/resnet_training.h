@@ -29,7 +29,7 @@ struct ResnetRunOptions {
   std::string lr_schedule = "goyal";
   double warmup_epochs = 0;
   std::vector<int64_t> decay_epochs{30, 60, 80};
-  bool bf16 = false;
+  bool bf16 = false;        // refused for now (see run_resnet)
   std::string device = "auto";
   int64_t display_every = 10;
   std::string checkpoint_dir;
