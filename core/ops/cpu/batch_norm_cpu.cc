@@ -3,6 +3,7 @@
 // inputs, so that finite-difference checks stay tight); half inputs are computed in f32.
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -106,14 +107,19 @@ void bn_fwd(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& r
   std::vector<double> mean(v.c), invstd(v.c);
   if (training) {
     const double m = static_cast<double>(v.outer * v.inner);
-    std::vector<double> s, unused;
-    per_channel_sums(v, s, unused, [&](int64_t, int64_t i, double& a, double&) { a += px[i]; });
-    for (int64_t c = 0; c < v.c; ++c) mean[c] = s[c] / m;
-    std::vector<double> ss;
-    per_channel_sums(v, ss, unused, [&](int64_t c, int64_t i, double& a, double&) {
-      const double d = px[i] - mean[c];
-      a += d * d;
+    // One pass for sum and sum of squares: the data is read once instead of twice, and double accumulators
+    // keep E[x^2] - E[x]^2 accurate for activations whose mean is not far larger than their spread.
+    std::vector<double> s, sq;
+    per_channel_sums(v, s, sq, [&](int64_t, int64_t i, double& a, double& b) {
+      const double xi = static_cast<double>(px[i]);
+      a += xi;
+      b += xi * xi;
     });
+    std::vector<double> ss(v.c);
+    for (int64_t c = 0; c < v.c; ++c) {
+      mean[c] = s[c] / m;
+      ss[c] = std::max(0.0, sq[c] - s[c] * mean[c]);  // sum of squared deviations
+    }
     for (int64_t c = 0; c < v.c; ++c) {
       const double var = ss[c] / m;
       invstd[c] = 1.0 / std::sqrt(var + eps);
