@@ -9,7 +9,6 @@
 #include <memory>
 #include <string>
 
-#include "core/device/cuda/cuda_backend.h"
 #include "core/device/device_backend.h"
 #include "models/resnet.h"
 #include "optim/adam.h"
@@ -48,7 +47,7 @@ void run(const std::string& what, Device dev, int steps, double bytes_per_elem, 
 int main(int argc, char** argv) {
   const int steps = argc > 1 ? std::atoi(argv[1]) : 50;
   std::vector<Device> devs;
-  if (cuda_device_count() > 0) devs.push_back(Device::cuda(0));
+  if (device_available(DeviceType::CUDA)) devs.push_back(Device::cuda(0));
   devs.push_back(Device::cpu());
   for (Device d : devs) {
     const int n = d.is_cpu() ? 5 : steps;
