@@ -6,6 +6,9 @@
 # Usage: benchmarks/cpu/run_models.sh BUILD_DIR [THREADS] [ROUNDS] [MODELS]   (from the repository root)
 #   MODELS: space-separated subset of "resnet50 resnet50_nchw transformer_big" (default "resnet50 transformer_big";
 #   resnet50 runs both sides channels_last, the fast CPU layout of each; resnet50_nchw runs both sides NCHW)
+# TORCH_BLAS_DIR: a folder holding another libblas.so.3 (e.g. OpenBLAS unpacked with dpkg -x) put first on the
+#   PyTorch process's LD_LIBRARY_PATH only: Debian's python3-torch calls the libblas.so.3 alternative for f32
+#   GEMMs, which is the unoptimised reference BLAS unless OpenBLAS is installed.
 set -euo pipefail
 build=${1:?build dir}
 export OMP_NUM_THREADS=${2:-$(nproc)}
@@ -29,13 +32,15 @@ args() {
 }
 echo "date=$(date -u +%F) host=$(hostname) cpus=$(nproc) threads=$OMP_NUM_THREADS rounds=$rounds" \
      "torch=$(/usr/bin/python3 -c 'import torch; print(torch.__version__)')"
+echo "torch blas: ${TORCH_BLAS_DIR:-system libblas.so.3 ($(readlink -f /lib/x86_64-linux-gnu/libblas.so.3))}"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for m in $models; do
   for r in $(seq "$rounds"); do
     # shellcheck disable=SC2046
     "$build/benchmarks/cpu/model_step_bench" $(args "$m") > "$out/kolo.$m.$r"
     # shellcheck disable=SC2046
-    /usr/bin/python3 "$here/model_step_torch.py" $(args "$m") > "$out/torch.$m.$r"
+    LD_LIBRARY_PATH=${TORCH_BLAS_DIR:+$TORCH_BLAS_DIR:}${LD_LIBRARY_PATH:-} \
+      /usr/bin/python3 "$here/model_step_torch.py" $(args "$m") > "$out/torch.$m.$r"
     echo "$m round $r: kolo $(grep '^total' "$out/kolo.$m.$r") | torch $(grep '^total' "$out/torch.$m.$r")" \
          "| load $(cut -d' ' -f1 /proc/loadavg)"
   done
