@@ -455,7 +455,8 @@ TEST(Collectives, StallInspectorNamesMissingRanks) {
   Config cfg = Config::from_env();
   cfg.stall_check_time_s = 0.2;
   Runtime rt(cfg);
-  if (rt.rank() != 0) std::this_thread::sleep_for(std::chrono::milliseconds(3000)  // far beyond the 0.2 s check, even on a loaded machine);
+  // Far beyond the 0.2 s check, even on a loaded machine.
+  if (rt.rank() != 0) std::this_thread::sleep_for(std::chrono::milliseconds(3000));
   Tensor t = Tensor::ones({4});
   rt.allreduce_async(t, "stalled.tensor").wait();
   if (rt.rank() == 0) {
