@@ -8,6 +8,7 @@
 
 #include <unistd.h>
 
+#include "tests/common/mpi_gtest.h"
 #include "collectives/runtime.h"
 
 namespace kolo::testing {
@@ -16,18 +17,7 @@ inline Runtime* g_runtime = nullptr;
 
 // Runs every test with one Runtime; a failure on any rank fails the job on every rank.
 inline int run_all_tests_distributed(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  Runtime rt;
-  g_runtime = &rt;
-  const int local_failed = RUN_ALL_TESTS() != 0 ? 1 : 0;
-  Tensor flag = Tensor::from_vector(std::vector<int32_t>{local_failed}, {1});
-  AllreduceOptions o;
-  o.op = ReduceOp::Max;
-  rt.allreduce_async(flag, "__test_verdict", o).wait();
-  const int failed = flag.to_vector<int32_t>()[0];
-  rt.shutdown();
-  g_runtime = nullptr;
-  return failed;
+  return kolo::testing::run_all_tests_on_every_rank(argc, argv, g_runtime);
 }
 
 // A fresh directory for rank 0's checkpoints (other ranks never touch it). Removed by the destructor.

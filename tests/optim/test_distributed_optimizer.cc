@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "tests/common/mpi_gtest.h"
 #include "collectives/runtime.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/linalg.h"
@@ -310,17 +311,4 @@ TEST(DistributedOptimizer, BroadcastOptimizerStateAndMetricAverage) {
 }  // namespace
 }  // namespace kolo
 
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  kolo::Runtime rt;
-  kolo::g_rt = &rt;
-  const int local_failed = RUN_ALL_TESTS() != 0 ? 1 : 0;
-  // Every rank reports the same verdict: a failure anywhere fails the job.
-  kolo::Tensor flag = kolo::Tensor::from_vector(std::vector<int32_t>{local_failed}, {1});
-  kolo::AllreduceOptions o;
-  o.op = kolo::ReduceOp::Max;
-  rt.allreduce_async(flag, "__test_verdict", o).wait();
-  const int failed = flag.to_vector<int32_t>()[0];
-  rt.shutdown();
-  return failed;
-}
+int main(int argc, char** argv) { return kolo::testing::run_all_tests_on_every_rank(argc, argv, kolo::g_rt); }
