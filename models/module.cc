@@ -45,7 +45,8 @@ void Module::check_new_name(const std::string& name) const {
   auto taken = [&](const auto& v) {
     return std::any_of(v.begin(), v.end(), [&](const auto& p) { return p.first == name; });
   };
-  KOLO_CHECK(!taken(params_) && !taken(buffers_) && !taken(children_), "module ", type_name_, ": name '", name,
+  KOLO_CHECK(!taken(params_) && !taken(buffers_) && !taken(generators_) && !taken(children_), "module ",
+             type_name_, ": name '", name,
              "' registered twice");
 }
 
@@ -65,6 +66,19 @@ Tensor Module::register_buffer(const std::string& name, Tensor t) {
   if (t.name().empty()) t.set_name(name);
   buffers_.emplace_back(name, t);
   return t;
+}
+
+void Module::register_generator(const std::string& name, Generator* gen) {
+  check_new_name(name);
+  KOLO_CHECK(gen != nullptr, "module ", type_name_, ": generator '", name, "' is null");
+  generators_.emplace_back(name, gen);
+}
+
+std::vector<std::pair<std::string, Generator*>> Module::named_generators() const {
+  std::vector<std::pair<std::string, Generator*>> out(generators_.begin(), generators_.end());
+  for (const auto& [name, child] : children_)
+    for (auto& [sub, g] : child->named_generators()) out.emplace_back(name + "." + sub, g);
+  return out;
 }
 
 std::vector<std::pair<std::string, Tensor>> Module::named_parameters() const {
@@ -134,6 +148,8 @@ StateDict Module::state_dict() const {
   StateDict out;
   for (auto& [name, t] : named_parameters()) out[name] = t.detach();
   for (auto& [name, t] : named_buffers()) out[name] = t.detach();
+  for (auto& [name, g] : named_generators())
+    out[name] = Tensor::from_vector<int64_t>({static_cast<int64_t>(g->seed()), static_cast<int64_t>(g->offset())}, {2});
   return out;
 }
 
@@ -153,6 +169,18 @@ void Module::load_state_dict(const StateDict& state, bool strict) {
   };
   for (auto& [name, t] : named_parameters()) load(name, t);
   for (auto& [name, t] : named_buffers()) load(name, t);
+  for (auto& [name, g] : named_generators()) {
+    auto it = state.find(name);
+    if (it == state.end()) {
+      KOLO_CHECK(!strict, "load_state_dict: ", type_name_, " has no entry for generator '", name, "'");
+      continue;
+    }
+    KOLO_CHECK(it->second.shape() == Shape{2} && it->second.dtype() == DType::I64, "load_state_dict: generator '",
+               name, "' needs an i64 [seed, offset] tensor, got ", it->second.describe());
+    const auto st = it->second.to_vector<int64_t>();
+    g->set_state(static_cast<uint64_t>(st[0]), static_cast<uint64_t>(st[1]));
+    used.insert(name);
+  }
   if (strict)
     for (const auto& [name, t] : state)
       KOLO_CHECK(used.count(name), "load_state_dict: unexpected entry '", name, "' ", t.describe(),

@@ -36,6 +36,8 @@ class Module {
   std::vector<Tensor> parameters() const;
   // Non-trainable state saved in checkpoints (batch-norm running statistics).
   std::vector<std::pair<std::string, Tensor>> named_buffers() const;
+  // Random-number generators of stochastic layers (dropout), so that checkpoints resume their streams.
+  std::vector<std::pair<std::string, Generator*>> named_generators() const;
   const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& children() const { return children_; }
   // Every module in pre-order with its dotted path ("" for this one).
   std::vector<std::pair<std::string, const Module*>> named_modules() const;
@@ -55,7 +57,8 @@ class Module {
   void to(Device device);
   void to(DType dtype);
 
-  // name -> tensor (parameters and buffers, CPU copies not made: the live handles, detached).
+  // name -> tensor: parameters and buffers as their live handles (detached, no copies), and each generator
+  // as an i64 [seed, offset] snapshot, so that a resumed run draws the same dropout masks.
   StateDict state_dict() const;
   // Copies values into the live tensors (converting dtype/device). strict: every entry must match a
   // parameter or buffer of the same shape and every parameter/buffer must be present.
@@ -68,6 +71,7 @@ class Module {
  protected:
   Tensor register_parameter(const std::string& name, Tensor t);
   Tensor register_buffer(const std::string& name, Tensor t);
+  void register_generator(const std::string& name, Generator* gen);  // `gen` must outlive the module
   template <typename M>
   std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> m) {
     check_new_name(name);
@@ -88,6 +92,7 @@ class Module {
   std::string type_name_;
   std::vector<std::pair<std::string, Tensor>> params_;
   std::vector<std::pair<std::string, Tensor>> buffers_;
+  std::vector<std::pair<std::string, Generator*>> generators_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;
   bool record_shapes_ = false;

@@ -40,6 +40,7 @@ MultiheadAttention::MultiheadAttention(int64_t dim, int64_t heads, double attent
   k_proj_ = register_module("k_proj", std::make_shared<Linear>(dim, dim, true, gen, LinearInit::kXavier));
   v_proj_ = register_module("v_proj", std::make_shared<Linear>(dim, dim, true, gen, LinearInit::kXavier));
   out_proj_ = register_module("out_proj", std::make_shared<Linear>(dim, dim, true, gen, LinearInit::kXavier));
+  register_generator("rng", &gen_);
 }
 
 Tensor MultiheadAttention::split_heads(const Tensor& x) const {

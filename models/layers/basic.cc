@@ -42,6 +42,7 @@ Tensor Embedding::forward(const Tensor& ids) const { return note(embedding(weigh
 
 Dropout::Dropout(double p, uint64_t seed) : Module("Dropout"), p_(p), gen_(seed) {
   KOLO_CHECK(p >= 0.0 && p < 1.0, "Dropout: p must be in [0, 1), got ", p);
+  register_generator("rng", &gen_);
 }
 
 Tensor Dropout::forward(const Tensor& x) { return note(dropout(x, p_, is_training(), gen_)); }

@@ -114,6 +114,20 @@ TEST(Module, StateDictRoundTrip) {
   EXPECT_THROW(b.load_state_dict(wrong), Error);
 }
 
+TEST(Module, StateDictCarriesDropoutGeneratorsSoResumeDrawsTheSameMasks) {
+  Dropout a(0.5, 21), b(0.5, 99);
+  const Tensor x = Tensor::ones({64});
+  a.forward(x);  // advance a's stream past its start
+  const StateDict sd = a.state_dict();
+  ASSERT_EQ(sd.count("rng"), 1u);
+  const Tensor next_a = a.forward(x);
+  b.load_state_dict(sd);
+  EXPECT_EQ(b.forward(x).to_vector<float>(), next_a.to_vector<float>());
+  StateDict bad = sd;
+  bad["rng"] = Tensor::zeros({3}, DType::I64);
+  EXPECT_THROW(b.load_state_dict(bad), Error);
+}
+
 TEST(Module, SummaryListsLayersShapesAndTotals) {
   TinyNet net(6);
   net.set_record_shapes(true);
