@@ -57,7 +57,8 @@ std::string TrainCheckpointer::save(const models::Module& model, const Optimizer
   return CheckpointManager(dir_, keep_last_).save(pos.step, tensors, md);
 }
 
-std::optional<TrainPosition> TrainCheckpointer::resume(models::Module& model, Optimizer& optimizer) const {
+std::optional<TrainPosition> TrainCheckpointer::resume(models::Module& model, Optimizer& optimizer,
+                                                      uint64_t seed) const {
   if (!enabled()) return std::nullopt;
   NoGradGuard ng;
   // Header: found, step, loader epoch, loader index, seed (u64 carried bit-exactly in i64).
@@ -88,6 +89,10 @@ std::optional<TrainPosition> TrainCheckpointer::resume(models::Module& model, Op
   runtime_.broadcast_async(h, 0, "checkpoint.header").wait();
   header = h.to_vector<int64_t>();
   if (header[0] == 0) return std::nullopt;
+  // Every rank holds the header, so all of them refuse together, before any state is overwritten.
+  KOLO_CHECK(static_cast<uint64_t>(header[4]) == seed, "--resume: the checkpoint in ", dir_,
+             " was written with --seed ", static_cast<uint64_t>(header[4]), ", this run has --seed ", seed,
+             " (data order would differ)");
   broadcast_module(runtime_, model, 0);
   broadcast_optimizer_state(runtime_, optimizer, 0);
   TrainPosition pos;

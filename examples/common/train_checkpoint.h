@@ -35,8 +35,9 @@ class TrainCheckpointer {
   // Collective-free; writes only on rank 0. Returns the path written (empty elsewhere).
   std::string save(const models::Module& model, const Optimizer& optimizer, const TrainPosition& pos) const;
   // Collective: every rank must call it. Loads rank 0's newest checkpoint into model and optimizer on all
-  // ranks and returns its position, or nothing when there is no checkpoint.
-  std::optional<TrainPosition> resume(models::Module& model, Optimizer& optimizer) const;
+  // ranks and returns its position, or nothing when there is no checkpoint. Throws when the checkpoint was
+  // written with another seed than `seed` (the data order would differ).
+  std::optional<TrainPosition> resume(models::Module& model, Optimizer& optimizer, uint64_t seed) const;
 
  private:
   Runtime& runtime_;

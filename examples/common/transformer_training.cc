@@ -231,9 +231,7 @@ TransformerRunResult run_transformer(Runtime& rt, const TransformerRunOptions& o
   TrainCheckpointer ckpt(rt, o.checkpoint_dir);
   int64_t step = 0;
   if (o.resume) {
-    if (auto pos = ckpt.resume(model, *inner)) {
-      KOLO_CHECK(pos->seed == o.seed, "--resume: the checkpoint in ", o.checkpoint_dir, " was written with --seed ",
-                 pos->seed, ", this run has --seed ", o.seed, " (data order would differ)");
+    if (auto pos = ckpt.resume(model, *inner, o.seed)) {
       step = pos->step;
       loader.set_state(pos->loader);
       if (log) *log << "resumed from step " << step << " in " << o.checkpoint_dir << "\n";
