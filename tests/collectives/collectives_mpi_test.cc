@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include "tests/common/collective_values.h"
 #include "tests/common/mpi_gtest.h"
 #include "collectives/controller.h"
 #include "collectives/ops.h"
@@ -17,39 +18,18 @@
 namespace kolo {
 namespace {
 
+using testing::expected;
+using testing::kDTypes;
+using testing::kOps;
+using testing::tolerance;
+using testing::value;
+
 Runtime* g_rt = nullptr;
 
-// Small integers: every sum/min/max over <= 4 ranks is exact in every dtype, bf16 included.
-double value(int seed, int rank, int64_t i) { return static_cast<double>((seed * 31 + rank * 7 + i * 13) % 17) - 8; }
-double pvalue(int seed, int rank, int64_t i) { return static_cast<double>((seed + rank + i) % 3) + 1; }
-
 Tensor make(DType dt, int64_t n, int seed, int rank, bool product = false) {
-  std::vector<double> v(n);
-  for (int64_t i = 0; i < n; ++i) v[i] = product ? pvalue(seed, rank, i) : value(seed, rank, i);
-  return Tensor::from_vector(v, {n}).to(dt);
+  return testing::rank_values(dt, n, seed, rank, product);
 }
 
-double expected(ReduceOp op, DType dt, int seed, int n, int64_t i) {
-  const bool prod = op == ReduceOp::Product;
-  double acc = prod ? pvalue(seed, 0, i) : value(seed, 0, i);
-  for (int r = 1; r < n; ++r) {
-    const double v = prod ? pvalue(seed, r, i) : value(seed, r, i);
-    switch (op) {
-      case ReduceOp::Sum:
-      case ReduceOp::Average: acc += v; break;
-      case ReduceOp::Min: acc = std::min(acc, v); break;
-      case ReduceOp::Max: acc = std::max(acc, v); break;
-      case ReduceOp::Product: acc *= v; break;
-    }
-  }
-  if (op == ReduceOp::Average) acc = is_floating(dt) ? acc / n : static_cast<double>(static_cast<int64_t>(acc) / n);
-  return acc;
-}
-
-double tolerance(DType dt) { return dt == DType::BF16 ? 0.02 : dt == DType::F16 ? 2e-3 : 1e-6; }
-
-const DType kDTypes[] = {DType::F32, DType::F64, DType::BF16, DType::F16, DType::I32, DType::I64};
-const ReduceOp kOps[] = {ReduceOp::Sum, ReduceOp::Average, ReduceOp::Min, ReduceOp::Max, ReduceOp::Product};
 
 TEST(Collectives, AllreduceEveryOpDtypeSize) {
   Runtime& rt = *g_rt;

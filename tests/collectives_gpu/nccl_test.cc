@@ -15,50 +15,30 @@
 #include "collectives/nccl/nccl_hierarchical.h"
 #include "core/device/cuda/cuda_stream.h"
 #include "core/tensor/tensor.h"
+#include "tests/common/collective_values.h"
 
 namespace kolo {
 namespace {
 
+using testing::expected;
+using testing::kDTypes;
+using testing::kOps;
+using testing::tolerance;
+using testing::value;
+
 Backends* g_host = nullptr;
 DeviceBackends* g_dev = nullptr;
-
-// Small integers: every sum/min/max/product over <= 4 ranks is exact in every dtype, bf16 included.
-double value(int seed, int rank, int64_t i) { return static_cast<double>((seed * 31 + rank * 7 + i * 13) % 17) - 8; }
-double pvalue(int seed, int rank, int64_t i) { return static_cast<double>((seed + rank + i) % 3) + 1; }
 
 NcclBackend& world() { return static_cast<NcclBackend&>(*g_dev->world); }
 Device gpu() { return Device::cuda(g_dev->device); }
 Stream* compute() { return &current_cuda_stream(g_dev->device); }
 
 Tensor make(DType dt, int64_t n, int seed, int rank, bool product = false) {
-  std::vector<double> v(n);
-  for (int64_t i = 0; i < n; ++i) v[i] = product ? pvalue(seed, rank, i) : value(seed, rank, i);
-  return Tensor::from_vector(v, {n}).to(dt).to(gpu());
+  return testing::rank_values(dt, n, seed, rank, product).to(gpu());
 }
 
 std::vector<double> to_host(const Tensor& t) { return t.to(Device::cpu()).to(DType::F64).to_vector<double>(); }
 
-double expected(ReduceOp op, DType dt, int seed, int n, int64_t i) {
-  const bool prod = op == ReduceOp::Product;
-  double acc = prod ? pvalue(seed, 0, i) : value(seed, 0, i);
-  for (int r = 1; r < n; ++r) {
-    const double v = prod ? pvalue(seed, r, i) : value(seed, r, i);
-    switch (op) {
-      case ReduceOp::Sum:
-      case ReduceOp::Average: acc += v; break;
-      case ReduceOp::Min: acc = std::min(acc, v); break;
-      case ReduceOp::Max: acc = std::max(acc, v); break;
-      case ReduceOp::Product: acc *= v; break;
-    }
-  }
-  if (op == ReduceOp::Average) acc = is_floating(dt) ? acc / n : static_cast<double>(static_cast<int64_t>(acc) / n);
-  return acc;
-}
-
-double tol(DType dt) { return dt == DType::BF16 ? 0.02 : dt == DType::F16 ? 2e-3 : 1e-6; }
-
-const DType kDTypes[] = {DType::F32, DType::F64, DType::BF16, DType::F16, DType::I32, DType::I64};
-const ReduceOp kOps[] = {ReduceOp::Sum, ReduceOp::Average, ReduceOp::Min, ReduceOp::Max, ReduceOp::Product};
 
 TEST(Nccl, FactoryPicksNcclOnlyWithDevices) {
   EXPECT_EQ(device_backend_fallback_order(true, 2), std::vector<std::string>{"nccl"});
@@ -92,7 +72,7 @@ TEST(Nccl, AllreduceEveryOpAndDtypeFusedAndAlone) {
         const auto got = to_host(outs[k]);
         for (size_t i = 0; i < got.size(); ++i) {
           const double want = expected(op, dt, seeds[k], n, static_cast<int64_t>(i));
-          ASSERT_NEAR(got[i], want, tol(dt) * std::max(1.0, std::abs(want)))
+          ASSERT_NEAR(got[i], want, tolerance(dt) * std::max(1.0, std::abs(want)))
               << dtype_name(dt) << " " << reduce_op_name(op) << " tensor " << k << " at " << i;
         }
       }
@@ -127,7 +107,7 @@ TEST(Nccl, PrescalePostscaleAndCompression) {
     const auto gy = to_host(y), gx = to_host(x);
     for (int64_t i = 0; i < 513; ++i) {
       const double want = expected(ReduceOp::Sum, DType::F32, 7, n, i) * 2.0;
-      ASSERT_NEAR(gy[i], want, tol(wire) * std::max(1.0, std::abs(want))) << dtype_name(wire) << " at " << i;
+      ASSERT_NEAR(gy[i], want, tolerance(wire) * std::max(1.0, std::abs(want))) << dtype_name(wire) << " at " << i;
       ASSERT_EQ(gx[i], gy[i]) << "in-place fused tensor differs at " << i;
     }
   }
@@ -222,7 +202,7 @@ TEST(Nccl, HierarchicalAllreduceOverFakeNodes) {
           const auto got = to_host(out);
           for (int64_t i = 0; i < len; ++i) {
             const double want = expected(op, dt, 3 + static_cast<int>(len), n, i);
-            ASSERT_NEAR(got[i], want, tol(dt) * std::max(1.0, std::abs(want)))
+            ASSERT_NEAR(got[i], want, tolerance(dt) * std::max(1.0, std::abs(want)))
                 << "node size " << node << " " << dtype_name(dt) << " " << reduce_op_name(op) << " len " << len;
           }
         }
