@@ -60,15 +60,6 @@ class BnParamDesc {
   cudnnTensorDescriptor_t d_ = nullptr;
 };
 
-struct Scalars {
-  float f[2] = {1.0f, 0.0f};
-  double d[2] = {1.0, 0.0};
-  bool f64;
-  explicit Scalars(DType t) : f64(t == DType::F64) {}
-  const void* one() const { return f64 ? static_cast<const void*>(&d[0]) : &f[0]; }
-  const void* zero() const { return f64 ? static_cast<const void*>(&d[1]) : &f[1]; }
-};
-
 void cuda_batch_norm_fwd(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& running_mean,
                          Tensor& running_var, bool training, double momentum, double eps, bool channels_last,
                          Tensor& y, Tensor& save_mean, Tensor& save_invstd) {
@@ -100,7 +91,7 @@ void cuda_batch_norm_fwd(const Tensor& x, const Tensor& weight, const Tensor& bi
     rm = as_stat(running_mean, st, l.c, 0.0, x.device());
     rv = as_stat(running_var, st, l.c, 1.0, x.device());
   }
-  const Scalars s(x.dtype());
+  const cuda::CudnnScalars s(x.dtype());
   KOLO_CUDNN_CHECK(cudnnBatchNormalizationForwardTraining(
       h, mode, s.one(), s.zero(), xd.get(), x.data_ptr(), xd.get(), y.data_ptr(), pd.get(), w.data_ptr(),
       b.data_ptr(), momentum, rm.defined() ? rm.data_ptr() : nullptr, rv.defined() ? rv.data_ptr() : nullptr, eps,
@@ -140,7 +131,7 @@ void cuda_batch_norm_bwd(const Tensor& dy, const Tensor& x, const Tensor& weight
   Tensor gx = dx.defined() ? dx : Tensor::empty(x.shape(), x.dtype(), x.device());
   Tensor gw = dweight.defined() && dweight.dtype() == st ? dweight : Tensor::empty({l.c}, st, x.device());
   Tensor gb = dbias.defined() && dbias.dtype() == st ? dbias : Tensor::empty({l.c}, st, x.device());
-  const Scalars s(x.dtype());
+  const cuda::CudnnScalars s(x.dtype());
   KOLO_CUDNN_CHECK(cudnnBatchNormalizationBackward(
       h, mode, s.one(), s.zero(), s.one(), s.zero(), xd.get(), x.data_ptr(), xd.get(), dy.data_ptr(), xd.get(),
       gx.data_ptr(), pd.get(), w.data_ptr(), gw.data_ptr(), gb.data_ptr(), CUDNN_BN_MIN_EPSILON,

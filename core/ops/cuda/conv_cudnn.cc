@@ -103,16 +103,6 @@ void check_dtype(const char* op, const Tensor& a, const Tensor& b) {
   KOLO_CHECK(a.dtype() == b.dtype(), op, ": dtype mismatch ", a.describe(), " vs ", b.describe());
 }
 
-// alpha/beta scalars: double for f64 data, float otherwise (cuDNN's rule).
-struct Scalars {
-  float f[2] = {1.0f, 0.0f};
-  double d[2] = {1.0, 0.0};
-  bool f64;
-  explicit Scalars(DType t) : f64(t == DType::F64) {}
-  const void* one() const { return f64 ? static_cast<const void*>(&d[0]) : &f[0]; }
-  const void* zero() const { return f64 ? static_cast<const void*>(&d[1]) : &f[1]; }
-};
-
 void cuda_conv2d_fwd(const ConvGeometry& g, const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y) {
   const char* op = "conv2d";
   cuda::KernelContext ctx(op, {&x, &weight, &y});
@@ -128,7 +118,7 @@ void cuda_conv2d_fwd(const ConvGeometry& g, const Tensor& x, const Tensor& weigh
     return pick(perf, n, op, key);
   });
   cuda::DeviceScratch ws(ctx.device(), std::max<size_t>(c.workspace, 16));
-  const Scalars s(x.dtype());
+  const cuda::CudnnScalars s(x.dtype());
   KOLO_CUDNN_CHECK(cudnnConvolutionForward(h, s.one(), d.x.get(), x.data_ptr(), d.w.get(), weight.data_ptr(),
                                            d.conv.get(), static_cast<cudnnConvolutionFwdAlgo_t>(c.algo), ws.get(),
                                            c.workspace, s.zero(), d.y.get(), y.data_ptr()));
@@ -154,7 +144,7 @@ void cuda_conv2d_bwd_data(const ConvGeometry& g, const Tensor& dy, const Tensor&
     return pick(perf, n, op, key);
   });
   cuda::DeviceScratch ws(ctx.device(), std::max<size_t>(c.workspace, 16));
-  const Scalars s(dy.dtype());
+  const cuda::CudnnScalars s(dy.dtype());
   KOLO_CUDNN_CHECK(cudnnConvolutionBackwardData(h, s.one(), d.w.get(), weight.data_ptr(), d.y.get(), dy.data_ptr(),
                                                 d.conv.get(), static_cast<cudnnConvolutionBwdDataAlgo_t>(c.algo),
                                                 ws.get(), c.workspace, s.zero(), d.x.get(), dx.data_ptr()));
@@ -176,7 +166,7 @@ void cuda_conv2d_bwd_weights(const ConvGeometry& g, const Tensor& x, const Tenso
     return pick(perf, n, op, key);
   });
   cuda::DeviceScratch ws(ctx.device(), std::max<size_t>(c.workspace, 16));
-  const Scalars s(x.dtype());
+  const cuda::CudnnScalars s(x.dtype());
   KOLO_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, s.one(), d.x.get(), x.data_ptr(), d.y.get(), dy.data_ptr(),
                                                   d.conv.get(), static_cast<cudnnConvolutionBwdFilterAlgo_t>(c.algo),
                                                   ws.get(), c.workspace, s.zero(), d.w.get(), dweight.data_ptr()));

@@ -41,6 +41,16 @@ class FilterDesc {
   cudnnFilterDescriptor_t d_ = nullptr;
 };
 
+// alpha/beta scalars: double for f64 data, float otherwise (cuDNN's rule).
+struct CudnnScalars {
+  float f[2] = {1.0f, 0.0f};
+  double d[2] = {1.0, 0.0};
+  bool f64;
+  explicit CudnnScalars(DType t) : f64(t == DType::F64) {}
+  const void* one() const { return f64 ? static_cast<const void*>(&d[0]) : &f[0]; }
+  const void* zero() const { return f64 ? static_cast<const void*>(&d[1]) : &f[1]; }
+};
+
 // Narrows a dimension to cuDNN's int, naming the op when it does not fit.
 int cudnn_dim(int64_t v, const char* op);
 

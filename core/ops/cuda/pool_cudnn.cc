@@ -27,15 +27,6 @@ class PoolDesc {
   cudnnPoolingDescriptor_t d_ = nullptr;
 };
 
-struct Scalars {
-  float f[2] = {1.0f, 0.0f};
-  double d[2] = {1.0, 0.0};
-  bool f64;
-  explicit Scalars(DType t) : f64(t == DType::F64) {}
-  const void* one() const { return f64 ? static_cast<const void*>(&d[0]) : &f[0]; }
-  const void* zero() const { return f64 ? static_cast<const void*>(&d[1]) : &f[1]; }
-};
-
 void cuda_pool2d_fwd(PoolKind kind, const PoolGeometry& g, const Tensor& x, Tensor& y, bool, Tensor& workspace) {
   const char* op = kind == PoolKind::Max ? "max_pool2d" : "avg_pool2d";
   cuda::KernelContext ctx(op, {&x, &y});
@@ -44,7 +35,7 @@ void cuda_pool2d_fwd(PoolKind kind, const PoolGeometry& g, const Tensor& x, Tens
   PoolDesc pd(kind, g, op);
   cuda::TensorDesc xd(x.dtype(), g.n, g.c, g.h, g.w, g.channels_last, op);
   cuda::TensorDesc yd(x.dtype(), g.n, g.c, g.oh, g.ow, g.channels_last, op);
-  const Scalars s(x.dtype());
+  const cuda::CudnnScalars s(x.dtype());
   KOLO_CUDNN_CHECK(cudnnPoolingForward(h, pd.get(), s.one(), xd.get(), x.data_ptr(), s.zero(), yd.get(),
                                        y.data_ptr()));
 }
@@ -57,7 +48,7 @@ void cuda_pool2d_bwd(PoolKind kind, const PoolGeometry& g, const Tensor& x, cons
   PoolDesc pd(kind, g, op);
   cuda::TensorDesc xd(x.dtype(), g.n, g.c, g.h, g.w, g.channels_last, op);
   cuda::TensorDesc yd(x.dtype(), g.n, g.c, g.oh, g.ow, g.channels_last, op);
-  const Scalars s(x.dtype());
+  const cuda::CudnnScalars s(x.dtype());
   KOLO_CUDNN_CHECK(cudnnPoolingBackward(h, pd.get(), s.one(), yd.get(), y.data_ptr(), yd.get(), dy.data_ptr(),
                                         xd.get(), x.data_ptr(), s.zero(), xd.get(), dx.data_ptr()));
 }
