@@ -1,8 +1,10 @@
 // ResNet-50 training-step throughput on one GPU (synthetic data, as tf_cnn_benchmarks): forward, label
 // cross-entropy, backward and a plain SGD update through models/resnet.h. Prints images/sec lines.
 // Usage: resnet_bench [batch] [bf16|f32] [nhwc|nchw] [steps]
+// KOLO_PROFILE_KERNELS=N: afterwards, N more steps under KernelProfiler, printed as a per-kernel table.
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -10,6 +12,7 @@
 
 #include "core/autograd/grad_mode.h"
 #include "core/device/cuda/cuda_backend.h"
+#include "core/ops/kernel_profiler.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/nn.h"
 #include "models/resnet.h"
@@ -60,5 +63,15 @@ int main(int argc, char** argv) {
               static_cast<long long>(batch), bf16 ? "bf16" : "f32", nhwc ? "nhwc" : "nchw",
               static_cast<double>(batch * steps) / dt, 1e3 * dt / steps,
               static_cast<double>(total_b - free_b) / (1 << 30));
+  if (const char* p = std::getenv("KOLO_PROFILE_KERNELS")) {
+    const int n = std::max(1, std::atoi(p));
+    KernelProfiler::start();
+    const auto p0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < n; ++i) step();
+    cudaDeviceSynchronize();
+    const double wall = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - p0).count();
+    std::printf("kernel profile over %d steps (%.1f ms per step with profiling on):\n%s", n, wall / n,
+                KernelProfiler::format(KernelProfiler::stop(), wall).c_str());
+  }
   return 0;
 }

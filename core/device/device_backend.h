@@ -18,7 +18,8 @@ class DeviceBackend {
   virtual int device_count() const = 0;
   virtual Allocator& allocator(int index) = 0;
   virtual Stream& current_stream(int index) = 0;
-  virtual std::unique_ptr<Event> create_event(int index) = 0;
+  // `timing`: the event can be passed to elapsed_ms (recording it costs more, so only profilers ask).
+  virtual std::unique_ptr<Event> create_event(int index, bool timing = false) = 0;
   // Copies between this backend's memory and host or same-type memory, ordered on the current stream.
   virtual void copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) = 0;
   virtual void synchronize(int index) = 0;

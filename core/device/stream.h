@@ -23,6 +23,8 @@ class Event {
   virtual void block(Stream& stream) = 0;  // make `stream` wait for this event without a host sync
   virtual bool query() = 0;               // true once the recorded work has completed
   virtual void synchronize() = 0;
+  // Milliseconds between `start`'s recording and this event's, both completed and created with timing on.
+  virtual double elapsed_ms(const Event& start) const = 0;
 };
 
 }  // namespace kolo

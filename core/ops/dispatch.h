@@ -7,20 +7,42 @@
 #pragma once
 
 #include <array>
+#include <utility>
 
 #include "core/device/device.h"
+#include "core/ops/kernel_profiler.h"
 #include "core/util/error.h"
 
 namespace kolo {
 
 template <typename Fn>
+class KernelCall;
+
+// The kernel chosen for one device; calling it runs the kernel (under KernelProfiler when that is on).
+template <typename R, typename... Args>
+class KernelCall<R(Args...)> {
+ public:
+  KernelCall(R (*fn)(Args...), const char* name, Device device) : fn_(fn), name_(name), device_(device) {}
+  R operator()(Args... args) const {
+    if (!KernelProfiler::active()) return fn_(std::forward<Args>(args)...);
+    KernelProfiler::Scope scope(name_, device_);
+    return fn_(std::forward<Args>(args)...);
+  }
+
+ private:
+  R (*fn_)(Args...);
+  const char* name_;
+  Device device_;
+};
+
+template <typename Fn>
 class KernelSlot {
  public:
   explicit KernelSlot(const char* name) : name_(name) {}
-  Fn* operator()(Device device) const {
+  KernelCall<Fn> operator()(Device device) const {
     Fn* fn = fns_[static_cast<int>(device.type)];
     KOLO_CHECK(fn != nullptr, "kernel '", name_, "' is not available on ", device.str());
-    return fn;
+    return KernelCall<Fn>(fn, name_, device);
   }
   bool has(DeviceType type) const { return fns_[static_cast<int>(type)] != nullptr; }
   void set(DeviceType type, Fn* fn) { fns_[static_cast<int>(type)] = fn; }

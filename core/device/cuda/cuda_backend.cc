@@ -23,9 +23,9 @@ class CudaBackend final : public DeviceBackend {
   Allocator& allocator(int index) override { return device_allocator(index); }
   CudaStream& main_stream(int index) { return *state(index).stream; }
   Stream& current_stream(int index) override { return current_cuda_stream(index); }
-  std::unique_ptr<Event> create_event(int index) override {
+  std::unique_ptr<Event> create_event(int index, bool timing) override {
     check_index(index);
-    return std::make_unique<CudaEvent>(index);
+    return std::make_unique<CudaEvent>(index, timing);
   }
 
   CudaCachingAllocator& pinned() {

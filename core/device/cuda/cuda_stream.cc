@@ -76,6 +76,12 @@ float CudaEvent::elapsed_ms(const CudaEvent& start) const {
   return ms;
 }
 
+double CudaEvent::elapsed_ms(const Event& start) const {
+  const auto* s = dynamic_cast<const CudaEvent*>(&start);
+  KOLO_CHECK(s != nullptr, "Event::elapsed_ms: start event is not a CUDA event");
+  return elapsed_ms(*s);
+}
+
 CudaStream& current_cuda_stream(int device) {
   CudaStream* s = tls_slot(device);
   return s ? *s : cuda_main_stream(device);

@@ -48,6 +48,7 @@ class CudaEvent final : public Event {
   void record(cudaStream_t stream);
   void block(cudaStream_t stream);
   float elapsed_ms(const CudaEvent& start) const;  // both recorded with timing = true
+  double elapsed_ms(const Event& start) const override;
   cudaEvent_t get() const { return event_; }
 
  private:
