@@ -65,11 +65,7 @@ std::vector<bool> FlatBuffer::gather_grads() {
       continue;
     }
     had[i] = true;
-    if (shares_storage(g, grads_)) {
-      // Bound slot: already in place unless someone set a different slice of the same buffer.
-      const int64_t expect = grads_.offset() + segments_[i].offset;
-      if (g.offset() == expect && g.is_contiguous()) continue;
-    }
+    if (is_bound(i, g)) continue;
     Tensor slot = grad_slice(i);
     if (g.is_sparse()) {
       slot.zero_();
@@ -79,6 +75,11 @@ std::vector<bool> FlatBuffer::gather_grads() {
     }
   }
   return had;
+}
+
+bool FlatBuffer::is_bound(size_t i, const Tensor& g) const {
+  // Sharing the storage is not enough: someone may have set a different slice of the same buffer.
+  return shares_storage(g, grads_) && g.offset() == grads_.offset() + segments_[i].offset && g.is_contiguous();
 }
 
 std::span<float> FlatBuffer::span(const Tensor& flat, size_t i) const {

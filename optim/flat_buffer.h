@@ -32,6 +32,8 @@ class FlatBuffer {
   int64_t numel() const { return numel_; }
   Device device() const { return values_.defined() ? values_.device() : Device::cpu(); }  // the parameters' device
   size_t size() const { return params_.size(); }
+  DType dtype() const { return values_.defined() ? values_.dtype() : DType::F32; }
+  const std::vector<Tensor>& params() const { return params_; }  // the packed parameters, in order
   const std::vector<Segment>& segments() const { return segments_; }
   const Tensor& values() const { return values_; }  // 1-D view over all parameters
   const Tensor& grads() const { return grads_; }    // 1-D flat gradient
@@ -43,6 +45,9 @@ class FlatBuffer {
   // Brings every parameter's current gradient into its slot (no-op for bound ones, zeros for missing).
   // Returns, per parameter, whether it had a gradient this step.
   std::vector<bool> gather_grads();
+
+  // True when `g` is parameter i's own gradient slot (bound by bind_grads and still in place).
+  bool is_bound(size_t i, const Tensor& g) const;
 
   std::span<float> span(const Tensor& flat, size_t i) const;  // parameter i's elements of a flat f32 buffer
   std::span<float> all(const Tensor& flat) const;

@@ -79,26 +79,22 @@ DynamicLossScaler::DynamicLossScaler(LossScalerOptions options) : options_(optio
   scale_ = std::clamp(scale_, options_.min_scale, options_.max_scale);
 }
 
+void DynamicLossScaler::restore(double scale, int64_t good_steps) {
+  KOLO_CHECK(scale >= options_.min_scale && scale <= options_.max_scale && good_steps >= 0 &&
+                 good_steps < options_.growth_interval,
+             "DynamicLossScaler: cannot restore scale ", scale, " with ", good_steps, " finite steps (scale must be in [",
+             options_.min_scale, ", ", options_.max_scale, "], steps below the growth interval ",
+             options_.growth_interval, ")");
+  scale_ = scale;
+  good_steps_ = good_steps;
+}
+
 Tensor DynamicLossScaler::scale_loss(const Tensor& loss) const { return kolo::scale(loss, scale_); }
 
 bool DynamicLossScaler::unscale_and_update(Optimizer& opt) {
-  NoGradGuard ng;
-  bool finite = true;
-  const double inv = 1.0 / scale_;
-  for (const NamedParameter& p : opt.named_parameters()) {
-    Tensor g = p.tensor.grad();
-    if (!g.defined()) continue;
-    if (!grad_finite(g)) {
-      finite = false;
-      break;
-    }
-    if (g.is_sparse()) {
-      Tensor v = g.sparse_values();
-      kolo::scale_(v, inv);
-    } else {
-      kolo::scale_(g, inv);
-    }
-  }
+  // One pass per group: unscale into the f32 buffers the update reads (for bf16/f16 parameters their f32
+  // master gradients, so small gradients are divided after leaving the low dtype, not before) and check.
+  const bool finite = opt.unscale_grads(1.0 / scale_);
   if (!finite) {
     ++overflows_;
     good_steps_ = 0;

@@ -8,7 +8,8 @@
 //
 // Dynamic loss scaling (as in mixed-precision training): multiply the loss by scale() before backward so
 // small fp16 gradients do not flush to zero; unscale_and_update() then divides the gradients by the scale
-// and checks them. An overflow (any NaN/Inf) skips the step and multiplies the scale by backoff_factor; after
+// and checks them (Optimizer::unscale_grads: for f16/bf16 parameters the division happens while converting
+// into the f32 master gradients, so it cannot underflow in f16). An overflow (any NaN/Inf) skips the step and multiplies the scale by backoff_factor; after
 // growth_interval consecutive finite steps the scale grows by growth_factor.
 #pragma once
 
@@ -68,8 +69,12 @@ class DynamicLossScaler {
   double scale() const { return scale_; }
   Tensor scale_loss(const Tensor& loss) const;  // loss * scale(), differentiable
   // Divides every gradient by scale() and checks them; on overflow returns false (skip the step) and
-  // backs off, otherwise counts toward growth and returns true. Call after the gradient exchange.
+  // backs off, otherwise counts toward growth and returns true. Call after the gradient exchange, then
+  // opt.step() when it returned true (the step uses the unscaled gradients).
   bool unscale_and_update(Optimizer& opt);
+
+  // Checkpoints: continue with this scale and count of consecutive finite steps (checked like the options).
+  void restore(double scale, int64_t good_steps);
 
   int64_t overflows() const { return overflows_; }
   int64_t good_steps() const { return good_steps_; }  // consecutive finite steps since the last change

@@ -24,8 +24,9 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups, double lr, double weight_de
       NamedParameter& p = grp.params[i];
       if (p.name.empty()) p.name = "group" + std::to_string(g) + ".param" + std::to_string(i);
       KOLO_CHECK(p.tensor.defined(), kind_, ": parameter '", p.name, "' is undefined");
-      KOLO_CHECK(p.tensor.dtype() == DType::F32, kind_, ": parameter '", p.name, "' is ", p.tensor.describe(),
-                 "; the fused updates handle f32 parameters (keep f32 master weights)");
+      KOLO_CHECK(p.tensor.dtype() == DType::F32 || needs_master_weights(p.tensor.dtype()), kind_, ": parameter '",
+                 p.name, "' is ", p.tensor.describe(), "; optimizers take f32 parameters, or bf16/f16 ones (which get ",
+                 "f32 master weights)");
       KOLO_CHECK(optim_sgd_update_kernel().has(p.tensor.device().type), kind_, ": parameter '", p.name, "' is ",
                  p.tensor.describe(), "; no optimizer update kernels are registered for that device");
       KOLO_CHECK(by_name_.emplace(p.name, Location{g, i}).second, kind_, ": duplicate parameter name '", p.name,
@@ -36,8 +37,11 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups, double lr, double weight_de
       tensors.push_back(p.tensor);
     }
     flats_.emplace_back(tensors, kind_ + " group " + std::to_string(g));
+    masters_.push_back(needs_master_weights(flats_.back().dtype())
+                           ? std::make_unique<MasterWeights>(flats_.back(), kind_ + " group " + std::to_string(g))
+                           : nullptr);
     std::vector<Tensor> st;
-    for (size_t k = 0; k < state_names_.size(); ++k) st.push_back(flats_.back().state_like());
+    for (size_t k = 0; k < state_names_.size(); ++k) st.push_back(update_flat(g).state_like());
     state_.push_back(std::move(st));
     param_steps_.emplace_back(grp.params.size(), 0);
   }
@@ -50,6 +54,52 @@ void Optimizer::set_lr(double lr) {
 
 void Optimizer::zero_grad() {
   for (FlatBuffer& f : flats_) f.bind_grads();
+  prepared_ = false;
+}
+
+bool Optimizer::has_master_weights() const {
+  for (const auto& m : masters_)
+    if (m) return true;
+  return false;
+}
+
+void Optimizer::reload_master_weights() {
+  NoGradGuard ng;
+  for (size_t g = 0; g < groups_.size(); ++g)
+    if (masters_[g]) {
+      optim_kernels::UpdateDeviceScope on(flats_[g].device());
+      masters_[g]->reload(flats_[g]);
+    }
+}
+
+bool Optimizer::prepare_grads(double inv_scale, bool check) {
+  NoGradGuard ng;
+  bool finite = true;
+  had_.assign(groups_.size(), {});
+  const float inv = static_cast<float>(inv_scale);
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    FlatBuffer& f = flats_[g];
+    optim_kernels::UpdateDeviceScope on(f.device());
+    if (masters_[g]) {
+      bool ok = true;
+      had_[g] = masters_[g]->load_grads(f, inv, check, &ok);
+      finite = finite && ok;
+      continue;
+    }
+    had_[g] = f.gather_grads();
+    if ((inv_scale != 1.0 || check) && f.numel() > 0) {
+      const std::span<float> all = f.all(f.grads());
+      finite = optim_kernels::unscale_to_f32(all.data(), DType::F32, all, inv, check) && finite;
+    }
+  }
+  prepared_ = true;
+  return finite;
+}
+
+bool Optimizer::unscale_grads(double inv_scale) {
+  KOLO_CHECK(inv_scale > 0 && std::isfinite(inv_scale), kind_, ": gradient unscale factor must be finite and > 0, got ",
+             inv_scale);
+  return prepare_grads(inv_scale, true);
 }
 
 std::vector<NamedParameter> Optimizer::named_parameters() const {
@@ -72,18 +122,21 @@ Tensor Optimizer::grad_slot(const Tensor& param) const {
 
 double global_grad_norm(const Optimizer& opt) {
   double sq = 0.0;
-  for (size_t g = 0; g < opt.num_groups(); ++g)
-    if (opt.flat(g).numel() > 0) {
-      optim_kernels::UpdateDeviceScope on(opt.flat(g).device());
-      sq += optim_kernels::sum_squares(opt.flat(g).all(opt.flat(g).grads()));
+  for (size_t g = 0; g < opt.num_groups(); ++g) {
+    const FlatBuffer& f = opt.update_flat(g);
+    if (f.numel() > 0) {
+      optim_kernels::UpdateDeviceScope on(f.device());
+      sq += optim_kernels::sum_squares(f.all(f.grads()));
     }
+  }
   return std::sqrt(sq);
 }
 
 void Optimizer::step() {
   NoGradGuard ng;
-  std::vector<std::vector<bool>> had(groups_.size());
-  for (size_t g = 0; g < groups_.size(); ++g) had[g] = flats_[g].gather_grads();
+  if (!prepared_) prepare_grads(1.0, /*check=*/false);
+  prepared_ = false;
+  const std::vector<std::vector<bool>>& had = had_;
   last_grad_norm_ = global_grad_norm(*this);
   if (clip_norm_ > 0) {
     KOLO_CHECK(std::isfinite(last_grad_norm_), kind_, ": gradient norm is ", last_grad_norm_,
@@ -91,11 +144,13 @@ void Optimizer::step() {
     // torch.nn.utils.clip_grad_norm_: scale by max/(norm + 1e-6) only when that is below 1.
     const double coef = clip_norm_ / (last_grad_norm_ + 1e-6);
     if (coef < 1.0)
-      for (FlatBuffer& f : flats_)
+      for (size_t g = 0; g < groups_.size(); ++g) {
+        const FlatBuffer& f = update_flat(g);
         if (f.numel() > 0) {
           optim_kernels::UpdateDeviceScope on(f.device());
           optim_kernels::scale_inplace(f.all(f.grads()), static_cast<float>(coef));
         }
+      }
   }
   for (size_t g = 0; g < groups_.size(); ++g) {
     GroupView v;
@@ -103,7 +158,7 @@ void Optimizer::step() {
     v.lr = lr_ * groups_[g].lr_mult;
     v.weight_decay = groups_[g].weight_decay.value_or(default_weight_decay_);
     v.exclude_from_adaptation = groups_[g].exclude_from_adaptation;
-    v.flat = &flats_[g];
+    v.flat = &update_flat(g);
     v.state = &state_[g];
     std::vector<int64_t>& steps = param_steps_[g];
     for (size_t i = 0; i < steps.size(); ++i) {
@@ -118,6 +173,7 @@ void Optimizer::step() {
     // The subclass's update rules run on the device holding this group's flat buffers.
     optim_kernels::UpdateDeviceScope on(flats_[g].device());
     update_group(v);
+    if (masters_[g]) masters_[g]->store(flats_[g]);
   }
   ++step_;
 }
@@ -133,9 +189,11 @@ OptimizerState Optimizer::state_dict() const {
       const std::string& name = groups_[g].params[i].name;
       s.scalars[name + "/step"] = static_cast<double>(param_steps_[g][i]);
       const auto& seg = f.segments()[i];
+      const Shape& shape = groups_[g].params[i].tensor.shape();
       for (size_t k = 0; k < state_names_.size(); ++k)
-        s.tensors[name + "/" + state_names_[k]] =
-            state_[g][k].slice(0, seg.offset, seg.offset + seg.numel).clone().view(groups_[g].params[i].tensor.shape());
+        s.tensors[name + "/" + state_names_[k]] = state_[g][k].slice(0, seg.offset, seg.offset + seg.numel).clone().view(shape);
+      if (masters_[g])
+        s.tensors[name + "/master"] = masters_[g]->flat().values().slice(0, seg.offset, seg.offset + seg.numel).clone().view(shape);
     }
   }
   return s;
@@ -159,6 +217,10 @@ void Optimizer::load_state_dict(const OptimizerState& s) {
         KOLO_CHECK(it->second.shape() == p.tensor.shape(), kind_, ": state '", p.name, "/", k, "' has shape ",
                    shape_str(it->second.shape()), " but the parameter is ", shape_str(p.tensor.shape()));
       }
+      auto m = s.tensors.find(p.name + "/master");
+      KOLO_CHECK(m == s.tensors.end() || (masters_[g] && m->second.shape() == p.tensor.shape()), kind_,
+                 ": state dict has master weights '", p.name, "/master' ", m->second.describe(), " but parameter ",
+                 p.tensor.describe(), masters_[g] ? " has another shape" : " has none (it is not bf16/f16)");
     }
   lr_ = scalar("lr");
   step_ = static_cast<int64_t>(scalar("step"));
@@ -171,6 +233,17 @@ void Optimizer::load_state_dict(const OptimizerState& s) {
         Tensor dst = state_[g][k].slice(0, seg.offset, seg.offset + seg.numel).view(p.tensor.shape());
         dst.copy_(s.tensors.at(p.name + "/" + state_names_[k]));
       }
+      if (!masters_[g]) continue;
+      // Saved masters are the exact training state; without them (a checkpoint of an f32 run resumed in
+      // bf16) the masters restart from the parameters' current values.
+      Tensor master = masters_[g]->flat().values().slice(0, seg.offset, seg.offset + seg.numel).view(p.tensor.shape());
+      auto m = s.tensors.find(p.name + "/master");
+      master.copy_(m != s.tensors.end() ? m->second : p.tensor.detach());
+    }
+  for (size_t g = 0; g < groups_.size(); ++g)
+    if (masters_[g]) {
+      optim_kernels::UpdateDeviceScope on(flats_[g].device());
+      masters_[g]->store(flats_[g]);
     }
 }
 

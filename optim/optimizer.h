@@ -6,9 +6,16 @@
 // step are skipped entirely (as torch.optim does for grad == None); bound gradient slots are always
 // defined (zero when nothing flowed), so with zero_grad() they are updated with a zero gradient.
 //
+// Mixed precision: a group of bf16/f16 parameters gets f32 master weights (optim/master_weights.h). The
+// model's tensors, their flat gradient slots (grad_slot, flat) and hence DistributedOptimizer stay in the low
+// dtype; step() converts the gradients to f32, runs the update rule on the masters (update_flat) and writes
+// them back rounded. unscale_grads(1/loss_scale) does the conversion early, dividing by a loss scale and
+// checking for NaN/Inf (DynamicLossScaler calls it); step() then uses those gradients as they are.
+//
 // State: each subclass declares named per-element state buffers (e.g. exp_avg) kept flat per group, plus
 // a per-parameter step count. state_dict() exports them as "<param>/<state>" tensors and "<param>/step"
-// scalars (with "lr" and "step"), load_state_dict() checks and copies them back: the checkpoint format.
+// scalars (with "lr" and "step"), plus "<param>/master" (f32) for parameters with master weights; load_state_dict()
+// checks and copies them back (and writes loaded masters into the parameters): the checkpoint format.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +26,7 @@
 #include <vector>
 
 #include "optim/flat_buffer.h"
+#include "optim/master_weights.h"
 #include "optim/param_group.h"
 
 namespace kolo {
@@ -41,7 +49,7 @@ class Optimizer {
     double lr = 0;             // optimizer lr * lr_mult
     double weight_decay = 0;
     bool exclude_from_adaptation = false;
-    const FlatBuffer* flat = nullptr;
+    const FlatBuffer* flat = nullptr;      // f32: the parameters themselves, or their master weights
     std::vector<Tensor>* state = nullptr;  // one flat buffer per state_names() entry
     std::vector<Run> runs;
   };
@@ -55,6 +63,12 @@ class Optimizer {
   void step();
   // Zeroes the flat gradient buffers and binds each parameter's grad to its slot.
   void zero_grad();
+  // Brings this step's gradients into the f32 buffers the update reads, multiplied by inv_scale, and
+  // returns whether all of them are finite. f32 groups are scaled in place; bf16/f16 groups are converted
+  // into their masters' f32 gradients (the parameters' own low-precision gradients stay as they are). The
+  // next step() uses the result instead of gathering again, until zero_grad(). Call after the gradient
+  // exchange (DistributedOptimizer::synchronize), as DynamicLossScaler::unscale_and_update does.
+  bool unscale_grads(double inv_scale);
 
   const std::string& kind() const { return kind_; }
   double lr() const { return lr_; }
@@ -69,7 +83,16 @@ class Optimizer {
   std::vector<NamedParameter> named_parameters() const;
   // The flat gradient slot of a parameter (shaped like it); throws if the tensor is not managed here.
   Tensor grad_slot(const Tensor& param) const;
+  // The model-side packing of group g: the parameters in their own dtype and their gradient slots.
   const FlatBuffer& flat(size_t g) const { return flats_[g]; }
+  // The f32 buffers the update rule of group g works on: its master weights, or flat(g) for f32 groups.
+  const FlatBuffer& update_flat(size_t g) const { return masters_[g] ? masters_[g]->flat() : flats_[g]; }
+  // Group g's master weights; null for an f32 group.
+  const MasterWeights* master_weights(size_t g) const { return masters_[g].get(); }
+  bool has_master_weights() const;
+  // Copies the parameters' current values into their f32 masters. Needed only after changing parameters
+  // outside the optimizer (e.g. broadcast_parameters after construction); load_state_dict does it itself.
+  void reload_master_weights();
 
   OptimizerState state_dict() const;
   void load_state_dict(const OptimizerState& state);
@@ -82,9 +105,14 @@ class Optimizer {
     size_t group = 0, index = 0;
   };
   Location locate(const Tensor& param) const;
+  // Gathers (and converts) every group's gradients; sets prepared_ and had_.
+  bool prepare_grads(double inv_scale, bool check);
 
   std::vector<ParamGroup> groups_;
   std::vector<FlatBuffer> flats_;
+  std::vector<std::unique_ptr<MasterWeights>> masters_;  // [group], null for f32 groups
+  bool prepared_ = false;                                // gradients gathered since the last zero_grad/step
+  std::vector<std::vector<bool>> had_;                   // [group][param] had a gradient this step
   std::vector<std::vector<Tensor>> state_;         // [group][state name] flat buffers
   std::vector<std::vector<int64_t>> param_steps_;  // [group][param]
   std::vector<std::string> state_names_;
@@ -97,7 +125,8 @@ class Optimizer {
   int64_t step_ = 0;
 };
 
-// Global L2 norm over the gradient buffers of all groups, after gathering (used by step's clipping).
+// Global L2 norm over the f32 gradient buffers (update_flat) of all groups, after gathering (used by
+// step's clipping).
 double global_grad_norm(const Optimizer& opt);
 
 }  // namespace kolo

@@ -4,6 +4,9 @@
 
 #include <cmath>
 
+#include "core/tensor/half.h"
+#include "core/util/error.h"
+
 namespace kolo::optim_kernels {
 
 namespace {
@@ -103,6 +106,44 @@ void cpu_scale_inplace(Device, std::span<float> x, float s) {
   for (int64_t i = 0; i < n; ++i) a[i] *= s;
 }
 
+template <typename T>
+bool unscale_loop(const T* src, float* dst, int64_t n, float inv, bool check) {
+  int bad = 0;
+#pragma omp parallel for schedule(static) reduction(| : bad) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = static_cast<float>(src[i]) * inv;
+    dst[i] = v;
+    if (check) bad |= !std::isfinite(v);
+  }
+  return bad == 0;
+}
+
+bool cpu_unscale_to_f32(Device, const void* src, DType dt, std::span<float> dst, float inv, bool check) {
+  const int64_t n = static_cast<int64_t>(dst.size());
+  switch (dt) {
+    case DType::F32: return unscale_loop(static_cast<const float*>(src), dst.data(), n, inv, check);
+    case DType::BF16: return unscale_loop(static_cast<const bf16*>(src), dst.data(), n, inv, check);
+    case DType::F16: return unscale_loop(static_cast<const f16*>(src), dst.data(), n, inv, check);
+    default: KOLO_FAIL("optimizer: cannot convert ", dtype_name(dt), " gradients to f32 (expected f32, bf16, f16)");
+  }
+}
+
+template <typename T>
+void cast_loop(const float* src, T* dst, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) dst[i] = T(src[i]);
+}
+
+void cpu_cast_from_f32(Device, std::span<const float> src, void* dst, DType dt) {
+  const int64_t n = static_cast<int64_t>(src.size());
+  switch (dt) {
+    case DType::F32: cast_loop(src.data(), static_cast<float*>(dst), n); return;
+    case DType::BF16: cast_loop(src.data(), static_cast<bf16*>(dst), n); return;
+    case DType::F16: cast_loop(src.data(), static_cast<f16*>(dst), n); return;
+    default: KOLO_FAIL("optimizer: cannot write f32 master weights into ", dtype_name(dt), " parameters");
+  }
+}
+
 }  // namespace
 
 Device update_device() { return t_update_device; }
@@ -131,6 +172,14 @@ void scale_inplace(std::span<float> x, float s) {
   optim_scale_inplace_kernel()(t_update_device)(t_update_device, x, s);
 }
 
+bool unscale_to_f32(const void* src, DType src_dtype, std::span<float> dst, float inv_scale, bool check) {
+  return optim_unscale_to_f32_kernel()(t_update_device)(t_update_device, src, src_dtype, dst, inv_scale, check);
+}
+
+void cast_from_f32(std::span<const float> src, void* dst, DType dst_dtype) {
+  optim_cast_from_f32_kernel()(t_update_device)(t_update_device, src, dst, dst_dtype);
+}
+
 }  // namespace kolo::optim_kernels
 
 namespace kolo {
@@ -140,10 +189,14 @@ KOLO_DEFINE_KERNEL(optim_adam_update);
 KOLO_DEFINE_KERNEL(optim_lamb_update);
 KOLO_DEFINE_KERNEL(optim_sum_squares);
 KOLO_DEFINE_KERNEL(optim_scale_inplace);
+KOLO_DEFINE_KERNEL(optim_unscale_to_f32);
+KOLO_DEFINE_KERNEL(optim_cast_from_f32);
 KOLO_REGISTER_KERNEL(optim_sgd_update, CPU, optim_kernels::cpu_sgd_update);
 KOLO_REGISTER_KERNEL(optim_adam_update, CPU, optim_kernels::cpu_adam_update);
 KOLO_REGISTER_KERNEL(optim_lamb_update, CPU, optim_kernels::cpu_lamb_update);
 KOLO_REGISTER_KERNEL(optim_sum_squares, CPU, optim_kernels::cpu_sum_squares);
 KOLO_REGISTER_KERNEL(optim_scale_inplace, CPU, optim_kernels::cpu_scale_inplace);
+KOLO_REGISTER_KERNEL(optim_unscale_to_f32, CPU, optim_kernels::cpu_unscale_to_f32);
+KOLO_REGISTER_KERNEL(optim_cast_from_f32, CPU, optim_kernels::cpu_cast_from_f32);
 
 }  // namespace kolo

@@ -14,6 +14,7 @@
 
 #include "core/device/device.h"
 #include "core/ops/dispatch.h"
+#include "core/tensor/dtype.h"
 
 namespace kolo::optim_kernels {
 
@@ -66,6 +67,14 @@ double sum_squares(std::span<const float> x);
 // x *= s.
 void scale_inplace(std::span<float> x, float s);
 
+// Mixed precision (optim/master_weights.h). dst[i] = float(src[i]) * inv_scale, where `src` points at
+// dst.size() elements of `src_dtype` (F32, BF16 or F16) on the update device; an F32 `src` may be `dst`
+// itself. With `check` it returns whether every dst[i] is finite (on CUDA this reads one flag back to the
+// host); without, it returns true and never waits.
+bool unscale_to_f32(const void* src, DType src_dtype, std::span<float> dst, float inv_scale, bool check);
+// dst[i] = src[i] rounded to nearest even in `dst_dtype` (BF16 or F16; F32 copies), one pass, no host sync.
+void cast_from_f32(std::span<const float> src, void* dst, DType dst_dtype);
+
 // The device the spans passed to the functions above point into, for the calling thread (CPU by default).
 Device update_device();
 // Sets the calling thread's update device for its lifetime (restores the previous one after).
@@ -93,5 +102,7 @@ KOLO_DECLARE_KERNEL(optim_lamb_update, void(Device, std::span<float>, std::span<
                                             std::span<float>, std::span<float>, const optim_kernels::LambParams&));
 KOLO_DECLARE_KERNEL(optim_sum_squares, double(Device, std::span<const float>));
 KOLO_DECLARE_KERNEL(optim_scale_inplace, void(Device, std::span<float>, float));
+KOLO_DECLARE_KERNEL(optim_unscale_to_f32, bool(Device, const void*, DType, std::span<float>, float, bool));
+KOLO_DECLARE_KERNEL(optim_cast_from_f32, void(Device, std::span<const float>, void*, DType));
 
 }  // namespace kolo

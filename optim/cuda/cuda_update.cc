@@ -91,6 +91,25 @@ void cuda_scale_inplace(Device dev, std::span<float> x, float s) {
   launch_scale(x.data(), static_cast<int64_t>(x.size()), s, current_cuda_stream_native(dev.index));
 }
 
+bool cuda_unscale_to_f32(Device dev, const void* src, DType src_dtype, std::span<float> dst, float inv, bool check) {
+  CudaDeviceGuard guard(dev.index);
+  Tensor bad;
+  if (check) {
+    NoGradGuard ng;
+    bad = Tensor::zeros({1}, DType::I32, dev);
+  }
+  launch_unscale_to_f32(src, src_dtype, dst.data(), static_cast<int64_t>(dst.size()), inv,
+                        check ? bad.data<int32_t>() : nullptr, current_cuda_stream_native(dev.index));
+  // The skip-or-step decision is the host's, so a checked conversion waits for this one flag.
+  return !check || bad.to(Device::cpu()).item() == 0.0;
+}
+
+void cuda_cast_from_f32(Device dev, std::span<const float> src, void* dst, DType dst_dtype) {
+  CudaDeviceGuard guard(dev.index);
+  launch_cast_from_f32(src.data(), dst, dst_dtype, static_cast<int64_t>(src.size()),
+                       current_cuda_stream_native(dev.index));
+}
+
 }  // namespace
 
 }  // namespace kolo::optim_cuda
@@ -102,5 +121,7 @@ KOLO_REGISTER_KERNEL(optim_adam_update, CUDA, optim_cuda::cuda_adam_update);
 KOLO_REGISTER_KERNEL(optim_lamb_update, CUDA, optim_cuda::cuda_lamb_update);
 KOLO_REGISTER_KERNEL(optim_sum_squares, CUDA, optim_cuda::cuda_sum_squares);
 KOLO_REGISTER_KERNEL(optim_scale_inplace, CUDA, optim_cuda::cuda_scale_inplace);
+KOLO_REGISTER_KERNEL(optim_unscale_to_f32, CUDA, optim_cuda::cuda_unscale_to_f32);
+KOLO_REGISTER_KERNEL(optim_cast_from_f32, CUDA, optim_cuda::cuda_cast_from_f32);
 
 }  // namespace kolo

@@ -1,7 +1,11 @@
 // CUDA kernels of the optimizer updates (formulas in optim/update_kernels.h), then their launchers.
 #include "optim/cuda/update_launch.h"
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
+
+#include <type_traits>
 
 #include "core/device/cuda/cuda_check.h"
 #include "core/ops/cuda/launch_config.h"
@@ -183,6 +187,40 @@ __global__ void scale_kernel(float* __restrict__ x, int64_t n, float s) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) x[i] *= s;
 }
 
+template <typename T>
+__device__ __forceinline__ float to_f32(T v) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) return __bfloat162float(v);
+  else if constexpr (std::is_same_v<T, __half>) return __half2float(v);
+  else return v;
+}
+
+template <typename T>
+__device__ __forceinline__ T from_f32(float v) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) return __float2bfloat16_rn(v);
+  else if constexpr (std::is_same_v<T, __half>) return __float2half_rn(v);
+  else return v;
+}
+
+// One flag write per block at most (a block-wide OR first), so an all-Inf gradient does not serialise on it.
+template <typename T>
+__global__ void unscale_kernel(const T* src, float* dst, int64_t n, float inv, int* bad) {
+  int local = 0;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+    const float v = to_f32(src[i]) * inv;
+    dst[i] = v;
+    local |= !isfinite(v);
+  }
+  if (bad != nullptr && __syncthreads_or(local) && threadIdx.x == 0) *bad = 1;
+}
+
+template <typename T>
+__global__ void cast_kernel(const float* __restrict__ src, T* __restrict__ dst, int64_t n) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    dst[i] = from_f32<T>(src[i]);
+}
+
 bool aligned16(const void* ptr) { return ptr == nullptr || reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
 int reduce_grid(int64_t n) {
@@ -241,6 +279,40 @@ void launch_sum_squares(const float* x, int64_t n, double* partials, double* out
 void launch_scale(float* x, int64_t n, float s, cudaStream_t stream) {
   if (n == 0) return;
   scale_kernel<<<kolo::cuda::grid_for(n, kThreads), kThreads, 0, stream>>>(x, n, s);
+  KOLO_CUDA_CHECK_LAUNCH();
+}
+
+void launch_unscale_to_f32(const void* src, DType src_dtype, float* dst, int64_t n, float inv, int* bad,
+                           cudaStream_t stream) {
+  if (n == 0) return;
+  const int grid = kolo::cuda::grid_for(n, kThreads);
+  switch (src_dtype) {
+    case DType::F32:
+      unscale_kernel<float><<<grid, kThreads, 0, stream>>>(static_cast<const float*>(src), dst, n, inv, bad);
+      break;
+    case DType::BF16:
+      unscale_kernel<__nv_bfloat16>
+          <<<grid, kThreads, 0, stream>>>(static_cast<const __nv_bfloat16*>(src), dst, n, inv, bad);
+      break;
+    case DType::F16:
+      unscale_kernel<__half><<<grid, kThreads, 0, stream>>>(static_cast<const __half*>(src), dst, n, inv, bad);
+      break;
+    default: KOLO_FAIL("optimizer on CUDA: cannot convert ", dtype_name(src_dtype), " gradients to f32");
+  }
+  KOLO_CUDA_CHECK_LAUNCH();
+}
+
+void launch_cast_from_f32(const float* src, void* dst, DType dst_dtype, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  const int grid = kolo::cuda::grid_for(n, kThreads);
+  switch (dst_dtype) {
+    case DType::F32: cast_kernel<float><<<grid, kThreads, 0, stream>>>(src, static_cast<float*>(dst), n); break;
+    case DType::BF16:
+      cast_kernel<__nv_bfloat16><<<grid, kThreads, 0, stream>>>(src, static_cast<__nv_bfloat16*>(dst), n);
+      break;
+    case DType::F16: cast_kernel<__half><<<grid, kThreads, 0, stream>>>(src, static_cast<__half*>(dst), n); break;
+    default: KOLO_FAIL("optimizer on CUDA: cannot write f32 master weights into ", dtype_name(dst_dtype), " parameters");
+  }
   KOLO_CUDA_CHECK_LAUNCH();
 }
 

@@ -11,6 +11,8 @@
 
 #include <cstdint>
 
+#include "core/tensor/dtype.h"
+
 namespace kolo::optim_cuda {
 
 // Scalar hyper-parameters as the CPU rules compute them (host-side folding keeps both devices identical).
@@ -37,5 +39,12 @@ int64_t lamb_partials_size();
 void launch_sum_squares(const float* x, int64_t n, double* partials, double* out, cudaStream_t stream);
 int64_t sum_squares_partials_size();
 void launch_scale(float* x, int64_t n, float s, cudaStream_t stream);
+
+// Mixed precision: dst = float(src) * inv for src of `src_dtype` (F32/BF16/F16; F32 may alias dst); when
+// `bad` is not null, sets *bad (device int, zeroed by the caller) to 1 if any result is not finite.
+void launch_unscale_to_f32(const void* src, DType src_dtype, float* dst, int64_t n, float inv, int* bad,
+                           cudaStream_t stream);
+// dst = round-to-nearest-even(src) in `dst_dtype` (F32/BF16/F16).
+void launch_cast_from_f32(const float* src, void* dst, DType dst_dtype, int64_t n, cudaStream_t stream);
 
 }  // namespace kolo::optim_cuda
