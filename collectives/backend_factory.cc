@@ -6,8 +6,10 @@
 #ifdef KOLO_WITH_MPI
 #include "collectives/mpi/mpi_backend.h"
 #endif
+#include "collectives/device_collectives.h"
 #ifdef KOLO_WITH_NCCL
 #include "collectives/nccl/nccl_backend.h"
+#include "collectives/nccl/nccl_device_collectives.h"
 #endif
 
 namespace kolo {
@@ -96,6 +98,17 @@ DeviceBackends make_device_backends(const Backends& host) {
   (void)host;
 #endif
   return d;
+}
+
+std::unique_ptr<DeviceCollectives> make_device_collectives(const Backends& host) {
+#ifdef KOLO_WITH_NCCL
+  DeviceBackends d = make_device_backends(host);
+  if (d.name == "none") return nullptr;
+  return make_nccl_device_collectives(std::move(d), *host.cross);
+#else
+  (void)host;
+  return nullptr;
+#endif
 }
 
 }  // namespace kolo

@@ -41,4 +41,9 @@ std::vector<std::string> device_backend_fallback_order(bool nccl_built, int visi
 // Collective over all ranks of `host`; name "none" (and no backends) when no device backend applies.
 DeviceBackends make_device_backends(const Backends& host);
 
+class DeviceCollectives;
+// The executor's device collectives over make_device_backends(host); nullptr (on every rank alike) when no
+// device backend applies. Collective over all ranks of `host`, which must outlive the result.
+std::unique_ptr<DeviceCollectives> make_device_collectives(const Backends& host);
+
 }  // namespace kolo

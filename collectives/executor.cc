@@ -1,4 +1,4 @@
-// Execution of agreed collectives on host buffers through the abstract Backend.
+// Execution of agreed collectives through the abstract Backend (host buffers) or DeviceCollectives (device ones).
 #include "collectives/executor.h"
 
 #include <algorithm>
@@ -6,6 +6,7 @@
 
 #include "collectives/controller.h"
 #include "collectives/reduce_kernels.h"
+#include "core/device/device_backend.h"
 #include "core/util/logging.h"
 
 namespace kolo {
@@ -57,6 +58,24 @@ std::string rows_args(size_t tensors, int64_t bytes, int64_t chunks) {
 
 }  // namespace
 
+// One device group's ordering state: the ready events of its inputs, plus one recorded on this thread's
+// stream once it allocated outputs or zeros there (their memory may have been in use by earlier work).
+struct Executor::DeviceWork {
+  DeviceCollectives& d;
+  std::vector<Event*> ready;
+  std::unique_ptr<Event> allocated;
+  const std::vector<Event*>& after_allocation() {
+    if (!allocated) {
+      const Device dev = d.device();
+      DeviceBackend& db = device_backend(dev.type);
+      allocated = db.create_event(dev.index);
+      allocated->record(db.current_stream(dev.index));
+      ready.push_back(allocated.get());
+    }
+    return ready;
+  }
+};
+
 Executor::Executor(Backends backends, const Config& config, Timeline& timeline, CollectiveStats& stats)
     : backends_(std::move(backends)),
       config_(config),
@@ -76,9 +95,24 @@ void Executor::create_process_set(int id, const std::vector<int>& ranks) {
   const bool member = std::find(ranks.begin(), ranks.end(), backends_.world->rank()) != ranks.end();
   auto b = backends_.world->split(member ? 0 : -1);
   if (b) sets_[id] = std::move(b);
+  set_ranks_[id] = ranks;
+  if (device_) device_->create_process_set(id, member);
+}
+
+DeviceCollectives& Executor::device_collectives(const Request& p) {
+  if (!device_) {
+    device_ = make_device_collectives(backends_);
+    KOLO_CHECK(device_, op_type_name(p.op), " '", p.name, "': device tensors need a device backend, but kolo was ",
+               "built without NCCL or a rank sees no CUDA device");
+    const int me = backends_.world->rank();
+    for (const auto& [id, ranks] : set_ranks_)
+      device_->create_process_set(id, std::find(ranks.begin(), ranks.end(), me) != ranks.end());
+  }
+  return *device_;
 }
 
 void Executor::abort(const std::string& reason) {
+  if (device_) device_->abort(reason);
   for (auto& [id, b] : sets_) b->abort(reason);
   if (backends_.local) backends_.local->abort(reason);
   if (backends_.cross) backends_.cross->abort(reason);
@@ -231,7 +265,7 @@ void Executor::allreduce(const std::vector<TensorEntry*>& items, const std::vect
   }
 }
 
-void Executor::allgather(TensorEntry& e, Backend& b) {
+void Executor::allgather(TensorEntry& e, Backend& b, DeviceWork* dw) {
   const int n = b.size();
   const Tensor& in = e.input;
   const int64_t row = row_elems(in.shape());
@@ -245,12 +279,15 @@ void Executor::allgather(TensorEntry& e, Backend& b) {
     out_shape[0] += dims[r];
     counts[r] = dims[r] * row;
   }
-  e.output = Tensor::empty(out_shape, in.dtype());
-  b.allgatherv(in.data_ptr(), e.output.data_ptr(), counts, in.dtype(), nullptr);
+  e.output = Tensor::empty(out_shape, in.dtype(), in.device());
+  if (dw)
+    dw->d.allgatherv(e.req.process_set, in.data_ptr(), e.output.data_ptr(), counts, in.dtype(), dw->after_allocation());
+  else
+    b.allgatherv(in.data_ptr(), e.output.data_ptr(), counts, in.dtype(), nullptr);
   stats_.bytes += static_cast<int64_t>(e.output.nbytes());
 }
 
-void Executor::alltoall(TensorEntry& e, Backend& b) {
+void Executor::alltoall(TensorEntry& e, Backend& b, DeviceWork* dw) {
   const int n = b.size();
   const Tensor& in = e.input;
   const int64_t row = row_elems(in.shape());
@@ -264,13 +301,16 @@ void Executor::alltoall(TensorEntry& e, Backend& b) {
     rc[r] = recv_rows[r] * row;
     out_shape[0] += recv_rows[r];
   }
-  e.output = Tensor::empty(out_shape, in.dtype());
-  b.alltoallv(in.data_ptr(), sc, e.output.data_ptr(), rc, in.dtype(), nullptr);
+  e.output = Tensor::empty(out_shape, in.dtype(), in.device());
+  if (dw)
+    dw->d.alltoallv(e.req.process_set, in.data_ptr(), sc, e.output.data_ptr(), rc, in.dtype(), dw->after_allocation());
+  else
+    b.alltoallv(in.data_ptr(), sc, e.output.data_ptr(), rc, in.dtype(), nullptr);
   e.state->received_splits = recv_rows;
   stats_.bytes += static_cast<int64_t>(in.nbytes());
 }
 
-void Executor::reducescatter(TensorEntry& e, Backend& b) {
+void Executor::reducescatter(TensorEntry& e, Backend& b, DeviceWork* dw) {
   const int n = b.size();
   const Tensor& in = e.input;
   const int64_t rows = in.size(0), row = row_elems(in.shape());
@@ -279,17 +319,68 @@ void Executor::reducescatter(TensorEntry& e, Backend& b) {
   Shape out_shape = in.shape();
   out_shape[0] = counts[b.rank()] / std::max<int64_t>(row, 1);
   if (row == 0) out_shape[0] = rows / n + (b.rank() < rows % n ? 1 : 0);
-  e.output = Tensor::empty(out_shape, in.dtype());
-  b.reducescatter(in.data_ptr(), e.output.data_ptr(), counts, in.dtype(), wire_op(e.req.reduce), nullptr);
-  apply_finish(e.output.data_ptr(), e.output.numel(), in.dtype(), finish_for(e.req, n));
+  e.output = Tensor::empty(out_shape, in.dtype(), in.device());
+  if (dw) {
+    dw->d.reducescatter(e.req.process_set, in.data_ptr(), e.output.data_ptr(), counts, in.dtype(), e.req.reduce,
+                        e.req.postscale, dw->after_allocation());
+  } else {
+    b.reducescatter(in.data_ptr(), e.output.data_ptr(), counts, in.dtype(), wire_op(e.req.reduce), nullptr);
+    apply_finish(e.output.data_ptr(), e.output.numel(), in.dtype(), finish_for(e.req, n));
+  }
   stats_.bytes += static_cast<int64_t>(in.nbytes());
+}
+
+void Executor::allreduce_on_device(const std::vector<TensorEntry*>& items, const std::vector<Request>& params,
+                                   DeviceWork& dw) {
+  const Request& p = params[0];
+  const auto t0 = Clock::now();
+  std::vector<DeviceSpan> spans;
+  std::vector<Tensor> zeros;  // joined ranks contribute zeros of the agreed shape
+  int64_t bytes = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (items[i]) {
+      spans.push_back({items[i]->input.data_ptr(), items[i]->output.data_ptr(), items[i]->output.numel()});
+    } else {
+      zeros.push_back(Tensor::zeros(params[i].shape, params[i].dtype, dw.d.device()));
+      spans.push_back({zeros.back().data_ptr(), zeros.back().data_ptr(), zeros.back().numel()});
+    }
+    bytes += spans.back().count * static_cast<int64_t>(dtype_size(p.dtype));
+  }
+  const bool hierarchical = config_.hierarchical_allreduce && p.process_set == 0;
+  dw.d.allreduce(spans, p, hierarchical, zeros.empty() ? dw.ready : dw.after_allocation());
+  dw.d.synchronize();
+  ++stats_.collectives;
+  stats_.bytes += bytes;
+  if (items.size() > 1) {
+    stats_.fused_tensors += static_cast<int64_t>(items.size());
+    stats_.largest_fusion = std::max<int64_t>(stats_.largest_fusion, static_cast<int64_t>(items.size()));
+  }
+  if (timeline_.enabled()) {
+    const auto t1 = Clock::now();
+    const std::string args = rows_args(items.size(), bytes, 1);
+    const char* activity = hierarchical ? "NCCL_HIERARCHICAL_ALLREDUCE" : "NCCL_ALLREDUCE";
+    for (const Request& r : params) timeline_.span(r.name, activity, t0, t1, args);
+  }
 }
 
 void Executor::execute(OpType op, const std::vector<TensorEntry*>& items, const std::vector<Request>& params) {
   const Request& p = params[0];
   const auto t0 = Clock::now();
+  std::unique_ptr<DeviceWork> dw;
+  if (p.device != DeviceType::CPU && op != OpType::ProcessSetCreate) {
+    dw.reset(new DeviceWork{device_collectives(p), {}, nullptr});
+    for (TensorEntry* it : items) {
+      if (!it) continue;
+      KOLO_CHECK(it->input.device() == dw->d.device(), op_type_name(op), " '", it->req.name, "': ",
+                 it->input.describe(), " is not on this rank's ", dw->d.name(), " device ", dw->d.device().str());
+      if (it->ready_event) dw->ready.push_back(it->ready_event.get());
+    }
+  }
   if (op == OpType::Allreduce) {
-    allreduce(items, params);
+    if (dw)
+      allreduce_on_device(items, params, *dw);
+    else
+      allreduce(items, params);
     return;
   }
   if (op == OpType::ProcessSetCreate) {
@@ -302,16 +393,22 @@ void Executor::execute(OpType op, const std::vector<TensorEntry*>& items, const 
   TensorEntry* e = items[0];
   KOLO_CHECK(e, op_type_name(op), " '", p.name, "': no local entry on this rank");
   switch (op) {
-    case OpType::Allgather: allgather(*e, *b); break;
+    case OpType::Allgather: allgather(*e, *b, dw.get()); break;
     case OpType::Broadcast:
-      if (e->output.numel() > 0) b->broadcast(e->output.data_ptr(), e->output.numel(), e->output.dtype(), p.root, nullptr);
+      if (e->output.numel() > 0) {
+        if (dw)
+          dw->d.broadcast(p.process_set, e->output.data_ptr(), e->output.numel(), e->output.dtype(), p.root, dw->ready);
+        else
+          b->broadcast(e->output.data_ptr(), e->output.numel(), e->output.dtype(), p.root, nullptr);
+      }
       stats_.bytes += static_cast<int64_t>(e->output.nbytes());
       break;
-    case OpType::Alltoall: alltoall(*e, *b); break;
-    case OpType::Reducescatter: reducescatter(*e, *b); break;
+    case OpType::Alltoall: alltoall(*e, *b, dw.get()); break;
+    case OpType::Reducescatter: reducescatter(*e, *b, dw.get()); break;
     case OpType::Barrier: b->barrier(); break;
     default: KOLO_FAIL("executor: unexpected op ", op_type_name(op), " for '", p.name, "'");
   }
+  if (dw) dw->d.synchronize();
   ++stats_.collectives;
   if (timeline_.enabled()) timeline_.span(p.name, op_type_name(op), t0, Clock::now(), rows_args(1, 0, 1));
 }

@@ -10,6 +10,13 @@
 // when reduced. A group of one uncompressed tensor skips the buffer and is reduced in place, also chunked.
 // Hierarchical allreduce (KOLO_HIERARCHICAL_ALLREDUCE) replaces each chunk's allreduce by a reduce-scatter
 // within the node, an allreduce across nodes of this rank's part, and an allgather within the node.
+//
+// Device (CUDA) tensors: groups whose agreed request names the CUDA device type go to DeviceCollectives
+// (device_collectives.h; NCCL), built on first use — a collective step every rank reaches at the same
+// group, since the device type is part of the agreed request — so a CPU-only job never touches CUDA.
+// Allreduce groups are fused on the device; the other ops exchange their sizes over the host backend,
+// allocate outputs on the device, and move data on the device. The group's handles complete only after
+// the device work finished (DeviceCollectives::synchronize on this thread).
 #pragma once
 
 #include <chrono>
@@ -20,6 +27,7 @@
 
 #include "collectives/backend_factory.h"
 #include "collectives/config.h"
+#include "collectives/device_collectives.h"
 #include "collectives/handle.h"
 #include "collectives/runtime.h"
 #include "collectives/timeline.h"
@@ -34,6 +42,7 @@ struct TensorEntry {
   Tensor input;
   Tensor output;                  // allocated at execution for allgather/alltoall/reducescatter
   std::vector<int64_t> splits;    // alltoall
+  std::unique_ptr<Event> ready_event;  // device input: recorded on the compute stream at enqueue
   std::shared_ptr<HandleState> state;
   Clock::time_point enqueued;
   Clock::time_point ready;
@@ -56,9 +65,14 @@ class Executor {
  private:
   void allreduce(const std::vector<TensorEntry*>& items, const std::vector<Request>& params);
   void reduce_chunked(Backend& b, void* buf, int64_t count, DType dtype, ReduceOp op, bool hierarchical);
-  void allgather(TensorEntry& e, Backend& b);
-  void alltoall(TensorEntry& e, Backend& b);
-  void reducescatter(TensorEntry& e, Backend& b);
+  struct DeviceWork;
+  void allreduce_on_device(const std::vector<TensorEntry*>& items, const std::vector<Request>& params,
+                           DeviceWork& dw);
+  // Host buffers, or device ones through `dw` when it is given.
+  void allgather(TensorEntry& e, Backend& b, DeviceWork* dw);
+  void alltoall(TensorEntry& e, Backend& b, DeviceWork* dw);
+  void reducescatter(TensorEntry& e, Backend& b, DeviceWork* dw);
+  DeviceCollectives& device_collectives(const Request& p);
   uint8_t* fusion_buffer(int64_t bytes);
 
   Backends backends_;
@@ -67,6 +81,8 @@ class Executor {
   CollectiveStats& stats_;
   int64_t chunk_bytes_;
   std::map<int, std::unique_ptr<Backend>> sets_;  // id > 0; id 0 is backends_.world
+  std::map<int, std::vector<int>> set_ranks_;     // every set's world ranks (to split device communicators)
+  std::unique_ptr<DeviceCollectives> device_;     // built on the first device group; uses backends_
   std::unique_ptr<uint8_t[]> fusion_;
   int64_t fusion_capacity_ = 0;
   std::vector<uint8_t> scratch_;  // hierarchical allreduce's per-rank part

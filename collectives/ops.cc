@@ -54,7 +54,7 @@ int cross_rank() { return runtime().cross_rank(); }
 int cross_size() { return runtime().cross_size(); }
 
 Tensor allreduce(Runtime& rt, const Tensor& tensor, const std::string& name, const AllreduceOptions& opts) {
-  Tensor out = Tensor::empty(tensor.shape(), tensor.dtype());
+  Tensor out = Tensor::empty(tensor.shape(), tensor.dtype(), tensor.device());
   rt.allreduce_async(tensor, name, opts, out).wait();
   return out;
 }

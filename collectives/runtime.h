@@ -9,17 +9,14 @@
 // Shutdown: shutdown() (or the destructor) flags this rank; the loop keeps serving until every rank has
 // flagged, then requests still pending fail with "shut down" and the backends are released.
 // Failure: a lost rank, a stall shutdown or an internal error fails every pending and future request with
-// the same message; the loop exits and MPI is not finalised (a dead peer would block it).
+// the same message; the loop exits and MPI is not finalised (a dead peer would block it). A background
+// thread stuck inside a collective with a dead peer is detached by shutdown(); it co-owns everything it
+// touches (RuntimeCore), so destroying the Runtime frees nothing under it.
 #pragma once
 
-#include <condition_variable>
-#include <deque>
 #include <functional>
-#include <future>
 #include <optional>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -31,9 +28,8 @@
 
 namespace kolo {
 
-class Executor;
 struct TensorEntry;
-struct RuntimeLoopState;
+struct RuntimeCore;
 
 struct AllreduceOptions {
   ReduceOp op = ReduceOp::Sum;
@@ -113,31 +109,12 @@ class Runtime {
 
  private:
   Handle enqueue(std::vector<std::shared_ptr<TensorEntry>> entries, Callback cb = {});
-  void loop(std::promise<void>* started);
-  void fail_all(const std::string& msg);
   void check_process_set(int process_set, const char* op, const std::string& name) const;
 
   Config config_;
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1, cross_rank_ = 0, cross_size_ = 1;
   std::string backend_name_;
-  std::shared_ptr<RuntimeHealth> health_;
-
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<std::shared_ptr<TensorEntry>> queue_;                  // enqueued, not yet sent to the coordinator
-  std::map<std::string, std::shared_ptr<TensorEntry>> in_flight_;    // by name, until completed
-  std::shared_ptr<TensorEntry> join_entry_;
-  bool join_requested_ = false;
-  bool shutdown_requested_ = false;
-  bool stopped_ = false;
-  int64_t barrier_counter_ = 0;
-  int64_t process_set_counter_ = 0;
-  std::map<int, std::vector<int>> process_sets_;  // id -> world ranks (members known everywhere)
-  CollectiveStats stats_;
-  std::string stall_report_;
-
-  std::unique_ptr<RuntimeLoopState> loop_state_;
-  std::unique_ptr<Executor> executor_;
+  std::shared_ptr<RuntimeCore> core_;  // shared with the background thread (runtime_core.h)
   std::thread thread_;
 };
 

@@ -51,6 +51,10 @@ Compression compression_from_name(const std::string& name) {
 std::string Request::mismatch(const Request& o) const {
   if (op != o.op) return detail::concat("op ", op_type_name(op), " vs ", op_type_name(o.op));
   if (dtype != o.dtype) return detail::concat("dtype ", dtype_name(dtype), " vs ", dtype_name(o.dtype));
+  if (device != o.device) {
+    auto kind = [](DeviceType t) { return t == DeviceType::CPU ? "cpu" : "cuda"; };
+    return detail::concat("device ", kind(device), " vs ", kind(o.device));
+  }
   const bool first_dim_free = op == OpType::Allgather || op == OpType::Alltoall;
   if (first_dim_free) {
     if (shape.size() != o.shape.size() ||
@@ -74,8 +78,8 @@ std::string Request::mismatch(const Request& o) const {
 }
 
 bool Request::fusable_with(const Request& o) const {
-  return op == OpType::Allreduce && o.op == OpType::Allreduce && dtype == o.dtype && reduce == o.reduce &&
-         prescale == o.prescale && postscale == o.postscale && process_set == o.process_set &&
+  return op == OpType::Allreduce && o.op == OpType::Allreduce && dtype == o.dtype && device == o.device &&
+         reduce == o.reduce && prescale == o.prescale && postscale == o.postscale && process_set == o.process_set &&
          compression == o.compression;
 }
 
@@ -138,6 +142,7 @@ void put_request(Writer& w, const Request& r) {
   w.put(r.op);
   w.put(r.reduce);
   w.put(r.dtype);
+  w.put(r.device);
   w.put_vector(r.shape);
   w.put(r.root);
   w.put(r.prescale);
@@ -154,6 +159,7 @@ Request get_request(Reader& rd) {
   r.op = rd.get<OpType>();
   r.reduce = rd.get<ReduceOp>();
   r.dtype = rd.get<DType>();
+  r.device = rd.get<DeviceType>();
   r.shape = rd.get_vector<int64_t>();
   r.root = rd.get<int32_t>();
   r.prescale = rd.get<double>();

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/device/device.h"
 #include "core/tensor/dtype.h"
 #include "core/tensor/shape.h"
 
@@ -31,6 +32,7 @@ struct Request {
   OpType op = OpType::Allreduce;
   ReduceOp reduce = ReduceOp::Sum;
   DType dtype = DType::F32;
+  DeviceType device = DeviceType::CPU;  // where the tensor lives (the index may differ across ranks)
   Shape shape;
   int32_t root = 0;
   double prescale = 1.0;
@@ -42,7 +44,8 @@ struct Request {
   // Empty when the two requests may be executed together under one name; else what differs, e.g.
   // "shape [2, 3] vs [3, 2]". Allgather/Alltoall ignore the first dimension (it may differ per rank).
   std::string mismatch(const Request& other) const;
-  // Whether two tensors may share one fused collective (same op, dtype, reduce op, scales, set, compression).
+  // Whether two tensors may share one fused collective (same op, dtype, device type, reduce op, scales, set,
+  // compression).
   bool fusable_with(const Request& other) const;
 };
 

@@ -224,7 +224,13 @@ cudaStream_t NcclBackend::begin(const char* op, Stream* ready) {
     KOLO_CUDA_CHECK(cudaEventRecord(ready_event_, compute));
     KOLO_CUDA_CHECK(cudaStreamWaitEvent(comm_stream, ready_event_, 0));
   }
+  for (cudaEvent_t e : awaited_) KOLO_CUDA_CHECK(cudaStreamWaitEvent(comm_stream, e, 0));
+  awaited_.clear();
   return comm_stream;
+}
+
+void NcclBackend::await_next(cudaEvent_t event) {
+  if (event) awaited_.push_back(event);
 }
 
 void NcclBackend::end(Stream* consumer) {

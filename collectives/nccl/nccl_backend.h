@@ -86,6 +86,11 @@ class NcclBackend final : public Backend {
   cudaStream_t begin(const char* op, Stream* ready);
   // Ends it: records the done event (the watchdog's progress marker) and makes `consumer` wait on it.
   void end(Stream* consumer);
+  // The next begin() also makes its stream wait for `event` (nullptr: nothing to wait for); for ready
+  // events recorded on other streams and for chaining steps that may land on different streams.
+  void await_next(cudaEvent_t event);
+  // The done event of the last collective still unfinished (nullptr when all have finished).
+  cudaEvent_t last_done() const { return pending_.empty() ? nullptr : pending_.back().done; }
   ncclComm_t comm() const { return comms_[current_]; }
   // Host wait for everything enqueued so far, polling for errors and the timeout (off the hot path:
   // barriers, host staging, tests and benchmarks).
@@ -118,6 +123,7 @@ class NcclBackend final : public Backend {
   std::deque<Pending> pending_;         // unfinished collectives, oldest first
   std::vector<cudaEvent_t> free_events_;
   cudaEvent_t ready_event_ = nullptr;
+  std::vector<cudaEvent_t> awaited_;  // consumed by the next begin()
   void* barrier_buf_ = nullptr;
   std::string error_;           // set once failed; every later call throws it
 };

@@ -61,7 +61,8 @@ void* NcclFusion::buffer(int64_t bytes) {
   return buffer_;
 }
 
-void NcclFusion::allreduce(const std::vector<DeviceSpan>& spans, const FusedAllreduceSpec& spec, Stream* compute) {
+void NcclFusion::allreduce(const std::vector<DeviceSpan>& spans, const FusedAllreduceSpec& spec, Stream* compute,
+                           NcclHierarchicalAllreduce* hierarchical) {
   const bool floating = is_floating(spec.dtype);
   KOLO_CHECK(spec.wire == spec.dtype || (floating && is_floating(spec.wire)), "nccl fused allreduce: cannot send ",
              dtype_name(spec.dtype), " as ", dtype_name(spec.wire));
@@ -75,7 +76,7 @@ void NcclFusion::allreduce(const std::vector<DeviceSpan>& spans, const FusedAllr
   const ncclRedOp_t op = wire_op(spec.op, spec.wire);
   const ncclDataType_t type = wire_type(spec.wire);
 
-  const bool direct = spans.size() == 1 && spec.wire == spec.dtype && spec.prescale == 1.0;
+  const bool direct = spans.size() == 1 && spec.wire == spec.dtype && spec.prescale == 1.0 && !hierarchical;
   if (direct) {
     const DeviceSpan& t = spans[0];
     cudaStream_t s = backend_.begin("allreduce", compute);
@@ -104,8 +105,17 @@ void NcclFusion::allreduce(const std::vector<DeviceSpan>& spans, const FusedAllr
   }
   cudaStream_t s = backend_.begin("fused_allreduce", compute);
   nccl::launch_convert_segments(pack, spec.dtype, spec.wire, spec.prescale, 1, s);
-  KOLO_NCCL_CHECK(ncclAllReduce(buf, buf, static_cast<size_t>(total), type, op, backend_.comm(), s));
-  nccl::launch_convert_segments(unpack, spec.wire, spec.dtype, spec.postscale, divisor, s);
+  if (hierarchical) {
+    backend_.end(nullptr);
+    backend_.await_next(backend_.last_done());
+    hierarchical->allreduce(buf, buf, total, spec.wire, spec.op, nullptr);
+    backend_.await_next(backend_.last_done());
+    s = backend_.begin("fused_unpack", nullptr);
+    nccl::launch_convert_segments(unpack, spec.wire, spec.dtype, spec.postscale, 1, s);
+  } else {
+    KOLO_NCCL_CHECK(ncclAllReduce(buf, buf, static_cast<size_t>(total), type, op, backend_.comm(), s));
+    nccl::launch_convert_segments(unpack, spec.wire, spec.dtype, spec.postscale, divisor, s);
+  }
   backend_.end(compute);
 }
 

@@ -8,21 +8,18 @@
 // buffer is freed once the communication stream drained it) and never shrunk; tensors are placed at
 // offsets aligned to kFusionAlignment bytes in the order given; padding is never read back. A single
 // tensor without scaling or compression skips the buffer and is reduced straight from input to output.
+// Hierarchical: pack → NcclHierarchicalAllreduce on the buffer → unpack, each step ordered after the
+// previous one's done event (the steps may run on different round-robin streams).
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "collectives/device_collectives.h"
 #include "collectives/nccl/nccl_backend.h"
+#include "collectives/nccl/nccl_hierarchical.h"
 
 namespace kolo {
-
-// One tensor's device memory: `count` elements read from `in` and written to `out` (may be equal).
-struct DeviceSpan {
-  const void* in;
-  void* out;
-  int64_t count;
-};
 
 struct FusedAllreduceSpec {
   DType dtype = DType::F32;  // of every tensor
@@ -40,8 +37,10 @@ class NcclFusion {
   NcclFusion& operator=(const NcclFusion&) = delete;
 
   // One collective for all `spans`; `compute` (may be nullptr) is the stream that produced the inputs and
-  // will consume the outputs.
-  void allreduce(const std::vector<DeviceSpan>& spans, const FusedAllreduceSpec& spec, Stream* compute);
+  // will consume the outputs. With `hierarchical` (whose local backend must be this fusion's backend) the
+  // packed buffer is reduced by it instead of one ncclAllReduce; it applies Average's division itself.
+  void allreduce(const std::vector<DeviceSpan>& spans, const FusedAllreduceSpec& spec, Stream* compute,
+                 NcclHierarchicalAllreduce* hierarchical = nullptr);
   int64_t capacity() const { return capacity_; }
 
  private:

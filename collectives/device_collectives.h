@@ -1,0 +1,58 @@
+// DeviceCollectives: the Executor's collectives on device (CUDA) tensors, one implementation per library
+// (NCCL in collectives/nccl/), made by make_device_collectives() in backend_factory.h, so the executor and
+// the runtime hold no device code and a CPU-only build compiles without CUDA.
+//
+// Ordering protocol (Horovod's NCCL ops): every call first makes its communication stream wait for `ready`
+// — events recorded on the producers' compute streams when the tensors were enqueued, plus one recorded
+// on the background thread's stream after the executor allocated outputs or zeros there — then enqueues
+// the collective and returns without a host sync. synchronize() waits on the host (the background thread)
+// until everything issued has completed; the executor calls it before completing handles, so a finished
+// handle's result is safe for any later work on any stream and user threads never wait on the device.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "collectives/types.h"
+#include "core/device/stream.h"
+
+namespace kolo {
+
+// One tensor's device memory: `count` elements read from `in` and written to `out` (may be equal).
+struct DeviceSpan {
+  const void* in;
+  void* out;
+  int64_t count;
+};
+
+class DeviceCollectives {
+ public:
+  virtual ~DeviceCollectives() = default;
+  virtual const char* name() const = 0;
+  virtual Device device() const = 0;  // this rank's device; every buffer must live there
+
+  // One collective for all `spans` (fused) with `p`'s reduce op, prescale, postscale and wire compression;
+  // Average divides by the process set's size. `hierarchical` (process set 0 only): reduce-scatter in the
+  // node, allreduce of this rank's part across nodes, allgather in the node.
+  virtual void allreduce(const std::vector<DeviceSpan>& spans, const Request& p, bool hierarchical,
+                         const std::vector<Event*>& ready) = 0;
+  // The Backend contracts of collectives/backend.h, on process set `ps`'s ranks.
+  virtual void allgatherv(int ps, const void* send, void* recv, const std::vector<int64_t>& counts, DType dtype,
+                          const std::vector<Event*>& ready) = 0;
+  virtual void broadcast(int ps, void* buf, int64_t count, DType dtype, int root,
+                         const std::vector<Event*>& ready) = 0;
+  virtual void alltoallv(int ps, const void* send, const std::vector<int64_t>& send_counts, void* recv,
+                         const std::vector<int64_t>& recv_counts, DType dtype, const std::vector<Event*>& ready) = 0;
+  // Average (integers: truncating division) and `postscale` are applied on the device.
+  virtual void reducescatter(int ps, const void* send, void* recv, const std::vector<int64_t>& counts, DType dtype,
+                             ReduceOp op, double postscale, const std::vector<Event*>& ready) = 0;
+
+  // Collective over all ranks: members of process set `id` get a communicator for it.
+  virtual void create_process_set(int id, bool member) = 0;
+  // Host wait for everything issued; throws kolo::Error when a collective failed or timed out.
+  virtual void synchronize() = 0;
+  virtual void abort(const std::string& reason) = 0;
+};
+
+}  // namespace kolo

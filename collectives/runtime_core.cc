@@ -1,0 +1,244 @@
+// RuntimeCore: the state shared by a Runtime and its background thread, and the thread's loop.
+#include "collectives/runtime_core.h"
+
+#include <algorithm>
+
+#include "collectives/backend_factory.h"
+#include "collectives/controller.h"
+#include "collectives/executor.h"
+#include "collectives/response_cache.h"
+#include "collectives/timeline.h"
+#include "core/util/logging.h"
+
+namespace kolo {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+}  // namespace
+
+RuntimeCore::RuntimeCore(Config c)
+    : config(std::move(c)), health(std::make_shared<RuntimeHealth>()), timeline(std::make_unique<Timeline>()) {
+  health->timeout_s = config.heartbeat_timeout_s;
+  process_sets[0] = {};
+}
+
+RuntimeCore::~RuntimeCore() = default;
+
+void RuntimeCore::fail_all(const std::string& msg) {
+  std::vector<std::shared_ptr<TensorEntry>> victims;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    {
+      std::lock_guard<std::mutex> hl(health->mu);
+      if (health->failure.empty()) health->failure = msg;
+    }
+    for (auto& [name, e] : in_flight) victims.push_back(e);
+    in_flight.clear();
+    queue.clear();
+    if (join_entry) victims.push_back(join_entry);
+    join_entry.reset();
+  }
+  for (auto& e : victims) e->state->finish(msg);
+}
+
+void RuntimeCore::loop(std::promise<void>* started) {
+  try {
+    Backends b = make_backends(config);
+    rank = b.world->rank();
+    size = b.world->size();
+    local_rank = b.local_rank;
+    local_size = b.local_size;
+    cross_rank = b.cross_rank;
+    cross_size = b.cross_size;
+    backend_name = b.name;
+    control = std::move(b.control);
+    cache = std::make_unique<ResponseCache>(config.cache_capacity);
+    controller = std::make_unique<Controller>(*control, config, *cache);
+    if (!config.timeline.empty() && rank == 0) timeline->open(config.timeline);
+    executor = std::make_unique<Executor>(std::move(b), config, *timeline, stats);
+    detail::set_log_rank(rank);
+  } catch (...) {
+    started->set_exception(std::current_exception());
+    return;
+  }
+  started->set_value();
+
+  double cycle_ms = config.cycle_time_ms;
+  bool join_sent = false;
+  bool shutdown_sent = false;
+  auto last_cycle = Clock::now();
+  for (;;) {
+    std::vector<std::shared_ptr<TensorEntry>> fresh;
+    RequestList list;
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      const auto next = last_cycle + std::chrono::duration_cast<Clock::duration>(
+                                         std::chrono::duration<double, std::milli>(cycle_ms));
+      cv.wait_until(lock, next, [&] { 
+        return !queue.empty() || (shutdown_requested && !shutdown_sent) || (join_requested && !join_sent);
+      });
+      fresh.swap(queue);
+      list.shutdown = shutdown_requested;
+      list.joined = join_requested;
+    }
+    last_cycle = Clock::now();
+    join_sent = list.joined;
+    shutdown_sent = list.shutdown;
+    list.cached_bits.assign(cache->words(), 0);
+    int64_t hits = 0;
+    for (auto& e : fresh) {
+      if (auto slot = cache->lookup(e->req)) {
+        set_bit(list.cached_bits, *slot);
+        ++hits;
+      } else {
+        list.requests.push_back(e->req);
+      }
+    }
+
+    ResponseList resp;
+    try {
+      resp = controller->cycle(list);
+    } catch (const std::exception& e) {
+      resp = ResponseList{};
+      resp.abort = e.what();
+    }
+    if (!resp.abort.empty()) {
+      KOLO_LOG(Error, resp.abort);
+      executor->abort(resp.abort);
+      fail_all(resp.abort);
+      break;
+    }
+    if (resp.fusion_threshold > 0 || resp.cycle_time_ms > 0) cycle_ms = resp.cycle_time_ms;
+
+    // The common ordered list: cached slots in slot order, then full responses in the coordinator's order.
+    std::vector<Request> ready;
+    for (int64_t slot = 0; slot < static_cast<int64_t>(resp.cached_ready.size()) * 64; ++slot) {
+      if (!test_bit(resp.cached_ready, slot)) continue;
+      ready.push_back(cache->at(slot));
+      cache->touch(slot);
+    }
+    std::vector<std::pair<std::shared_ptr<TensorEntry>, std::string>> failed;
+    std::shared_ptr<TensorEntry> joined_done;
+    int64_t join_value = -1;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      for (const auto& r : resp.responses) {
+        if (r.op == OpType::Join) {
+          joined_done = std::move(join_entry);
+          join_value = r.params.at(0).root;
+          join_requested = false;
+          join_sent = false;
+          continue;
+        }
+        if (!r.error.empty()) {
+          for (const auto& name : r.names) {
+            cache->erase(name);
+            auto it = in_flight.find(name);
+            if (it != in_flight.end()) {
+              failed.emplace_back(it->second, r.error);
+              in_flight.erase(it);
+            }
+          }
+          continue;
+        }
+        for (const auto& p : r.params) {
+          ready.push_back(p);
+          cache->put(p);
+        }
+      }
+    }
+    for (auto& [e, msg] : failed) e->state->finish(msg);
+    if (joined_done) {
+      joined_done->state->value = join_value;
+      joined_done->state->finish("");
+    }
+
+    std::vector<TensorEntry*> local(ready.size(), nullptr);
+    std::vector<std::shared_ptr<TensorEntry>> owners(ready.size());
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      for (size_t i = 0; i < ready.size(); ++i) {
+        auto it = in_flight.find(ready[i].name);
+        if (it != in_flight.end()) {
+          owners[i] = it->second;
+          local[i] = it->second.get();
+          local[i]->ready = last_cycle;
+        }
+      }
+    }
+    executor->set_chunk_bytes(config.allreduce_chunk_bytes);
+    const int64_t threshold = resp.fusion_threshold > 0 ? resp.fusion_threshold : config.fusion_threshold;
+    for (const FusedGroup& g : plan_fusion(ready, threshold)) {
+      std::vector<TensorEntry*> items;
+      std::vector<Request> params;
+      for (size_t i : g.items) {
+        items.push_back(local[i]);
+        params.push_back(ready[i]);
+      }
+      const bool member = executor->process_set(params[0].process_set) != nullptr;
+      std::string error;
+      if (member || g.op == OpType::ProcessSetCreate) {
+        const auto t0 = Clock::now();
+        for (auto* it : items)
+          if (it && timeline->enabled()) {
+            timeline->span(it->req.name, "NEGOTIATE", it->enqueued, it->ready);
+            timeline->span(it->req.name, "QUEUE", it->ready, t0);
+            timeline->span(it->req.name, "WAIT_FOR_DATA", t0, Clock::now());
+          }
+        {
+          std::lock_guard<std::mutex> hl(health->mu);
+          health->busy_since = Clock::now();
+          health->busy_what = detail::concat(op_type_name(g.op), " '", params[0].name, "'",
+                                              items.size() > 1 ? " (fused)" : "");
+        }
+        try {
+          executor->execute(g.op, items, params);
+        } catch (const std::exception& e) {
+          error = detail::concat(e.what(), " (rank ", rank, ")");
+          KOLO_LOG(Error, error);
+        }
+        {
+          std::lock_guard<std::mutex> hl(health->mu);
+          health->busy_what.clear();
+        }
+        if (g.op == OpType::ProcessSetCreate) {
+          controller->add_process_set(params[0].root, std::vector<int>(params[0].ranks.begin(), params[0].ranks.end()));
+          std::lock_guard<std::mutex> lock(mu);
+          process_sets[params[0].root] = std::vector<int>(params[0].ranks.begin(), params[0].ranks.end());
+        }
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        for (auto* it : items)
+          if (it) {
+            in_flight.erase(it->req.name);
+            ++stats.tensors;
+          }
+      }
+      for (auto* it : items)
+        if (it) {
+          it->state->output = it->output;
+          it->state->finish(error);
+        }
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      ++stats.cycles;
+      stats.cache_hits += hits;
+      if (controller->is_coordinator()) stall_report = controller->last_stall_report();
+    }
+    if (resp.shutdown) {
+      fail_all("kolo: the runtime shut down before this collective was submitted on every rank");
+      break;
+    }
+  }
+  timeline->close();
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    stopped = true;
+  }
+  cv.notify_all();
+}
+
+}  // namespace kolo
