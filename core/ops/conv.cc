@@ -143,29 +143,36 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, con
   return y;
 }
 
-Tensor batch_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, Tensor& running_mean,
-                  Tensor& running_var, bool training, double momentum, double eps, bool channels_last) {
-  KOLO_CHECK(x_in.dim() >= 2, "batch_norm: input must have at least 2 dims, got ", x_in.describe());
-  KOLO_CHECK(is_floating(x_in.dtype()), "batch_norm: input must be floating, got ", x_in.describe());
+void check_batch_norm_args(const char* op, const Tensor& x_in, const Tensor& weight, const Tensor& bias,
+                           const Tensor& running_mean, const Tensor& running_var, bool training,
+                           bool channels_last) {
+  KOLO_CHECK(x_in.dim() >= 2, op, ": input must have at least 2 dims, got ", x_in.describe());
+  KOLO_CHECK(is_floating(x_in.dtype()), op, ": input must be floating, got ", x_in.describe());
   const int64_t cdim = channels_last ? x_in.dim() - 1 : 1;
   const int64_t c = x_in.size(cdim);
   for (const Tensor* p : {&weight, &bias}) {
     if (!p->defined()) continue;
     KOLO_CHECK(p->dim() == 1 && p->size(0) == c && p->dtype() == x_in.dtype() && p->device() == x_in.device(),
-               "batch_norm: affine parameter ", p->describe(), " must be [", c, "] of the input's dtype (input ",
+               op, ": affine parameter ", p->describe(), " must be [", c, "] of the input's dtype (input ",
                x_in.describe(), ")");
   }
   for (const Tensor* p : {&running_mean, &running_var}) {
     if (!p->defined()) continue;
     KOLO_CHECK(p->dim() == 1 && p->size(0) == c && p->is_contiguous() && is_floating(p->dtype()) &&
                    p->device() == x_in.device(),
-               "batch_norm: running statistic ", p->describe(), " must be a contiguous floating [", c,
-               "] (input ", x_in.describe(), ")");
+               op, ": running statistic ", p->describe(), " must be a contiguous floating [", c, "] (input ",
+               x_in.describe(), ")");
   }
-  KOLO_CHECK(training || (running_mean.defined() && running_var.defined()),
-             "batch_norm: eval mode needs running_mean and running_var (input ", x_in.describe(), ")");
-  KOLO_CHECK(!training || x_in.numel() / c > 1, "batch_norm: training needs more than one value per channel, got ",
+  KOLO_CHECK(training || (running_mean.defined() && running_var.defined()), op,
+             ": eval mode needs running_mean and running_var (input ", x_in.describe(), ")");
+  KOLO_CHECK(!training || x_in.numel() / c > 1, op, ": training needs more than one value per channel, got ",
              x_in.describe());
+}
+
+Tensor batch_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, Tensor& running_mean,
+                  Tensor& running_var, bool training, double momentum, double eps, bool channels_last) {
+  check_batch_norm_args("batch_norm", x_in, weight, bias, running_mean, running_var, training, channels_last);
+  const int64_t c = x_in.size(channels_last ? x_in.dim() - 1 : 1);
   const Tensor x = x_in.detach().contiguous();
   const Tensor w = weight.defined() ? weight.detach().contiguous() : Tensor();
   const Tensor b = bias.defined() ? bias.detach().contiguous() : Tensor();

@@ -26,6 +26,12 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Ten
                   Tensor& running_var, bool training, double momentum = 0.1, double eps = 1e-5,
                   bool channels_last = false);
 
+// The argument checks of batch_norm, shared with the fused batch_norm_relu / batch_norm_add_relu
+// (core/ops/batch_norm_act.h); errors name `op`.
+void check_batch_norm_args(const char* op, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                           const Tensor& running_mean, const Tensor& running_var, bool training,
+                           bool channels_last);
+
 struct Pool2dOptions {
   std::array<int64_t, 2> kernel{2, 2};
   std::array<int64_t, 2> stride{2, 2};

@@ -2,6 +2,7 @@
 #include "models/layers/conv.h"
 
 #include "core/autograd/grad_mode.h"
+#include "core/ops/batch_norm_act.h"
 #include "models/layers/init.h"
 
 namespace kolo::models {
@@ -42,6 +43,16 @@ void BatchNorm2d::zero_weight() {
 Tensor BatchNorm2d::forward(const Tensor& x) {
   return note(batch_norm(x, weight_, bias_, running_mean_, running_var_, is_training(), momentum_, eps_,
                          channels_last_));
+}
+
+Tensor BatchNorm2d::forward_relu(const Tensor& x) {
+  return note(batch_norm_relu(x, weight_, bias_, running_mean_, running_var_, is_training(), momentum_, eps_,
+                              channels_last_));
+}
+
+Tensor BatchNorm2d::forward_add_relu(const Tensor& x, const Tensor& residual) {
+  return note(batch_norm_add_relu(x, residual, weight_, bias_, running_mean_, running_var_, is_training(), momentum_,
+                                  eps_, channels_last_));
 }
 
 MaxPool2d::MaxPool2d(int64_t kernel, int64_t stride, int64_t padding, bool channels_last) : Module("MaxPool2d") {

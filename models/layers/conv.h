@@ -29,6 +29,9 @@ class BatchNorm2d : public Module {
  public:
   explicit BatchNorm2d(int64_t channels, bool channels_last = false, double momentum = 0.1, double eps = 1e-5);
   Tensor forward(const Tensor& x);
+  // relu(forward(x)) and relu(forward(x) + residual) in one fused op (core/ops/batch_norm_act.h).
+  Tensor forward_relu(const Tensor& x);
+  Tensor forward_add_relu(const Tensor& x, const Tensor& residual);
   const Tensor& weight() const { return weight_; }
   // gamma = 0: the zero-init-residual trick (the block starts as the identity).
   void zero_weight();

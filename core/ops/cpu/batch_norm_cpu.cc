@@ -1,12 +1,15 @@
 // CPU batch norm: OpenMP loops over x viewed as [outer, C, inner] (NCHW: outer = N, inner = H*W; channels
 // last: outer = all rows, inner = 1). Statistics are accumulated in double and saved in f32 (f64 for f64
-// inputs, so that finite-difference checks stay tight); half inputs are computed in f32.
+// inputs, so that finite-difference checks stay tight); half inputs are computed in f32. The fused
+// batch norm (+ residual) + ReLU kernels share these loops: only the last forward pass and the gradient read
+// in the backward passes differ.
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "core/ops/kernels/batch_norm_act.h"
 #include "core/ops/kernels/conv.h"
 
 namespace kolo {
@@ -98,9 +101,12 @@ std::vector<double> channel_param(const Tensor& p, int64_t c, double dflt) {
   return out;
 }
 
+// y = bn(x), or relu(bn(x) [+ residual]) when `relu`. Each intermediate is rounded to T as the unfused ops
+// (batch_norm, add, relu) store it, so the fused result equals theirs in every dtype.
 template <typename T, typename S>
-void bn_fwd(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& rmean, Tensor& rvar, bool training,
-            double momentum, double eps, bool channels_last, Tensor& y, Tensor& save_mean, Tensor& save_invstd) {
+void bn_fwd(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& residual, bool relu,
+            Tensor& rmean, Tensor& rvar, bool training, double momentum, double eps, bool channels_last, Tensor& y,
+            Tensor& save_mean, Tensor& save_invstd) {
   const View3 v = view3(x, channels_last);
   const T* px = static_cast<const T*>(x.data_ptr());
   T* py = static_cast<T*>(y.data_ptr());
@@ -141,21 +147,36 @@ void bn_fwd(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& r
     static_cast<S*>(save_mean.data_ptr())[c] = static_cast<S>(mean[c]);
     static_cast<S*>(save_invstd.data_ptr())[c] = static_cast<S>(invstd[c]);
   }
-  for_each_element(v, [&](int64_t c, int64_t i) { py[i] = static_cast<T>(static_cast<S>(px[i]) * scale[c] + shift[c]); });
+  if (!relu) {
+    for_each_element(v, [&](int64_t c, int64_t i) { py[i] = static_cast<T>(static_cast<S>(px[i]) * scale[c] + shift[c]); });
+    return;
+  }
+  const auto relu_t = [](T z) { return static_cast<S>(z) > S(0) ? z : T(0.0f); };
+  if (!residual.defined()) {
+    for_each_element(v, [&](int64_t c, int64_t i) {
+      py[i] = relu_t(static_cast<T>(static_cast<S>(px[i]) * scale[c] + shift[c]));
+    });
+    return;
+  }
+  const T* pr = static_cast<const T*>(residual.data_ptr());
+  for_each_element(v, [&](int64_t c, int64_t i) {
+    const T z = static_cast<T>(static_cast<S>(px[i]) * scale[c] + shift[c]);
+    py[i] = relu_t(static_cast<T>(static_cast<S>(z) + static_cast<S>(pr[i])));
+  });
 }
 
-template <typename T, typename S>
-void bn_bwd(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& save_mean,
-            const Tensor& save_invstd, bool training, bool channels_last, Tensor& dx, Tensor& dweight, Tensor& dbias) {
-  const View3 v = view3(x, channels_last);
+// Batch-norm gradients of the upstream gradient g: `sum_grad(i)` gives g[i] in the statistics pass (and may
+// store it elsewhere on the way), `grad(i)` gives it again in the dx pass.
+template <typename T, typename S, typename SumGrad, typename Grad>
+void bn_bwd(const View3& v, const Tensor& x, const Tensor& weight, const Tensor& save_mean, const Tensor& save_invstd,
+            bool training, Tensor& dx, Tensor& dweight, Tensor& dbias, SumGrad&& sum_grad, Grad&& grad) {
   const T* px = static_cast<const T*>(x.data_ptr());
-  const T* pdy = static_cast<const T*>(dy.data_ptr());
   const S* mean = static_cast<const S*>(save_mean.data_ptr());
   const S* invstd = static_cast<const S*>(save_invstd.data_ptr());
-  // sum_dy[c] = sum dy, sum_dyx[c] = sum dy * (x - mean) (both needed for dweight and the training dx).
+  // sum_dy[c] = sum g, sum_dyx[c] = sum g * (x - mean) (both needed for dweight and the training dx).
   std::vector<double> sum_dy, sum_dyx;
   per_channel_sums(v, sum_dy, sum_dyx, [&](int64_t c, int64_t i, double& a, double& b) {
-    const double g = pdy[i];
+    const double g = static_cast<double>(sum_grad(i));
     a += g;
     b += g * (static_cast<double>(px[i]) - mean[c]);
   });
@@ -166,8 +187,8 @@ void bn_bwd(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tenso
   if (!dx.defined()) return;
   T* pdx = static_cast<T*>(dx.data_ptr());
   const std::vector<double> w = channel_param(weight, v.c, 1.0);
-  // training: dx = w*invstd * (dy - mean(dy) - xhat * mean(dy*xhat)), xhat = (x - mean) * invstd;
-  // eval: the statistics are constants, dx = w*invstd * dy.
+  // training: dx = w*invstd * (g - mean(g) - xhat * mean(g*xhat)), xhat = (x - mean) * invstd;
+  // eval: the statistics are constants, dx = w*invstd * g.
   const double m = static_cast<double>(v.outer * v.inner);
   std::vector<S> k(v.c), a(v.c), b(v.c);
   for (int64_t c = 0; c < v.c; ++c) {
@@ -177,51 +198,100 @@ void bn_bwd(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tenso
     b[c] = training ? static_cast<S>(sum_dyx[c] / m * is * is) : S(0);
   }
   for_each_element(v, [&](int64_t c, int64_t i) {
-    const S d = static_cast<S>(pdy[i]) - a[c] - (static_cast<S>(px[i]) - mean[c]) * b[c];
+    const S d = grad(i) - a[c] - (static_cast<S>(px[i]) - mean[c]) * b[c];
     pdx[i] = static_cast<T>(k[c] * d);
   });
+}
+
+template <typename T, typename S>
+void bn_plain_bwd(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& save_mean,
+                  const Tensor& save_invstd, bool training, bool channels_last, Tensor& dx, Tensor& dweight,
+                  Tensor& dbias) {
+  const T* pdy = static_cast<const T*>(dy.data_ptr());
+  const auto g = [pdy](int64_t i) { return static_cast<S>(pdy[i]); };
+  bn_bwd<T, S>(view3(x, channels_last), x, weight, save_mean, save_invstd, training, dx, dweight, dbias, g, g);
+}
+
+// dz = dy * (y > 0), written as relu's backward computes it (a product, so a non-finite dy stays as it would).
+// With a residual, the statistics pass stores dz as its gradient and the dx pass reads it back (one stream
+// instead of dy and y).
+template <typename T, typename S>
+void bn_act_bwd(const Tensor& dy, const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& save_mean,
+                const Tensor& save_invstd, bool training, bool channels_last, Tensor& dx, Tensor& dweight,
+                Tensor& dbias, Tensor& dres) {
+  const T* pdy = static_cast<const T*>(dy.data_ptr());
+  const T* py = static_cast<const T*>(y.data_ptr());
+  const auto dz = [pdy, py](int64_t i) {
+    return static_cast<S>(static_cast<T>(static_cast<S>(pdy[i]) * (static_cast<S>(py[i]) > S(0) ? S(1) : S(0))));
+  };
+  const View3 v = view3(x, channels_last);
+  if (!dres.defined()) {
+    bn_bwd<T, S>(v, x, weight, save_mean, save_invstd, training, dx, dweight, dbias, dz, dz);
+    return;
+  }
+  T* pr = static_cast<T*>(dres.data_ptr());
+  const auto dz_store = [&](int64_t i) {
+    const S g = dz(i);
+    pr[i] = static_cast<T>(g);
+    return g;
+  };
+  const auto dz_load = [pr](int64_t i) { return static_cast<S>(pr[i]); };
+  bn_bwd<T, S>(v, x, weight, save_mean, save_invstd, training, dx, dweight, dbias, dz_store, dz_load);
+}
+
+// Calls fn(T{}, S{}) for x's dtype: the storage type and the type the arithmetic runs in.
+template <typename Fn>
+void dispatch_bn(const char* op, const Tensor& x, Fn&& fn) {
+  switch (x.dtype()) {
+    case DType::F64: return fn(double{}, double{});
+    case DType::F32: return fn(float{}, float{});
+    case DType::BF16: return fn(bf16{}, float{});
+    case DType::F16: return fn(f16{}, float{});
+    default: KOLO_FAIL(op, ": unsupported dtype for ", x.describe());
+  }
 }
 
 void cpu_batch_norm_fwd(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& rmean, Tensor& rvar,
                         bool training, double momentum, double eps, bool channels_last, Tensor& y, Tensor& save_mean,
                         Tensor& save_invstd) {
-  switch (x.dtype()) {
-    case DType::F64:
-      return bn_fwd<double, double>(x, weight, bias, rmean, rvar, training, momentum, eps, channels_last, y,
-                                    save_mean, save_invstd);
-    case DType::F32:
-      return bn_fwd<float, float>(x, weight, bias, rmean, rvar, training, momentum, eps, channels_last, y,
-                                  save_mean, save_invstd);
-    case DType::BF16:
-      return bn_fwd<bf16, float>(x, weight, bias, rmean, rvar, training, momentum, eps, channels_last, y,
-                                 save_mean, save_invstd);
-    case DType::F16:
-      return bn_fwd<f16, float>(x, weight, bias, rmean, rvar, training, momentum, eps, channels_last, y,
-                                save_mean, save_invstd);
-    default: KOLO_FAIL("batch_norm: unsupported dtype for ", x.describe());
-  }
+  dispatch_bn("batch_norm", x, [&](auto t, auto s) {
+    bn_fwd<decltype(t), decltype(s)>(x, weight, bias, Tensor(), false, rmean, rvar, training, momentum, eps,
+                                     channels_last, y, save_mean, save_invstd);
+  });
 }
 
 void cpu_batch_norm_bwd(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& save_mean,
                         const Tensor& save_invstd, bool training, bool channels_last, Tensor& dx, Tensor& dweight,
                         Tensor& dbias) {
-  switch (x.dtype()) {
-    case DType::F64:
-      return bn_bwd<double, double>(dy, x, weight, save_mean, save_invstd, training, channels_last, dx, dweight,
-                                    dbias);
-    case DType::F32:
-      return bn_bwd<float, float>(dy, x, weight, save_mean, save_invstd, training, channels_last, dx, dweight, dbias);
-    case DType::BF16:
-      return bn_bwd<bf16, float>(dy, x, weight, save_mean, save_invstd, training, channels_last, dx, dweight, dbias);
-    case DType::F16:
-      return bn_bwd<f16, float>(dy, x, weight, save_mean, save_invstd, training, channels_last, dx, dweight, dbias);
-    default: KOLO_FAIL("batch_norm: unsupported dtype for ", x.describe());
-  }
+  dispatch_bn("batch_norm", x, [&](auto t, auto s) {
+    bn_plain_bwd<decltype(t), decltype(s)>(dy, x, weight, save_mean, save_invstd, training, channels_last, dx,
+                                           dweight, dbias);
+  });
+}
+
+void cpu_batch_norm_act_fwd(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& residual,
+                            Tensor& rmean, Tensor& rvar, bool training, double momentum, double eps,
+                            bool channels_last, Tensor& y, Tensor& save_mean, Tensor& save_invstd) {
+  dispatch_bn("batch_norm_act", x, [&](auto t, auto s) {
+    bn_fwd<decltype(t), decltype(s)>(x, weight, bias, residual, true, rmean, rvar, training, momentum, eps,
+                                     channels_last, y, save_mean, save_invstd);
+  });
+}
+
+void cpu_batch_norm_act_bwd(const Tensor& dy, const Tensor& y, const Tensor& x, const Tensor& weight,
+                            const Tensor& save_mean, const Tensor& save_invstd, bool training, bool channels_last,
+                            Tensor& dx, Tensor& dweight, Tensor& dbias, Tensor& dres) {
+  dispatch_bn("batch_norm_act", x, [&](auto t, auto s) {
+    bn_act_bwd<decltype(t), decltype(s)>(dy, y, x, weight, save_mean, save_invstd, training, channels_last, dx,
+                                         dweight, dbias, dres);
+  });
 }
 
 }  // namespace
 
 KOLO_REGISTER_KERNEL(batch_norm_fwd, CPU, cpu_batch_norm_fwd);
 KOLO_REGISTER_KERNEL(batch_norm_bwd, CPU, cpu_batch_norm_bwd);
+KOLO_REGISTER_KERNEL(batch_norm_act_fwd, CPU, cpu_batch_norm_act_fwd);
+KOLO_REGISTER_KERNEL(batch_norm_act_bwd, CPU, cpu_batch_norm_act_bwd);
 
 }  // namespace kolo

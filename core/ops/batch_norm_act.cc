@@ -1,0 +1,77 @@
+// Fused batch norm (+ residual) + ReLU as an autograd op, with the unfused composite where a device has no
+// fused kernel.
+#include "core/ops/batch_norm_act.h"
+
+#include "core/autograd/node.h"
+#include "core/ops/conv.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/kernels/batch_norm_act.h"
+
+namespace kolo {
+
+namespace {
+
+Tensor fused(const char* op, const Tensor& x_in, const Tensor& residual_in, const Tensor& weight,
+             const Tensor& bias, Tensor& running_mean, Tensor& running_var, bool training, double momentum,
+             double eps, bool channels_last) {
+  check_batch_norm_args(op, x_in, weight, bias, running_mean, running_var, training, channels_last);
+  if (residual_in.defined()) {
+    KOLO_CHECK(residual_in.shape() == x_in.shape() && residual_in.dtype() == x_in.dtype() &&
+                   residual_in.device() == x_in.device(),
+               op, ": residual ", residual_in.describe(), " must match the input ", x_in.describe());
+  }
+  const Device dev = x_in.device();
+  if (!batch_norm_act_fwd_kernel().has(dev.type) || !batch_norm_act_bwd_kernel().has(dev.type)) {
+    Tensor y = batch_norm(x_in, weight, bias, running_mean, running_var, training, momentum, eps, channels_last);
+    return relu(residual_in.defined() ? add(y, residual_in) : y);
+  }
+  const Tensor x = x_in.detach().contiguous();
+  const Tensor r = residual_in.defined() ? residual_in.detach().contiguous() : Tensor();
+  const Tensor w = weight.defined() ? weight.detach().contiguous() : Tensor();
+  const Tensor b = bias.defined() ? bias.detach().contiguous() : Tensor();
+  const int64_t c = x.size(channels_last ? x.dim() - 1 : 1);
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), dev);
+  const DType stat_dtype = x.dtype() == DType::F64 ? DType::F64 : DType::F32;
+  Tensor save_mean = Tensor::empty({c}, stat_dtype, dev);
+  Tensor save_invstd = Tensor::empty({c}, stat_dtype, dev);
+  batch_norm_act_fwd_kernel()(dev)(x, w, b, r, running_mean, running_var, training, momentum, eps, channels_last,
+                                   y, save_mean, save_invstd);
+  const bool gx = x_in.requires_grad();
+  const bool gw = weight.defined() && weight.requires_grad();
+  const bool gb = bias.defined() && bias.requires_grad();
+  const bool gr = residual_in.defined() && residual_in.requires_grad();
+  // The output, not the ReLU input, is saved: it gives the mask, and the next layer keeps it alive anyway.
+  const Tensor yd = y.detach();
+  autograd::record(op, {x_in, weight, bias, residual_in}, {&y},
+                   [x, w, yd, save_mean, save_invstd, training, channels_last, gx, gw, gb,
+                    gr](const std::vector<Tensor>& grads) -> std::vector<Tensor> {
+                     Tensor dy = grads[0].contiguous();
+                     const Shape cs{save_mean.size(0)};
+                     Tensor dx = gx ? Tensor::empty(x.shape(), x.dtype(), x.device()) : Tensor();
+                     Tensor dw = gw ? Tensor::empty(cs, x.dtype(), x.device()) : Tensor();
+                     Tensor db = gb ? Tensor::empty(cs, x.dtype(), x.device()) : Tensor();
+                     Tensor dr = gr ? Tensor::empty(x.shape(), x.dtype(), x.device()) : Tensor();
+                     batch_norm_act_bwd_kernel()(x.device())(dy, yd, x, w, save_mean, save_invstd, training,
+                                                             channels_last, dx, dw, db, dr);
+                     return {dx, dw, db, dr};
+                   });
+  return y;
+}
+
+}  // namespace
+
+Tensor batch_norm_relu(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& running_mean,
+                       Tensor& running_var, bool training, double momentum, double eps, bool channels_last) {
+  return fused("batch_norm_relu", x, Tensor(), weight, bias, running_mean, running_var, training, momentum, eps,
+               channels_last);
+}
+
+Tensor batch_norm_add_relu(const Tensor& x, const Tensor& residual, const Tensor& weight, const Tensor& bias,
+                           Tensor& running_mean, Tensor& running_var, bool training, double momentum, double eps,
+                           bool channels_last) {
+  KOLO_CHECK(residual.defined(), "batch_norm_add_relu: residual is undefined (input ", x.describe(), ")");
+  return fused("batch_norm_add_relu", x, residual, weight, bias, running_mean, running_var, training, momentum, eps,
+               channels_last);
+}
+
+}  // namespace kolo

@@ -1,0 +1,29 @@
+// Kernel slots of the fused batch norm + (residual add) + ReLU used by ResNet blocks: y = relu(bn(x) [+ r]).
+// The op (core/ops/batch_norm_act.cc) falls back to the unfused batch_norm / add / relu composite on devices
+// that register no kernel here, so a backend may add these later without the op changing.
+//
+// Fusing saves whole passes over every activation of a ResNet step: the forward writes y once instead of
+// writing bn(x), then bn(x) + r, then relu; the backward takes the ReLU mask from the saved output y (y > 0
+// exactly when the ReLU input was > 0), so no separate ReLU-backward tensor is written or read.
+#pragma once
+
+#include "core/ops/dispatch.h"
+#include "core/tensor/tensor.h"
+
+namespace kolo {
+
+// Same contract as batch_norm_fwd (core/ops/kernels/conv.h) plus `residual`: undefined, or x's shape,
+// dtype and layout; y = relu(bn(x) + residual). As the composite, bn(x) and bn(x) + residual are rounded to
+// x's dtype before the next step, so half-precision results match it too.
+KOLO_DECLARE_KERNEL(batch_norm_act_fwd,
+                    void(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& residual,
+                         Tensor& running_mean, Tensor& running_var, bool training, double momentum, double eps,
+                         bool channels_last, Tensor& y, Tensor& save_mean, Tensor& save_invstd));
+// Gradients from dy and the forward's output y: dz = dy * (y > 0); dresidual (if defined) = dz; dx, dweight,
+// dbias as batch_norm_bwd of dz. Every defined output is overwritten.
+KOLO_DECLARE_KERNEL(batch_norm_act_bwd,
+                    void(const Tensor& dy, const Tensor& y, const Tensor& x, const Tensor& weight,
+                         const Tensor& save_mean, const Tensor& save_invstd, bool training, bool channels_last,
+                         Tensor& dx, Tensor& dweight, Tensor& dbias, Tensor& dresidual));
+
+}  // namespace kolo

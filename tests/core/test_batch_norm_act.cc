@@ -1,0 +1,199 @@
+// Fused batch_norm_relu / batch_norm_add_relu: finite-difference gradients in f64 on odd shapes (both layouts,
+// training and eval, non-contiguous residual), equality with the unfused relu(add(batch_norm(x), r)) composite
+// in f32 and bf16 (outputs, running statistics, every gradient), the composite fallback taken where a device
+// has no fused kernel, and errors naming the op and shapes.
+#include <gtest/gtest.h>
+
+#include <functional>
+
+#include "core/ops/batch_norm_act.h"
+#include "core/ops/conv.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/reduce.h"
+#include "core/ops/kernels/batch_norm_act.h"
+#include "gradcheck.h"
+
+using namespace kolo;
+using kolo::testing::expect_gradcheck;
+using kolo::testing::rand_input;
+
+namespace {
+
+// Forwards to the CPU kernel the slot held before a test emptied it, so the slot can be refilled (the slot
+// hands out a callable, not the registered function).
+template <typename Fn>
+struct SavedKernel;
+template <typename R, typename... A>
+struct SavedKernel<R(A...)> {
+  static inline std::function<R(A...)> call;
+  static R run(A... a) { return call(std::forward<A>(a)...); }
+};
+
+// Removes the CPU fused kernels for its lifetime, so the op runs its composite fallback as on a device that
+// registers none.
+class WithoutFusedCpuKernels {
+ public:
+  WithoutFusedCpuKernels() {
+    SavedKernel<batch_norm_act_fwd_fn>::call = batch_norm_act_fwd_kernel()(Device::cpu());
+    SavedKernel<batch_norm_act_bwd_fn>::call = batch_norm_act_bwd_kernel()(Device::cpu());
+    batch_norm_act_fwd_kernel().set(DeviceType::CPU, nullptr);
+    batch_norm_act_bwd_kernel().set(DeviceType::CPU, nullptr);
+  }
+  ~WithoutFusedCpuKernels() {
+    batch_norm_act_fwd_kernel().set(DeviceType::CPU, &SavedKernel<batch_norm_act_fwd_fn>::run);
+    batch_norm_act_bwd_kernel().set(DeviceType::CPU, &SavedKernel<batch_norm_act_bwd_fn>::run);
+  }
+};
+
+void expect_close(const Tensor& got, const Tensor& want, double atol, double rtol, const std::string& what) {
+  ASSERT_TRUE(got.defined() && want.defined()) << what;
+  ASSERT_EQ(got.shape(), want.shape()) << what;
+  const auto g = got.to_dense().to_vector<double>(), w = want.to_dense().to_vector<double>();
+  for (size_t i = 0; i < w.size(); ++i)
+    ASSERT_NEAR(g[i], w[i], atol + rtol * std::abs(w[i])) << what << " element " << i;
+}
+
+template <typename Fn>
+void expect_error(Fn&& fn, const std::vector<std::string>& needles) {
+  try {
+    fn();
+    ADD_FAILURE() << "no error thrown";
+  } catch (const Error& e) {
+    for (const auto& n : needles) EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
+  }
+}
+
+// Running statistics for C channels: fresh (training) or random (eval, so that they matter).
+void make_stats(int64_t c, bool training, DType dt, uint64_t seed, Tensor& rm, Tensor& rv) {
+  Generator g(seed);
+  rm = training ? Tensor::zeros({c}, dt) : Tensor::randn({c}, g, dt);
+  rv = training ? Tensor::ones({c}, dt) : Tensor::uniform({c}, 0.5, 2.0, g, dt);
+}
+
+// One configuration of the equality test: the fused op and the composite from identical inputs.
+struct Outcome {
+  Tensor y, rm, rv, dx, dw, db, dr;
+};
+
+Outcome run(bool fused, bool residual, bool cl, bool training, DType dt, const Shape& xs) {
+  const int64_t c = cl ? xs.back() : xs[1];
+  Generator g(21);
+  Tensor x = Tensor::randn(xs, g).to(dt).set_requires_grad(true);
+  Tensor w = Tensor::uniform({c}, -1.5, 1.5, g).to(dt).set_requires_grad(true);
+  Tensor b = Tensor::randn({c}, g).to(dt).set_requires_grad(true);
+  // A transposed buffer viewed back to xs: the residual arrives non-contiguous, as a strided skip path can.
+  Shape ts = xs;
+  std::swap(ts[1], ts[2]);
+  Tensor rbase = Tensor::randn(ts, g).to(dt).set_requires_grad(true);
+  Tensor r = rbase.transpose(1, 2);
+  Tensor rw = Tensor::randn(xs, g).to(dt);
+  Outcome o;
+  make_stats(c, training, DType::F32, 5, o.rm, o.rv);
+  Tensor y;
+  if (fused) {
+    y = residual ? batch_norm_add_relu(x, r, w, b, o.rm, o.rv, training, 0.1, 1e-5, cl)
+                 : batch_norm_relu(x, w, b, o.rm, o.rv, training, 0.1, 1e-5, cl);
+  } else {
+    Tensor z = batch_norm(x, w, b, o.rm, o.rv, training, 0.1, 1e-5, cl);
+    y = relu(residual ? add(z, r) : z);
+  }
+  sum(mul(y, rw)).backward();
+  o.y = y.detach();
+  o.dx = x.grad();
+  o.dw = w.grad();
+  o.db = b.grad();
+  if (residual) o.dr = rbase.grad();
+  return o;
+}
+
+}  // namespace
+
+TEST(BatchNormActGrad, OddShapesF64) {
+  for (bool cl : {false, true}) {
+    for (bool training : {true, false}) {
+      for (bool residual : {false, true}) {
+        const Shape xs = cl ? Shape{3, 5, 3, 7} : Shape{3, 7, 5, 3};
+        const int64_t c = 7;
+        Tensor rm, rv;
+        make_stats(c, training, DType::F64, 31, rm, rv);
+        // The residual enters as a permuted view of its leaf (non-contiguous).
+        auto f = [&, cl, training, residual](const std::vector<Tensor>& in) {
+          return residual ? batch_norm_add_relu(in[0], in[3].permute({0, 3, 2, 1}), in[1], in[2], rm, rv, training,
+                                                0.1, 1e-5, cl)
+                          : batch_norm_relu(in[0], in[1], in[2], rm, rv, training, 0.1, 1e-5, cl);
+        };
+        std::vector<Tensor> inputs{rand_input(xs, 32), rand_input({c}, 33), rand_input({c}, 34)};
+        Shape ps = xs;
+        std::swap(ps[1], ps[3]);
+        if (residual) inputs.push_back(rand_input(ps, 35));
+        SCOPED_TRACE(std::string(cl ? "nhwc" : "nchw") + (training ? " train" : " eval") +
+                     (residual ? " +residual" : ""));
+        expect_gradcheck(f, inputs, 1e-6, 1e-6, 1e-5);
+      }
+    }
+  }
+}
+
+TEST(BatchNormActGrad, NoAffineF64) {
+  Tensor rm = Tensor::zeros({4}, DType::F64), rv = Tensor::ones({4}, DType::F64);
+  expect_gradcheck(
+      [&](const std::vector<Tensor>& in) { return batch_norm_add_relu(in[0], in[1], Tensor(), Tensor(), rm, rv, true); },
+      {rand_input({5, 4}, 36), rand_input({5, 4}, 37)});
+}
+
+TEST(BatchNormActCross, MatchesUnfusedCompositeF32AndBf16) {
+  for (DType dt : {DType::F32, DType::BF16}) {
+    // f32: the same arithmetic in the same order, so agreement is to rounding of the gradient sums' last
+    // step; bf16: the fused kernel rounds every intermediate to bf16 as the composite does.
+    const double tol = dt == DType::F32 ? 1e-6 : 1e-2;
+    for (bool cl : {false, true}) {
+      for (bool training : {true, false}) {
+        for (bool residual : {false, true}) {
+          const Shape xs = cl ? Shape{4, 9, 5, 24} : Shape{4, 24, 9, 5};
+          const std::string what = std::string(dtype_name(dt)) + (cl ? " nhwc" : " nchw") +
+                                   (training ? " train" : " eval") + (residual ? " +residual" : "");
+          const Outcome f = run(true, residual, cl, training, dt, xs), u = run(false, residual, cl, training, dt, xs);
+          expect_close(f.y, u.y, 0, tol, what + " y");
+          expect_close(f.rm, u.rm, 0, 1e-7, what + " running_mean");
+          expect_close(f.rv, u.rv, 0, 1e-7, what + " running_var");
+          expect_close(f.dx, u.dx, tol, tol, what + " dx");
+          expect_close(f.dw, u.dw, tol, tol, what + " dweight");
+          expect_close(f.db, u.db, tol, tol, what + " dbias");
+          if (residual) expect_close(f.dr, u.dr, 0, tol, what + " dresidual");
+        }
+      }
+    }
+  }
+}
+
+TEST(BatchNormActCross, FallbackWithoutFusedKernelIsTheComposite) {
+  const Shape xs{2, 6, 4, 3};
+  const Outcome fused = run(true, true, false, true, DType::F32, xs);
+  Outcome fallback;
+  {
+    WithoutFusedCpuKernels off;
+    EXPECT_FALSE(batch_norm_act_fwd_kernel().has(DeviceType::CPU));
+    fallback = run(true, true, false, true, DType::F32, xs);
+  }
+  EXPECT_TRUE(batch_norm_act_fwd_kernel().has(DeviceType::CPU));
+  expect_close(fallback.y, fused.y, 0, 1e-6, "y");
+  expect_close(fallback.dx, fused.dx, 1e-6, 1e-6, "dx");
+  expect_close(fallback.dr, fused.dr, 0, 1e-6, "dresidual");
+  expect_close(fallback.dw, fused.dw, 1e-6, 1e-6, "dweight");
+}
+
+TEST(BatchNormActErrors, BadInputNamesOpAndShapes) {
+  Tensor rm = Tensor::zeros({4}), rv = Tensor::ones({4});
+  expect_error([&] { batch_norm_add_relu(Tensor::zeros({2, 4, 3, 3}), Tensor::zeros({2, 4, 3, 2}), Tensor(),
+                                         Tensor(), rm, rv, true); },
+               {"batch_norm_add_relu", "residual", "[2, 4, 3, 2]", "[2, 4, 3, 3]"});
+  expect_error([&] { batch_norm_add_relu(Tensor::zeros({2, 4, 3, 3}), Tensor::zeros({2, 4, 3, 3}, DType::F64),
+                                         Tensor(), Tensor(), rm, rv, true); },
+               {"batch_norm_add_relu", "residual"});
+  expect_error([&] { batch_norm_relu(Tensor::zeros({2, 5, 3, 3}), Tensor(), Tensor(), rm, rv, true); },
+               {"batch_norm_relu", "[2, 5, 3, 3]", "[4]"});
+  expect_error([&] { batch_norm_relu(Tensor::zeros({1, 4, 1, 1}), Tensor(), Tensor(), rm, rv, true); },
+               {"batch_norm_relu", "more than one value"});
+  expect_error([&] { batch_norm_add_relu(Tensor::zeros({2, 4}), Tensor(), Tensor(), Tensor(), rm, rv, true); },
+               {"batch_norm_add_relu", "undefined"});
+}
