@@ -99,13 +99,13 @@ struct DistributedOptimizer::State {
     Shape row_shape = p.shape();
     row_shape[0] = 0;
     if (!g.defined()) {
-      idx = Tensor::empty({0}, DType::I64);
-      vals = Tensor::empty(row_shape, p.dtype());
+      idx = Tensor::empty({0}, DType::I64, p.device());
+      vals = Tensor::empty(row_shape, p.dtype(), p.device());
     } else if (g.is_sparse()) {
       idx = g.sparse_indices().contiguous();
       vals = g.sparse_values().to(p.dtype()).contiguous();
     } else {
-      idx = Tensor::arange(p.size(0), DType::I64);
+      idx = Tensor::arange(p.size(0), DType::I64, p.device());
       vals = g.contiguous().clone();
     }
     record(grad_name(e), from_hook);

@@ -1,7 +1,9 @@
 // The --device cuda mode of kolo_allreduce_bench: kolo's NCCL path (NcclBackend + NcclFusion: event ordering
 // with the compute stream, error polling, fusion kernels) against raw ncclAllReduce on a communicator of its
 // own, in the same process and run, as nccl-tests columns; then ResNet-50's 161 gradients fused by kolo vs
-// one raw allreduce of the same bytes. Time per call is the median of 3 timed blocks, all ranks in step.
+// one raw allreduce of the same bytes. The controller path — kolo::Runtime::allreduce_async on device tensors
+// (negotiation, response cache, fusion, NCCL, handle completion), each call waited for — is timed beside
+// them. Time per call is the median of 3 timed blocks, all ranks in step.
 #include <mpi.h>
 #include <nccl.h>
 
@@ -12,6 +14,7 @@
 
 #include "collectives/backend_factory.h"
 #include "collectives/nccl/nccl_fusion.h"
+#include "collectives/runtime.h"
 #include "core/device/cuda/cuda_check.h"
 #include "core/device/cuda/cuda_stream.h"
 
@@ -75,14 +78,20 @@ int run_cuda_allreduce_bench(size_t max_bytes, const std::vector<int64_t>& resne
     nccl.synchronize();
     compute.synchronize();
   };
+  // The controller path: its handles complete once the device work finished, so there is nothing to sync.
+  Runtime rt(cfg);
+  const Device gpu = Device::cuda(dev.device);
+  auto no_sync = [] {};
 
   const double bus = 2.0 * (size - 1) / size;
   if (rank == 0) {
     std::printf("# kolo_allreduce_bench --device cuda: %d ranks, NCCL %d, device %d of rank 0, in place, float sum\n",
                 size, NCCL_VERSION_CODE, dev.device);
-    std::printf("#                                      raw ncclAllReduce              kolo NcclBackend + fusion\n");
-    std::printf("# %12s %12s %6s %10s %8s %8s %10s %8s %8s %8s\n", "size(B)", "count", "type", "time(us)", "algbw",
-                "busbw", "time(us)", "algbw", "busbw", "kolo/raw");
+    std::printf("#                                      raw ncclAllReduce              kolo NcclBackend + fusion"
+                "                kolo::Runtime (controller)\n");
+    std::printf("# %12s %12s %6s %10s %8s %8s %10s %8s %8s %8s %10s %8s %8s\n", "size(B)", "count", "type",
+                "time(us)", "algbw", "busbw", "time(us)", "algbw", "busbw", "kolo/raw", "time(us)", "busbw",
+                "rt/raw");
   }
   for (size_t bytes = 16; bytes <= max_bytes; bytes *= 4) {
     const int64_t count = static_cast<int64_t>(bytes / sizeof(float));
@@ -95,10 +104,13 @@ int run_cuda_allreduce_bench(size_t max_bytes, const std::vector<int64_t>& resne
     const double tk = time_per_call(iters, [&] {
       fusion.allreduce({{b, b, count}}, {DType::F32, DType::F32, ReduceOp::Sum}, &compute);
     }, kolo_sync);
+    Tensor t = Tensor::ones({count}, DType::F32, gpu);
+    const double trt = time_per_call(iters, [&] { rt.allreduce_async(t, "bench.sweep").wait(); }, no_sync);
     if (rank == 0)
-      std::printf("  %12zu %12lld %6s %10.1f %8.2f %8.2f %10.1f %8.2f %8.2f %8.2f\n", bytes,
+      std::printf("  %12zu %12lld %6s %10.1f %8.2f %8.2f %10.1f %8.2f %8.2f %8.2f %10.1f %8.2f %8.2f\n", bytes,
                   static_cast<long long>(count), "float", traw * 1e6, bytes / traw / 1e9, bytes / traw / 1e9 * bus,
-                  tk * 1e6, bytes / tk / 1e9, bytes / tk / 1e9 * bus, traw / tk);
+                  tk * 1e6, bytes / tk / 1e9, bytes / tk / 1e9 * bus, traw / tk, trt * 1e6,
+                  bytes / trt / 1e9 * bus, traw / trt);
     KOLO_CUDA_CHECK(cudaFree(a));
     KOLO_CUDA_CHECK(cudaFree(b));
   }
@@ -118,6 +130,21 @@ int run_cuda_allreduce_bench(size_t max_bytes, const std::vector<int64_t>& resne
   const double traw = time_per_call(20, [&] {
     KOLO_NCCL_CHECK(ncclAllReduce(flat, flat, static_cast<size_t>(total), ncclFloat32, ncclAvg, raw, raw_stream));
   }, raw_sync);
+  // The same gradients as device tensors through the runtime: enqueued one by one, as backward would,
+  // negotiated, fused under KOLO_FUSION_THRESHOLD and waited for together.
+  std::vector<Tensor> tensors;
+  std::vector<std::string> names;
+  for (size_t k = 0; k < resnet50_sizes.size(); ++k) {
+    tensors.push_back(Tensor::ones({resnet50_sizes[k]}, DType::F32, gpu));
+    names.push_back("resnet50.grad." + std::to_string(k));
+  }
+  AllreduceOptions avg;
+  avg.op = ReduceOp::Average;
+  const double truntime = time_per_call(20, [&] {
+    std::vector<Handle> hs;
+    for (size_t k = 0; k < tensors.size(); ++k) hs.push_back(rt.allreduce_async(tensors[k], names[k], avg));
+    wait_all(hs);
+  }, no_sync);
   if (rank == 0) {
     const double mb = total * 4.0;
     std::printf("\n# ResNet-50 gradients on GPU: %zu tensors, %lld floats (%.1f MB), Average\n", resnet50_sizes.size(),
@@ -126,11 +153,14 @@ int run_cuda_allreduce_bench(size_t max_bytes, const std::vector<int64_t>& resne
                 mb / tfused / 1e9 * bus);
     std::printf("  raw ncclAllReduce flat  %10.1f us  busbw %6.2f GB/s\n", traw * 1e6, mb / traw / 1e9 * bus);
     std::printf("  fused / raw             %10.3f x   (goal <= 1.15)\n", tfused / traw);
+    std::printf("  kolo::Runtime (161 ops) %10.1f us  busbw %6.2f GB/s\n", truntime * 1e6, mb / truntime / 1e9 * bus);
+    std::printf("  runtime / raw           %10.3f x\n", truntime / traw);
   }
   for (float* g : grads) KOLO_CUDA_CHECK(cudaFree(g));
   KOLO_CUDA_CHECK(cudaFree(flat));
   KOLO_CUDA_CHECK(cudaStreamDestroy(raw_stream));
   ncclCommDestroy(raw);
+  rt.shutdown();
   return 0;
 }
 
