@@ -209,7 +209,7 @@ Handle Runtime::allreduce_async(const Tensor& tensor, const std::string& name, c
 
 std::vector<Handle> Runtime::grouped_allreduce_async(const std::vector<Tensor>& tensors,
                                                      const std::vector<std::string>& names,
-                                                     const AllreduceOptions& opts) {
+                                                     const AllreduceOptions& opts, Callback cb) {
   KOLO_CHECK(tensors.size() == names.size(), "grouped_allreduce: ", tensors.size(), " tensors but ", names.size(),
              " names");
   check_process_set(opts.process_set, "grouped_allreduce", names.empty() ? "" : names[0]);
@@ -233,7 +233,7 @@ std::vector<Handle> Runtime::grouped_allreduce_async(const std::vector<Tensor>& 
     entries.push_back(e);
   }
   if (entries.empty()) return {};
-  enqueue(entries);
+  enqueue(entries, std::move(cb));
   std::vector<Handle> handles;
   for (auto& e : entries) handles.emplace_back(e->state);
   return handles;

@@ -77,10 +77,11 @@ class Runtime {
   // undefined for allreduce/broadcast. Inputs are read at execution time: do not modify them before wait().
   Handle allreduce_async(const Tensor& tensor, const std::string& name, const AllreduceOptions& opts = {},
                          Tensor output = {}, Callback cb = {});
-  // Enqueued atomically, so every rank offers them in the same cycle and they fuse when they fit.
+  // Enqueued atomically, so every rank offers them in the same cycle and they fuse when they fit. `cb`
+  // runs when the first tensor's collective completed.
   std::vector<Handle> grouped_allreduce_async(const std::vector<Tensor>& tensors,
                                               const std::vector<std::string>& names,
-                                              const AllreduceOptions& opts = {});
+                                              const AllreduceOptions& opts = {}, Callback cb = {});
   // Concatenates every rank's tensor along dim 0 (first dims may differ); the output is allocated.
   Handle allgather_async(const Tensor& tensor, const std::string& name, int process_set = 0, Callback cb = {});
   // In place: every rank ends with `root`'s values (root is a rank of the process set).
