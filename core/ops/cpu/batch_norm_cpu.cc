@@ -1,6 +1,7 @@
 // CPU batch norm: OpenMP loops over x viewed as [outer, C, inner] (NCHW: outer = N, inner = H*W; channels
 // last: outer = all rows, inner = 1). Statistics are accumulated in double and saved in f32 (f64 for f64
-// inputs, so that finite-difference checks stay tight); half inputs are computed in f32. The fused
+// inputs, so that finite-difference checks stay tight); half inputs are computed in f32. f32 channels-last
+// tensors take the row loops of batch_norm_rows.h, compiled for the CPU's vector width. The fused
 // batch norm (+ residual) + ReLU kernels share these loops: only the last forward pass and the gradient read
 // in the backward passes differ.
 #include <omp.h>
@@ -9,6 +10,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/ops/cpu/batch_norm_rows.h"
 #include "core/ops/kernels/batch_norm_act.h"
 #include "core/ops/kernels/conv.h"
 
@@ -78,6 +80,44 @@ void for_each_element(const View3& v, F&& fn) {
   }
 }
 
+// Static partition of `rows` among the threads of the current parallel region.
+std::pair<int64_t, int64_t> my_rows(int64_t rows) {
+  const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+  return {rows * t / nt, rows * (t + 1) / nt};
+}
+
+// a[c], b[c] = sums over all rows of what fn(r0, r1, a_thread, b_thread) adds for its block of rows.
+template <typename F>
+void row_sums(const View3& v, std::vector<double>& a, std::vector<double>& b, F&& fn) {
+  const int nt = omp_get_max_threads();
+  std::vector<double> pa(static_cast<size_t>(nt * v.c), 0.0), pb(pa.size(), 0.0);
+#pragma omp parallel num_threads(nt)
+  {
+    const auto [r0, r1] = my_rows(v.outer);
+    fn(r0, r1, pa.data() + omp_get_thread_num() * v.c, pb.data() + omp_get_thread_num() * v.c);
+  }
+  a.assign(v.c, 0.0);
+  b.assign(v.c, 0.0);
+  for (int t = 0; t < nt; ++t)
+    for (int64_t c = 0; c < v.c; ++c) {
+      a[c] += pa[t * v.c + c];
+      b[c] += pb[t * v.c + c];
+    }
+}
+
+// fn(r0, r1) on each thread's block of rows.
+template <typename F>
+void for_row_blocks(const View3& v, F&& fn) {
+#pragma omp parallel
+  {
+    const auto [r0, r1] = my_rows(v.outer);
+    fn(r0, r1);
+  }
+}
+
+template <typename T>
+constexpr bool kRowLoops = std::is_same_v<T, float>;
+
 double load(const Tensor& t, int64_t i) {
   return dispatch_dtype(t.dtype(), [&](auto tag) -> double {
     using T = decltype(tag);
@@ -116,11 +156,18 @@ void bn_fwd(const Tensor& x, const Tensor& weight, const Tensor& bias, const Ten
     // One pass for sum and sum of squares: the data is read once instead of twice, and double accumulators
     // keep E[x^2] - E[x]^2 accurate for activations whose mean is not far larger than their spread.
     std::vector<double> s, sq;
-    per_channel_sums(v, s, sq, [&](int64_t, int64_t i, double& a, double& b) {
-      const double xi = static_cast<double>(px[i]);
-      a += xi;
-      b += xi * xi;
-    });
+    if constexpr (kRowLoops<T>) {
+      if (v.inner == 1) {
+        row_sums(v, s, sq, [&](int64_t r0, int64_t r1, double* a, double* b) { cpu::bn_rows_stats(px, r0, r1, v.c, a, b); });
+      }
+    }
+    if (s.empty()) {
+      per_channel_sums(v, s, sq, [&](int64_t, int64_t i, double& a, double& b) {
+        const double xi = static_cast<double>(px[i]);
+        a += xi;
+        b += xi * xi;
+      });
+    }
     std::vector<double> ss(v.c);
     for (int64_t c = 0; c < v.c; ++c) {
       mean[c] = s[c] / m;
@@ -147,6 +194,15 @@ void bn_fwd(const Tensor& x, const Tensor& weight, const Tensor& bias, const Ten
     static_cast<S*>(save_mean.data_ptr())[c] = static_cast<S>(mean[c]);
     static_cast<S*>(save_invstd.data_ptr())[c] = static_cast<S>(invstd[c]);
   }
+  if constexpr (kRowLoops<T>) {
+    if (v.inner == 1) {
+      const T* pr = residual.defined() ? static_cast<const T*>(residual.data_ptr()) : nullptr;
+      for_row_blocks(v, [&](int64_t r0, int64_t r1) {
+        cpu::bn_rows_apply(px, pr, relu, scale.data(), shift.data(), r0, r1, v.c, py);
+      });
+      return;
+    }
+  }
   if (!relu) {
     for_each_element(v, [&](int64_t c, int64_t i) { py[i] = static_cast<T>(static_cast<S>(px[i]) * scale[c] + shift[c]); });
     return;
@@ -165,27 +221,19 @@ void bn_fwd(const Tensor& x, const Tensor& weight, const Tensor& bias, const Ten
   });
 }
 
-// Batch-norm gradients of the upstream gradient g: `sum_grad(i)` gives g[i] in the statistics pass (and may
-// store it elsewhere on the way), `grad(i)` gives it again in the dx pass.
-template <typename T, typename S, typename SumGrad, typename Grad>
-void bn_bwd(const View3& v, const Tensor& x, const Tensor& weight, const Tensor& save_mean, const Tensor& save_invstd,
-            bool training, Tensor& dx, Tensor& dweight, Tensor& dbias, SumGrad&& sum_grad, Grad&& grad) {
-  const T* px = static_cast<const T*>(x.data_ptr());
-  const S* mean = static_cast<const S*>(save_mean.data_ptr());
+// Batch-norm gradients of an upstream gradient g in two passes: `sums(sum_g, sum_gx)` fills the per-channel
+// sums of g and g * (x - mean); `dx_pass(k, a, b)` then writes dx = k * (g - a - (x - mean) * b).
+template <typename T, typename S, typename Sums, typename DxPass>
+void bn_bwd(const View3& v, const Tensor& weight, const Tensor& save_invstd, bool training, Tensor& dx,
+            Tensor& dweight, Tensor& dbias, Sums&& sums, DxPass&& dx_pass) {
   const S* invstd = static_cast<const S*>(save_invstd.data_ptr());
-  // sum_dy[c] = sum g, sum_dyx[c] = sum g * (x - mean) (both needed for dweight and the training dx).
   std::vector<double> sum_dy, sum_dyx;
-  per_channel_sums(v, sum_dy, sum_dyx, [&](int64_t c, int64_t i, double& a, double& b) {
-    const double g = static_cast<double>(sum_grad(i));
-    a += g;
-    b += g * (static_cast<double>(px[i]) - mean[c]);
-  });
+  sums(sum_dy, sum_dyx);
   for (int64_t c = 0; c < v.c; ++c) {
     if (dweight.defined()) store(dweight, c, sum_dyx[c] * invstd[c]);
     if (dbias.defined()) store(dbias, c, sum_dy[c]);
   }
   if (!dx.defined()) return;
-  T* pdx = static_cast<T*>(dx.data_ptr());
   const std::vector<double> w = channel_param(weight, v.c, 1.0);
   // training: dx = w*invstd * (g - mean(g) - xhat * mean(g*xhat)), xhat = (x - mean) * invstd;
   // eval: the statistics are constants, dx = w*invstd * g.
@@ -197,19 +245,69 @@ void bn_bwd(const View3& v, const Tensor& x, const Tensor& weight, const Tensor&
     a[c] = training ? static_cast<S>(sum_dy[c] / m) : S(0);
     b[c] = training ? static_cast<S>(sum_dyx[c] / m * is * is) : S(0);
   }
-  for_each_element(v, [&](int64_t c, int64_t i) {
-    const S d = grad(i) - a[c] - (static_cast<S>(px[i]) - mean[c]) * b[c];
-    pdx[i] = static_cast<T>(k[c] * d);
-  });
+  dx_pass(k, a, b);
+}
+
+// g given per element: `sum_grad(i)` in the statistics pass (it may store g elsewhere on the way), `grad(i)`
+// in the dx pass.
+template <typename T, typename S, typename SumGrad, typename Grad>
+void bn_bwd_elementwise(const View3& v, const Tensor& x, const Tensor& weight, const Tensor& save_mean,
+                        const Tensor& save_invstd, bool training, Tensor& dx, Tensor& dweight, Tensor& dbias,
+                        SumGrad&& sum_grad, Grad&& grad) {
+  const T* px = static_cast<const T*>(x.data_ptr());
+  const S* mean = static_cast<const S*>(save_mean.data_ptr());
+  const auto sums = [&](std::vector<double>& sg, std::vector<double>& sgx) {
+    per_channel_sums(v, sg, sgx, [&](int64_t c, int64_t i, double& a, double& b) {
+      const double g = static_cast<double>(sum_grad(i));
+      a += g;
+      b += g * (static_cast<double>(px[i]) - mean[c]);
+    });
+  };
+  const auto dx_pass = [&](const std::vector<S>& k, const std::vector<S>& a, const std::vector<S>& b) {
+    T* pdx = static_cast<T*>(dx.data_ptr());
+    for_each_element(v, [&](int64_t c, int64_t i) {
+      const S d = grad(i) - a[c] - (static_cast<S>(px[i]) - mean[c]) * b[c];
+      pdx[i] = static_cast<T>(k[c] * d);
+    });
+  };
+  bn_bwd<T, S>(v, weight, save_invstd, training, dx, dweight, dbias, sums, dx_pass);
+}
+
+// f32 channels last: g = dy, or dy * (mask > 0) when mask is not null; g_out (if not null) receives g in the
+// statistics pass and is the dx pass's gradient.
+void bn_bwd_rows(const View3& v, const Tensor& x, const Tensor& weight, const Tensor& save_mean,
+                 const Tensor& save_invstd, bool training, Tensor& dx, Tensor& dweight, Tensor& dbias,
+                 const float* dy, const float* mask, float* g_out) {
+  const float* px = static_cast<const float*>(x.data_ptr());
+  const float* mean = static_cast<const float*>(save_mean.data_ptr());
+  const auto sums = [&](std::vector<double>& sg, std::vector<double>& sgx) {
+    row_sums(v, sg, sgx, [&](int64_t r0, int64_t r1, double* a, double* b) {
+      cpu::bn_rows_grad_sums(dy, mask, px, mean, r0, r1, v.c, a, b, g_out);
+    });
+  };
+  const auto dx_pass = [&](const std::vector<float>& k, const std::vector<float>& a, const std::vector<float>& b) {
+    float* pdx = static_cast<float*>(dx.data_ptr());
+    const float* g = g_out != nullptr ? g_out : dy;
+    const float* m = g_out != nullptr ? nullptr : mask;
+    for_row_blocks(v, [&](int64_t r0, int64_t r1) {
+      cpu::bn_rows_dx(g, m, px, mean, a.data(), b.data(), k.data(), r0, r1, v.c, pdx);
+    });
+  };
+  bn_bwd<float, float>(v, weight, save_invstd, training, dx, dweight, dbias, sums, dx_pass);
 }
 
 template <typename T, typename S>
 void bn_plain_bwd(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& save_mean,
                   const Tensor& save_invstd, bool training, bool channels_last, Tensor& dx, Tensor& dweight,
                   Tensor& dbias) {
+  const View3 v = view3(x, channels_last);
   const T* pdy = static_cast<const T*>(dy.data_ptr());
+  if constexpr (kRowLoops<T>) {
+    if (v.inner == 1)
+      return bn_bwd_rows(v, x, weight, save_mean, save_invstd, training, dx, dweight, dbias, pdy, nullptr, nullptr);
+  }
   const auto g = [pdy](int64_t i) { return static_cast<S>(pdy[i]); };
-  bn_bwd<T, S>(view3(x, channels_last), x, weight, save_mean, save_invstd, training, dx, dweight, dbias, g, g);
+  bn_bwd_elementwise<T, S>(v, x, weight, save_mean, save_invstd, training, dx, dweight, dbias, g, g);
 }
 
 // dz = dy * (y > 0), written as relu's backward computes it (a product, so a non-finite dy stays as it would).
@@ -221,22 +319,26 @@ void bn_act_bwd(const Tensor& dy, const Tensor& y, const Tensor& x, const Tensor
                 Tensor& dbias, Tensor& dres) {
   const T* pdy = static_cast<const T*>(dy.data_ptr());
   const T* py = static_cast<const T*>(y.data_ptr());
+  T* pr = dres.defined() ? static_cast<T*>(dres.data_ptr()) : nullptr;
+  const View3 v = view3(x, channels_last);
+  if constexpr (kRowLoops<T>) {
+    if (v.inner == 1)
+      return bn_bwd_rows(v, x, weight, save_mean, save_invstd, training, dx, dweight, dbias, pdy, py, pr);
+  }
   const auto dz = [pdy, py](int64_t i) {
     return static_cast<S>(static_cast<T>(static_cast<S>(pdy[i]) * (static_cast<S>(py[i]) > S(0) ? S(1) : S(0))));
   };
-  const View3 v = view3(x, channels_last);
-  if (!dres.defined()) {
-    bn_bwd<T, S>(v, x, weight, save_mean, save_invstd, training, dx, dweight, dbias, dz, dz);
+  if (pr == nullptr) {
+    bn_bwd_elementwise<T, S>(v, x, weight, save_mean, save_invstd, training, dx, dweight, dbias, dz, dz);
     return;
   }
-  T* pr = static_cast<T*>(dres.data_ptr());
   const auto dz_store = [&](int64_t i) {
     const S g = dz(i);
     pr[i] = static_cast<T>(g);
     return g;
   };
   const auto dz_load = [pr](int64_t i) { return static_cast<S>(pr[i]); };
-  bn_bwd<T, S>(v, x, weight, save_mean, save_invstd, training, dx, dweight, dbias, dz_store, dz_load);
+  bn_bwd_elementwise<T, S>(v, x, weight, save_mean, save_invstd, training, dx, dweight, dbias, dz_store, dz_load);
 }
 
 // Calls fn(T{}, S{}) for x's dtype: the storage type and the type the arithmetic runs in.

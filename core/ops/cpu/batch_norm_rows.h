@@ -1,0 +1,30 @@
+// The per-element loops of CPU batch norm (plain and fused with residual add + ReLU) for f32 channels-last
+// activations — every ResNet layer in its fast CPU layout — over a block of rows [r0, r1) of C channels.
+//
+// kolo is built for baseline x86-64 (SSE2), where these loops, with their double accumulators and ReLU masks,
+// stay scalar or two lanes wide; batch_norm_rows.cc compiles them also for AVX2 and AVX-512 and the loader
+// picks the widest the CPU has (GCC target_clones). All batch-norm calls of one dtype and layout go through
+// the same loops, so the fused ops stay equal to their unfused composite.
+#pragma once
+
+#include <cstdint>
+
+namespace kolo::cpu {
+
+// s[c] += x, sq[c] += x*x in double (training statistics).
+void bn_rows_stats(const float* x, int64_t r0, int64_t r1, int64_t C, double* s, double* sq);
+
+// y = x * scale + shift; with `relu`: y = relu(that [+ residual]) (residual may be null).
+void bn_rows_apply(const float* x, const float* residual, bool relu, const float* scale, const float* shift,
+                   int64_t r0, int64_t r1, int64_t C, float* y);
+
+// Gradient statistics of g = dy (mask null) or g = dy * (mask > 0): a[c] += g, b[c] += g * (x - mean[c]) in
+// double; when `g_out` is not null g is also stored there.
+void bn_rows_grad_sums(const float* dy, const float* mask, const float* x, const float* mean, int64_t r0, int64_t r1,
+                       int64_t C, double* a, double* b, float* g_out);
+
+// dx = k[c] * (g - a[c] - (x - mean[c]) * b[c]) with g = dy or dy * (mask > 0).
+void bn_rows_dx(const float* dy, const float* mask, const float* x, const float* mean, const float* a, const float* b,
+                const float* k, int64_t r0, int64_t r1, int64_t C, float* dx);
+
+}  // namespace kolo::cpu
