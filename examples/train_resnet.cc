@@ -37,7 +37,9 @@ int main(int argc, char** argv) {
       ("momentum", "SGD/LARS momentum", cxxopts::value<double>()->default_value("0.9"))
       ("weight_decay", "L2 weight decay (not on biases and batch-norm)", cxxopts::value<double>()->default_value("1e-4"))
       ("fp32", "train in f32 (the default)")
-      ("bf16", "bfloat16 training (needs f32 master weights: not supported yet, refused)")
+      ("bf16", "bfloat16 model and activations, f32 master weights in the optimizer")
+      ("fp16", "float16 model and activations, f32 master weights, dynamic loss scaling")
+      ("loss_scale", "fp16: initial dynamic loss scale", cxxopts::value<double>()->default_value("65536"))
       ("device", "cpu|cuda|cuda:N|auto", cxxopts::value<std::string>()->default_value("auto"))
       ("display_every", "steps between progress lines", cxxopts::value<int64_t>()->default_value("10"))
       ("checkpoint_dir", "where rank 0 writes checkpoints", cxxopts::value<std::string>()->default_value(""))
@@ -75,8 +77,8 @@ int main(int argc, char** argv) {
     o.lr_schedule = a["lr_schedule"].as<std::string>();
     o.warmup_epochs = a["warmup_epochs"].as<double>();
     o.decay_epochs = a["decay_epochs"].as<std::vector<int64_t>>();
-    o.bf16 = a.count("bf16") > 0;
-    KOLO_CHECK(!(o.bf16 && a.count("fp32")), "--fp32 and --bf16 exclude each other");
+    o.precision = precision_from_flags(a.count("fp32") > 0, a.count("bf16") > 0, a.count("fp16") > 0);
+    o.loss_scale = a["loss_scale"].as<double>();
     o.device = a["device"].as<std::string>();
     o.display_every = a["display_every"].as<int64_t>();
     o.checkpoint_dir = a["checkpoint_dir"].as<std::string>();

@@ -42,6 +42,9 @@ int main(int argc, char** argv) {
       ("clip_norm", "global gradient norm clip (0: off)", cxxopts::value<double>()->default_value("0"))
       ("label_smoothing", "label smoothing epsilon", cxxopts::value<double>()->default_value("0.1"))
       ("sparse_as_dense", "allreduce the embedding gradient densified instead of allgathering its rows")
+      ("fp32", "train in f32 (the default)")
+      ("bf16", "bfloat16 model and activations, f32 master weights in the optimizer")
+      ("fp16", "float16 model and activations, f32 master weights, dynamic loss scaling")
       ("device", "cpu|cuda|cuda:N|auto", cxxopts::value<std::string>()->default_value("auto"))
       ("display_every", "steps between progress lines", cxxopts::value<int64_t>()->default_value("50"))
       ("checkpoint_dir", "where rank 0 writes checkpoints", cxxopts::value<std::string>()->default_value(""))
@@ -86,6 +89,7 @@ int main(int argc, char** argv) {
     o.clip_norm = a["clip_norm"].as<double>();
     o.label_smoothing = a["label_smoothing"].as<double>();
     o.sparse_as_dense = a.count("sparse_as_dense") > 0;
+    o.precision = precision_from_flags(a.count("fp32") > 0, a.count("bf16") > 0, a.count("fp16") > 0);
     o.device = a["device"].as<std::string>();
     o.display_every = a["display_every"].as<int64_t>();
     o.checkpoint_dir = a["checkpoint_dir"].as<std::string>();

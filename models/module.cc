@@ -144,6 +144,14 @@ void Module::to(DType dtype) {
   });
 }
 
+void Module::cast_parameters(DType dtype) {
+  KOLO_CHECK(is_floating(dtype), "module ", type_name_, ": cast_parameters(", dtype_name(dtype),
+             ") needs a floating dtype");
+  NoGradGuard ng;
+  for (auto& [name, t] : named_parameters())
+    if (is_floating(t.dtype()) && t.dtype() != dtype) rebind(t, t.detach().to(dtype));
+}
+
 StateDict Module::state_dict() const {
   StateDict out;
   for (auto& [name, t] : named_parameters()) out[name] = t.detach();

@@ -56,6 +56,10 @@ class Module {
   // dropped because they no longer match.
   void to(Device device);
   void to(DType dtype);
+  // Converts the floating parameters only; buffers keep their dtype. Mixed-precision training: the weights
+  // run in bf16/f16 (the optimizer keeps f32 masters) while batch-norm running statistics, which the ops
+  // accept in any floating dtype, stay f32 so that momentum-0.1 averages are not rounded to 8 bits.
+  void cast_parameters(DType dtype);
 
   // name -> tensor: parameters and buffers as their live handles (detached, no copies), and each generator
   // as an i64 [seed, offset] snapshot, so that a resumed run draws the same dropout masks.

@@ -70,7 +70,7 @@ ImageData load_images(const ResnetRunOptions& o, int64_t synthetic_size) {
 
 // Held-out accuracy over all ranks: each rank scores its exact share, then the counts are summed.
 double evaluate(Runtime& rt, models::ResNet& model, std::shared_ptr<const data::ImageSource> source,
-                const ResnetRunOptions& o, Device device) {
+                const ResnetRunOptions& o, Device device, DType dtype) {
   average_buffers(rt, model);
   model.eval();
   NoGradGuard ng;
@@ -82,7 +82,7 @@ double evaluate(Runtime& rt, models::ResNet& model, std::shared_ptr<const data::
   data::ImageLoader loader(std::move(source), lo);
   double counts[2] = {0, 0};  // correct, seen
   while (auto batch = loader.next()) {
-    Tensor logits = model.forward(batch->images.to(device));
+    Tensor logits = model.forward(batch->images.to(device).to(dtype));
     const std::vector<int64_t> pred = argmax(logits, 1).to_vector<int64_t>();
     const std::vector<int64_t> labels = batch->labels.to_vector<int64_t>();
     for (size_t i = 0; i < labels.size(); ++i) counts[0] += pred[i] == labels[i];
@@ -102,9 +102,7 @@ double evaluate(Runtime& rt, models::ResNet& model, std::shared_ptr<const data::
 ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
   std::ostream* log = o.print && rt.rank() == 0 ? &std::cout : nullptr;
   const Device device = select_device(o.device, rt);
-  // The optimizers update f32 parameters only (bf16 training needs f32 master weights plus a bf16 copy
-  // for forward/backward, which this loop does not keep yet), so bf16 is refused rather than half-done.
-  KOLO_CHECK(!o.bf16, "--bf16: bf16 training needs f32 master weights, not supported by train_resnet yet; use --fp32");
+  const DType dtype = model_dtype(o.precision);
   KOLO_CHECK(o.batch_size > 0, "--batch_size must be positive, got ", o.batch_size);
   KOLO_CHECK(o.num_batches > 0 || o.num_epochs > 0, "give --num_batches or --num_epochs");
 
@@ -135,6 +133,7 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
          << " classes)\n" << models::summary(model);
   }
   model.to(device);
+  model.cast_parameters(dtype);  // bf16/fp16: the optimizer below keeps the f32 masters
 
   std::vector<NamedParameter> params;
   for (auto& [name, t] : model.named_parameters()) params.push_back({name, t});
@@ -144,6 +143,10 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
   std::unique_ptr<Optimizer> inner = make_optimizer(params, of);
   DistributedOptimizer opt(*inner, rt);
   broadcast_module(rt, model, 0);  // same start on every rank, buffers included
+  inner->reload_master_weights();  // the masters follow the broadcast values
+  LossScalerOptions scaler;
+  scaler.init_scale = o.loss_scale;
+  PrecisionStep precision(o.precision, scaler);
 
   data::ImageLoaderOptions lo;
   lo.batch_size = o.batch_size;
@@ -166,7 +169,7 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
   TrainCheckpointer ckpt(rt, o.checkpoint_dir);
   int64_t step = 0;
   if (o.resume) {
-    if (auto pos = ckpt.resume(model, *inner, o.seed)) {
+    if (auto pos = ckpt.resume(model, *inner, o.seed, precision.loss_scaler())) {
       step = pos->step;
       loader.set_state(pos->loader);
       if (log) *log << "resumed from step " << step << " in " << o.checkpoint_dir << "\n";
@@ -180,7 +183,7 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
          << (images.eval ? ", " + std::to_string(images.eval->size()) + " held out" : std::string()) << ")\n"
          << "Batch size: " << global_batch << " global, " << o.batch_size << " per rank\n"
          << "Ranks: " << rt.size() << " (" << rt.backend_name() << "), device " << device.str()
-         << ", fp32\n"
+         << ", " << precision_banner(o.precision, precision.loss_scale()) << "\n"
          << "Optimizer: " << of.name << ", lr " << schedule->describe() << "\n"
          << "Steps: " << total_steps << " (" << steps_per_epoch << " per epoch)\n";
   }
@@ -197,10 +200,10 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
     inner->set_lr((*schedule)(step));
     meter.start_step();
     opt.zero_grad();
-    Tensor logits = model.forward(batch->images.to(device));
-    Tensor loss = cross_entropy(logits, batch->labels.to(device));
-    loss.backward();
-    opt.step();
+    Tensor logits = model.forward(batch->images.to(device).to(dtype));
+    // The loss in f32 whatever the model dtype (cross_entropy returns its input's dtype).
+    Tensor loss = cross_entropy(logits.to(DType::F32), batch->labels.to(device));
+    precision.backward_and_step(loss, opt);
     const double l = loss.item();
     meter.end_step(batch->labels.numel());
     ++step;
@@ -215,15 +218,19 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
       interval_steps = 0;
     }
     if (ckpt.enabled() && o.checkpoint_every > 0 && step % o.checkpoint_every == 0)
-      ckpt.save(model, *inner, {step, loader.state(), o.seed});
+      ckpt.save(model, *inner, {step, loader.state(), o.seed}, precision.loss_scaler());
   }
   if (ckpt.enabled() && (o.checkpoint_every <= 0 || step % o.checkpoint_every != 0))
-    ckpt.save(model, *inner, {step, loader.state(), o.seed});
+    ckpt.save(model, *inner, {step, loader.state(), o.seed}, precision.loss_scaler());
   result.steps = step;
+  result.skipped_steps = precision.skipped_steps();
+  if (log && o.precision == Precision::F16)
+    *log << "fp16: " << precision.skipped_steps() << " steps skipped for overflow, final loss scale "
+         << precision.loss_scale() << "\n";
   result.images_per_sec = meter.total_rate();
   if (log) meter.print_total(*log);
   if (images.eval) {
-    result.eval_accuracy = evaluate(rt, model, images.eval, o, device);
+    result.eval_accuracy = evaluate(rt, model, images.eval, o, device, dtype);
     if (log) {
       char line[64];
       std::snprintf(line, sizeof line, "eval accuracy: %.4f\n", result.eval_accuracy);

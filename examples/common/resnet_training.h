@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "collectives/runtime.h"
+#include "examples/common/precision.h"
 #include "examples/common/run_setup.h"
 
 namespace kolo::examples {
@@ -29,7 +30,8 @@ struct ResnetRunOptions {
   std::string lr_schedule = "goyal";
   double warmup_epochs = 0;
   std::vector<int64_t> decay_epochs{30, 60, 80};
-  bool bf16 = false;        // refused for now (see run_resnet)
+  Precision precision = Precision::F32;  // bf16/fp16: low-precision model, f32 master weights
+  double loss_scale = 65536;             // fp16: the dynamic loss scale's initial value
   std::string device = "auto";
   int64_t display_every = 10;
   std::string checkpoint_dir;
@@ -47,6 +49,7 @@ struct ResnetRunResult {
   double images_per_sec = 0;    // all ranks, after warm-up
   double eval_accuracy = -1;    // held-out accuracy over all ranks; -1 without a held-out set
   int64_t steps = 0;            // global step count at the end
+  int64_t skipped_steps = 0;    // fp16: steps skipped for overflow (the loss scale backed off)
 };
 
 // Collective over the runtime's ranks.

@@ -1,6 +1,7 @@
 // TrainCheckpointer: save on rank 0, resume by broadcast.
 #include "examples/common/train_checkpoint.h"
 
+#include <bit>
 #include <cstdio>
 #include <map>
 #include <vector>
@@ -16,6 +17,18 @@ namespace {
 constexpr const char* kModelPrefix = "model/";
 constexpr const char* kOptimPrefix = "optim/";
 constexpr const char* kScalarPrefix = "optim.scalar.";
+// Every rank's dropout generator states, [ranks * generators * 2] (seed, offset): ranks draw different
+// numbers of counters (their batches differ in size), so rank 0's state alone cannot resume rank 1.
+constexpr const char* kGeneratorsByRank = "generators.by_rank";
+
+Tensor generator_states(const models::Module& model) {
+  std::vector<int64_t> states;
+  for (const auto& [name, g] : model.named_generators()) {
+    states.push_back(static_cast<int64_t>(g->seed()));
+    states.push_back(static_cast<int64_t>(g->offset()));
+  }
+  return Tensor::from_vector(states, {static_cast<int64_t>(states.size())});
+}
 
 std::string exact(double v) {
   char buf[40];
@@ -41,9 +54,14 @@ TrainCheckpointer::TrainCheckpointer(Runtime& runtime, std::string dir, int keep
     : runtime_(runtime), dir_(std::move(dir)), keep_last_(keep_last) {}
 
 std::string TrainCheckpointer::save(const models::Module& model, const Optimizer& optimizer,
-                                    const TrainPosition& pos) const {
-  if (!enabled() || runtime_.rank() != 0) return {};
+                                    const TrainPosition& pos, const DynamicLossScaler* scaler) const {
+  if (!enabled()) return {};
+  Tensor all_generators;
+  if (!model.named_generators().empty())
+    all_generators = runtime_.allgather_async(generator_states(model), "checkpoint.generators").output();
+  if (runtime_.rank() != 0) return {};
   std::vector<std::pair<std::string, Tensor>> tensors;
+  if (all_generators.defined()) tensors.emplace_back(kGeneratorsByRank, all_generators);
   for (const auto& [name, t] : model.state_dict()) tensors.emplace_back(kModelPrefix + name, t);
   const OptimizerState os = optimizer.state_dict();
   for (const auto& [name, t] : os.tensors) tensors.emplace_back(kOptimPrefix + name, t);
@@ -54,15 +72,23 @@ std::string TrainCheckpointer::save(const models::Module& model, const Optimizer
   md["loader.index"] = std::to_string(pos.loader.index);
   md["seed"] = std::to_string(pos.seed);
   md["optimizer"] = optimizer.kind();
+  if (scaler) {
+    md["loss_scale"] = exact(scaler->scale());
+    md["loss_scale.good_steps"] = std::to_string(scaler->good_steps());
+  }
   return CheckpointManager(dir_, keep_last_).save(pos.step, tensors, md);
 }
 
 std::optional<TrainPosition> TrainCheckpointer::resume(models::Module& model, Optimizer& optimizer,
-                                                      uint64_t seed) const {
+                                                      uint64_t seed, DynamicLossScaler* scaler) const {
   if (!enabled()) return std::nullopt;
   NoGradGuard ng;
-  // Header: found, step, loader epoch, loader index, seed (u64 carried bit-exactly in i64).
-  std::vector<int64_t> header(5, 0);
+  // Header: found, step, loader epoch, loader index, seed (u64 carried bit-exactly in i64), loss scale
+  // (f64 bits; 0: none saved), its finite-step count, and whether every rank's generator states are saved
+  // for this many ranks.
+  const int64_t generator_count = static_cast<int64_t>(generator_states(model).numel()) * runtime_.size();
+  Tensor by_rank = Tensor::zeros({generator_count}, DType::I64);
+  std::vector<int64_t> header(8, 0);
   if (runtime_.rank() == 0) {
     if (auto latest = CheckpointManager(dir_, keep_last_).load_latest()) {
       const SafeTensors& st = latest->second;
@@ -82,10 +108,22 @@ std::optional<TrainPosition> TrainCheckpointer::resume(models::Module& model, Op
                 std::stoll(meta(st, "step")),
                 std::stoll(meta(st, "loader.epoch")),
                 std::stoll(meta(st, "loader.index")),
-                static_cast<int64_t>(std::stoull(meta(st, "seed")))};
+                static_cast<int64_t>(std::stoull(meta(st, "seed"))),
+                0,
+                0,
+                0};
+      for (const auto& [name, t] : st.tensors)
+        if (name == kGeneratorsByRank && t.numel() == generator_count && generator_count > 0) {
+          by_rank.copy_(t);
+          header[7] = 1;
+        }
+      if (st.metadata.count("loss_scale")) {
+        header[5] = std::bit_cast<int64_t>(std::stod(meta(st, "loss_scale")));
+        header[6] = std::stoll(meta(st, "loss_scale.good_steps"));
+      }
     }
   }
-  Tensor h = Tensor::from_vector(header, {5});
+  Tensor h = Tensor::from_vector(header, {8});
   runtime_.broadcast_async(h, 0, "checkpoint.header").wait();
   header = h.to_vector<int64_t>();
   if (header[0] == 0) return std::nullopt;
@@ -95,6 +133,15 @@ std::optional<TrainPosition> TrainCheckpointer::resume(models::Module& model, Op
              " (data order would differ)");
   broadcast_module(runtime_, model, 0);
   broadcast_optimizer_state(runtime_, optimizer, 0);
+  if (scaler && header[5] != 0) scaler->restore(std::bit_cast<double>(header[5]), header[6]);
+  if (header[7] == 1) {
+    runtime_.broadcast_async(by_rank, 0, "checkpoint.generators").wait();
+    const std::vector<int64_t> v = by_rank.to_vector<int64_t>();
+    const auto gens = model.named_generators();
+    const size_t base = static_cast<size_t>(runtime_.rank()) * gens.size() * 2;
+    for (size_t i = 0; i < gens.size(); ++i)
+      gens[i].second->set_state(static_cast<uint64_t>(v[base + 2 * i]), static_cast<uint64_t>(v[base + 2 * i + 1]));
+  }
   TrainPosition pos;
   pos.step = header[1];
   pos.loader = {header[2], header[3]};
@@ -113,8 +160,21 @@ void broadcast_module(Runtime& runtime, models::Module& model, int root) {
   };
   for (const auto& [name, t] : model.named_parameters()) add(name, t);
   for (const auto& [name, t] : model.named_buffers()) add(name, t);
+  // Dropout generators: every rank is seeded alike, so root's (seed, offset) is everyone's; after a
+  // resume only root has loaded them from the checkpoint.
+  const auto gens = model.named_generators();
+  std::vector<int64_t> states;
+  for (const auto& [name, g] : gens) {
+    states.push_back(static_cast<int64_t>(g->seed()));
+    states.push_back(static_cast<int64_t>(g->offset()));
+  }
+  Tensor packed = Tensor::from_vector(states, {static_cast<int64_t>(states.size())});
+  if (!gens.empty()) handles.push_back(runtime.broadcast_async(packed, root, "broadcast.module.__generators"));
   wait_all(handles);
   for (auto& [live, copy] : staged) live.copy_(copy);
+  const std::vector<int64_t> got = gens.empty() ? std::vector<int64_t>{} : packed.to_vector<int64_t>();
+  for (size_t i = 0; i < gens.size(); ++i)
+    gens[i].second->set_state(static_cast<uint64_t>(got[2 * i]), static_cast<uint64_t>(got[2 * i + 1]));
 }
 
 void average_buffers(Runtime& runtime, models::Module& model) {

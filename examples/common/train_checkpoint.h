@@ -14,6 +14,7 @@
 #include "collectives/runtime.h"
 #include "core/data/shard_sampler.h"
 #include "models/module.h"
+#include "optim/nonfinite_guard.h"
 #include "optim/optimizer.h"
 
 namespace kolo::examples {
@@ -32,12 +33,16 @@ class TrainCheckpointer {
   TrainCheckpointer(Runtime& runtime, std::string dir, int keep_last = 3);
 
   bool enabled() const { return !dir_.empty(); }
-  // Collective-free; writes only on rank 0. Returns the path written (empty elsewhere).
-  std::string save(const models::Module& model, const Optimizer& optimizer, const TrainPosition& pos) const;
+  // Collective-free; writes only on rank 0. Returns the path written (empty elsewhere). `scaler` (fp16
+  // runs) adds the loss scale and its finite-step count, so a resumed run scales and grows the same way.
+  std::string save(const models::Module& model, const Optimizer& optimizer, const TrainPosition& pos,
+                   const DynamicLossScaler* scaler = nullptr) const;
   // Collective: every rank must call it. Loads rank 0's newest checkpoint into model and optimizer on all
   // ranks and returns its position, or nothing when there is no checkpoint. Throws when the checkpoint was
   // written with another seed than `seed` (the data order would differ).
-  std::optional<TrainPosition> resume(models::Module& model, Optimizer& optimizer, uint64_t seed) const;
+  // With `scaler`, a saved loss scale is restored into it (a checkpoint without one leaves it as it is).
+  std::optional<TrainPosition> resume(models::Module& model, Optimizer& optimizer, uint64_t seed,
+                                      DynamicLossScaler* scaler = nullptr) const;
 
  private:
   Runtime& runtime_;
@@ -45,7 +50,8 @@ class TrainCheckpointer {
   int keep_last_;
 };
 
-// Parameters and buffers of `model` from `root` to every rank (buffers: batch-norm statistics).
+// Parameters, buffers (batch-norm statistics) and dropout generator states of `model` from `root` to
+// every rank.
 void broadcast_module(Runtime& runtime, models::Module& model, int root = 0);
 // Every rank's buffers replaced by their average over ranks (batch-norm statistics before evaluation).
 void average_buffers(Runtime& runtime, models::Module& model);

@@ -185,6 +185,8 @@ TransformerRunResult run_transformer(Runtime& rt, const TransformerRunOptions& o
     *log << "transformer " << o.model << " (vocab " << cfg.vocab_size << ")\n" << models::summary(model);
   }
   model.to(device);
+  const DType dtype = model_dtype(o.precision);
+  model.cast_parameters(dtype);  // bf16/fp16: the optimizer below keeps the f32 masters
 
   std::vector<NamedParameter> params;
   std::string embedding_name;
@@ -210,6 +212,8 @@ TransformerRunResult run_transformer(Runtime& rt, const TransformerRunOptions& o
   dopts.sparse_params = {embedding_name};
   DistributedOptimizer opt(*inner, rt, dopts);
   broadcast_module(rt, model, 0);
+  inner->reload_master_weights();  // the masters follow the broadcast values
+  PrecisionStep precision(o.precision);
 
   data::TokenLoaderOptions lo;
   lo.max_tokens = o.tokens_per_rank;
@@ -231,7 +235,7 @@ TransformerRunResult run_transformer(Runtime& rt, const TransformerRunOptions& o
   TrainCheckpointer ckpt(rt, o.checkpoint_dir);
   int64_t step = 0;
   if (o.resume) {
-    if (auto pos = ckpt.resume(model, *inner, o.seed)) {
+    if (auto pos = ckpt.resume(model, *inner, o.seed, precision.loss_scaler())) {
       step = pos->step;
       loader.set_state(pos->loader);
       if (log) *log << "resumed from step " << step << " in " << o.checkpoint_dir << "\n";
@@ -244,7 +248,8 @@ TransformerRunResult run_transformer(Runtime& rt, const TransformerRunOptions& o
          << ", " << loader.num_filtered() << " pairs over the batch limit dropped)\n"
          << "Batching: " << o.tokens_per_rank << " padded tokens per rank, " << steps_per_epoch
          << " batches per rank per epoch\n"
-         << "Ranks: " << rt.size() << " (" << rt.backend_name() << "), device " << device.str() << "\n"
+         << "Ranks: " << rt.size() << " (" << rt.backend_name() << "), device " << device.str() << ", "
+         << precision_banner(o.precision, precision.loss_scale()) << "\n"
          << "Optimizer: adam (" << o.beta1 << ", " << o.beta2 << ", eps " << o.eps << "), lr "
          << schedule->describe() << ", label smoothing " << o.label_smoothing
          << (o.sparse_as_dense ? ", sparse_as_dense" : ", sparse embedding gradients") << "\n"
@@ -263,9 +268,10 @@ TransformerRunResult run_transformer(Runtime& rt, const TransformerRunOptions& o
     meter.start_step();
     opt.zero_grad();
     Tensor logits = model.forward(batch->src.to(device), batch->tgt_in.to(device));
-    Tensor loss = models::label_smoothed_loss(logits, batch->tgt_out.to(device), cfg.pad_id, o.label_smoothing);
-    loss.backward();
-    opt.step();
+    // The loss in f32 whatever the model dtype (cross_entropy returns its input's dtype).
+    Tensor loss =
+        models::label_smoothed_loss(logits.to(DType::F32), batch->tgt_out.to(device), cfg.pad_id, o.label_smoothing);
+    precision.backward_and_step(loss, opt);
     const double l = loss.item();
     meter.end_step(batch->tgt_tokens);
     ++step;
@@ -284,11 +290,15 @@ TransformerRunResult run_transformer(Runtime& rt, const TransformerRunOptions& o
       }
     }
     if (ckpt.enabled() && o.checkpoint_every > 0 && step % o.checkpoint_every == 0)
-      ckpt.save(model, *inner, {step, loader.state(), o.seed});
+      ckpt.save(model, *inner, {step, loader.state(), o.seed}, precision.loss_scaler());
   }
   if (ckpt.enabled() && !result.diverged && (o.checkpoint_every <= 0 || step % o.checkpoint_every != 0))
-    ckpt.save(model, *inner, {step, loader.state(), o.seed});
+    ckpt.save(model, *inner, {step, loader.state(), o.seed}, precision.loss_scaler());
   result.steps = step;
+  result.skipped_steps = precision.skipped_steps();
+  if (log && o.precision == Precision::F16)
+    *log << "fp16: " << precision.skipped_steps() << " steps skipped for overflow, final loss scale "
+         << precision.loss_scale() << "\n";
   const double global_tokens = metric_average(rt, static_cast<double>(meter.measured_local_items()), "train.tokens") * rt.size();
   result.tokens_per_sec = meter.total_rate(static_cast<int64_t>(std::llround(global_tokens)));
   if (log) meter.print_total(*log, result.tokens_per_sec);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "collectives/runtime.h"
+#include "examples/common/precision.h"
 
 namespace kolo::examples {
 
@@ -35,6 +36,7 @@ struct TransformerRunOptions {
   double clip_norm = 0.0;
   double label_smoothing = 0.1;
   bool sparse_as_dense = false;
+  Precision precision = Precision::F32;  // bf16/fp16: low-precision model, f32 master weights
   std::string device = "auto";
   int64_t display_every = 50;
   std::string checkpoint_dir;
@@ -54,6 +56,7 @@ struct TransformerRunResult {
   double bleu = -1;             // held-out BLEU (0..100); -1 when not evaluated
   bool diverged = false;        // a non-finite loss stopped training
   int64_t steps = 0;
+  int64_t skipped_steps = 0;    // fp16: steps skipped for overflow
 };
 
 // Collective over the runtime's ranks.

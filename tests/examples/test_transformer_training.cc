@@ -1,5 +1,6 @@
 // Transformer training under mpirun -np 2: a held-out sequence-reversal task learned to BLEU >= 90, warmup
-// making the difference at a high learning rate, and a resumed run reproducing the uninterrupted loss curve.
+// making the difference at a high learning rate, and a resumed run reproducing the uninterrupted loss curve
+// (also with dropout, whose generators travel in the checkpoint, and in bf16 with f32 master weights).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -72,15 +73,16 @@ TEST(TransformerTraining, WarmupMattersAtHighLearningRate) {
   EXPECT_GT(warm.bleu, cold.diverged ? 0.0 : cold.bleu + 10.0);
 }
 
-TEST(TransformerTraining, ResumeGivesTheSameLossCurve) {
-  TransformerRunOptions o = reverse_options();
+// Runs `o` for 12 steps uninterrupted, then 5 steps (checkpoint) + a resumed run to 12, and returns both
+// loss curves (the second concatenated).
+std::pair<std::vector<double>, std::vector<double>> full_and_resumed(TransformerRunOptions o, const std::string& tag) {
   o.train_sentences = 2000;
   o.test_sentences = 8;
   o.steps = 12;
   o.print = false;
   const TransformerRunResult full = run_transformer(*g_runtime, o);
 
-  kolo::testing::ScratchDir dir("transformer_resume");
+  kolo::testing::ScratchDir dir(tag);
   o.checkpoint_dir = dir.path();
   o.checkpoint_every = 5;
   o.steps = 5;
@@ -88,11 +90,48 @@ TEST(TransformerTraining, ResumeGivesTheSameLossCurve) {
   o.steps = 12;
   o.resume = true;
   const TransformerRunResult second = run_transformer(*g_runtime, o);
-  ASSERT_EQ(first.losses.size() + second.losses.size(), full.losses.size());
-  for (size_t i = 0; i < full.losses.size(); ++i) {
-    const double got = i < first.losses.size() ? first.losses[i] : second.losses[i - first.losses.size()];
-    EXPECT_EQ(got, full.losses[i]) << "step " << i << " on rank " << g_runtime->rank();
-  }
+  std::vector<double> resumed = first.losses;
+  resumed.insert(resumed.end(), second.losses.begin(), second.losses.end());
+  return {full.losses, resumed};
+}
+
+void expect_same_curve(const std::vector<double>& full, const std::vector<double>& resumed) {
+  ASSERT_EQ(resumed.size(), full.size());
+  for (size_t i = 0; i < full.size(); ++i)
+    EXPECT_EQ(resumed[i], full[i]) << "step " << i << " on rank " << g_runtime->rank();
+}
+
+TEST(TransformerTraining, ResumeGivesTheSameLossCurve) {
+  auto [full, resumed] = full_and_resumed(reverse_options(), "transformer_resume");
+  expect_same_curve(full, resumed);
+}
+
+// Dropout masks come from the model's generators: the resumed run must continue their streams where the
+// checkpoint left them, or the curves part at step 6. The dropout-free curve differs from this one, so
+// dropout is really active.
+TEST(TransformerTraining, ResumeWithDropoutGivesTheSameLossCurve) {
+  TransformerRunOptions o = reverse_options();
+  o.dropout = 0.3;
+  auto [full, resumed] = full_and_resumed(o, "transformer_resume_dropout");
+  expect_same_curve(full, resumed);
+  o.dropout = 0.0;
+  o.train_sentences = 2000;
+  o.test_sentences = 8;
+  o.steps = 12;
+  o.print = false;
+  const TransformerRunResult plain = run_transformer(*g_runtime, o);
+  EXPECT_NE(plain.losses, full) << "dropout 0.3 changed nothing";
+}
+
+// bf16 with f32 master weights and dropout: the checkpoint's masters (not the rounded bf16 parameters)
+// carry the state, so the resumed curve is again identical.
+TEST(TransformerTraining, Bf16ResumeWithDropoutGivesTheSameLossCurve) {
+  TransformerRunOptions o = reverse_options();
+  o.dropout = 0.3;
+  o.precision = Precision::BF16;
+  auto [full, resumed] = full_and_resumed(o, "transformer_resume_bf16");
+  expect_same_curve(full, resumed);
+  EXPECT_LT(full.back(), full.front()) << "bf16 training did not lower the loss";
 }
 
 }  // namespace
