@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Merges conv_matmul_bench (kolo) and torch_conv_matmul.py outputs: best ms per row over rounds, as markdown.
+"""Merges conv_matmul_bench (kolo) and torch_conv_matmul.py outputs (conv2d, matmul, attn rows): best ms per row over rounds, as markdown.
 
 Usage: compare.py KOLO_OUT... -- TORCH_OUT...
 """
@@ -11,7 +11,7 @@ def best(paths):
     for p in paths:
         for line in open(p):
             f = line.split()
-            if len(f) == 7 and f[0] in ("conv2d", "matmul"):
+            if len(f) == 7 and f[0] in ("conv2d", "matmul", "attn"):
                 key, ms = tuple(f[:5]), float(f[5])
                 rows[key] = min(ms, rows.get(key, ms))
     return rows

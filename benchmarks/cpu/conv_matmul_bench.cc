@@ -1,6 +1,8 @@
-// CPU conv2d and matmul throughput of kolo, case by case from shapes.txt; torch_conv_matmul.py times the
-// same cases with PyTorch, and run.sh runs both with the same thread count. One line per case and mode:
-// op, case, dtype, layout, mode (fwd or fwd+bwd), milliseconds per iteration (median of repeats), GFLOP/s.
+// CPU conv2d, matmul and attention throughput of kolo, case by case from shapes.txt; torch_conv_matmul.py
+// times the same cases with PyTorch, and run.sh runs both with the same thread count. One line per case and
+// mode: op, case, dtype, layout, mode (fwd or fwd+bwd), milliseconds per iteration (median of repeats),
+// GFLOP/s (attention counts the full QK^T and PV products, 4*B*H*Tq*Tk*D forward, though a causal mask lets
+// an implementation skip half).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -13,6 +15,7 @@
 #include "core/ops/conv.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/linalg.h"
+#include "core/ops/nn.h"
 
 using namespace kolo;
 
@@ -87,6 +90,42 @@ void bench_matmul(const std::string& name, std::istringstream& ls) {
   }
 }
 
+// The padding case masks the last 4*(b % 4) keys of sequence b (lengths T, T-4, T-8, T-12), as a batch of
+// sentences of different lengths.
+Tensor attention_mask(const std::string& kind, int64_t b, int64_t tq, int64_t tk) {
+  if (kind == "causal") return causal_mask(tq);
+  std::vector<float> keep(static_cast<size_t>(b * tk));
+  for (int64_t i = 0; i < b; ++i)
+    for (int64_t j = 0; j < tk; ++j) keep[i * tk + j] = j < tk - 4 * (i % 4) ? 1.0f : 0.0f;
+  return padding_mask(Tensor::from_vector(keep, {b, tk}));
+}
+
+void bench_attention(const std::string& name, std::istringstream& ls) {
+  int64_t b, h, tq, tk, d;
+  std::string kind;
+  ls >> b >> h >> tq >> tk >> d >> kind;
+  const double fwd_flops = 4.0 * b * h * tq * tk * d;
+  Generator gen(3);
+  Tensor q = Tensor::randn({b, h, tq, d}, gen), k = Tensor::randn({b, h, tk, d}, gen);
+  Tensor v = Tensor::randn({b, h, tk, d}, gen);
+  const Tensor mask = attention_mask(kind, b, tq, tk);
+  {
+    NoGradGuard ng;
+    report("attn", name, "f32", kind == "causal" ? "caus" : "pad", "fwd",
+           time_ms([&] { scaled_dot_product_attention(q, k, v, mask); }), fwd_flops);
+  }
+  Tensor qg = q.detach().set_requires_grad(true), kg = k.detach().set_requires_grad(true);
+  Tensor vg = v.detach().set_requires_grad(true);
+  Tensor dy = Tensor::randn({b, h, tq, d}, gen);
+  report("attn", name, "f32", kind == "causal" ? "caus" : "pad", "fwd+bwd", time_ms([&] {
+           qg.zero_grad();
+           kg.zero_grad();
+           vg.zero_grad();
+           scaled_dot_product_attention(qg, kg, vg, mask).backward(dy);
+         }),
+         3 * fwd_flops);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -103,6 +142,7 @@ int main(int argc, char** argv) {
     if (!(ls >> op >> name) || op[0] == '#') continue;
     if (op == "conv") bench_conv(name, ls);
     else if (op == "matmul") bench_matmul(name, ls);
+    else if (op == "attn") bench_attention(name, ls);
   }
   return 0;
 }

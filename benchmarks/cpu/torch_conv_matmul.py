@@ -1,6 +1,9 @@
 #!/usr/bin/python3
 """Times the cases of shapes.txt with PyTorch CPU, printing the same columns as conv_matmul_bench (kolo).
 
+Attention: F.scaled_dot_product_attention where this torch has it (2.0 on), else the explicit
+softmax(q k^T * scale + mask) v that nn.MultiheadAttention computes (torch 1.13, Debian 12's python3-torch).
+
 Threads: torch.set_num_threads(OMP_NUM_THREADS) so both sides use the same count (run.sh sets it).
 """
 import os
@@ -62,11 +65,47 @@ def bench_matmul(name, b, m, k, n):
             report("matmul", name, dn, "-", "fwd", time_ms(lambda: torch.matmul(x, y)), 2.0 * b * m * k * n)
 
 
+def attention_mask(kind, b, tq, tk):
+    """Additive mask as conv_matmul_bench builds it: causal [T, T], or the last 4*(b % 4) keys of sequence b."""
+    if kind == "causal":
+        return torch.full((tq, tk), float("-inf")).triu(1)
+    lengths = torch.tensor([tk - 4 * (i % 4) for i in range(b)])
+    pad = torch.arange(tk)[None, :] >= lengths[:, None]
+    return torch.zeros(b, 1, 1, tk).masked_fill(pad[:, None, None, :], float("-inf"))
+
+
+def sdpa(q, k, v, mask):
+    if hasattr(F, "scaled_dot_product_attention"):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    scores = torch.matmul(q, k.transpose(-2, -1)) * (q.shape[-1] ** -0.5) + mask
+    return torch.matmul(torch.softmax(scores, dim=-1), v)
+
+
+def bench_attention(name, b, h, tq, tk, d, kind):
+    flops = 4.0 * b * h * tq * tk * d
+    q, k, v = torch.randn(b, h, tq, d), torch.randn(b, h, tk, d), torch.randn(b, h, tk, d)
+    mask = attention_mask(kind, b, tq, tk)
+    layout = "caus" if kind == "causal" else "pad"
+    with torch.no_grad():
+        report("attn", name, "f32", layout, "fwd", time_ms(lambda: sdpa(q, k, v, mask)), flops)
+    qg, kg, vg = q.clone().requires_grad_(), k.clone().requires_grad_(), v.clone().requires_grad_()
+    dy = torch.randn(b, h, tq, d)
+
+    def step():
+        qg.grad = kg.grad = vg.grad = None
+        sdpa(qg, kg, vg, mask).backward(dy)
+
+    report("attn", name, "f32", layout, "fwd+bwd", time_ms(step), 3 * flops)
+
+
 path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "shapes.txt")
 print("%-7s %-14s %-5s %-5s %-8s %10s %10s" % ("op", "case", "dtype", "lay", "mode", "ms", "GFLOP/s"))
 for line in open(path):
     parts = line.split()
     if not parts or parts[0].startswith("#"):
+        continue
+    if parts[0] == "attn":
+        bench_attention(parts[1], *[int(v) for v in parts[2:7]], parts[7])
         continue
     args = [int(v) for v in parts[2:]]
     if parts[0] == "conv":
