@@ -1,8 +1,10 @@
 // Training-mode batch norm on the GPU against the CPU op: the channels-last kernels (bn_nhwc.cu) on vector and
 // scalar paths (channel counts divisible by the vector width or not), many row blocks, running statistics,
-// and the cuDNN path for NCHW; values, running statistics and all three gradients.
+// and the cuDNN path for NCHW; values, running statistics and all three gradients. The fused batch norm
+// (+ residual) + ReLU ops against the CPU's, on the fused channels-last kernels and the NCHW fallback.
 #include <gtest/gtest.h>
 
+#include "core/ops/batch_norm_act.h"
 #include "core/ops/conv.h"
 #include "tests/gpu/gpu_test_util.h"
 
@@ -49,6 +51,42 @@ TEST_F(GpuBatchNorm, TrainingMatchesCpu) {
       EXPECT_LE(relative_error(xg.grad().to(DType::F64), xc.grad()), gtol) << what << " dx";
       EXPECT_LE(relative_error(wg.grad().to(DType::F64), wc.grad()), gtol) << what << " dw";
       EXPECT_LE(relative_error(bg.grad().to(DType::F64), bcpu.grad()), gtol) << what << " db";
+    }
+  }
+}
+
+TEST_F(GpuBatchNorm, FusedReluAndResidualMatchCpu) {
+  const BnCase cases[] = {{{4, 9, 11, 64}, true}, {{3, 5, 7, 5}, true}, {{2, 6, 5, 7}, false}};
+  for (DType t : {DType::F32, DType::BF16}) {
+    for (const BnCase& bc : cases) {
+      for (bool with_residual : {false, true}) {
+        const int64_t c = bc.channels_last ? bc.shape.back() : bc.shape[1];
+        const std::string what = std::string(dtype_name(t)) + " " + shape_str(bc.shape) +
+                                 (bc.channels_last ? " nhwc" : " nchw") + (with_residual ? " +residual" : "");
+        Tensor x = random_cpu(bc.shape, t, -1.0, 1.0, 31), r = random_cpu(bc.shape, t, -1.0, 1.0, 32);
+        Tensor w = random_cpu({c}, t, 0.5, 1.5, 33), b = random_cpu({c}, t, -0.5, 0.5, 34);
+        Tensor rmc = Tensor::zeros({c}, t), rvc = Tensor::ones({c}, t);
+        Tensor rmg = rmc.to(gpu()), rvg = rvc.to(gpu());
+        Tensor xc = x.detach().set_requires_grad(true), wc = w.detach().set_requires_grad(true),
+               bcpu = b.detach().set_requires_grad(true), rc = r.detach().set_requires_grad(true);
+        Tensor xg = x.to(gpu()).set_requires_grad(true), wg = w.to(gpu()).set_requires_grad(true),
+               bg = b.to(gpu()).set_requires_grad(true), rg = r.to(gpu()).set_requires_grad(true);
+        Tensor yc = with_residual ? batch_norm_add_relu(xc, rc, wc, bcpu, rmc, rvc, true, 0.1, 1e-5, bc.channels_last)
+                                  : batch_norm_relu(xc, wc, bcpu, rmc, rvc, true, 0.1, 1e-5, bc.channels_last);
+        Tensor yg = with_residual ? batch_norm_add_relu(xg, rg, wg, bg, rmg, rvg, true, 0.1, 1e-5, bc.channels_last)
+                                  : batch_norm_relu(xg, wg, bg, rmg, rvg, true, 0.1, 1e-5, bc.channels_last);
+        const double tol = t == DType::F32 ? 1e-5 : 2 * tolerance(t);
+        EXPECT_LE(relative_error(yg, yc), tol) << what << " y";
+        EXPECT_LE(relative_error(rvg, rvc), tol) << what << " running var";
+        Tensor gy = random_cpu(yc.shape(), t, -1.0, 1.0, 35);
+        yc.backward(gy);
+        yg.backward(gy.to(gpu()));
+        const double gtol = t == DType::F32 ? 1e-4 : 4 * tolerance(t);
+        EXPECT_LE(relative_error(xg.grad(), xc.grad()), gtol) << what << " dx";
+        EXPECT_LE(relative_error(wg.grad(), wc.grad()), gtol) << what << " dw";
+        EXPECT_LE(relative_error(bg.grad(), bcpu.grad()), gtol) << what << " db";
+        if (with_residual) EXPECT_LE(relative_error(rg.grad(), rc.grad()), gtol) << what << " dresidual";
+      }
     }
   }
 }

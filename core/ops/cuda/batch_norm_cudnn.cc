@@ -10,7 +10,9 @@
 #include "core/ops/cuda/cuda_tensor.h"
 #include "core/ops/cuda/cudnn_common.h"
 #include "core/ops/kernels/basic.h"
+#include "core/ops/kernels/batch_norm_act.h"
 #include "core/ops/kernels/conv.h"
+#include "core/ops/kernels/elementwise.h"
 
 namespace kolo {
 namespace {
@@ -103,7 +105,7 @@ void cuda_batch_norm_fwd(const Tensor& x, const Tensor& weight, const Tensor& bi
     cuda::launch_bn_nhwc_forward(x.dtype(), shape, x.data_ptr(), dtype_or(weight, dtype_or(bias, x.dtype())),
                                  ptr_or_null(weight), ptr_or_null(bias), dtype_or(running_mean, x.dtype()),
                                  mut_ptr_or_null(running_mean), mut_ptr_or_null(running_var), momentum, eps,
-                                 y.data_ptr(), save_mean.data<float>(), save_invstd.data<float>(), ws.get(),
+                                 nullptr, false, y.data_ptr(), save_mean.data<float>(), save_invstd.data<float>(), ws.get(),
                                  ctx.stream());
     return;
   }
@@ -155,9 +157,9 @@ void cuda_batch_norm_bwd(const Tensor& dy, const Tensor& x, const Tensor& weight
       (!dbias.defined() || dbias.dtype() == pt)) {
     const cuda::BnNhwcShape shape{l.n, l.c};
     cuda::DeviceScratch ws(ctx.device(), std::max<size_t>(cuda::bn_nhwc_workspace_bytes(shape), 16));
-    cuda::launch_bn_nhwc_backward(x.dtype(), shape, dy.data_ptr(), x.data_ptr(), pt, ptr_or_null(weight),
+    cuda::launch_bn_nhwc_backward(x.dtype(), shape, dy.data_ptr(), nullptr, x.data_ptr(), pt, ptr_or_null(weight),
                                   save_mean.data<float>(), save_invstd.data<float>(), mut_ptr_or_null(dx),
-                                  mut_ptr_or_null(dweight), mut_ptr_or_null(dbias), ws.get(), ctx.stream());
+                                  mut_ptr_or_null(dweight), mut_ptr_or_null(dbias), nullptr, ws.get(), ctx.stream());
     return;
   }
   cudnnHandle_t h = cuda::cudnn_handle(ctx.device(), ctx.stream());
@@ -179,9 +181,63 @@ void cuda_batch_norm_bwd(const Tensor& dy, const Tensor& x, const Tensor& weight
     cuda::launch_channel_convert(dbias.dtype(), dbias.data_ptr(), st, gb.data_ptr(), l.c, ctx.stream());
 }
 
+// relu(bn(x) [+ residual]): one fused pass on the channels-last kernels, else batch norm then add and ReLU in place.
+void cuda_batch_norm_act_fwd(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& residual,
+                             Tensor& running_mean, Tensor& running_var, bool training, double momentum, double eps,
+                             bool channels_last, Tensor& y, Tensor& save_mean, Tensor& save_invstd) {
+  const char* op = "batch_norm_act";
+  cuda::KernelContext ctx(op, {&x, &y, &save_mean, &save_invstd});
+  if (training && use_nhwc_kernels(x, channels_last, {&weight, &bias, &running_mean, &running_var, &residual}) &&
+      dtype_or(weight, x.dtype()) == dtype_or(bias, dtype_or(weight, x.dtype())) &&
+      dtype_or(running_mean, x.dtype()) == dtype_or(running_var, x.dtype()) &&
+      dtype_or(residual, x.dtype()) == x.dtype()) {
+    KOLO_CHECK(running_mean.defined() == running_var.defined(), op,
+               ": running mean and variance must both be given or both be absent");
+    const BnLayout l = layout_of(x, channels_last, op);
+    const cuda::BnNhwcShape shape{l.n, l.c};
+    cuda::DeviceScratch ws(ctx.device(), std::max<size_t>(cuda::bn_nhwc_workspace_bytes(shape), 16));
+    cuda::launch_bn_nhwc_forward(x.dtype(), shape, x.data_ptr(), dtype_or(weight, dtype_or(bias, x.dtype())),
+                                 ptr_or_null(weight), ptr_or_null(bias), dtype_or(running_mean, x.dtype()),
+                                 mut_ptr_or_null(running_mean), mut_ptr_or_null(running_var), momentum, eps,
+                                 ptr_or_null(residual), true, y.data_ptr(), save_mean.data<float>(),
+                                 save_invstd.data<float>(), ws.get(), ctx.stream());
+    return;
+  }
+  cuda_batch_norm_fwd(x, weight, bias, running_mean, running_var, training, momentum, eps, channels_last, y,
+                      save_mean, save_invstd);
+  if (residual.defined()) binary_kernel()(x.device())(BinaryOp::Add, y, residual, y);
+  unary_kernel()(x.device())(UnaryOp::Relu, y, y);
+}
+
+void cuda_batch_norm_act_bwd(const Tensor& dy, const Tensor& y, const Tensor& x, const Tensor& weight,
+                             const Tensor& save_mean, const Tensor& save_invstd, bool training, bool channels_last,
+                             Tensor& dx, Tensor& dweight, Tensor& dbias, Tensor& dresidual) {
+  const char* op = "batch_norm_act backward";
+  cuda::KernelContext ctx(op, {&dy, &y, &x, &save_mean, &save_invstd});
+  const DType pt = dtype_or(weight, x.dtype());
+  if (training && use_nhwc_kernels(x, channels_last, {&weight}) && (!dweight.defined() || dweight.dtype() == pt) &&
+      (!dbias.defined() || dbias.dtype() == pt)) {
+    const BnLayout l = layout_of(x, channels_last, op);
+    const cuda::BnNhwcShape shape{l.n, l.c};
+    cuda::DeviceScratch ws(ctx.device(), std::max<size_t>(cuda::bn_nhwc_workspace_bytes(shape), 16));
+    cuda::launch_bn_nhwc_backward(x.dtype(), shape, dy.data_ptr(), y.data_ptr(), x.data_ptr(), pt,
+                                  ptr_or_null(weight), save_mean.data<float>(), save_invstd.data<float>(),
+                                  mut_ptr_or_null(dx), mut_ptr_or_null(dweight), mut_ptr_or_null(dbias),
+                                  mut_ptr_or_null(dresidual), ws.get(), ctx.stream());
+    return;
+  }
+  // The ReLU mask from the output: y > 0 exactly where its input was > 0.
+  Tensor dz = Tensor::empty(dy.shape(), dy.dtype(), dy.device());
+  unary_backward_kernel()(x.device())(UnaryOp::Relu, dy, y, y, dz);
+  if (dresidual.defined()) copy_kernel()(x.device())(dresidual, dz);
+  cuda_batch_norm_bwd(dz, x, weight, save_mean, save_invstd, training, channels_last, dx, dweight, dbias);
+}
+
 }  // namespace
 
 KOLO_REGISTER_KERNEL(batch_norm_fwd, CUDA, cuda_batch_norm_fwd);
 KOLO_REGISTER_KERNEL(batch_norm_bwd, CUDA, cuda_batch_norm_bwd);
+KOLO_REGISTER_KERNEL(batch_norm_act_fwd, CUDA, cuda_batch_norm_act_fwd);
+KOLO_REGISTER_KERNEL(batch_norm_act_bwd, CUDA, cuda_batch_norm_act_bwd);
 
 }  // namespace kolo

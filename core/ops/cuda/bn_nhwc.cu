@@ -40,7 +40,7 @@ __device__ __forceinline__ float rows_seen(int64_t rows, int64_t start, int64_t 
   return start < rows ? static_cast<float>((rows - 1 - start) / stride + 1) : 0.0f;
 }
 
-// Per-block Welford statistics of V channels per thread, merged over threadIdx.y in order.
+// Per-block statistics of V channels per thread, merged over threadIdx.y in order (Chan et al.'s update).
 template <typename T, int V>
 __global__ void stats_partial_kernel(const T* x, int64_t rows, int64_t c, float* part_mean, float* part_m2) {
   extern __shared__ float smem[];
@@ -50,22 +50,34 @@ __global__ void stats_partial_kernel(const T* x, int64_t rows, int64_t c, float*
   const int64_t vcol = static_cast<int64_t>(blockIdx.x) * tx + threadIdx.x;
   const bool active = vcol < c / V;
   const int64_t stride = static_cast<int64_t>(gridDim.y) * ty;
+  // Sums shifted by the thread's first value (no division per element, and no cancellation as long as the
+  // shift is near the mean), turned into (mean, m2) for the ordered merge.
   float mean[V], m2[V];
 #pragma unroll
   for (int k = 0; k < V; ++k) mean[k] = m2[k] = 0.0f;
-  if (active) {
-    float n = 0.0f;
-    for (int64_t r = static_cast<int64_t>(blockIdx.y) * ty + threadIdx.y; r < rows; r += stride) {
+  const int64_t first = static_cast<int64_t>(blockIdx.y) * ty + threadIdx.y;
+  if (active && first < rows) {
+    float shift[V], s1[V], s2[V];
+    const Vec<T, V> v0 = reinterpret_cast<const Vec<T, V>*>(x + first * c)[vcol];
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      shift[k] = convert<float>(v0.v[k]);
+      s1[k] = s2[k] = 0.0f;
+    }
+    for (int64_t r = first + stride; r < rows; r += stride) {
       const Vec<T, V> v = reinterpret_cast<const Vec<T, V>*>(x + r * c)[vcol];
-      n += 1.0f;
-      const float inv = 1.0f / n;
 #pragma unroll
       for (int k = 0; k < V; ++k) {
-        const float xv = convert<float>(v.v[k]);
-        const float d = xv - mean[k];
-        mean[k] += d * inv;
-        m2[k] += d * (xv - mean[k]);
+        const float d = convert<float>(v.v[k]) - shift[k];
+        s1[k] += d;
+        s2[k] = fmaf(d, d, s2[k]);
       }
+    }
+    const float n = rows_seen(rows, first, stride);
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      mean[k] = shift[k] + s1[k] / n;
+      m2[k] = fmaxf(s2[k] - s1[k] * s1[k] / n, 0.0f);
     }
   }
   const int slot = (threadIdx.y * tx + threadIdx.x) * V;
@@ -98,67 +110,108 @@ __global__ void stats_partial_kernel(const T* x, int64_t rows, int64_t c, float*
   }
 }
 
-// Merges the gy partials of each channel; writes the saved statistics, the running statistics and the
-// apply pass's scale/shift.
+// The final passes merge the gy partials of each channel with a 32 x 32 block: threadIdx.x picks the channel
+// (coalesced reads of a partial row), threadIdx.y strides over the partials, then row 0 merges the 32 lanes
+// in order. A thread walking all gy partials alone was latency-bound (~0.3 ms per call at gy = 528).
+constexpr int kFinalLanes = 32;
+
+struct Moments {
+  float n, mean, m2;
+};
+
+__device__ __forceinline__ Moments merge(Moments a, Moments b) {
+  if (b.n == 0.0f) return a;
+  const float n = a.n + b.n, d = b.mean - a.mean;
+  return {n, a.mean + d * b.n / n, a.m2 + b.m2 + d * d * a.n * b.n / n};
+}
+
+// Writes the saved statistics, the running statistics and the apply pass's scale/shift.
 template <typename P, typename R>
 __global__ void stats_final_kernel(int64_t rows, int64_t c, int gy, int ty, const float* part_mean,
                                    const float* part_m2, const P* w, const P* b, R* rmean, R* rvar, float momentum,
                                    float eps, float* save_mean, float* save_invstd, float* scale, float* shift) {
+  __shared__ Moments lanes[kFinalLanes][kFinalLanes + 1];
+  const int64_t ch = static_cast<int64_t>(blockIdx.x) * kFinalLanes + threadIdx.x;
   const int64_t stride_rows = static_cast<int64_t>(gy) * ty;
-  for (int64_t ch = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; ch < c;
-       ch += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    float n = 0.0f, mean = 0.0f, m2 = 0.0f;
-    for (int j = 0; j < gy; ++j) {
+  Moments m{0.0f, 0.0f, 0.0f};
+  if (ch < c) {
+    for (int j = threadIdx.y; j < gy; j += kFinalLanes) {
       // Rows seen by block-row j: ty per full stride of the grid, plus its share of the last partial stride.
       const int64_t tail = rows % stride_rows - static_cast<int64_t>(j) * ty;
       const float nb = static_cast<float>((rows / stride_rows) * ty + (tail < 0 ? 0 : tail > ty ? ty : tail));
-      if (nb == 0.0f) continue;
-      const float mb = part_mean[j * c + ch], m2b = part_m2[j * c + ch];
-      const float nab = n + nb;
-      const float d = mb - mean;
-      mean += d * nb / nab;
-      m2 += m2b + d * d * n * nb / nab;
-      n = nab;
+      m = merge(m, {nb, part_mean[j * c + ch], part_m2[j * c + ch]});
     }
-    const float var = m2 / static_cast<float>(rows);
-    const float invstd = rsqrtf(var + eps);
-    save_mean[ch] = mean;
-    save_invstd[ch] = invstd;
-    if (rmean) {
-      const float unbiased = m2 / static_cast<float>(rows - 1);
-      rmean[ch] = convert<R>((1.0f - momentum) * convert<float>(rmean[ch]) + momentum * mean);
-      rvar[ch] = convert<R>((1.0f - momentum) * convert<float>(rvar[ch]) + momentum * unbiased);
-    }
-    const float sc = invstd * (w ? convert<float>(w[ch]) : 1.0f);
-    scale[ch] = sc;
-    shift[ch] = (b ? convert<float>(b[ch]) : 0.0f) - mean * sc;
   }
+  lanes[threadIdx.y][threadIdx.x] = m;
+  __syncthreads();
+  if (threadIdx.y != 0 || ch >= c) return;
+  for (int j = 1; j < kFinalLanes; ++j) m = merge(m, lanes[j][threadIdx.x]);
+  const float var = m.m2 / static_cast<float>(rows);
+  const float invstd = rsqrtf(var + eps);
+  save_mean[ch] = m.mean;
+  save_invstd[ch] = invstd;
+  if (rmean) {
+    const float unbiased = m.m2 / static_cast<float>(rows - 1);
+    rmean[ch] = convert<R>((1.0f - momentum) * convert<float>(rmean[ch]) + momentum * m.mean);
+    rvar[ch] = convert<R>((1.0f - momentum) * convert<float>(rvar[ch]) + momentum * unbiased);
+  }
+  const float sc = invstd * (w ? convert<float>(w[ch]) : 1.0f);
+  scale[ch] = sc;
+  shift[ch] = (b ? convert<float>(b[ch]) : 0.0f) - m.mean * sc;
 }
 
-// out = a * in + (in2 ? b * in2 : 0) + d per channel, over [rows, c] flattened into V-wide vectors.
+// y = relu?(round(x * scale + shift) [+ residual]) over [rows, c] flattened into V-wide vectors. The batch-norm
+// result is rounded to T before the residual add, as the unfused composite does.
 template <typename T, int V>
-__global__ void channel_affine_kernel(int64_t vectors, int64_t c, const T* in, const T* in2, const float* a,
-                                      const float* b, const float* d, T* out) {
+__global__ void apply_kernel(int64_t vectors, int64_t c, const T* x, const T* residual, bool relu,
+                             const float* scale, const float* shift, T* y) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < vectors;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t ch0 = (i * V) % c;
-    const Vec<T, V> u = reinterpret_cast<const Vec<T, V>*>(in)[i];
-    Vec<T, V> u2;
-    if (in2) u2 = reinterpret_cast<const Vec<T, V>*>(in2)[i];
+    const Vec<T, V> u = reinterpret_cast<const Vec<T, V>*>(x)[i];
+    Vec<T, V> r;
+    if (residual) r = reinterpret_cast<const Vec<T, V>*>(residual)[i];
     Vec<T, V> o;
 #pragma unroll
     for (int k = 0; k < V; ++k) {
-      float r = a[ch0 + k] * convert<float>(u.v[k]) + d[ch0 + k];
-      if (in2) r += b[ch0 + k] * convert<float>(u2.v[k]);
-      o.v[k] = convert<T>(r);
+      float v = convert<float>(convert<T>(fmaf(scale[ch0 + k], convert<float>(u.v[k]), shift[ch0 + k])));
+      if (residual) v = convert<float>(convert<T>(v + convert<float>(r.v[k])));
+      o.v[k] = convert<T>(relu ? fmaxf(v, 0.0f) : v);
     }
-    reinterpret_cast<Vec<T, V>*>(out)[i] = o;
+    reinterpret_cast<Vec<T, V>*>(y)[i] = o;
   }
 }
 
-// Per-block sums of dy and dy * (x - mean) for V channels per thread, merged over threadIdx.y in order.
+// dz = dy masked by y > 0 when y is given (the ReLU's gradient), else dy; dx = a*dz + bx*x + d per channel;
+// dresidual = dz when requested.
 template <typename T, int V>
-__global__ void grad_partial_kernel(const T* dy, const T* x, const float* mean, int64_t rows, int64_t c,
+__global__ void dx_kernel(int64_t vectors, int64_t c, const T* dy, const T* y, const T* x, const float* a,
+                          const float* bx, const float* d, T* dx, T* dresidual) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < vectors;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t ch0 = (i * V) % c;
+    Vec<T, V> g = reinterpret_cast<const Vec<T, V>*>(dy)[i];
+    if (y) {
+      const Vec<T, V> m = reinterpret_cast<const Vec<T, V>*>(y)[i];
+#pragma unroll
+      for (int k = 0; k < V; ++k)
+        if (!(convert<float>(m.v[k]) > 0.0f)) g.v[k] = convert<T>(0.0f);
+      if (dresidual) reinterpret_cast<Vec<T, V>*>(dresidual)[i] = g;
+    }
+    if (!dx) continue;
+    const Vec<T, V> u = reinterpret_cast<const Vec<T, V>*>(x)[i];
+    Vec<T, V> o;
+#pragma unroll
+    for (int k = 0; k < V; ++k)
+      o.v[k] = convert<T>(a[ch0 + k] * convert<float>(g.v[k]) + bx[ch0 + k] * convert<float>(u.v[k]) + d[ch0 + k]);
+    reinterpret_cast<Vec<T, V>*>(dx)[i] = o;
+  }
+}
+
+// Per-block sums of dz and dz * (x - mean) for V channels per thread (dz = dy, masked by y > 0 when y is
+// given), merged over threadIdx.y in order.
+template <typename T, int V>
+__global__ void grad_partial_kernel(const T* dy, const T* y, const T* x, const float* mean, int64_t rows, int64_t c,
                                     float* part_dy, float* part_dyx) {
   extern __shared__ float smem[];
   const int tx = blockDim.x, ty = blockDim.y;
@@ -176,9 +229,11 @@ __global__ void grad_partial_kernel(const T* dy, const T* x, const float* mean, 
     for (int64_t r = static_cast<int64_t>(blockIdx.y) * ty + threadIdx.y; r < rows; r += stride) {
       const Vec<T, V> g = reinterpret_cast<const Vec<T, V>*>(dy + r * c)[vcol];
       const Vec<T, V> v = reinterpret_cast<const Vec<T, V>*>(x + r * c)[vcol];
+      Vec<T, V> m;
+      if (y) m = reinterpret_cast<const Vec<T, V>*>(y + r * c)[vcol];
 #pragma unroll
       for (int k = 0; k < V; ++k) {
-        const float gv = convert<float>(g.v[k]);
+        const float gv = y && !(convert<float>(m.v[k]) > 0.0f) ? 0.0f : convert<float>(g.v[k]);
         sdy[k] += gv;
         sdyx[k] += gv * (convert<float>(v.v[k]) - mu[k]);
       }
@@ -214,24 +269,37 @@ template <typename P>
 __global__ void grad_final_kernel(int64_t rows, int64_t c, int gy, const float* part_dy, const float* part_dyx,
                                   const P* w, const float* mean, const float* invstd, P* dweight, P* dbias,
                                   float* a, float* bx, float* d) {
-  for (int64_t ch = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; ch < c;
-       ch += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    float sdy = 0.0f, sdyx = 0.0f;
-    for (int j = 0; j < gy; ++j) {
+  __shared__ float lane_dy[kFinalLanes][kFinalLanes + 1];
+  __shared__ float lane_dyx[kFinalLanes][kFinalLanes + 1];
+  const int64_t ch = static_cast<int64_t>(blockIdx.x) * kFinalLanes + threadIdx.x;
+  float sdy = 0.0f, sdyx = 0.0f;
+  if (ch < c) {
+    for (int j = threadIdx.y; j < gy; j += kFinalLanes) {
       sdy += part_dy[j * c + ch];
       sdyx += part_dyx[j * c + ch];
     }
-    const float is = invstd[ch];
-    if (dbias) dbias[ch] = convert<P>(sdy);
-    if (dweight) dweight[ch] = convert<P>(sdyx * is);
-    const float wa = (w ? convert<float>(w[ch]) : 1.0f) * is;
-    const float m = static_cast<float>(rows);
-    const float bcoef = -wa * is * is * sdyx / m;
-    a[ch] = wa;
-    bx[ch] = bcoef;
-    d[ch] = -wa * sdy / m - bcoef * mean[ch];
   }
+  lane_dy[threadIdx.y][threadIdx.x] = sdy;
+  lane_dyx[threadIdx.y][threadIdx.x] = sdyx;
+  __syncthreads();
+  if (threadIdx.y != 0 || ch >= c) return;
+  for (int j = 1; j < kFinalLanes; ++j) {
+    sdy += lane_dy[j][threadIdx.x];
+    sdyx += lane_dyx[j][threadIdx.x];
+  }
+  const float is = invstd[ch];
+  if (dbias) dbias[ch] = convert<P>(sdy);
+  if (dweight) dweight[ch] = convert<P>(sdyx * is);
+  const float wa = (w ? convert<float>(w[ch]) : 1.0f) * is;
+  const float m = static_cast<float>(rows);
+  const float bcoef = -wa * is * is * sdyx / m;
+  a[ch] = wa;
+  bx[ch] = bcoef;
+  d[ch] = -wa * sdy / m - bcoef * mean[ch];
 }
+
+dim3 final_grid(int64_t c) { return dim3(static_cast<unsigned>(ceil_div(c, kFinalLanes))); }
+dim3 final_block() { return dim3(kFinalLanes, kFinalLanes); }
 
 struct Workspace {
   float *part1, *part2, *c1, *c2, *c3;
@@ -275,11 +343,19 @@ void dispatch_half_or_float(DType t, Fn&& fn) {
 }
 
 template <typename T, int V>
-void launch_affine(const BnNhwcShape& s, const T* in, const T* in2, const float* a, const float* b, const float* d,
-                   T* out, cudaStream_t stream) {
+void launch_apply(const BnNhwcShape& s, const T* x, const T* residual, bool relu, const float* scale,
+                  const float* shift, T* y, cudaStream_t stream) {
   const int64_t vectors = s.rows * s.c / V;
-  channel_affine_kernel<T, V><<<grid_for(vectors, kThreads), kThreads, 0, stream>>>(vectors, s.c, in, in2, a, b, d,
-                                                                                     out);
+  apply_kernel<T, V><<<grid_for(vectors, kThreads), kThreads, 0, stream>>>(vectors, s.c, x, residual, relu, scale,
+                                                                            shift, y);
+}
+
+template <typename T, int V>
+void launch_dx(const BnNhwcShape& s, const T* dy, const T* y, const T* x, const Workspace& ws, T* dx, T* dresidual,
+               cudaStream_t stream) {
+  const int64_t vectors = s.rows * s.c / V;
+  dx_kernel<T, V><<<grid_for(vectors, kThreads), kThreads, 0, stream>>>(vectors, s.c, dy, y, x, ws.c1, ws.c2, ws.c3,
+                                                                         dx, dresidual);
 }
 
 }  // namespace
@@ -290,13 +366,13 @@ size_t bn_nhwc_workspace_bytes(const BnNhwcShape& s) {
 
 void launch_bn_nhwc_forward(DType t, const BnNhwcShape& s, const void* x, DType param_t, const void* w,
                             const void* b, DType running_t, void* running_mean, void* running_var, double momentum,
-                            double eps, void* y, float* save_mean, float* save_invstd, void* workspace,
-                            cudaStream_t stream) {
+                            double eps, const void* residual, bool relu, void* y, float* save_mean,
+                            float* save_invstd, void* workspace, cudaStream_t stream) {
   if (s.rows == 0 || s.c == 0) return;
   const Workspace ws = carve(workspace, s);
   dispatch_half_or_float(t, [&](auto tag) {
     using T = decltype(tag);
-    const int v = vector_width<T>(s, {x, y});
+    const int v = vector_width<T>(s, {x, y, residual});
     const Geometry g = geometry(s, v);
     const size_t smem = 2 * static_cast<size_t>(kThreads) * v * sizeof(float);
     const dim3 block(g.tx, g.ty), grid(g.gx, g.gy);
@@ -312,56 +388,60 @@ void launch_bn_nhwc_forward(DType t, const BnNhwcShape& s, const void* x, DType 
       using P = decltype(ptag);
       dispatch_param<T>(t, running_t, "running statistics", [&](auto rtag) {
         using R = decltype(rtag);
-        stats_final_kernel<P, R><<<grid_for(s.c, kThreads), kThreads, 0, stream>>>(
+        stats_final_kernel<P, R><<<final_grid(s.c), final_block(), 0, stream>>>(
             s.rows, s.c, g.gy, g.ty, ws.part1, ws.part2, static_cast<const P*>(w), static_cast<const P*>(b),
             static_cast<R*>(running_mean), static_cast<R*>(running_var), static_cast<float>(momentum),
             static_cast<float>(eps), save_mean, save_invstd, ws.c1, ws.c2);
       });
     });
     KOLO_CUDA_CHECK_LAUNCH();
+    const T* r = static_cast<const T*>(residual);
     if (v == vec_width<T>()) {
-      launch_affine<T, vec_width<T>()>(s, static_cast<const T*>(x), nullptr, ws.c1, nullptr, ws.c2,
-                                       static_cast<T*>(y), stream);
+      launch_apply<T, vec_width<T>()>(s, static_cast<const T*>(x), r, relu, ws.c1, ws.c2, static_cast<T*>(y), stream);
     } else {
-      launch_affine<T, 1>(s, static_cast<const T*>(x), nullptr, ws.c1, nullptr, ws.c2, static_cast<T*>(y), stream);
+      launch_apply<T, 1>(s, static_cast<const T*>(x), r, relu, ws.c1, ws.c2, static_cast<T*>(y), stream);
     }
     KOLO_CUDA_CHECK_LAUNCH();
   });
 }
 
-void launch_bn_nhwc_backward(DType t, const BnNhwcShape& s, const void* dy, const void* x, DType param_t,
-                             const void* w, const float* save_mean, const float* save_invstd, void* dx,
-                             void* dweight, void* dbias, void* workspace, cudaStream_t stream) {
+void launch_bn_nhwc_backward(DType t, const BnNhwcShape& s, const void* dy, const void* y, const void* x,
+                             DType param_t, const void* w, const float* save_mean, const float* save_invstd,
+                             void* dx, void* dweight, void* dbias, void* dresidual, void* workspace,
+                             cudaStream_t stream) {
   if (s.rows == 0 || s.c == 0) return;
   const Workspace ws = carve(workspace, s);
   dispatch_half_or_float(t, [&](auto tag) {
     using T = decltype(tag);
-    const int v = vector_width<T>(s, {dy, x, dx});
+    const int v = vector_width<T>(s, {dy, y, x, dx, dresidual});
     const Geometry g = geometry(s, v);
     const size_t smem = 2 * static_cast<size_t>(kThreads) * v * sizeof(float);
     const dim3 block(g.tx, g.ty), grid(g.gx, g.gy);
     if (v == vec_width<T>()) {
       grad_partial_kernel<T, vec_width<T>()><<<grid, block, smem, stream>>>(
-          static_cast<const T*>(dy), static_cast<const T*>(x), save_mean, s.rows, s.c, ws.part1, ws.part2);
+          static_cast<const T*>(dy), static_cast<const T*>(y), static_cast<const T*>(x), save_mean, s.rows, s.c,
+          ws.part1, ws.part2);
     } else {
-      grad_partial_kernel<T, 1><<<grid, block, smem, stream>>>(static_cast<const T*>(dy), static_cast<const T*>(x),
-                                                               save_mean, s.rows, s.c, ws.part1, ws.part2);
+      grad_partial_kernel<T, 1><<<grid, block, smem, stream>>>(static_cast<const T*>(dy), static_cast<const T*>(y),
+                                                               static_cast<const T*>(x), save_mean, s.rows, s.c,
+                                                               ws.part1, ws.part2);
     }
     KOLO_CUDA_CHECK_LAUNCH();
     dispatch_param<T>(t, param_t, "affine parameters", [&](auto ptag) {
       using P = decltype(ptag);
-      grad_final_kernel<P><<<grid_for(s.c, kThreads), kThreads, 0, stream>>>(
+      grad_final_kernel<P><<<final_grid(s.c), final_block(), 0, stream>>>(
           s.rows, s.c, g.gy, ws.part1, ws.part2, static_cast<const P*>(w), save_mean, save_invstd,
           static_cast<P*>(dweight), static_cast<P*>(dbias), ws.c1, ws.c2, ws.c3);
     });
     KOLO_CUDA_CHECK_LAUNCH();
-    if (!dx) return;
+    if (!dx && !dresidual) return;
+    const T* yt = static_cast<const T*>(y);
     if (v == vec_width<T>()) {
-      launch_affine<T, vec_width<T>()>(s, static_cast<const T*>(dy), static_cast<const T*>(x), ws.c1, ws.c2, ws.c3,
-                                       static_cast<T*>(dx), stream);
+      launch_dx<T, vec_width<T>()>(s, static_cast<const T*>(dy), yt, static_cast<const T*>(x), ws, static_cast<T*>(dx),
+                                   static_cast<T*>(dresidual), stream);
     } else {
-      launch_affine<T, 1>(s, static_cast<const T*>(dy), static_cast<const T*>(x), ws.c1, ws.c2, ws.c3,
-                          static_cast<T*>(dx), stream);
+      launch_dx<T, 1>(s, static_cast<const T*>(dy), yt, static_cast<const T*>(x), ws, static_cast<T*>(dx),
+                      static_cast<T*>(dresidual), stream);
     }
     KOLO_CUDA_CHECK_LAUNCH();
   });

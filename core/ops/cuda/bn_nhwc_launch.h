@@ -1,6 +1,6 @@
 // Training-mode batch norm over channels-last activations viewed as [rows, c] (rows = n*h*w), in kolo's own
 // kernels: cuDNN's legacy NHWC batch-norm path measured ~40x slower than a bandwidth-bound pass on an H100
-// (benchmarks/RESULTS.md). Forward = one statistics pass (per-thread Welford, merged in a fixed order: the
+// (benchmarks/RESULTS.md). Forward = one statistics pass (per-thread shifted sums, merged in a fixed order: the
 // result is deterministic) + one apply pass; backward = one pass for the per-channel sums of dy and dy*(x-mean)
 // + one dx pass. Statistics and the per-channel coefficients are f32; data is f32, bf16 or f16.
 #pragma once
@@ -21,17 +21,21 @@ struct BnNhwcShape {
 // Scratch bytes the two launchers need for `s` (the caller provides them, e.g. from the caching allocator).
 size_t bn_nhwc_workspace_bytes(const BnNhwcShape& s);
 
-// y = (x - mean) * invstd * w + b with the batch statistics. `param_t` is the dtype of w/b (null: 1/0),
+// y = bn(x) = (x - mean) * invstd * w + b with the batch statistics, then + residual (may be null) and ReLU
+// when `relu`; each step rounded to t as the unfused ops would. `param_t` is the dtype of w/b (null: 1/0),
 // `running_t` of running_mean/running_var (null: not tracked; updated with `momentum`, unbiased variance).
 // save_mean / save_invstd receive the f32 batch statistics for the backward.
 void launch_bn_nhwc_forward(DType t, const BnNhwcShape& s, const void* x, DType param_t, const void* w,
                             const void* b, DType running_t, void* running_mean, void* running_var, double momentum,
-                            double eps, void* y, float* save_mean, float* save_invstd, void* workspace,
-                            cudaStream_t stream);
+                            double eps, const void* residual, bool relu, void* y, float* save_mean,
+                            float* save_invstd, void* workspace, cudaStream_t stream);
 
-// dx (may be null), dweight/dbias (dtype param_t, may be null) from dy, x and the saved statistics.
-void launch_bn_nhwc_backward(DType t, const BnNhwcShape& s, const void* dy, const void* x, DType param_t,
-                             const void* w, const float* save_mean, const float* save_invstd, void* dx,
-                             void* dweight, void* dbias, void* workspace, cudaStream_t stream);
+// Gradients of bn (y == null) or of relu(bn(x) [+ residual]) given its output y (the ReLU mask is y > 0):
+// dz = masked dy; dresidual = dz (may be null); dx (may be null), dweight/dbias (dtype param_t, may be
+// null) as bn's gradients of dz, from x and the saved statistics.
+void launch_bn_nhwc_backward(DType t, const BnNhwcShape& s, const void* dy, const void* y, const void* x,
+                             DType param_t, const void* w, const float* save_mean, const float* save_invstd,
+                             void* dx, void* dweight, void* dbias, void* dresidual, void* workspace,
+                             cudaStream_t stream);
 
 }  // namespace kolo::cuda

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "core/device/cuda/cuda_check.h"
 #include "core/ops/cuda/channel_launch.h"
@@ -60,7 +61,10 @@ struct Choice {
   size_t workspace = 0;
 };
 
-// Algorithm cache: key -> choice. Process-wide like cuDNN's own handle state; filled once per shape.
+// Algorithm cache: key -> the successful algorithms within the workspace limit, fastest first. Process-wide
+// like cuDNN's own handle state; filled once per shape. cuDNN times its candidates on its own buffers, and an
+// algorithm it ranked can still refuse the real call (seen: CUDNN_STATUS_BAD_PARAM at batch 8), so a refusal
+// drops that algorithm for the key and the call is retried with the next one.
 class AlgoCache {
  public:
   template <typename Find>
@@ -68,17 +72,27 @@ class AlgoCache {
     {
       std::lock_guard<std::mutex> lock(mu_);
       auto it = map_.find(key);
-      if (it != map_.end()) return it->second;
+      if (it != map_.end()) return it->second.front();
     }
-    const Choice c = find();
+    std::vector<Choice> ranked = find();
     std::lock_guard<std::mutex> lock(mu_);
-    map_.emplace(key, c);
-    return c;
+    return map_.emplace(key, std::move(ranked)).first->second.front();
+  }
+  // Drops `algo` for `key`; false when no algorithm is left.
+  bool drop(const std::string& key, int algo) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = map_.find(key);
+    if (it == map_.end()) return false;
+    auto& v = it->second;
+    v.erase(std::remove_if(v.begin(), v.end(), [&](const Choice& c) { return c.algo == algo; }), v.end());
+    if (!v.empty()) return true;
+    map_.erase(it);
+    return false;
   }
 
  private:
   std::mutex mu_;
-  std::unordered_map<std::string, Choice> map_;
+  std::unordered_map<std::string, std::vector<Choice>> map_;
 };
 
 AlgoCache& algo_cache() {
@@ -86,13 +100,29 @@ AlgoCache& algo_cache() {
   return *cache;
 }
 
-// First (fastest) result that succeeded within the workspace limit.
+// The successful results within the workspace limit, in cuDNN's order (fastest first).
 template <typename Perf>
-Choice pick(const Perf* perf, int count, const char* op, const std::string& key) {
+std::vector<Choice> rank(const Perf* perf, int count, const char* op, const std::string& key) {
+  std::vector<Choice> out;
   for (int i = 0; i < count; ++i)
     if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= kMaxWorkspace)
-      return {static_cast<int>(perf[i].algo), perf[i].memory};
-  KOLO_FAIL(op, ": cuDNN has no algorithm for ", key);
+      out.push_back({static_cast<int>(perf[i].algo), perf[i].memory});
+  KOLO_CHECK(!out.empty(), op, ": cuDNN has no algorithm for ", key);
+  return out;
+}
+
+// Runs `launch(choice)` with the cached algorithm for `key`, moving down the ranking while cuDNN refuses the
+// call for that algorithm; other failures throw at once.
+template <typename Find, typename Launch>
+void run_ranked(const char* op, const std::string& key, Find&& find, Launch&& launch) {
+  for (;;) {
+    const Choice c = algo_cache().get(key, find);
+    const cudnnStatus_t st = launch(c);
+    if (st == CUDNN_STATUS_SUCCESS) return;
+    const bool refused = st == CUDNN_STATUS_BAD_PARAM || st == CUDNN_STATUS_NOT_SUPPORTED;
+    KOLO_CHECK(refused && algo_cache().drop(key, c.algo), op, ": cuDNN error ", cudnnGetErrorString(st), " (",
+               static_cast<int>(st), ") with algorithm ", c.algo, " for ", key);
+  }
 }
 
 std::string cache_key(const char* dir, const ConvGeometry& g, DType t, int device) {
@@ -110,18 +140,22 @@ void cuda_conv2d_fwd(const ConvGeometry& g, const Tensor& x, const Tensor& weigh
   cudnnHandle_t h = cuda::cudnn_handle(ctx.device(), ctx.stream());
   ConvDescs d(g, x.dtype(), op);
   const std::string key = cache_key("fwd", g, x.dtype(), ctx.device());
-  const Choice c = algo_cache().get(key, [&] {
-    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    int n = 0;
-    KOLO_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(h, d.x.get(), d.w.get(), d.conv.get(), d.y.get(),
-                                                          CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
-    return pick(perf, n, op, key);
-  });
-  cuda::DeviceScratch ws(ctx.device(), std::max<size_t>(c.workspace, 16));
   const cuda::CudnnScalars s(x.dtype());
-  KOLO_CUDNN_CHECK(cudnnConvolutionForward(h, s.one(), d.x.get(), x.data_ptr(), d.w.get(), weight.data_ptr(),
-                                           d.conv.get(), static_cast<cudnnConvolutionFwdAlgo_t>(c.algo), ws.get(),
-                                           c.workspace, s.zero(), d.y.get(), y.data_ptr()));
+  run_ranked(
+      op, key,
+      [&] {
+        cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+        int n = 0;
+        KOLO_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(h, d.x.get(), d.w.get(), d.conv.get(), d.y.get(),
+                                                              CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
+        return rank(perf, n, op, key);
+      },
+      [&](const Choice& c) {
+        cuda::DeviceScratch ws(ctx.device(), std::max<size_t>(c.workspace, 16));
+        return cudnnConvolutionForward(h, s.one(), d.x.get(), x.data_ptr(), d.w.get(), weight.data_ptr(),
+                                       d.conv.get(), static_cast<cudnnConvolutionFwdAlgo_t>(c.algo), ws.get(),
+                                       c.workspace, s.zero(), d.y.get(), y.data_ptr());
+      });
   if (bias.defined()) {
     check_dtype(op, x, bias);
     cuda::TensorDesc bd(bias.dtype(), 1, g.o, 1, 1, false, op);
@@ -136,18 +170,22 @@ void cuda_conv2d_bwd_data(const ConvGeometry& g, const Tensor& dy, const Tensor&
   cudnnHandle_t h = cuda::cudnn_handle(ctx.device(), ctx.stream());
   ConvDescs d(g, dy.dtype(), op);
   const std::string key = cache_key("bwd_data", g, dy.dtype(), ctx.device());
-  const Choice c = algo_cache().get(key, [&] {
-    cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-    int n = 0;
-    KOLO_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(h, d.w.get(), d.y.get(), d.conv.get(), d.x.get(),
-                                                               CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf));
-    return pick(perf, n, op, key);
-  });
-  cuda::DeviceScratch ws(ctx.device(), std::max<size_t>(c.workspace, 16));
   const cuda::CudnnScalars s(dy.dtype());
-  KOLO_CUDNN_CHECK(cudnnConvolutionBackwardData(h, s.one(), d.w.get(), weight.data_ptr(), d.y.get(), dy.data_ptr(),
-                                                d.conv.get(), static_cast<cudnnConvolutionBwdDataAlgo_t>(c.algo),
-                                                ws.get(), c.workspace, s.zero(), d.x.get(), dx.data_ptr()));
+  run_ranked(
+      op, key,
+      [&] {
+        cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+        int n = 0;
+        KOLO_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(
+            h, d.w.get(), d.y.get(), d.conv.get(), d.x.get(), CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf));
+        return rank(perf, n, op, key);
+      },
+      [&](const Choice& c) {
+        cuda::DeviceScratch ws(ctx.device(), std::max<size_t>(c.workspace, 16));
+        return cudnnConvolutionBackwardData(h, s.one(), d.w.get(), weight.data_ptr(), d.y.get(), dy.data_ptr(),
+                                            d.conv.get(), static_cast<cudnnConvolutionBwdDataAlgo_t>(c.algo),
+                                            ws.get(), c.workspace, s.zero(), d.x.get(), dx.data_ptr());
+      });
 }
 
 void cuda_conv2d_bwd_weights(const ConvGeometry& g, const Tensor& x, const Tensor& dy, Tensor& dweight,
@@ -158,18 +196,22 @@ void cuda_conv2d_bwd_weights(const ConvGeometry& g, const Tensor& x, const Tenso
   cudnnHandle_t h = cuda::cudnn_handle(ctx.device(), ctx.stream());
   ConvDescs d(g, x.dtype(), op);
   const std::string key = cache_key("bwd_filter", g, x.dtype(), ctx.device());
-  const Choice c = algo_cache().get(key, [&] {
-    cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-    int n = 0;
-    KOLO_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(h, d.x.get(), d.y.get(), d.conv.get(), d.w.get(),
-                                                                 CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf));
-    return pick(perf, n, op, key);
-  });
-  cuda::DeviceScratch ws(ctx.device(), std::max<size_t>(c.workspace, 16));
   const cuda::CudnnScalars s(x.dtype());
-  KOLO_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, s.one(), d.x.get(), x.data_ptr(), d.y.get(), dy.data_ptr(),
-                                                  d.conv.get(), static_cast<cudnnConvolutionBwdFilterAlgo_t>(c.algo),
-                                                  ws.get(), c.workspace, s.zero(), d.w.get(), dweight.data_ptr()));
+  run_ranked(
+      op, key,
+      [&] {
+        cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+        int n = 0;
+        KOLO_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(
+            h, d.x.get(), d.y.get(), d.conv.get(), d.w.get(), CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf));
+        return rank(perf, n, op, key);
+      },
+      [&](const Choice& c) {
+        cuda::DeviceScratch ws(ctx.device(), std::max<size_t>(c.workspace, 16));
+        return cudnnConvolutionBackwardFilter(h, s.one(), d.x.get(), x.data_ptr(), d.y.get(), dy.data_ptr(),
+                                              d.conv.get(), static_cast<cudnnConvolutionBwdFilterAlgo_t>(c.algo),
+                                              ws.get(), c.workspace, s.zero(), d.w.get(), dweight.data_ptr());
+      });
   if (dbias.defined()) {
     // Bias gradient: per-channel sums of dy, accumulated in f32 (f64) and stored in the bias dtype.
     const cuda::ChannelView v = g.channels_last ? cuda::ChannelView{g.n * g.oh * g.ow, g.o, 1}
