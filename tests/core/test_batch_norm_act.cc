@@ -4,46 +4,19 @@
 // has no fused kernel, and errors naming the op and shapes.
 #include <gtest/gtest.h>
 
-#include <functional>
-
 #include "core/ops/batch_norm_act.h"
 #include "core/ops/conv.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/reduce.h"
-#include "core/ops/kernels/batch_norm_act.h"
+#include "fused_kernels_off.h"
 #include "gradcheck.h"
 
 using namespace kolo;
 using kolo::testing::expect_gradcheck;
 using kolo::testing::rand_input;
+using kolo::testing::WithoutFusedCpuKernels;
 
 namespace {
-
-// Forwards to the CPU kernel the slot held before a test emptied it, so the slot can be refilled (the slot
-// hands out a callable, not the registered function).
-template <typename Fn>
-struct SavedKernel;
-template <typename R, typename... A>
-struct SavedKernel<R(A...)> {
-  static inline std::function<R(A...)> call;
-  static R run(A... a) { return call(std::forward<A>(a)...); }
-};
-
-// Removes the CPU fused kernels for its lifetime, so the op runs its composite fallback as on a device that
-// registers none.
-class WithoutFusedCpuKernels {
- public:
-  WithoutFusedCpuKernels() {
-    SavedKernel<batch_norm_act_fwd_fn>::call = batch_norm_act_fwd_kernel()(Device::cpu());
-    SavedKernel<batch_norm_act_bwd_fn>::call = batch_norm_act_bwd_kernel()(Device::cpu());
-    batch_norm_act_fwd_kernel().set(DeviceType::CPU, nullptr);
-    batch_norm_act_bwd_kernel().set(DeviceType::CPU, nullptr);
-  }
-  ~WithoutFusedCpuKernels() {
-    batch_norm_act_fwd_kernel().set(DeviceType::CPU, &SavedKernel<batch_norm_act_fwd_fn>::run);
-    batch_norm_act_bwd_kernel().set(DeviceType::CPU, &SavedKernel<batch_norm_act_bwd_fn>::run);
-  }
-};
 
 void expect_close(const Tensor& got, const Tensor& want, double atol, double rtol, const std::string& what) {
   ASSERT_TRUE(got.defined() && want.defined()) << what;
