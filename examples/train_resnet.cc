@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
       ("image_size", "input height/width for synthetic and folder data (0: 224)", cxxopts::value<int64_t>()->default_value("0"))
       ("width", "channels of the first stage (0: 64, the standard)", cxxopts::value<int64_t>()->default_value("0"))
       ("small_stem", "3x3 stride-1 stem without max-pool, for 8x8 or 28x28 images")
+      ("data_format", "activation layout: nhwc (channels last) or nchw", cxxopts::value<std::string>()->default_value("nhwc"))
       ("batch_size", "images per rank per step", cxxopts::value<int64_t>()->default_value("32"))
       ("num_batches", "optimizer steps (overrides --num_epochs)", cxxopts::value<int64_t>()->default_value("0"))
       ("num_epochs", "epochs of the training set", cxxopts::value<double>()->default_value("0"))
@@ -62,6 +63,9 @@ int main(int argc, char** argv) {
     o.image_size = a["image_size"].as<int64_t>();
     o.width = a["width"].as<int64_t>();
     o.small_stem = a.count("small_stem") > 0;
+    const std::string format = a["data_format"].as<std::string>();
+    KOLO_CHECK(format == "nhwc" || format == "nchw", "--data_format '", format, "': expected nhwc or nchw");
+    o.channels_last = format == "nhwc";
     o.batch_size = a["batch_size"].as<int64_t>();
     o.num_batches = a["num_batches"].as<int64_t>();
     o.num_epochs = a["num_epochs"].as<double>();

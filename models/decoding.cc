@@ -160,12 +160,15 @@ TransformerDecoder::TransformerDecoder(Transformer& model, const Tensor& src)
   memory_ = model_.encode(src, memory_mask_);
 }
 
+// The search keeps token ids and beam indices on the host; they follow the model to its device here.
 Tensor TransformerDecoder::step(const Tensor& last_tokens) {
-  Tensor logits = model_.decode(last_tokens.reshape({last_tokens.size(0), 1}), memory_, memory_mask_, &cache_);
+  const Tensor ids = last_tokens.to(memory_.device());
+  Tensor logits = model_.decode(ids.reshape({ids.size(0), 1}), memory_, memory_mask_, &cache_);
   return log_softmax(logits.select(1, 0), -1).to(DType::F32);
 }
 
-void TransformerDecoder::reorder(const Tensor& index) {
+void TransformerDecoder::reorder(const Tensor& index_in) {
+  const Tensor index = index_in.to(memory_.device());
   memory_ = gather_rows(memory_, index);
   memory_mask_ = gather_rows(memory_mask_, index);
   cache_.reorder(index);

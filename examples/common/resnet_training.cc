@@ -1,6 +1,8 @@
 // run_resnet: the train_resnet loop (data, model, DistributedOptimizer, schedule, checkpoints, evaluation).
 #include "examples/common/resnet_training.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -9,8 +11,11 @@
 #include "core/autograd/grad_mode.h"
 #include "core/data/image_folder.h"
 #include "core/data/image_loader.h"
+#include "core/device/device_backend.h"
+#include "core/ops/kernel_profiler.h"
 #include "core/ops/nn.h"
 #include "core/ops/reduce.h"
+#include "core/util/env.h"
 #include "core/util/error.h"
 #include "examples/common/throughput.h"
 #include "examples/common/train_checkpoint.h"
@@ -68,6 +73,13 @@ ImageData load_images(const ResnetRunOptions& o, int64_t synthetic_size) {
   KOLO_FAIL("--dataset '", o.dataset, "': expected synthetic, digits, fashion_mnist or folder");
 }
 
+// A loader batch ([B, C, H, W] f32 on the host) as the model's input: on its device, in its layout and dtype.
+Tensor model_input(const Tensor& images, Device device, DType dtype, bool channels_last) {
+  Tensor x = images.to(device);
+  if (channels_last) x = x.permute({0, 2, 3, 1}).contiguous();
+  return x.to(dtype);
+}
+
 // Held-out accuracy over all ranks: each rank scores its exact share, then the counts are summed.
 double evaluate(Runtime& rt, models::ResNet& model, std::shared_ptr<const data::ImageSource> source,
                 const ResnetRunOptions& o, Device device, DType dtype) {
@@ -82,7 +94,7 @@ double evaluate(Runtime& rt, models::ResNet& model, std::shared_ptr<const data::
   data::ImageLoader loader(std::move(source), lo);
   double counts[2] = {0, 0};  // correct, seen
   while (auto batch = loader.next()) {
-    Tensor logits = model.forward(batch->images.to(device).to(dtype));
+    Tensor logits = model.forward(model_input(batch->images, device, dtype, o.channels_last));
     const std::vector<int64_t> pred = argmax(logits, 1).to_vector<int64_t>();
     const std::vector<int64_t> labels = batch->labels.to_vector<int64_t>();
     for (size_t i = 0; i < labels.size(); ++i) counts[0] += pred[i] == labels[i];
@@ -118,6 +130,7 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
   cfg.in_channels = spec.channels;
   cfg.image_size = spec.height;
   cfg.small_stem = o.small_stem;
+  cfg.channels_last = o.channels_last;
   if (o.width > 0) cfg.width = o.width;
   cfg.zero_init_residual = true;
   cfg.seed = o.seed;
@@ -177,10 +190,15 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
       *log << "no checkpoint in '" << o.checkpoint_dir << "': starting from scratch\n";
     }
   }
+  // Synthetic data on a GPU is staged on the device once and reused every step, as tf_cnn_benchmarks does:
+  // the figure is then the training step's, not the host loader's and the host-to-device copy's.
+  const bool stage_synthetic = o.dataset == "synthetic" && !device.is_cpu();
   if (log) {
     *log << "Model: " << o.model << " (" << models::with_commas(model.parameter_count()) << " parameters)\n"
          << "Dataset: " << o.dataset << " (" << images.train->size() << " training images"
-         << (images.eval ? ", " + std::to_string(images.eval->size()) + " held out" : std::string()) << ")\n"
+         << (images.eval ? ", " + std::to_string(images.eval->size()) + " held out" : std::string())
+         << (stage_synthetic ? "; one batch staged on the device" : "") << ", " << (o.channels_last ? "NHWC" : "NCHW")
+         << ")\n"
          << "Batch size: " << global_batch << " global, " << o.batch_size << " per rank\n"
          << "Ranks: " << rt.size() << " (" << rt.backend_name() << "), device " << device.str()
          << ", " << precision_banner(o.precision, precision.loss_scale()) << "\n"
@@ -194,13 +212,28 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
   if (log) meter.print_header(*log);
   double interval_loss = 0;
   int64_t interval_steps = 0;
+  std::optional<data::ImageBatch> staged;
+  // KOLO_PROFILE_KERNELS=N: the last N steps run under KernelProfiler and rank 0 prints where their time went.
+  const int64_t profile_steps = std::min<int64_t>(env::get_int("KOLO_PROFILE_KERNELS", 0), total_steps - step);
+  std::chrono::steady_clock::time_point profile_start;
   while (step < total_steps) {
-    std::optional<data::ImageBatch> batch = loader.next();
+    if (profile_steps > 0 && step == total_steps - profile_steps) {
+      if (!device.is_cpu()) device_backend(device.type).synchronize(device.index);
+      KernelProfiler::start();
+      profile_start = std::chrono::steady_clock::now();
+    }
+    std::optional<data::ImageBatch> batch = staged ? staged : loader.next();
     if (!batch) continue;  // end of an epoch; the next call starts the following one
+    if (stage_synthetic && !staged) {
+      batch->images = model_input(batch->images, device, dtype, o.channels_last);
+      batch->labels = batch->labels.to(device);
+      staged = batch;
+    }
     inner->set_lr((*schedule)(step));
     meter.start_step();
     opt.zero_grad();
-    Tensor logits = model.forward(batch->images.to(device).to(dtype));
+    Tensor logits =
+        model.forward(staged ? batch->images : model_input(batch->images, device, dtype, o.channels_last));
     // The loss in f32 whatever the model dtype (cross_entropy returns its input's dtype).
     Tensor loss = cross_entropy(logits.to(DType::F32), batch->labels.to(device));
     precision.backward_and_step(loss, opt);
@@ -219,6 +252,13 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
     }
     if (ckpt.enabled() && o.checkpoint_every > 0 && step % o.checkpoint_every == 0)
       ckpt.save(model, *inner, {step, loader.state(), o.seed}, precision.loss_scaler());
+  }
+  if (KernelProfiler::active()) {
+    if (!device.is_cpu()) device_backend(device.type).synchronize(device.index);
+    const double wall =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - profile_start).count();
+    const std::vector<KernelStat> stats = KernelProfiler::stop();
+    if (log) *log << "kernel profile of the last " << profile_steps << " steps:\n" << KernelProfiler::format(stats, wall);
   }
   if (ckpt.enabled() && (o.checkpoint_every <= 0 || step % o.checkpoint_every != 0))
     ckpt.save(model, *inner, {step, loader.state(), o.seed}, precision.loss_scaler());

@@ -18,6 +18,7 @@ struct ResnetRunOptions {
   int64_t image_size = 0;    // 0: the data set's (synthetic: 224)
   int64_t width = 0;         // 0: the model's standard 64
   bool small_stem = false;
+  bool channels_last = true;  // --data_format nhwc (the fast layout of oneDNN and cuDNN) or nchw
   int64_t batch_size = 32;   // per rank
   int64_t num_batches = 0;   // total optimizer steps; 0: num_epochs epochs
   double num_epochs = 0;
