@@ -139,23 +139,26 @@ TEST(BatchNormActCross, MatchesUnfusedCompositeF32AndBf16) {
   }
 }
 
-TEST(BatchNormActCross, F32ChannelsLastRowLoopsMatchF64) {
-  // f32 channels-last runs the vectorised row loops (core/ops/cpu/batch_norm_rows.h), f64 the generic ones; the
-  // composite test above compares f32 with f32 (both through the row loops), this one checks them against an
-  // independent computation. Odd C exercises the loops' remainder lanes.
-  for (bool training : {true, false}) {
-    for (bool residual : {false, true}) {
-      const Shape xs{3, 7, 5, 37};
-      const std::string what = std::string(training ? "train" : "eval") + (residual ? " +residual" : "");
-      const Outcome f = run(true, residual, true, training, DType::F32, xs);
-      const Outcome d = run(true, residual, true, training, DType::F64, xs);
-      expect_close(f.y, d.y, 1e-5, 1e-5, what + " y");
-      expect_close(f.rm, d.rm, 1e-6, 1e-6, what + " running_mean");
-      expect_close(f.rv, d.rv, 1e-6, 1e-6, what + " running_var");
-      expect_close(f.dx, d.dx, 1e-4, 1e-4, what + " dx");
-      expect_close(f.dw, d.dw, 1e-4, 1e-4, what + " dweight");
-      expect_close(f.db, d.db, 1e-4, 1e-4, what + " dbias");
-      if (residual) expect_close(f.dr, d.dr, 1e-6, 1e-6, what + " dresidual");
+TEST(BatchNormActCross, F32VectorLoopsMatchF64) {
+  // f32 runs the per-ISA loops of core/ops/cpu/batch_norm_rows.h (rows for channels last, planes for NCHW),
+  // f64 the generic ones; the composite test above compares f32 with f32 (both through those loops), this one
+  // checks them against an independent computation. Odd C and plane sizes exercise the remainder lanes.
+  for (bool cl : {false, true}) {
+    for (bool training : {true, false}) {
+      for (bool residual : {false, true}) {
+        const Shape xs = cl ? Shape{3, 7, 5, 37} : Shape{3, 37, 7, 5};
+        const std::string what = std::string(cl ? "nhwc" : "nchw") + (training ? " train" : " eval") +
+                                 (residual ? " +residual" : "");
+        const Outcome f = run(true, residual, cl, training, DType::F32, xs);
+        const Outcome d = run(true, residual, cl, training, DType::F64, xs);
+        expect_close(f.y, d.y, 1e-5, 1e-5, what + " y");
+        expect_close(f.rm, d.rm, 1e-6, 1e-6, what + " running_mean");
+        expect_close(f.rv, d.rv, 1e-6, 1e-6, what + " running_var");
+        expect_close(f.dx, d.dx, 1e-4, 1e-4, what + " dx");
+        expect_close(f.dw, d.dw, 1e-4, 1e-4, what + " dweight");
+        expect_close(f.db, d.db, 1e-4, 1e-4, what + " dbias");
+        if (residual) expect_close(f.dr, d.dr, 1e-6, 1e-6, what + " dresidual");
+      }
     }
   }
 }

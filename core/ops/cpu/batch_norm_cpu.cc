@@ -1,7 +1,7 @@
 // CPU batch norm: OpenMP loops over x viewed as [outer, C, inner] (NCHW: outer = N, inner = H*W; channels
 // last: outer = all rows, inner = 1). Statistics are accumulated in double and saved in f32 (f64 for f64
-// inputs, so that finite-difference checks stay tight); half inputs are computed in f32. f32 channels-last
-// tensors take the row loops of batch_norm_rows.h, compiled for the CPU's vector width. The fused
+// inputs, so that finite-difference checks stay tight); half inputs are computed in f32. f32 tensors
+// take the row (channels last) and plane (NCHW) loops of batch_norm_rows.h, compiled for the CPU's vector width. The fused
 // batch norm (+ residual) + ReLU kernels share these loops: only the last forward pass and the gradient read
 // in the backward passes differ.
 #include <omp.h>
@@ -115,8 +115,26 @@ void for_row_blocks(const View3& v, F&& fn) {
   }
 }
 
+// NCHW: a[c], b[c] = sums over the channel's planes (one per outer index) of what fn(c, offset, a, b) adds
+// for the plane starting at `offset`; parallel over channels.
+template <typename F>
+void plane_sums(const View3& v, std::vector<double>& a, std::vector<double>& b, F&& fn) {
+  a.assign(v.c, 0.0);
+  b.assign(v.c, 0.0);
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < v.c; ++c)
+    for (int64_t o = 0; o < v.outer; ++o) fn(c, (o * v.c + c) * v.inner, a[c], b[c]);
+}
+
+// fn(c, offset) for every plane of every channel, parallel.
+template <typename F>
+void for_each_plane(const View3& v, F&& fn) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < v.outer * v.c; ++r) fn(r % v.c, r * v.inner);
+}
+
 template <typename T>
-constexpr bool kRowLoops = std::is_same_v<T, float>;
+constexpr bool kF32Loops = std::is_same_v<T, float>;
 
 double load(const Tensor& t, int64_t i) {
   return dispatch_dtype(t.dtype(), [&](auto tag) -> double {
@@ -156,9 +174,13 @@ void bn_fwd(const Tensor& x, const Tensor& weight, const Tensor& bias, const Ten
     // One pass for sum and sum of squares: the data is read once instead of twice, and double accumulators
     // keep E[x^2] - E[x]^2 accurate for activations whose mean is not far larger than their spread.
     std::vector<double> s, sq;
-    if constexpr (kRowLoops<T>) {
+    if constexpr (kF32Loops<T>) {
       if (v.inner == 1) {
         row_sums(v, s, sq, [&](int64_t r0, int64_t r1, double* a, double* b) { cpu::bn_rows_stats(px, r0, r1, v.c, a, b); });
+      } else {
+        plane_sums(v, s, sq, [&](int64_t, int64_t off, double& a, double& b) {
+          cpu::bn_plane_stats(px + off, v.inner, a, b);
+        });
       }
     }
     if (s.empty()) {
@@ -194,14 +216,18 @@ void bn_fwd(const Tensor& x, const Tensor& weight, const Tensor& bias, const Ten
     static_cast<S*>(save_mean.data_ptr())[c] = static_cast<S>(mean[c]);
     static_cast<S*>(save_invstd.data_ptr())[c] = static_cast<S>(invstd[c]);
   }
-  if constexpr (kRowLoops<T>) {
+  if constexpr (kF32Loops<T>) {
+    const T* pr = residual.defined() ? static_cast<const T*>(residual.data_ptr()) : nullptr;
     if (v.inner == 1) {
-      const T* pr = residual.defined() ? static_cast<const T*>(residual.data_ptr()) : nullptr;
       for_row_blocks(v, [&](int64_t r0, int64_t r1) {
         cpu::bn_rows_apply(px, pr, relu, scale.data(), shift.data(), r0, r1, v.c, py);
       });
-      return;
+    } else {
+      for_each_plane(v, [&](int64_t c, int64_t off) {
+        cpu::bn_plane_apply(px + off, pr ? pr + off : nullptr, relu, scale[c], shift[c], v.inner, py + off);
+      });
     }
+    return;
   }
   if (!relu) {
     for_each_element(v, [&](int64_t c, int64_t i) { py[i] = static_cast<T>(static_cast<S>(px[i]) * scale[c] + shift[c]); });
@@ -273,24 +299,37 @@ void bn_bwd_elementwise(const View3& v, const Tensor& x, const Tensor& weight, c
   bn_bwd<T, S>(v, weight, save_invstd, training, dx, dweight, dbias, sums, dx_pass);
 }
 
-// f32 channels last: g = dy, or dy * (mask > 0) when mask is not null; g_out (if not null) receives g in the
+// f32, either layout: g = dy, or dy * (mask > 0) when mask is not null; g_out (if not null) receives g in the
 // statistics pass and is the dx pass's gradient.
-void bn_bwd_rows(const View3& v, const Tensor& x, const Tensor& weight, const Tensor& save_mean,
-                 const Tensor& save_invstd, bool training, Tensor& dx, Tensor& dweight, Tensor& dbias,
-                 const float* dy, const float* mask, float* g_out) {
+void bn_bwd_f32(const View3& v, const Tensor& x, const Tensor& weight, const Tensor& save_mean,
+                const Tensor& save_invstd, bool training, Tensor& dx, Tensor& dweight, Tensor& dbias, const float* dy,
+                const float* mask, float* g_out) {
   const float* px = static_cast<const float*>(x.data_ptr());
   const float* mean = static_cast<const float*>(save_mean.data_ptr());
   const auto sums = [&](std::vector<double>& sg, std::vector<double>& sgx) {
-    row_sums(v, sg, sgx, [&](int64_t r0, int64_t r1, double* a, double* b) {
-      cpu::bn_rows_grad_sums(dy, mask, px, mean, r0, r1, v.c, a, b, g_out);
+    if (v.inner == 1) {
+      row_sums(v, sg, sgx, [&](int64_t r0, int64_t r1, double* a, double* b) {
+        cpu::bn_rows_grad_sums(dy, mask, px, mean, r0, r1, v.c, a, b, g_out);
+      });
+      return;
+    }
+    plane_sums(v, sg, sgx, [&](int64_t c, int64_t off, double& a, double& b) {
+      cpu::bn_plane_grad_sums(dy + off, mask ? mask + off : nullptr, px + off, mean[c], v.inner, a, b,
+                              g_out ? g_out + off : nullptr);
     });
   };
   const auto dx_pass = [&](const std::vector<float>& k, const std::vector<float>& a, const std::vector<float>& b) {
     float* pdx = static_cast<float*>(dx.data_ptr());
     const float* g = g_out != nullptr ? g_out : dy;
     const float* m = g_out != nullptr ? nullptr : mask;
-    for_row_blocks(v, [&](int64_t r0, int64_t r1) {
-      cpu::bn_rows_dx(g, m, px, mean, a.data(), b.data(), k.data(), r0, r1, v.c, pdx);
+    if (v.inner == 1) {
+      for_row_blocks(v, [&](int64_t r0, int64_t r1) {
+        cpu::bn_rows_dx(g, m, px, mean, a.data(), b.data(), k.data(), r0, r1, v.c, pdx);
+      });
+      return;
+    }
+    for_each_plane(v, [&](int64_t c, int64_t off) {
+      cpu::bn_plane_dx(g + off, m ? m + off : nullptr, px + off, mean[c], a[c], b[c], k[c], v.inner, pdx + off);
     });
   };
   bn_bwd<float, float>(v, weight, save_invstd, training, dx, dweight, dbias, sums, dx_pass);
@@ -302,9 +341,8 @@ void bn_plain_bwd(const Tensor& dy, const Tensor& x, const Tensor& weight, const
                   Tensor& dbias) {
   const View3 v = view3(x, channels_last);
   const T* pdy = static_cast<const T*>(dy.data_ptr());
-  if constexpr (kRowLoops<T>) {
-    if (v.inner == 1)
-      return bn_bwd_rows(v, x, weight, save_mean, save_invstd, training, dx, dweight, dbias, pdy, nullptr, nullptr);
+  if constexpr (kF32Loops<T>) {
+    return bn_bwd_f32(v, x, weight, save_mean, save_invstd, training, dx, dweight, dbias, pdy, nullptr, nullptr);
   }
   const auto g = [pdy](int64_t i) { return static_cast<S>(pdy[i]); };
   bn_bwd_elementwise<T, S>(v, x, weight, save_mean, save_invstd, training, dx, dweight, dbias, g, g);
@@ -321,9 +359,8 @@ void bn_act_bwd(const Tensor& dy, const Tensor& y, const Tensor& x, const Tensor
   const T* py = static_cast<const T*>(y.data_ptr());
   T* pr = dres.defined() ? static_cast<T*>(dres.data_ptr()) : nullptr;
   const View3 v = view3(x, channels_last);
-  if constexpr (kRowLoops<T>) {
-    if (v.inner == 1)
-      return bn_bwd_rows(v, x, weight, save_mean, save_invstd, training, dx, dweight, dbias, pdy, py, pr);
+  if constexpr (kF32Loops<T>) {
+    return bn_bwd_f32(v, x, weight, save_mean, save_invstd, training, dx, dweight, dbias, pdy, py, pr);
   }
   const auto dz = [pdy, py](int64_t i) {
     return static_cast<S>(static_cast<T>(static_cast<S>(pdy[i]) * (static_cast<S>(py[i]) > S(0) ? S(1) : S(0))));

@@ -1,17 +1,14 @@
-// f32 channels-last batch-norm row loops, compiled for AVX-512, AVX2 and baseline x86-64 and picked at load
-// time (see batch_norm_rows.h). Every loop runs over c with per-channel constants, so each vectorises across
-// channels; the branches on null pointers sit outside the loops.
+// f32 batch-norm loops, compiled for AVX-512, AVX2 and baseline x86-64 and picked at load time
+// (core/ops/cpu/isa_clones.h). Channels-last loops run over c with per-channel constants, so each vectorises
+// across channels; NCHW plane loops vectorise along the plane (sums as OpenMP simd reductions). The branches on
+// null pointers sit outside the loops.
 #include "core/ops/cpu/batch_norm_rows.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define KOLO_ROW_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define KOLO_ROW_CLONES
-#endif
+#include "core/ops/cpu/isa_clones.h"
 
 namespace kolo::cpu {
 
-KOLO_ROW_CLONES
+KOLO_ISA_CLONES
 void bn_rows_stats(const float* __restrict x, int64_t r0, int64_t r1, int64_t C, double* __restrict s,
                    double* __restrict sq) {
   for (int64_t r = r0; r < r1; ++r) {
@@ -24,7 +21,7 @@ void bn_rows_stats(const float* __restrict x, int64_t r0, int64_t r1, int64_t C,
   }
 }
 
-KOLO_ROW_CLONES
+KOLO_ISA_CLONES
 void bn_rows_apply(const float* __restrict x, const float* __restrict residual, bool relu,
                    const float* __restrict scale, const float* __restrict shift, int64_t r0, int64_t r1, int64_t C,
                    float* __restrict y) {
@@ -48,7 +45,7 @@ void bn_rows_apply(const float* __restrict x, const float* __restrict residual, 
   }
 }
 
-KOLO_ROW_CLONES
+KOLO_ISA_CLONES
 void bn_rows_grad_sums(const float* __restrict dy, const float* __restrict mask, const float* __restrict x,
                        const float* __restrict mean, int64_t r0, int64_t r1, int64_t C, double* __restrict a,
                        double* __restrict b, float* __restrict g_out) {
@@ -83,7 +80,7 @@ void bn_rows_grad_sums(const float* __restrict dy, const float* __restrict mask,
   }
 }
 
-KOLO_ROW_CLONES
+KOLO_ISA_CLONES
 void bn_rows_dx(const float* __restrict dy, const float* __restrict mask, const float* __restrict x,
                 const float* __restrict mean, const float* __restrict a, const float* __restrict b,
                 const float* __restrict k, int64_t r0, int64_t r1, int64_t C, float* __restrict dx) {
@@ -99,6 +96,83 @@ void bn_rows_dx(const float* __restrict dy, const float* __restrict mask, const 
         const float g = dyr[c] * (mr[c] > 0.0f ? 1.0f : 0.0f);
         dxr[c] = k[c] * (g - a[c] - (xr[c] - mean[c]) * b[c]);
       }
+    }
+  }
+}
+
+KOLO_ISA_CLONES
+void bn_plane_stats(const float* __restrict x, int64_t n, double& s, double& sq) {
+  double a = 0, b = 0;
+#pragma omp simd reduction(+ : a, b)
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = x[i];
+    a += v;
+    b += v * v;
+  }
+  s += a;
+  sq += b;
+}
+
+KOLO_ISA_CLONES
+void bn_plane_apply(const float* __restrict x, const float* __restrict residual, bool relu, float scale, float shift,
+                    int64_t n, float* __restrict y) {
+  if (!relu) {
+    for (int64_t i = 0; i < n; ++i) y[i] = x[i] * scale + shift;
+  } else if (residual == nullptr) {
+    for (int64_t i = 0; i < n; ++i) {
+      const float z = x[i] * scale + shift;
+      y[i] = z > 0.0f ? z : 0.0f;
+    }
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      const float z = (x[i] * scale + shift) + residual[i];
+      y[i] = z > 0.0f ? z : 0.0f;
+    }
+  }
+}
+
+KOLO_ISA_CLONES
+void bn_plane_grad_sums(const float* __restrict dy, const float* __restrict mask, const float* __restrict x,
+                        float mean, int64_t n, double& a_out, double& b_out, float* __restrict g_out) {
+  double a = 0, b = 0;
+  const double m = mean;
+  if (mask == nullptr) {
+#pragma omp simd reduction(+ : a, b)
+    for (int64_t i = 0; i < n; ++i) {
+      const double g = dy[i];
+      a += g;
+      b += g * (static_cast<double>(x[i]) - m);
+    }
+  } else if (g_out == nullptr) {
+#pragma omp simd reduction(+ : a, b)
+    for (int64_t i = 0; i < n; ++i) {
+      const double g = dy[i] * (mask[i] > 0.0f ? 1.0f : 0.0f);
+      a += g;
+      b += g * (static_cast<double>(x[i]) - m);
+    }
+  } else {
+#pragma omp simd reduction(+ : a, b)
+    for (int64_t i = 0; i < n; ++i) {
+      const float gf = dy[i] * (mask[i] > 0.0f ? 1.0f : 0.0f);
+      g_out[i] = gf;
+      const double g = gf;
+      a += g;
+      b += g * (static_cast<double>(x[i]) - m);
+    }
+  }
+  a_out += a;
+  b_out += b;
+}
+
+KOLO_ISA_CLONES
+void bn_plane_dx(const float* __restrict dy, const float* __restrict mask, const float* __restrict x, float mean,
+                 float a, float b, float k, int64_t n, float* __restrict dx) {
+  if (mask == nullptr) {
+    for (int64_t i = 0; i < n; ++i) dx[i] = k * (dy[i] - a - (x[i] - mean) * b);
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      const float g = dy[i] * (mask[i] > 0.0f ? 1.0f : 0.0f);
+      dx[i] = k * (g - a - (x[i] - mean) * b);
     }
   }
 }

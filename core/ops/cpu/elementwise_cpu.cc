@@ -1,9 +1,13 @@
-// CPU elementwise and reduction kernels. Half types are computed in float; f32/f64 natively.
+// CPU elementwise and reduction kernels. Half types are computed in float; f32/f64 natively; f32 ReLU forward
+// and backward take the per-ISA loops of relu_f32.h.
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <type_traits>
 
+#include "core/ops/cpu/relu_f32.h"
 #include "core/ops/cpu/strided.h"
 #include "core/ops/kernels/elementwise.h"
 
@@ -112,7 +116,24 @@ void with_binary_op(BinaryOp op, F&& f) {
   KOLO_FAIL("binary: unknown op ", static_cast<int>(op));
 }
 
+// fn(i0, i1) over [0, n) split among the threads (one call when n is small).
+template <typename F>
+void parallel_ranges(int64_t n, F&& fn) {
+#pragma omp parallel if (n > 32768)
+  {
+    const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+    fn(n * t / nt, n * (t + 1) / nt);
+  }
+}
+
 void cpu_unary(UnaryOp op, const Tensor& x, Tensor& out) {
+  if (op == UnaryOp::Relu && x.dtype() == DType::F32 && x.is_contiguous() && out.is_contiguous() &&
+      x.shape() == out.shape()) {
+    const float* px = static_cast<const float*>(x.data_ptr());
+    float* po = static_cast<float*>(out.data_ptr());
+    parallel_ranges(out.numel(), [&](int64_t i0, int64_t i1) { cpu::relu_f32(px, po, i0, i1); });
+    return;
+  }
   dispatch_dtype(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     using A = Acc<T>;
@@ -137,6 +158,13 @@ void cpu_unary(UnaryOp op, const Tensor& x, Tensor& out) {
 void cpu_unary_backward(UnaryOp op, const Tensor& grad, const Tensor& x, const Tensor& y, Tensor& out) {
   KOLO_CHECK(grad.dtype() == x.dtype(), "unary backward: gradient ", grad.describe(), " for ", x.describe());
   Tensor gc = grad.contiguous(), xc = x.contiguous(), yc = y.contiguous();
+  if (op == UnaryOp::Relu && x.dtype() == DType::F32) {
+    const float* pg = static_cast<const float*>(gc.data_ptr());
+    const float* px = static_cast<const float*>(xc.data_ptr());
+    float* po = static_cast<float*>(out.data_ptr());
+    parallel_ranges(out.numel(), [&](int64_t i0, int64_t i1) { cpu::relu_backward_f32(pg, px, po, i0, i1); });
+    return;
+  }
   dispatch_dtype(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     using A = Acc<T>;
