@@ -12,7 +12,9 @@
 //      Ready tensors are checked for agreement (op, dtype, shape, reduce op, scales, root, set); on any
 //      difference the response is an error naming the tensor and the ranks that differ, which every rank
 //      raises identically. Ready tensors whose requests all came as cache bits are answered by one bit
-//      vector; others by full Responses in the order they became ready.
+//      vector; others by full Responses in the order they became ready. Steady state (nothing pending,
+//      no flags, every rank sent the same bits and no full request): those bits are the answer, with no
+//      message table work — the same answer the general path gives, at a fraction of its cost.
 //   4. Rank 0 also runs the stall inspector and the autotuner, then sends the ResponseList to all ranks.
 //   5. Every rank executes: cached-ready slots in slot order, then the full responses; fusion is planned
 //      from that common ordered list by plan_fusion(), a pure function, so all ranks fuse identically.
@@ -56,6 +58,7 @@ class Controller {
     Clock::time_point first_seen;
   };
   ResponseList coordinate(const std::vector<RequestList>& lists);
+  bool steady_state(const std::vector<RequestList>& lists) const;
   void add_request(const Request& r, bool cached, int64_t slot);
   std::optional<Response> check_ready(const std::string& name, Pending& p, bool* cached);
   std::string mismatch_message(const std::string& name, const Pending& p) const;

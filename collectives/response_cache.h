@@ -6,10 +6,14 @@
 // ready on every rank. The caches stay identical because they change only while executing a ResponseList,
 // which every rank does in the same order: executed full responses are put() (evicting the least recently
 // used slot when full), executed cached slots are touched. Bits sent in cycle t therefore refer to the
-// state after cycle t-1 on every rank. Only Allreduce and Broadcast are cached: their parameters repeat
-// exactly step after step, while allgather/alltoall sizes vary.
+// state after cycle t-1 on every rank. Allreduce, broadcast, allgather, alltoall and reducescatter are cached
+// (their parameters repeat step after step). A hit needs this rank's exact shape: an allgather/alltoall whose
+// first dimension differs from the agreed (rank 0's) one is sent in full, which the coordinator accepts
+// beside other ranks' bits (such a tensor is answered in full). Barrier, join and process-set creation carry
+// unique names and are never cached.
 #pragma once
 
+#include <bit>
 #include <cstdint>
 #include <list>
 #include <optional>
@@ -26,7 +30,10 @@ class ResponseCache {
   explicit ResponseCache(int64_t capacity) : capacity_(capacity) {}
   int64_t capacity() const { return capacity_; }
   size_t size() const { return by_name_.size(); }
-  static bool cacheable(const Request& r) { return r.op == OpType::Allreduce || r.op == OpType::Broadcast; }
+  static bool cacheable(const Request& r) {
+    return r.op == OpType::Allreduce || r.op == OpType::Broadcast || r.op == OpType::Allgather ||
+           r.op == OpType::Alltoall || r.op == OpType::Reducescatter;
+  }
 
   // Slot holding a request with this name and identical parameters, if any.
   std::optional<int64_t> lookup(const Request& r) const;
@@ -51,6 +58,19 @@ class ResponseCache {
 inline void set_bit(std::vector<uint64_t>& bits, int64_t i) { bits[i / 64] |= uint64_t{1} << (i % 64); }
 inline bool test_bit(const std::vector<uint64_t>& bits, int64_t i) {
   return i / 64 < static_cast<int64_t>(bits.size()) && (bits[i / 64] >> (i % 64)) & 1u;
+}
+// Calls f(i) for every set bit i in increasing order (a cycle touches only the set words' bits, not all
+// capacity slots).
+template <typename F>
+void for_each_bit(const std::vector<uint64_t>& bits, F&& f) {
+  for (size_t w = 0; w < bits.size(); ++w)
+    for (uint64_t word = bits[w]; word != 0; word &= word - 1)
+      f(static_cast<int64_t>(w * 64 + static_cast<size_t>(std::countr_zero(word))));
+}
+inline bool any_bit(const std::vector<uint64_t>& bits) {
+  for (uint64_t w : bits)
+    if (w) return true;
+  return false;
 }
 
 }  // namespace kolo

@@ -113,11 +113,10 @@ void RuntimeCore::loop(std::promise<void>* started) {
 
     // The common ordered list: cached slots in slot order, then full responses in the coordinator's order.
     std::vector<Request> ready;
-    for (int64_t slot = 0; slot < static_cast<int64_t>(resp.cached_ready.size()) * 64; ++slot) {
-      if (!test_bit(resp.cached_ready, slot)) continue;
+    for_each_bit(resp.cached_ready, [&](int64_t slot) {
       ready.push_back(cache->at(slot));
       cache->touch(slot);
-    }
+    });
     std::vector<std::pair<std::shared_ptr<TensorEntry>, std::string>> failed;
     std::shared_ptr<TensorEntry> joined_done;
     int64_t join_value = -1;
@@ -189,8 +188,9 @@ void RuntimeCore::loop(std::promise<void>* started) {
         {
           std::lock_guard<std::mutex> hl(health->mu);
           health->busy_since = Clock::now();
-          health->busy_what = detail::concat(op_type_name(g.op), " '", params[0].name, "'",
-                                              items.size() > 1 ? " (fused)" : "");
+          // Assigned piecewise into the string's kept capacity: no allocation per collective.
+          health->busy_what.assign(op_type_name(g.op));
+          health->busy_what.append(" '").append(params[0].name).append(items.size() > 1 ? "' (fused)" : "'");
         }
         try {
           executor->execute(g.op, items, params);

@@ -17,6 +17,7 @@ std::string rank_list(const std::vector<int>& ranks) {
 }  // namespace
 
 std::string StallInspector::check(const std::vector<Pending>& pending, Clock::time_point now, std::string* abort) {
+  if (pending.empty()) return {};  // the usual cycle: no stream to build
   std::ostringstream report;
   for (const auto& p : pending) {
     const double age = std::chrono::duration<double>(now - p.first_seen).count();

@@ -63,10 +63,12 @@ std::vector<int> displacements(const std::vector<int>& counts) {
   return d;
 }
 
-// Spin briefly (a reply is usually microseconds away), then back off so the other ranks' threads on
-// the same cores get to run.
+// Poll without giving up the core for the first microseconds (a peer's message in a busy cycle is
+// usually that close, and a yield on a loaded machine can hand the core away for a whole time slice),
+// then yield, then back off with sleeps so the other ranks' threads on the same cores get to run.
 void poll_pause(std::chrono::steady_clock::time_point started) {
   const auto waited = std::chrono::steady_clock::now() - started;
+  if (waited < std::chrono::microseconds(20)) return;
   if (waited < std::chrono::microseconds(200)) {
     std::this_thread::yield();
   } else {

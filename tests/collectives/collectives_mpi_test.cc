@@ -352,6 +352,47 @@ TEST(Collectives, ResponseCacheHitsAndEviction) {
   rt.shutdown();
 }
 
+// Allgather, alltoall and reducescatter repeat through the response cache too. "ag.var" has a different
+// first dimension on every rank: ranks whose shape differs from rank 0's (the agreed one) send it in full
+// beside rank 0's cache bit, and the results stay exact either way, also when a shape changes mid-run.
+TEST(Collectives, ResponseCacheServesEveryCachedOp) {
+  Runtime rt(Config::from_env());
+  const int n = rt.size(), r = rt.rank();
+  constexpr int kSteps = 4;
+  for (int step = 0; step < kSteps; ++step) {
+    const int seed = 200 + step;
+    Tensor eq = make(DType::F32, 2 * 3, seed, r).view({2, 3});
+    auto ag = allgather(rt, eq, "cached.ag.eq").to_vector<double>();
+    ASSERT_EQ(ag.size(), static_cast<size_t>(n * 6));
+    for (int q = 0; q < n; ++q)
+      for (int64_t i = 0; i < 6; ++i) ASSERT_EQ(ag[q * 6 + i], value(seed, q, i)) << "step " << step;
+
+    const int64_t extra = step == 2 ? 1 : 0;  // one step changes every rank's row count
+    auto rows_of = [&](int q) { return q + 1 + extra; };
+    Tensor var = make(DType::I32, rows_of(r) * 2, seed, r).view({rows_of(r), 2});
+    auto av = allgather(rt, var, "cached.ag.var").to_vector<double>();
+    size_t at = 0;
+    for (int q = 0; q < n; ++q)
+      for (int64_t i = 0; i < rows_of(q) * 2; ++i) ASSERT_EQ(av[at++], value(seed, q, i)) << "step " << step;
+    ASSERT_EQ(at, av.size());
+
+    std::vector<double> v;
+    for (int j = 0; j < n; ++j) v.push_back(step * 10000 + r * 100 + j);
+    std::vector<int64_t> got;
+    auto a2a = alltoall(rt, Tensor::from_vector(v, {n}).to(DType::I64), {}, "cached.a2a", &got).to_vector<double>();
+    for (int q = 0; q < n; ++q) ASSERT_EQ(a2a[q], step * 10000 + q * 100 + r) << "step " << step;
+
+    const int64_t rows = 2 * n;
+    Tensor rs_in = make(DType::F64, rows * 2, seed, r).view({rows, 2});
+    auto rs = reducescatter(rt, rs_in, "cached.rs").to_vector<double>();
+    ASSERT_EQ(rs.size(), 4u);
+    for (int64_t i = 0; i < 4; ++i) ASSERT_EQ(rs[i], expected(ReduceOp::Sum, DType::F64, seed, n, r * 4 + i));
+  }
+  // Every step after the first finds "ag.eq", "a2a" and "rs" in the cache on every rank.
+  EXPECT_GE(rt.stats().cache_hits, 3 * (kSteps - 1));
+  rt.shutdown();
+}
+
 TEST(Collectives, HierarchicalAllreduceFakeNodes) {
   Config cfg = Config::from_env();
   cfg.hierarchical_allreduce = true;

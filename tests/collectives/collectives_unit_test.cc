@@ -81,6 +81,90 @@ TEST(CollectivesUnit, ResponseCacheLruKeepsSlotsStable) {
   EXPECT_FALSE(off.lookup(req("a", {1})));
 }
 
+TEST(CollectivesUnit, ForEachBitVisitsSetBitsInOrder) {
+  std::vector<uint64_t> bits(3, 0);
+  for (int64_t i : {0, 5, 63, 64, 130}) set_bit(bits, i);
+  std::vector<int64_t> seen;
+  for_each_bit(bits, [&](int64_t i) { seen.push_back(i); });
+  EXPECT_EQ(seen, (std::vector<int64_t>{0, 5, 63, 64, 130}));
+  EXPECT_TRUE(any_bit(bits));
+  EXPECT_FALSE(any_bit(std::vector<uint64_t>(2, 0)));
+}
+
+// The coordinator of a 2-rank job whose rank 1 is scripted: each cycle it "receives" the list set here.
+class ScriptedControlPlane final : public ControlPlane {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 2; }
+  void send_to_coordinator(const std::vector<uint8_t>&, Clock::time_point) override { KOLO_FAIL("unused"); }
+  std::vector<std::vector<uint8_t>> gather_at_coordinator(Clock::time_point) override {
+    return {{}, serialize(from_rank1)};
+  }
+  void send_from_coordinator(const std::vector<uint8_t>& msg, const std::vector<int>& to) override {
+    EXPECT_EQ(to, std::vector<int>{1});
+    sent = deserialize_response_list(msg);
+  }
+  std::vector<uint8_t> receive_from_coordinator(Clock::time_point) override { KOLO_FAIL("unused"); }
+  RequestList from_rank1;
+  ResponseList sent;
+};
+
+TEST(CollectivesUnit, CoordinatorCachedSteadyStateAndMixedCycles) {
+  Config cfg;
+  ResponseCache cache(64);
+  ScriptedControlPlane cp;
+  Controller ctl(cp, cfg, cache);
+  auto list = [&](std::vector<Request> full, std::vector<int64_t> slots, int rank) {
+    RequestList l;
+    for (auto& r : full) r.rank = rank;
+    l.requests = std::move(full);
+    l.cached_bits.assign(cache.words(), 0);
+    for (int64_t s : slots) set_bit(l.cached_bits, s);
+    return l;
+  };
+  // Cycle 1: both ranks send "a" and "b" in full; the answer is full responses, which every rank caches.
+  cp.from_rank1 = list({req("b", {4}), req("a", {2})}, {}, 1);
+  ResponseList r = ctl.cycle(list({req("a", {2}), req("b", {4})}, {}, 0));
+  ASSERT_EQ(r.responses.size(), 2u);
+  EXPECT_EQ(r.responses[0].names[0], "a");  // the order in which they became ready on the coordinator
+  for (const auto& resp : r.responses) cache.put(resp.params[0]);
+  const int64_t sa = *cache.lookup(req("a", {2})), sb = *cache.lookup(req("b", {4}));
+  // Cycle 2: steady state, both ranks send the same bits: the answer is those bits and nothing else.
+  cp.from_rank1 = list({}, {sa, sb}, 1);
+  r = ctl.cycle(list({}, {sa, sb}, 0));
+  EXPECT_TRUE(r.responses.empty());
+  EXPECT_TRUE(test_bit(r.cached_ready, sa) && test_bit(r.cached_ready, sb));
+  EXPECT_EQ(cp.sent.cached_ready, r.cached_ready);
+  // Cycles 3-4: rank 0 offers "a" one cycle before rank 1; nothing is ready until both did.
+  cp.from_rank1 = list({}, {}, 1);
+  r = ctl.cycle(list({}, {sa}, 0));
+  EXPECT_FALSE(any_bit(r.cached_ready));
+  EXPECT_TRUE(r.responses.empty());
+  cp.from_rank1 = list({}, {sa}, 1);
+  r = ctl.cycle(list({}, {}, 0));
+  EXPECT_TRUE(test_bit(r.cached_ready, sa));
+  EXPECT_FALSE(test_bit(r.cached_ready, sb));
+  // Cycle 5: rank 0 hits the cache for "b" while rank 1 sends "b" with another shape: one error for both.
+  cp.from_rank1 = list({req("b", {5})}, {}, 1);
+  r = ctl.cycle(list({}, {sb}, 0));
+  EXPECT_FALSE(any_bit(r.cached_ready));
+  ASSERT_EQ(r.responses.size(), 1u);
+  EXPECT_NE(r.responses[0].error.find("mismatched requests for tensor 'b'"), std::string::npos);
+  EXPECT_NE(r.responses[0].error.find("[4] vs [5]"), std::string::npos);
+  // Cycle 6: an allgather's first dimension may differ: rank 1's full request beside rank 0's bit is one
+  // full response with rank 0's (the agreed) parameters.
+  Request g0 = req("g", {2, 3}), g1 = req("g", {5, 3});
+  g0.op = g1.op = OpType::Allgather;
+  cache.put(g0);
+  const int64_t sg = *cache.lookup(g0);
+  EXPECT_FALSE(cache.lookup(g1));
+  cp.from_rank1 = list({g1}, {}, 1);
+  r = ctl.cycle(list({}, {sg}, 0));
+  ASSERT_EQ(r.responses.size(), 1u);
+  EXPECT_TRUE(r.responses[0].error.empty());
+  EXPECT_EQ(r.responses[0].params[0].shape, (Shape{2, 3}));
+}
+
 TEST(CollectivesUnit, FusionPlanRespectsThresholdAndCompatibility) {
   std::vector<Request> ready = {req("a", {16}), req("b", {16}), req("c", {16}, DType::F64), req("d", {16})};
   ready.push_back(req("e", {16}));
