@@ -25,15 +25,21 @@ void HandleState::finish(const std::string& err) {
     std::lock_guard<std::mutex> lock(mu);
     if (finishing) return;
     finishing = true;
+    if (!callback) {  // the usual case: release the waiters at once, one lock
+      done = true;
+      error = err;
+    }
     cb = std::move(callback);
   }
+  if (!cb) {
+    cv.notify_all();
+    return;
+  }
   // The callback runs before waiters are released, so whatever it did is visible after wait().
-  if (cb) {
-    try {
-      cb(err);
-    } catch (const std::exception& e) {
-      KOLO_LOG(Error, "collective callback threw: ", e.what());
-    }
+  try {
+    cb(err);
+  } catch (const std::exception& e) {
+    KOLO_LOG(Error, "collective callback threw: ", e.what());
   }
   {
     std::lock_guard<std::mutex> lock(mu);

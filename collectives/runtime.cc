@@ -155,11 +155,12 @@ Handle Runtime::enqueue(std::vector<std::shared_ptr<TensorEntry>> entries, Callb
                                             : detail::concat("kolo: ", op_type_name(entries[0]->req.op), " '",
                                                              entries[0]->req.name, "' after shutdown()"));
     }
-    std::set<std::string> names;
+    std::set<std::string> names;  // duplicates within one group (only a group needs the set)
     for (auto& e : entries) {
       KOLO_CHECK(!e->req.name.empty(), op_type_name(e->req.op), ": the tensor name is empty (rank ", rank_, ")");
-      KOLO_CHECK(!core_->in_flight.count(e->req.name) && names.insert(e->req.name).second, op_type_name(e->req.op),
-                 " '", e->req.name, "': a collective with this name is already in flight on rank ", rank_);
+      KOLO_CHECK(!core_->in_flight.count(e->req.name) && (entries.size() == 1 || names.insert(e->req.name).second),
+                 op_type_name(e->req.op), " '", e->req.name, "': a collective with this name is already in flight on rank ",
+                 rank_);
     }
     for (auto& e : entries) {
       e->req.rank = rank_;

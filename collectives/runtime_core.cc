@@ -121,7 +121,12 @@ void RuntimeCore::loop(std::promise<void>* started) {
     std::shared_ptr<TensorEntry> joined_done;
     int64_t join_value = -1;
     {
+      // This cycle's counters are updated before its collectives run, so that the last handle completed
+      // is the last thing the cycle does before this thread sleeps and its waiter runs.
       std::lock_guard<std::mutex> lock(mu);
+      ++stats.cycles;
+      stats.cache_hits += hits;
+      if (controller->is_coordinator()) stall_report = controller->last_stall_report();
       for (const auto& r : resp.responses) {
         if (r.op == OpType::Join) {
           joined_done = std::move(join_entry);
@@ -221,12 +226,6 @@ void RuntimeCore::loop(std::promise<void>* started) {
           it->state->output = it->output;
           it->state->finish(error);
         }
-    }
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      ++stats.cycles;
-      stats.cache_hits += hits;
-      if (controller->is_coordinator()) stall_report = controller->last_stall_report();
     }
     if (resp.shutdown) {
       fail_all("kolo: the runtime shut down before this collective was submitted on every rank");
