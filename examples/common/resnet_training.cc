@@ -1,8 +1,6 @@
 // run_resnet: the train_resnet loop (data, model, DistributedOptimizer, schedule, checkpoints, evaluation).
 #include "examples/common/resnet_training.h"
 
-#include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -11,12 +9,10 @@
 #include "core/autograd/grad_mode.h"
 #include "core/data/image_folder.h"
 #include "core/data/image_loader.h"
-#include "core/device/device_backend.h"
-#include "core/ops/kernel_profiler.h"
 #include "core/ops/nn.h"
 #include "core/ops/reduce.h"
-#include "core/util/env.h"
 #include "core/util/error.h"
+#include "examples/common/step_profile.h"
 #include "examples/common/throughput.h"
 #include "examples/common/train_checkpoint.h"
 #include "models/resnet.h"
@@ -213,15 +209,9 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
   double interval_loss = 0;
   int64_t interval_steps = 0;
   std::optional<data::ImageBatch> staged;
-  // KOLO_PROFILE_KERNELS=N: the last N steps run under KernelProfiler and rank 0 prints where their time went.
-  const int64_t profile_steps = std::min<int64_t>(env::get_int("KOLO_PROFILE_KERNELS", 0), total_steps - step);
-  std::chrono::steady_clock::time_point profile_start;
+  StepProfile profile(step, total_steps, device);
   while (step < total_steps) {
-    if (profile_steps > 0 && step == total_steps - profile_steps) {
-      if (!device.is_cpu()) device_backend(device.type).synchronize(device.index);
-      KernelProfiler::start();
-      profile_start = std::chrono::steady_clock::now();
-    }
+    profile.before_step(step);
     std::optional<data::ImageBatch> batch = staged ? staged : loader.next();
     if (!batch) continue;  // end of an epoch; the next call starts the following one
     if (stage_synthetic && !staged) {
@@ -253,13 +243,7 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
     if (ckpt.enabled() && o.checkpoint_every > 0 && step % o.checkpoint_every == 0)
       ckpt.save(model, *inner, {step, loader.state(), o.seed}, precision.loss_scaler());
   }
-  if (KernelProfiler::active()) {
-    if (!device.is_cpu()) device_backend(device.type).synchronize(device.index);
-    const double wall =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - profile_start).count();
-    const std::vector<KernelStat> stats = KernelProfiler::stop();
-    if (log) *log << "kernel profile of the last " << profile_steps << " steps:\n" << KernelProfiler::format(stats, wall);
-  }
+  profile.finish(log);
   if (ckpt.enabled() && (o.checkpoint_every <= 0 || step % o.checkpoint_every != 0))
     ckpt.save(model, *inner, {step, loader.state(), o.seed}, precision.loss_scaler());
   result.steps = step;

@@ -16,6 +16,7 @@
 #include "core/data/token_loader.h"
 #include "core/util/error.h"
 #include "examples/common/run_setup.h"
+#include "examples/common/step_profile.h"
 #include "examples/common/throughput.h"
 #include "examples/common/train_checkpoint.h"
 #include "models/bleu.h"
@@ -261,7 +262,9 @@ TransformerRunResult run_transformer(Runtime& rt, const TransformerRunOptions& o
   if (log) meter.print_header(*log);
   double interval_loss = 0;
   int64_t interval_steps = 0;
+  StepProfile profile(step, total_steps, device);
   while (step < total_steps) {
+    profile.before_step(step);
     std::optional<data::TokenBatch> batch = loader.next();
     if (!batch) continue;
     inner->set_lr((*schedule)(step));
@@ -292,6 +295,7 @@ TransformerRunResult run_transformer(Runtime& rt, const TransformerRunOptions& o
     if (ckpt.enabled() && o.checkpoint_every > 0 && step % o.checkpoint_every == 0)
       ckpt.save(model, *inner, {step, loader.state(), o.seed}, precision.loss_scaler());
   }
+  profile.finish(log);
   if (ckpt.enabled() && !result.diverged && (o.checkpoint_every <= 0 || step % o.checkpoint_every != 0))
     ckpt.save(model, *inner, {step, loader.state(), o.seed}, precision.loss_scaler());
   result.steps = step;
