@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/device/cuda/cuda_check.h"
+#include "core/device/cuda/deferred_errors.h"
 #include "core/util/env.h"
 
 namespace kolo {
@@ -71,12 +72,14 @@ class CudaBackend final : public DeviceBackend {
     cudaStream_t s = current_cuda_stream_native(d);
     KOLO_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s));
     KOLO_CUDA_CHECK(cudaStreamSynchronize(s));
+    cuda::raise_deferred_errors(d);
   }
 
   void synchronize(int index) override {
     check_index(index);
     CudaDeviceGuard guard(index);
     KOLO_CUDA_CHECK(cudaDeviceSynchronize());
+    cuda::raise_deferred_errors(index);
   }
 
  private:

@@ -5,6 +5,7 @@
 
 #include "core/device/cuda/cuda_backend.h"
 #include "core/device/cuda/cuda_check.h"
+#include "core/device/cuda/deferred_errors.h"
 
 namespace kolo {
 
@@ -37,7 +38,10 @@ CudaStream::~CudaStream() {
   if (stream_) (void)cudaStreamDestroy(stream_);
 }
 
-void CudaStream::synchronize() { KOLO_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+void CudaStream::synchronize() {
+  KOLO_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  cuda::raise_deferred_errors(device_);
+}
 
 CudaEvent::CudaEvent(int device, bool timing) : device_(device) {
   CudaDeviceGuard guard(device);

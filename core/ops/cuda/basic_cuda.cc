@@ -1,5 +1,6 @@
 // Registers the CUDA implementations of the basic kernel slots (core/ops/kernels/basic.h).
 #include "core/device/cuda/cuda_check.h"
+#include "core/device/cuda/deferred_errors.h"
 #include "core/ops/cuda/basic_launch.h"
 #include "core/ops/cuda/cuda_tensor.h"
 #include "core/ops/kernels/basic.h"
@@ -52,16 +53,11 @@ void cuda_index_add_rows(Tensor& dst, const Tensor& indices, const Tensor& value
   KOLO_CHECK(values.numel() == n * width, "index_add_rows: ", values.describe(), " for ", n, " indices of rows of ",
              width, " in ", dst.describe());
   if (n == 0 || width == 0) return;
-  // Out-of-range indices are counted on the device; reading the count back is the one host sync here.
-  cuda::DeviceScratch bad(ctx.device(), sizeof(int));
-  KOLO_CUDA_CHECK(cudaMemsetAsync(bad.get(), 0, sizeof(int), ctx.stream()));
+  // Out-of-range indices are counted on the device and reported at the next host synchronisation.
+  int* bad = cuda::DeferredCheck::get("index_add_rows", ctx.device())
+                 .arm(detail::concat("index_add_rows: indices out of range [0, ", rows, ") for ", dst.describe()));
   cuda::launch_index_add_rows(dst.data_ptr(), dst.dtype(), indices.data<int64_t>(), values.data_ptr(), n, width,
-                              rows, static_cast<int*>(bad.get()), ctx.stream());
-  int bad_count = 0;
-  KOLO_CUDA_CHECK(cudaMemcpyAsync(&bad_count, bad.get(), sizeof(int), cudaMemcpyDeviceToHost, ctx.stream()));
-  KOLO_CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
-  KOLO_CHECK(bad_count == 0, "index_add_rows: ", bad_count, " indices out of range [0, ", rows, ") for ",
-             dst.describe());
+                              rows, bad, ctx.stream());
 }
 
 }  // namespace

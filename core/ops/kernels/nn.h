@@ -8,7 +8,9 @@
 // - Scalars that the backward needs from the graph (the loss gradient) arrive as device tensors, never as
 //   host doubles, so a device backend need not synchronise.
 // - Index validation (targets, embedding ids) happens in the kernel that reads the ids, which throws a
-//   kolo::Error naming the op on CPU; the op layer cannot see device memory.
+//   kolo::Error naming the op on CPU; the op layer cannot see device memory. On CUDA the kernel counts bad
+//   ids on the device and the error is thrown at the next host synchronisation (core/device/cuda/
+//   deferred_errors.h), so no kernel waits for the device.
 #pragma once
 
 #include <cstdint>
