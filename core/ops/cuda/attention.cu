@@ -315,9 +315,9 @@ void launch_with_smem(Kernel kernel, int64_t blocks, size_t smem, const Params& 
 
 }  // namespace
 
-void launch_attention_fwd(DType t, const AttnShape& s, const AttnOperand& q, const AttnOperand& k,
-                          const AttnOperand& v, const AttnOperand& mask, double scale, double dropout_p,
-                          uint64_t seed, uint64_t base, void* out, void* lse, cudaStream_t stream) {
+void launch_attention_fused_fwd(DType t, const AttnShape& s, const AttnOperand& q, const AttnOperand& k,
+                                const AttnOperand& v, const AttnOperand& mask, double scale, double dropout_p,
+                                uint64_t seed, uint64_t base, void* out, void* lse, cudaStream_t stream) {
   if (s.b * s.h * s.tq == 0) return;
   Params pr{s, q, k, v, mask, {}, scale, dropout_p, seed, base, nullptr, nullptr, nullptr, out, lse};
   dispatch_float_dtype(t, "scaled_dot_product_attention", [&](auto tag) {
@@ -330,10 +330,11 @@ void launch_attention_fwd(DType t, const AttnShape& s, const AttnOperand& q, con
   });
 }
 
-void launch_attention_bwd(DType t, const AttnShape& s, const AttnOperand& gout, const AttnOperand& q,
-                          const AttnOperand& k, const AttnOperand& v, const AttnOperand& mask, const void* out,
-                          const void* lse, double scale, double dropout_p, uint64_t seed, uint64_t base, void* gq,
-                          void* gk, void* gv, void* grad_scores, void* delta, cudaStream_t stream) {
+void launch_attention_fused_bwd(DType t, const AttnShape& s, const AttnOperand& gout, const AttnOperand& q,
+                                const AttnOperand& k, const AttnOperand& v, const AttnOperand& mask,
+                                const void* out, const void* lse, double scale, double dropout_p, uint64_t seed,
+                                uint64_t base, void* gq, void* gk, void* gv, void* grad_scores, void* delta,
+                                cudaStream_t stream) {
   if (s.b * s.h == 0) return;
   Params pr{s, q, k, v, mask, gout, scale, dropout_p, seed, base, out, lse, delta, nullptr, nullptr};
   dispatch_float_dtype(t, "scaled_dot_product_attention backward", [&](auto tag) {

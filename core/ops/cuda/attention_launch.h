@@ -1,6 +1,16 @@
-// Launchers of the fused attention kernels (attention.cu) on raw strided buffers. Layouts follow
-// core/ops/kernels/nn.h: q [B, H, Tq, Dh], k/v [B, H, Tk, Dh] with any element strides, an optional additive
-// mask already expanded to [B, H, Tq, Tk] (stride-0 views), contiguous outputs. Head sizes up to 256.
+// Launchers of scaled dot-product attention on raw strided buffers. Layouts follow core/ops/kernels/nn.h:
+// q [B, H, Tq, Dh], k/v [B, H, Tk, Dh] with any element strides, an optional additive mask already expanded
+// to [B, H, Tq, Tk] (stride-0 views), contiguous outputs. Head sizes up to 256.
+//
+// Two implementations sit behind launch_attention_fwd/bwd (attention_cuda.cc picks one per call):
+// - GEMM path (half and f32 inputs, Tk <= kAttentionGemmMaxKeys, unit-stride head dims, 16-byte aligned
+//   heads): the scores of a chunk of heads are materialised in f32 by tensor-core batched GEMMs
+//   (head_gemm.h), a row kernel applies mask, softmax and dropout (attention_softmax.cu), and the products
+//   with V (forward) or the five gradient products (backward) are batched GEMMs again. The backward
+//   recomputes the scores from q and k and the probabilities from the saved logsumexp, so nothing but
+//   out and lse is kept between the passes, as on the fused path.
+// - Fused path (attention.cu, everything else, f64 in particular): flash-attention-style kernels on CUDA
+//   cores that never store the [Tq, Tk] matrix.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -22,6 +32,8 @@ struct AttnShape {
 };
 
 constexpr int64_t kAttentionMaxHead = 256;
+// Longest key row the GEMM path's softmax kernels keep in registers (32 values per lane).
+constexpr int64_t kAttentionGemmMaxKeys = 1024;
 
 // out [B, H, Tq, Dh] and lse [B, H, Tq] (statistics dtype) contiguous.
 void launch_attention_fwd(DType t, const AttnShape& s, const AttnOperand& q, const AttnOperand& k,
@@ -34,5 +46,44 @@ void launch_attention_bwd(DType t, const AttnShape& s, const AttnOperand& gout, 
                           const AttnOperand& k, const AttnOperand& v, const AttnOperand& mask, const void* out,
                           const void* lse, double scale, double dropout_p, uint64_t seed, uint64_t base, void* gq,
                           void* gk, void* gv, void* grad_scores, void* delta, cudaStream_t stream);
+
+// The fused kernels (attention.cu), same contracts as above.
+void launch_attention_fused_fwd(DType t, const AttnShape& s, const AttnOperand& q, const AttnOperand& k,
+                                const AttnOperand& v, const AttnOperand& mask, double scale, double dropout_p,
+                                uint64_t seed, uint64_t base, void* out, void* lse, cudaStream_t stream);
+void launch_attention_fused_bwd(DType t, const AttnShape& s, const AttnOperand& gout, const AttnOperand& q,
+                                const AttnOperand& k, const AttnOperand& v, const AttnOperand& mask,
+                                const void* out, const void* lse, double scale, double dropout_p, uint64_t seed,
+                                uint64_t base, void* gq, void* gk, void* gv, void* grad_scores, void* delta,
+                                cudaStream_t stream);
+
+// Row kernels of the GEMM path (attention_softmax.cu) over the score rows of heads [bh0, bh0 + nbh) of
+// one call. Row r of the chunk is query row r % Tq of head bh0 + r / Tq; matrices are row-major with
+// leading dimensions ld_s (f32 scores) and ld_p (probabilities in dtype t), Tq rows per head. The dropout
+// counter of score (bh, i, j) is base + (bh * Tq + i) * Tk + j, as on the CPU and the fused path.
+
+// scores already hold scale * q.k; writes p_drop = dropout(softmax(scores + mask)) in dtype t and
+// lse (statistics dtype, indexed by global row) = logsumexp of each masked row, -inf (and p = 0) for a row
+// masked everywhere.
+void launch_attention_softmax_fwd(DType t, const AttnShape& s, int64_t bh0, int64_t nbh, const float* scores,
+                                  int64_t ld_s, const AttnOperand& mask, double dropout_p, uint64_t seed,
+                                  uint64_t base, void* p_drop, int64_t ld_p, float* lse, cudaStream_t stream);
+
+// From recomputed scores, dp = gout @ v^T (f32, ld_s) and the forward's lse: p = exp(scores + mask - lse),
+// writes p_drop (dtype t, ld_p) and ds = p * (keep * dp - sum_j p_j keep_j dp_j) (dtype t, ld_p), and
+// grad_scores (dtype t, contiguous [B, H, Tq, Tk], global) when not null.
+void launch_attention_softmax_bwd(DType t, const AttnShape& s, int64_t bh0, int64_t nbh, const float* scores,
+                                  const float* dp, int64_t ld_s, const AttnOperand& mask, const float* lse,
+                                  double dropout_p, uint64_t seed, uint64_t base, void* p_drop, void* ds,
+                                  int64_t ld_p, void* grad_scores, cudaStream_t stream);
+
+// Per-head base addresses of up to kHeadPtrOperands operands: with g = first_o + i,
+// ptrs[o * n + i] = base_o + (g / h_o) * sb_o + (g % h_o) * sh_o (byte strides), for i in [0, n).
+constexpr int kHeadPtrOperands = 12;
+struct HeadPtrSpec {
+  const char* base;
+  int64_t sb, sh, h, first;
+};
+void launch_head_pointers(const HeadPtrSpec* specs, int count, int64_t n, void** ptrs, cudaStream_t stream);
 
 }  // namespace kolo::cuda

@@ -28,11 +28,6 @@ cublasLtHandle_t lt_handle(int device) {
   return handles[device];
 }
 
-bool allow_tf32() {
-  static const bool on = env::get_bool("KOLO_ALLOW_TF32", false);
-  return on;
-}
-
 // Column-major view of a row-major stored [rows, cols] operand with strides (s_row, s_col) such that
 // op(view) equals the transpose of the math operand (see gemm_lt.h).
 struct ColView {
@@ -87,6 +82,11 @@ AlgoCache& algo_cache() {
 
 }  // namespace
 
+bool gemm_allow_tf32() {
+  static const bool on = env::get_bool("KOLO_ALLOW_TF32", false);
+  return on;
+}
+
 void gemm(const Tensor& a_in, const Tensor& b_in, Tensor& c, bool trans_a, bool trans_b, double alpha, double beta,
           GemmEpilogue epilogue, const Tensor& bias) {
   KernelContext ctx("gemm", {&a_in, &b_in, &c});
@@ -132,7 +132,7 @@ void gemm(const Tensor& a_in, const Tensor& b_in, Tensor& c, bool trans_a, bool 
   const cudaDataType_t type = cuda_type(dt);
   const bool f64 = dt == DType::F64;
   const cublasComputeType_t compute =
-      f64 ? CUBLAS_COMPUTE_64F : (dt == DType::F32 && allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F);
+      f64 ? CUBLAS_COMPUTE_64F : (dt == DType::F32 && gemm_allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F);
   const cudaDataType_t scale_type = f64 ? CUDA_R_64F : CUDA_R_32F;
 
   Owned<cublasLtMatmulDesc_t, decltype(&cublasLtMatmulDescDestroy)> op{nullptr, &cublasLtMatmulDescDestroy};

@@ -25,4 +25,7 @@ enum class GemmEpilogue : uint8_t {
 void gemm(const Tensor& a, const Tensor& b, Tensor& c, bool trans_a, bool trans_b, double alpha, double beta,
           GemmEpilogue epilogue = GemmEpilogue::None, const Tensor& bias = Tensor());
 
+// Whether f32 GEMMs may use TF32 tensor cores (KOLO_ALLOW_TF32=1; read once).
+bool gemm_allow_tf32();
+
 }  // namespace kolo::cuda
