@@ -4,6 +4,8 @@
 //
 //   model_step_bench --model resnet50 --batch 16 --warmup 2 --steps 5 [--channels_last]
 //   model_step_bench --model transformer_big --batch 16 --seq 32 --warmup 2 --steps 5
+// --profile adds one step under KernelProfiler (per-kernel time); --unfused_bn empties the CPU slots of the
+// fused batch norm + ReLU kernels, so ResNet runs the unfused batch_norm / add / relu composite (A/B runs).
 #include <cxxopts.hpp>
 
 #include <algorithm>
@@ -14,6 +16,8 @@
 #include <iostream>
 #include <vector>
 
+#include "core/ops/kernel_profiler.h"
+#include "core/ops/kernels/batch_norm_act.h"
 #include "core/ops/nn.h"
 #include "core/tensor/tensor.h"
 #include "core/util/error.h"
@@ -71,6 +75,15 @@ double time_steps(const std::function<double()>& step, int warmup, int steps, co
   return secs[secs.size() / 2];
 }
 
+// One more step with KernelProfiler on: where the step's time goes, kernel by kernel.
+void profile_step(const std::function<double()>& step) {
+  KernelProfiler::start();
+  const auto t0 = std::chrono::steady_clock::now();
+  step();
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("profiled step: %.3f s\n%s", ms / 1e3, KernelProfiler::format(KernelProfiler::stop(), ms).c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -84,6 +97,8 @@ int main(int argc, char** argv) {
       ("channels_last", "resnet: NHWC activations")
       ("warmup", "untimed steps", cxxopts::value<int>()->default_value("2"))
       ("steps", "timed steps", cxxopts::value<int>()->default_value("5"))
+      ("profile", "one extra step under KernelProfiler, printed per kernel")
+      ("unfused_bn", "run batch norm, residual add and ReLU as separate ops (no fused CPU kernel)")
       ("h,help", "help");
   try {
     auto a = options.parse(argc, argv);
@@ -95,6 +110,11 @@ int main(int argc, char** argv) {
     const int64_t batch = a["batch"].as<int64_t>();
     const int warmup = a["warmup"].as<int>(), steps = a["steps"].as<int>();
     KOLO_CHECK(steps > 0 && warmup >= 0, "--steps must be positive and --warmup non-negative");
+    const bool profile = a.count("profile") > 0;
+    if (a.count("unfused_bn")) {
+      batch_norm_act_fwd_kernel().set(DeviceType::CPU, nullptr);
+      batch_norm_act_bwd_kernel().set(DeviceType::CPU, nullptr);
+    }
     double median = 0, items = 0;
     const char* unit = "";
     if (model_name == "resnet50") {
@@ -118,15 +138,15 @@ int main(int argc, char** argv) {
                   static_cast<long long>(cfg.image_size), cfg.channels_last ? 1 : 0);
       items = static_cast<double>(batch);
       unit = "img/s";
-      median = time_steps(
-          [&] {
-            opt.zero_grad();
-            Tensor loss = cross_entropy(model.forward(x), y);
-            loss.backward();
-            opt.step();
-            return loss.item();
-          },
-          warmup, steps, unit, items);
+      const std::function<double()> step = [&] {
+        opt.zero_grad();
+        Tensor loss = cross_entropy(model.forward(x), y);
+        loss.backward();
+        opt.step();
+        return loss.item();
+      };
+      median = time_steps(step, warmup, steps, unit, items);
+      if (profile) profile_step(step);
     } else if (model_name == "transformer_big") {
       const int64_t seq = a["seq"].as<int64_t>();
       // Dropout 0.1 as the PyTorch anchor's nn.Transformer (kolo's transformer_big default is the paper's 0.3).
@@ -144,15 +164,15 @@ int main(int argc, char** argv) {
                   models::with_commas(model.parameter_count()).c_str());
       items = static_cast<double>(batch * seq);
       unit = "tgt tok/s";
-      median = time_steps(
-          [&] {
-            opt.zero_grad();
-            Tensor loss = models::label_smoothed_loss(model.forward(src, tgt), tgt, cfg.pad_id, 0.1);
-            loss.backward();
-            opt.step();
-            return loss.item();
-          },
-          warmup, steps, unit, items);
+      const std::function<double()> step = [&] {
+        opt.zero_grad();
+        Tensor loss = models::label_smoothed_loss(model.forward(src, tgt), tgt, cfg.pad_id, 0.1);
+        loss.backward();
+        opt.step();
+        return loss.item();
+      };
+      median = time_steps(step, warmup, steps, unit, items);
+      if (profile) profile_step(step);
     } else {
       KOLO_FAIL("--model '", model_name, "': expected resnet50 or transformer_big");
     }
