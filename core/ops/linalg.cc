@@ -1,4 +1,5 @@
-// matmul/linear: reshape to 3-D batched GEMMs, gradients as two more GEMMs.
+// matmul/linear: reshape to 3-D batched GEMMs, gradients as two more GEMMs; linear with bias through the
+// device's fused linear kernels where it has them (bias in the GEMM epilogue), else matmul + add.
 #include "core/ops/linalg.h"
 
 #include "core/autograd/grad_mode.h"
@@ -97,18 +98,47 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   return out;
 }
 
+namespace {
+
+bool has_fused_linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
+  const DeviceType dev = x.device().type;
+  return bias.defined() && linear_fwd_kernel().has(dev) && linear_bwd_kernel().has(dev) && is_floating(x.dtype()) &&
+         w.dtype() == x.dtype() && bias.dtype() == x.dtype() && w.device() == x.device() &&
+         bias.device() == x.device();
+}
+
+// x2 [N, in] -> [N, out] through linear_fwd/linear_bwd, recorded as one node with inputs x2, w, bias.
+Tensor fused_linear(const Tensor& x2, const Tensor& w, const Tensor& bias) {
+  const Tensor xd = x2.detach(), wd = w.detach(), bd = bias.detach().contiguous();
+  Tensor y = Tensor::empty({x2.size(0), w.size(0)}, x2.dtype(), x2.device());
+  linear_fwd_kernel()(x2.device())(xd, wd, bd, y);
+  const bool gx = x2.requires_grad(), gw = w.requires_grad(), gb = bias.requires_grad();
+  autograd::record("linear", {x2, w, bias}, {&y},
+                   [xd, wd, gx, gw, gb](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+                     const Device dev = xd.device();
+                     Tensor dx = gx ? Tensor::empty(xd.shape(), xd.dtype(), dev) : Tensor();
+                     Tensor dw = gw ? Tensor::empty(wd.shape(), wd.dtype(), dev) : Tensor();
+                     Tensor db = gb ? Tensor::empty({wd.size(0)}, wd.dtype(), dev) : Tensor();
+                     linear_bwd_kernel()(dev)(g[0].detach(), xd, wd, dx, dw, db);
+                     return {dx, dw, db};
+                   });
+  return y;
+}
+
+}  // namespace
+
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
   KOLO_CHECK(w.dim() == 2, "linear: weight must be [out, in], got ", w.describe());
   KOLO_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), "linear: input ", x.describe(), " does not match weight ",
              w.describe());
-  Shape lead(x.shape().begin(), x.shape().end() - 1);
-  Tensor x2 = x.reshape({-1, w.size(1)});
-  Tensor y = matmul(x2, w.transpose(0, 1));
-  if (bias.defined()) {
+  if (bias.defined())
     KOLO_CHECK(bias.dim() == 1 && bias.size(0) == w.size(0), "linear: bias ", bias.describe(),
                " does not match weight ", w.describe());
-    y = add(y, bias);
-  }
+  Shape lead(x.shape().begin(), x.shape().end() - 1);
+  Tensor x2 = x.reshape({-1, w.size(1)});
+  Tensor y = has_fused_linear(x, w, bias) ? fused_linear(x2, w, bias)
+                                          : (bias.defined() ? add(matmul(x2, w.transpose(0, 1)), bias)
+                                                            : matmul(x2, w.transpose(0, 1)));
   lead.push_back(w.size(0));
   return y.reshape(lead);
 }

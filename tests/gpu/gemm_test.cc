@@ -1,11 +1,14 @@
 // CUDA GEMM (cuBLASLt) against the CPU GEMM: every transpose combination, batched and broadcast operands,
-// strided views, alpha/beta, each floating dtype; and the bias/ReLU/GELU epilogues.
+// strided views, alpha/beta, each floating dtype; the bias/ReLU/GELU and bias-gradient epilogues; and the
+// linear op on its fused CUDA kernels against the CPU composite.
 #include <gtest/gtest.h>
 
 #include <cmath>
 
 #include "core/ops/cuda/gemm_lt.h"
 #include "core/ops/kernels/linalg.h"
+#include "core/ops/linalg.h"
+#include "core/ops/reduce.h"
 #include "tests/gpu/gpu_test_util.h"
 
 namespace kolo {
@@ -80,6 +83,42 @@ TEST_F(GpuTest, GemmEpilogues) {
       EXPECT_LE(relative_error(gc, Tensor::from_vector<double>(want, {1, M, N})), t == DType::F32 ? 1e-5 : 1e-2)
           << dtype_name(t) << " epilogue " << static_cast<int>(ep);
     }
+  }
+}
+
+// gw = gy^T @ x with gb = column sums of gy from the same GEMM (when cuBLASLt has the epilogue for it).
+TEST_F(GpuTest, GemmBiasGradientEpilogue) {
+  const int64_t rows = 200, out = 48, in = 72;
+  for (DType t : {DType::F32, DType::BF16}) {
+    Tensor gy = random_cpu({1, rows, out}, t, -1, 1, 11), x = random_cpu({1, rows, in}, t, -1, 1, 12);
+    Tensor want_w = Tensor::empty({1, out, in}, t);
+    gemm_kernel()(Device::cpu())(gy, x, want_w, true, false, 1.0, 0.0);
+    Tensor want_b = sum(gy.reshape({rows, out}), {0});
+    Tensor gw = Tensor::empty({1, out, in}, t, gpu()), gb = Tensor::empty({out}, t, gpu());
+    const bool fused =
+        cuda::try_gemm(gy.to(gpu()), x.to(gpu()), gw, true, false, 1.0, 0.0, cuda::GemmEpilogue::BiasGradA, gb);
+    if (!fused) GTEST_SKIP() << "cuBLASLt offers no BGRADB algorithm here; linear falls back to a reduction";
+    EXPECT_LE(relative_error(gw, want_w), gemm_tolerance(t)) << dtype_name(t);
+    EXPECT_LE(relative_error(gb, want_b), t == DType::F32 ? 1e-5 : 1e-2) << dtype_name(t);
+  }
+}
+
+// linear with bias: fused kernels on the GPU, matmul + add on the CPU; 3-D input, strided weight view.
+TEST_F(GpuTest, LinearWithBiasMatchesCpuComposite) {
+  for (DType t : {DType::F32, DType::BF16}) {
+    Tensor x = random_cpu({4, 9, 40}, t, -1, 1, 21), w_t = random_cpu({40, 24}, t, -1, 1, 22);
+    Tensor b = random_cpu({24}, t, -1, 1, 23), gy = random_cpu({4, 9, 24}, t, -1, 1, 24);
+    auto run = [&](Device dev) {
+      Tensor xd = x.to(dev).set_requires_grad(true), bd = b.to(dev).set_requires_grad(true);
+      Tensor wt = w_t.to(dev).set_requires_grad(true);
+      Tensor y = linear(xd, wt.transpose(0, 1), bd);
+      y.backward(gy.to(dev));
+      return std::vector<Tensor>{y, xd.grad(), wt.grad(), bd.grad()};
+    };
+    const std::vector<Tensor> want = run(Device::cpu()), got = run(gpu());
+    const char* names[] = {"y", "grad x", "grad w", "grad bias"};
+    for (size_t i = 0; i < want.size(); ++i)
+      EXPECT_LE(relative_error(got[i], want[i]), t == DType::F32 ? 1e-5 : 1e-2) << dtype_name(t) << " " << names[i];
   }
 }
 

@@ -72,7 +72,7 @@ struct Owned {
 
 struct AlgoCache {
   std::mutex mu;
-  std::unordered_map<std::string, cublasLtMatmulAlgo_t> algos;
+  std::unordered_map<std::string, std::pair<bool, cublasLtMatmulAlgo_t>> algos;  // false: none exists
 };
 
 AlgoCache& algo_cache() {
@@ -87,8 +87,10 @@ bool gemm_allow_tf32() {
   return on;
 }
 
-void gemm(const Tensor& a_in, const Tensor& b_in, Tensor& c, bool trans_a, bool trans_b, double alpha, double beta,
-          GemmEpilogue epilogue, const Tensor& bias) {
+namespace {
+
+bool run_gemm(const Tensor& a_in, const Tensor& b_in, Tensor& c, bool trans_a, bool trans_b, double alpha,
+              double beta, GemmEpilogue epilogue, const Tensor& bias, bool required) {
   KernelContext ctx("gemm", {&a_in, &b_in, &c});
   KOLO_CHECK(a_in.dim() == 3 && b_in.dim() == 3 && c.dim() == 3 && c.is_contiguous(), "gemm: expected 3-D a, b and ",
              "contiguous 3-D c, got ", a_in.describe(), ", ", b_in.describe(), ", ", c.describe());
@@ -101,19 +103,24 @@ void gemm(const Tensor& a_in, const Tensor& b_in, Tensor& c, bool trans_a, bool 
                  (b_in.size(0) == batch || b_in.size(0) == 1),
              "gemm: shapes ", a_in.describe(), (trans_a ? "^T" : ""), " @ ", b_in.describe(), (trans_b ? "^T" : ""),
              " -> ", c.describe(), " do not match");
-  if (c.numel() == 0) return;
+  const bool has_bias = epilogue != GemmEpilogue::None;
+  const bool bias_grad = epilogue == GemmEpilogue::BiasGradA;
+  if (has_bias) {
+    const int64_t len = bias_grad ? m : n;
+    KOLO_CHECK(bias.defined() && bias.is_contiguous() && bias.numel() == len && bias.dtype() == c.dtype() &&
+                   bias.device() == c.device(),
+               "gemm: epilogue needs a contiguous bias of ", len, " elements in ", dtype_name(c.dtype()), " on ",
+               c.device().str(), ", got ", bias.defined() ? bias.describe() : std::string("none"));
+    KOLO_CHECK(beta == 0.0, "gemm: bias epilogues need beta == 0");
+    KOLO_CHECK(!bias_grad || batch == 1, "gemm: the bias-gradient epilogue takes one matrix, got ", c.describe());
+  }
+  // Empty problems: the bias gradient falls back to the caller, which reduces (or zero-fills) it itself.
+  if (bias_grad && (c.numel() == 0 || k == 0)) return false;
+  if (c.numel() == 0) return true;
   if (k == 0) {  // empty product: c = beta * c
     launch_affine(c.data_ptr(), c.data_ptr(), c.dtype(), beta, 0.0, indexer_of<2>(c.shape(), {&c, &c}), c.numel(),
                   ctx.stream());
-    return;
-  }
-  const bool has_bias = epilogue != GemmEpilogue::None;
-  if (has_bias) {
-    KOLO_CHECK(bias.defined() && bias.is_contiguous() && bias.numel() == n && bias.dtype() == c.dtype() &&
-                   bias.device() == c.device(),
-               "gemm: epilogue needs a contiguous bias of ", n, " elements in ", dtype_name(c.dtype()), " on ",
-               c.device().str(), ", got ", bias.defined() ? bias.describe() : std::string("none"));
-    KOLO_CHECK(beta == 0.0, "gemm: bias epilogues need beta == 0");
+    return true;
   }
   ColView va{}, vb{};
   Tensor a = a_in, b = b_in;
@@ -141,9 +148,11 @@ void gemm(const Tensor& a_in, const Tensor& b_in, Tensor& c, bool trans_a, bool 
   KOLO_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_TRANSA, &vb.op, sizeof(vb.op)));
   KOLO_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_TRANSB, &va.op, sizeof(va.op)));
   if (has_bias) {
+    // kolo's a is cuBLASLt's B (see gemm_lt.h), so a bias gradient over a is BGRADB.
     const cublasLtEpilogue_t ep = epilogue == GemmEpilogue::Bias       ? CUBLASLT_EPILOGUE_BIAS
                                   : epilogue == GemmEpilogue::ReluBias ? CUBLASLT_EPILOGUE_RELU_BIAS
-                                                                       : CUBLASLT_EPILOGUE_GELU_BIAS;
+                                  : epilogue == GemmEpilogue::GeluBias ? CUBLASLT_EPILOGUE_GELU_BIAS
+                                                                       : CUBLASLT_EPILOGUE_BGRADB;
     KOLO_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof(ep)));
     const void* bias_ptr = bias.data_ptr();
     KOLO_CUBLAS_CHECK(
@@ -179,7 +188,12 @@ void gemm(const Tensor& a_in, const Tensor& b_in, Tensor& c, bool trans_a, bool 
     std::lock_guard<std::mutex> lock(cache.mu);
     auto it = cache.algos.find(key);
     if (it != cache.algos.end()) {
-      algo = it->second;
+      if (!it->second.first) {
+        KOLO_CHECK(!required, "gemm: cuBLASLt has no algorithm for ", a_in.describe(), " @ ", b_in.describe(),
+                   " -> ", c.describe());
+        return false;
+      }
+      algo = it->second.second;
     } else {
       Owned<cublasLtMatmulPreference_t, decltype(&cublasLtMatmulPreferenceDestroy)> pref{
           nullptr, &cublasLtMatmulPreferenceDestroy};
@@ -189,12 +203,15 @@ void gemm(const Tensor& a_in, const Tensor& b_in, Tensor& c, bool trans_a, bool 
                                                              sizeof(ws)));
       cublasLtMatmulHeuristicResult_t result{};
       int found = 0;
-      KOLO_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle, op.h, la.h, lb.h, lc.h, lc.h, pref.h, 1, &result,
-                                                       &found));
-      KOLO_CHECK(found > 0, "gemm: cuBLASLt has no algorithm for ", a_in.describe(), " @ ", b_in.describe(), " -> ",
-                 c.describe());
+      const cublasStatus_t st =
+          cublasLtMatmulAlgoGetHeuristic(handle, op.h, la.h, lb.h, lc.h, lc.h, pref.h, 1, &result, &found);
+      if (st != CUBLAS_STATUS_NOT_SUPPORTED || required) KOLO_CUBLAS_CHECK(st);
+      if (st == CUBLAS_STATUS_NOT_SUPPORTED) found = 0;
+      cache.algos.emplace(key, std::make_pair(found > 0, result.algo));
+      KOLO_CHECK(found > 0 || !required, "gemm: cuBLASLt has no algorithm for ", a_in.describe(), " @ ",
+                 b_in.describe(), " -> ", c.describe());
+      if (found == 0) return false;
       algo = result.algo;
-      cache.algos.emplace(key, algo);
     }
   }
 
@@ -205,6 +222,19 @@ void gemm(const Tensor& a_in, const Tensor& b_in, Tensor& c, bool trans_a, bool 
   KOLO_CUBLAS_CHECK(cublasLtMatmul(handle, op.h, alpha_p, b.data_ptr(), la.h, a.data_ptr(), lb.h, beta_p,
                                    c.data_ptr(), lc.h, c.data_ptr(), lc.h, &algo, workspace.get(), kWorkspaceBytes,
                                    ctx.stream()));
+  return true;
+}
+
+}  // namespace
+
+void gemm(const Tensor& a, const Tensor& b, Tensor& c, bool trans_a, bool trans_b, double alpha, double beta,
+          GemmEpilogue epilogue, const Tensor& bias) {
+  run_gemm(a, b, c, trans_a, trans_b, alpha, beta, epilogue, bias, true);
+}
+
+bool try_gemm(const Tensor& a, const Tensor& b, Tensor& c, bool trans_a, bool trans_b, double alpha, double beta,
+              GemmEpilogue epilogue, const Tensor& bias) {
+  return run_gemm(a, b, c, trans_a, trans_b, alpha, beta, epilogue, bias, false);
 }
 
 }  // namespace kolo::cuda

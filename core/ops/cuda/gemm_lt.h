@@ -18,12 +18,20 @@ enum class GemmEpilogue : uint8_t {
   Bias,      // c = a@b + bias[n]
   ReluBias,  // c = relu(a@b + bias[n])
   GeluBias,  // c = gelu_tanh(a@b + bias[n]) (cuBLASLt's GELU is the tanh approximation)
+  // c = a@b and bias[m] = sum_k op(a)[m, k]: the bias gradient of a linear layer from gw = gy^T @ x
+  // (a = gy with trans_a). `bias` is written; [M] contiguous in c's dtype; batch must be 1.
+  BiasGradA,
 };
 
 // c[i] = alpha * op(a[i]) @ op(b[i]) + beta * c[i] (then the epilogue). a, b 3-D, c contiguous [B, M, N],
 // one floating dtype; bias [N] contiguous in c's dtype for the *Bias epilogues (beta must be 0 then).
 void gemm(const Tensor& a, const Tensor& b, Tensor& c, bool trans_a, bool trans_b, double alpha, double beta,
           GemmEpilogue epilogue = GemmEpilogue::None, const Tensor& bias = Tensor());
+
+// As gemm, but returns false (computing nothing) where cuBLASLt has no algorithm for the problem with this
+// epilogue, so the caller can run the epilogue separately. The answer is cached per problem.
+bool try_gemm(const Tensor& a, const Tensor& b, Tensor& c, bool trans_a, bool trans_b, double alpha, double beta,
+              GemmEpilogue epilogue, const Tensor& bias);
 
 // Whether f32 GEMMs may use TF32 tensor cores (KOLO_ALLOW_TF32=1; read once).
 bool gemm_allow_tf32();

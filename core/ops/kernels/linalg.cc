@@ -1,6 +1,8 @@
-// Kernel slot of the linalg family.
+// Kernel slots of the linalg family.
 #include "core/ops/kernels/linalg.h"
 
 namespace kolo {
 KOLO_DEFINE_KERNEL(gemm);
+KOLO_DEFINE_KERNEL(linear_fwd);
+KOLO_DEFINE_KERNEL(linear_bwd);
 }  // namespace kolo
