@@ -57,7 +57,7 @@ Backends make_backends(const Config& config) {
   std::vector<int> node_of;
 #ifdef KOLO_WITH_MPI
   if (b.name == "mpi") {
-    auto mpi = std::make_unique<MpiBackend>();
+    auto mpi = std::make_unique<MpiBackend>(config.shm_allreduce_max_bytes);
     node_of = mpi->node_ids();
     b.world = std::move(mpi);
     b.control = std::make_unique<MpiControlPlane>();

@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <thread>
 
+#include "collectives/mpi/poll_backoff.h"
+#include "collectives/mpi/shm_allreduce.h"
 #include "collectives/reduce_kernels.h"
 #include "core/util/logging.h"
 
@@ -61,19 +63,6 @@ std::vector<int> displacements(const std::vector<int>& counts) {
     acc += counts[i];
   }
   return d;
-}
-
-// Poll without giving up the core for the first microseconds (a peer's message in a busy cycle is
-// usually that close, and a yield on a loaded machine can hand the core away for a whole time slice),
-// then yield, then back off with sleeps so the other ranks' threads on the same cores get to run.
-void poll_pause(std::chrono::steady_clock::time_point started) {
-  const auto waited = std::chrono::steady_clock::now() - started;
-  if (waited < std::chrono::microseconds(20)) return;
-  if (waited < std::chrono::microseconds(200)) {
-    std::this_thread::yield();
-  } else {
-    std::this_thread::sleep_for(std::chrono::microseconds(waited < std::chrono::milliseconds(20) ? 20 : 200));
-  }
 }
 
 constexpr int kRequestTag = 17;
@@ -172,7 +161,7 @@ bool mpi_launch_detected() {
   return false;
 }
 
-MpiBackend::MpiBackend() : ctx_(MpiContext::get()) {
+MpiBackend::MpiBackend(int64_t shm_max_bytes) : ctx_(MpiContext::get()), shm_max_bytes_(shm_max_bytes) {
   MPI_Comm dup;
   KOLO_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &dup));
   KOLO_MPI_CHECK(MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN));
@@ -181,7 +170,8 @@ MpiBackend::MpiBackend() : ctx_(MpiContext::get()) {
   MPI_Comm_size(dup, &size_);
 }
 
-MpiBackend::MpiBackend(std::shared_ptr<MpiContext> ctx, void* comm) : ctx_(std::move(ctx)), comm_(comm) {
+MpiBackend::MpiBackend(std::shared_ptr<MpiContext> ctx, void* comm, int64_t shm_max_bytes)
+    : ctx_(std::move(ctx)), comm_(comm), shm_max_bytes_(shm_max_bytes) {
   MPI_Comm_set_errhandler(as_comm(comm_), MPI_ERRORS_RETURN);
   MPI_Comm_rank(as_comm(comm_), &rank_);
   MPI_Comm_size(as_comm(comm_), &size_);
@@ -193,6 +183,20 @@ MpiBackend::~MpiBackend() {
 }
 
 void MpiBackend::allreduce(const void* send, void* recv, int64_t count, DType dtype, ReduceOp op, Stream*) {
+  const int64_t bytes = count * static_cast<int64_t>(dtype_size(dtype));
+  // Every rank passes the same count and dtype, so every rank takes the same branch (and builds the
+  // segment in the same call).
+  if (size_ > 1 && bytes >= kShmMinBytes && bytes <= shm_max_bytes_) {
+    if (!shm_tried_) {
+      shm_tried_ = true;
+      shm_ = ShmAllreduce::create(comm_, kShmSlotBytes);
+    }
+    if (shm_) {
+      KOLO_CHECK(op != ReduceOp::Average, "mpi: Average must be lowered to Sum + scale");
+      shm_->allreduce(send, recv, count, dtype, op);
+      return;
+    }
+  }
   KOLO_MPI_CHECK(MPI_Allreduce(send == recv ? MPI_IN_PLACE : send, recv, to_int_count(count, "allreduce"),
                                MpiContext::type(dtype), ctx_->op(op, dtype), as_comm(comm_)));
 }
@@ -245,7 +249,7 @@ std::unique_ptr<Backend> MpiBackend::split(int color) {
   MPI_Comm out = MPI_COMM_NULL;
   KOLO_MPI_CHECK(MPI_Comm_split(as_comm(comm_), color < 0 ? MPI_UNDEFINED : color, rank_, &out));
   if (out == MPI_COMM_NULL) return nullptr;
-  return std::unique_ptr<Backend>(new MpiBackend(ctx_, as_opaque(out)));
+  return std::unique_ptr<Backend>(new MpiBackend(ctx_, as_opaque(out), shm_max_bytes_));
 }
 
 std::vector<int> MpiBackend::node_ids() {

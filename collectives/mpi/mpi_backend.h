@@ -16,6 +16,7 @@
 namespace kolo {
 
 class MpiContext;  // MPI initialisation, finalisation and the bf16/f16 reduction ops (mpi_backend.cc)
+class ShmAllreduce;
 
 // True when this process was started by mpirun/srun (or MPI is already initialised), i.e. an MPI backend
 // can see the other ranks. Never initialises MPI.
@@ -23,8 +24,11 @@ bool mpi_launch_detected();
 
 class MpiBackend final : public Backend {
  public:
-  // Initialises MPI if needed; the backend spans MPI_COMM_WORLD.
-  MpiBackend();
+  // Initialises MPI if needed; the backend spans MPI_COMM_WORLD. Allreduces of kShmMinBytes up to
+  // `shm_max_bytes` (0: never) go through a shared-memory segment (shm_allreduce.h) when every rank of the
+  // communicator shares this node; the segment is built by the first such call (a collective step every
+  // rank reaches together) and is inherited by nothing: split() backends build their own.
+  explicit MpiBackend(int64_t shm_max_bytes = 0);
   ~MpiBackend() override;
   const char* name() const override { return "mpi"; }
   int rank() const override { return rank_; }
@@ -45,13 +49,20 @@ class MpiBackend final : public Backend {
   // Node id of every rank (world rank of the node's lowest rank), from MPI_Comm_split_type(SHARED).
   std::vector<int> node_ids();
 
+  // Below this size Open MPI's eager shared-memory messages are faster than the segment's three steps.
+  static constexpr int64_t kShmMinBytes = 8 << 10;
+  static constexpr int64_t kShmSlotBytes = 1 << 20;  // per rank; larger buffers go through in pieces
+
  private:
-  MpiBackend(std::shared_ptr<MpiContext> ctx, void* comm);
+  MpiBackend(std::shared_ptr<MpiContext> ctx, void* comm, int64_t shm_max_bytes);
   std::shared_ptr<MpiContext> ctx_;
   void* comm_;  // MPI_Comm, kept opaque so this header does not pull in mpi.h
   int rank_ = 0;
   int size_ = 1;
   bool aborted_ = false;
+  int64_t shm_max_bytes_ = 0;
+  bool shm_tried_ = false;
+  std::unique_ptr<ShmAllreduce> shm_;
 };
 
 class MpiControlPlane final : public ControlPlane {

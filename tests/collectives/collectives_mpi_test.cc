@@ -1,6 +1,7 @@
 // Multi-rank collectives tests (run under mpirun -np 2, 3, 4). Every expected value is computed on each
 // rank from (seed, rank, index) alone, never by communicating. All ranks agree on pass/fail at the end.
 #include <gtest/gtest.h>
+#include <mpi.h>
 
 #include <algorithm>
 #include <cmath>
@@ -13,6 +14,7 @@
 #include "tests/common/collective_values.h"
 #include "tests/common/mpi_gtest.h"
 #include "collectives/controller.h"
+#include "collectives/mpi/shm_allreduce.h"
 #include "collectives/ops.h"
 
 namespace kolo {
@@ -59,6 +61,35 @@ TEST(Collectives, AllreduceEveryOpDtypeSize) {
           << dtype_name(c.dt) << " " << reduce_op_name(c.op) << " len " << c.len << " index " << i;
     }
   }
+}
+
+// The shared-memory allreduce on its own (MPI's is the fallback, so a wrong segment path would otherwise hide
+// behind it): a 4 KiB slot forces many pieces, counts leave ragged last pieces and slices, every dtype and
+// reduce op, in place and out of place. Called from this thread on its own communicator.
+TEST(Collectives, ShmAllreduceEveryDtypeOpAndPieceShape) {
+  const int n = g_rt->size(), r = g_rt->rank();
+  MPI_Comm comm;
+  ASSERT_EQ(MPI_Comm_dup(MPI_COMM_WORLD, &comm), MPI_SUCCESS);
+  auto shm = ShmAllreduce::create(reinterpret_cast<void*>(comm), 4096);
+  ASSERT_TRUE(shm) << "all ranks of this test share one node";
+  int seed = 300;
+  for (DType dt : kDTypes)
+    for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Min, ReduceOp::Max, ReduceOp::Product})
+      for (int64_t len : {int64_t{1}, int64_t{33}, int64_t{2048 + 7}, int64_t{10007}}) {
+        ++seed;
+        Tensor in = make(dt, len, seed, r, op == ReduceOp::Product);
+        const bool in_place = seed % 2 == 0;
+        Tensor out = in_place ? in : Tensor::empty({len}, dt);
+        shm->allreduce(in.data_ptr(), out.data_ptr(), len, dt, op);
+        auto got = out.to_vector<double>();
+        for (int64_t i = 0; i < len; ++i) {
+          const double want = expected(op, dt, seed, n, i);
+          ASSERT_NEAR(got[i], want, tolerance(dt) * std::max(1.0, std::abs(want)))
+              << dtype_name(dt) << " " << reduce_op_name(op) << " len " << len << " index " << i;
+        }
+      }
+  shm.reset();
+  MPI_Comm_free(&comm);
 }
 
 TEST(Collectives, PrescalePostscale) {

@@ -1,0 +1,144 @@
+// Shared-memory allreduce among the ranks of one node (protocol in shm_allreduce.h).
+#include "collectives/mpi/shm_allreduce.h"
+
+#include <fcntl.h>
+#include <mpi.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+
+#include "collectives/mpi/poll_backoff.h"
+#include "collectives/reduce_kernels.h"
+#include "core/util/error.h"
+#include "core/util/logging.h"
+
+namespace kolo {
+namespace {
+
+constexpr size_t kCounterStride = 64;  // one cache line per counter
+constexpr size_t kCountersBytes = 4096;  // the counters' page, so every slot starts page-aligned
+constexpr int kArrived = 0, kReduced = 1, kDone = 2;
+constexpr int64_t kSliceAlign = 64;  // bytes: slices of a piece start on cache lines
+
+size_t round_up(size_t v, size_t to) { return (v + to - 1) / to * to; }
+
+// Element range [lo, hi) of slice q of a piece of `count` elements split over n ranks.
+std::pair<int64_t, int64_t> slice(int64_t count, int q, int n, int64_t align_elems) {
+  auto edge = [&](int k) {
+    if (k >= n) return count;
+    return std::min(count, (count * k / n) / align_elems * align_elems);
+  };
+  return {edge(q), edge(q + 1)};
+}
+
+}  // namespace
+
+std::unique_ptr<ShmAllreduce> ShmAllreduce::create(void* opaque_comm, int64_t slot_bytes) {
+  MPI_Comm comm = reinterpret_cast<MPI_Comm>(opaque_comm);
+  int rank = 0, size = 1;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  MPI_Comm node;
+  if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node) != MPI_SUCCESS) return nullptr;
+  int node_size = 0;
+  MPI_Comm_size(node, &node_size);
+  MPI_Comm_free(&node);
+  // Every rank sees node_size < size when the ranks span several nodes, so all of them decline together.
+  if (node_size != size || size < 2 || slot_bytes <= 0) return nullptr;
+
+  const size_t block = kCountersBytes + round_up(static_cast<size_t>(slot_bytes), 4096);
+  const size_t total = block * static_cast<size_t>(size);
+  char name[64] = {};
+  int ok = 1;
+  if (rank == 0) {
+    // Unique per job and segment: the creator's pid and a per-process count of segments.
+    static std::atomic<int> segments{0};
+    std::snprintf(name, sizeof(name), "/kolo_shm_ar.%d.%d", static_cast<int>(getpid()), segments++);
+    const int fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
+    ok = fd >= 0 && ftruncate(fd, static_cast<off_t>(total)) == 0;
+    if (fd >= 0) close(fd);
+  }
+  MPI_Bcast(name, sizeof(name), MPI_CHAR, 0, comm);
+  MPI_Bcast(&ok, 1, MPI_INT, 0, comm);
+  uint8_t* base = nullptr;
+  if (ok) {
+    const int fd = shm_open(name, O_RDWR, 0600);
+    if (fd >= 0) {
+      void* p = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+      close(fd);
+      if (p != MAP_FAILED) base = static_cast<uint8_t*>(p);
+    }
+  }
+  int mapped = base != nullptr;
+  MPI_Allreduce(MPI_IN_PLACE, &mapped, 1, MPI_INT, MPI_MIN, comm);  // also: every rank has opened it
+  if (rank == 0 && ok) shm_unlink(name);
+  if (!mapped) {
+    if (base) munmap(base, total);
+    if (rank == 0) KOLO_LOG(Warning, "shared-memory allreduce unavailable (", name, "): using MPI's allreduce");
+    return nullptr;
+  }
+  // A new object is zero-filled, so every counter starts at 0 (no piece done).
+  return std::unique_ptr<ShmAllreduce>(new ShmAllreduce(base, total, rank, size, slot_bytes));
+}
+
+ShmAllreduce::ShmAllreduce(uint8_t* base, size_t bytes, int rank, int size, int64_t slot_bytes)
+    : base_(base),
+      bytes_(bytes),
+      rank_(rank),
+      size_(size),
+      slot_bytes_(slot_bytes),
+      block_bytes_(bytes / static_cast<size_t>(size)) {}
+
+ShmAllreduce::~ShmAllreduce() { munmap(base_, bytes_); }
+
+uint64_t* ShmAllreduce::counter(int rank, int which) const {
+  return reinterpret_cast<uint64_t*>(base_ + block_bytes_ * static_cast<size_t>(rank) +
+                                     kCounterStride * static_cast<size_t>(which));
+}
+
+uint8_t* ShmAllreduce::slot(int rank) const {
+  return base_ + block_bytes_ * static_cast<size_t>(rank) + kCountersBytes;
+}
+
+void ShmAllreduce::wait_all(int which, uint64_t value) const {
+  const auto started = std::chrono::steady_clock::now();
+  for (int q = 0; q < size_; ++q)
+    while (std::atomic_ref<uint64_t>(*counter(q, which)).load(std::memory_order_acquire) < value)
+      poll_pause(started);
+}
+
+void ShmAllreduce::allreduce(const void* send, void* recv, int64_t count, DType dtype, ReduceOp op) {
+  const int64_t esize = static_cast<int64_t>(dtype_size(dtype));
+  const int64_t piece_elems = std::max<int64_t>(1, slot_bytes_ / esize);
+  const int64_t align_elems = std::max<int64_t>(1, kSliceAlign / esize);
+  const auto* in = static_cast<const uint8_t*>(send);
+  auto* out = static_cast<uint8_t*>(recv);
+  uint8_t* mine = slot(rank_);
+  for (int64_t off = 0; off < count; off += piece_elems) {
+    const int64_t m = std::min(piece_elems, count - off);
+    const uint64_t s = ++seq_;
+    wait_all(kDone, s - 1);
+    std::memcpy(mine, in + off * esize, static_cast<size_t>(m * esize));
+    std::atomic_ref<uint64_t>(*counter(rank_, kArrived)).store(s, std::memory_order_release);
+
+    wait_all(kArrived, s);
+    const auto [lo, hi] = slice(m, rank_, size_, align_elems);
+    if (hi > lo)
+      for (int q = 0; q < size_; ++q)
+        if (q != rank_) coll::reduce_into(mine + lo * esize, slot(q) + lo * esize, hi - lo, dtype, op);
+    std::atomic_ref<uint64_t>(*counter(rank_, kReduced)).store(s, std::memory_order_release);
+
+    wait_all(kReduced, s);
+    for (int q = 0; q < size_; ++q) {
+      const auto [a, b] = slice(m, q, size_, align_elems);
+      if (b > a) std::memcpy(out + (off + a) * esize, slot(q) + a * esize, static_cast<size_t>((b - a) * esize));
+    }
+    std::atomic_ref<uint64_t>(*counter(rank_, kDone)).store(s, std::memory_order_release);
+  }
+}
+
+}  // namespace kolo
