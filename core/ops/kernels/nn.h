@@ -60,7 +60,8 @@ KOLO_DECLARE_KERNEL(embedding_gather, void(const Tensor& weight, const Tensor& i
 
 // Scaled dot-product attention, fused: per query row, scores s_j = scale * q.k_j + mask_j, p = softmax(s),
 // optional dropout on p (keep iff uniform01(seed, base + ((b*H + h)*Tq + i)*Tk + j) >= dropout_p), and
-// out = p @ v. Memory is O(Tk) per row: the [Tq, Tk] matrix is never stored.
+// out = p @ v. Nothing of size [Tq, Tk] outlives a call: the CPU and the CUDA fused kernels never store the
+// matrix; CUDA's GEMM path (core/ops/cuda/attention_launch.h) holds score chunks in bounded scratch.
 // q [B, H, Tq, Dh], k/v [B, H, Tk, Dh], any strides; mask undefined or already expanded (stride-0 views)
 // to [B, H, Tq, Tk], q's dtype. out contiguous [B, H, Tq, Dh]; lse [B, H, Tq] (statistics dtype) is the
 // row logsumexp of the scores (-inf for rows whose mask is -inf everywhere; such rows output zeros).

@@ -1,0 +1,125 @@
+// Attention at Transformer-big shapes (batch 256 x 64 tokens, 16 heads of 64, bf16) on the CUDA slots: forward
+// and forward + backward for the three attentions of the model (encoder self with key padding, decoder self
+// causal + padding, cross with padding), q/k/v as head views of [B, T, H*Dh] projections as the model makes
+// them. Each row is timed on the default path (GEMM path here) and on the fused kernels for comparison.
+// TFLOP/s counts the GEMM work done: 2 products forward, 5 backward (scores recomputed), 2*Tq*Tk*Dh each.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "core/device/cuda/cuda_backend.h"
+#include "core/ops/cuda/attention_launch.h"
+#include "core/ops/kernels/nn.h"
+
+using namespace kolo;
+
+namespace {
+
+double median_ms(const std::function<void()>& fn, int reps = 20) {
+  CudaStream& s = cuda_main_stream(0);
+  for (int i = 0; i < 3; ++i) fn();
+  std::vector<float> ms;
+  for (int i = 0; i < reps; ++i) {
+    CudaEvent start(0, true), stop(0, true);
+    start.record(s);
+    fn();
+    stop.record(s);
+    stop.synchronize();
+    ms.push_back(stop.elapsed_ms(start));
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+cuda::AttnOperand operand(const Tensor& t) {
+  cuda::AttnOperand o;
+  if (!t.defined()) return o;
+  o.data = t.data_ptr();
+  for (int i = 0; i < 4; ++i) o.stride[i] = t.strides()[static_cast<size_t>(i)];
+  return o;
+}
+
+struct Problem {
+  const char* name;
+  int64_t tq, tk;
+  bool causal;
+};
+
+}  // namespace
+
+int main() {
+  if (cuda_device_count() == 0) {
+    std::printf("no CUDA device visible; nothing to measure\n");
+    return 0;
+  }
+  const Device g = Device::cuda(0);
+  const DType t = DType::BF16;
+  const int64_t nb = 256, nh = 16, dh = 64, d = nh * dh;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(dh)), dropout = 0.1;
+  Generator gen(1);
+  const Problem problems[] = {{"encoder self (padding)", 64, 64, false},
+                              {"decoder self (causal+padding)", 64, 64, true},
+                              {"cross (padding)", 64, 64, false}};
+  std::printf("B=%lld H=%lld Dh=%lld bf16, attention dropout %.1f\n", static_cast<long long>(nb),
+              static_cast<long long>(nh), static_cast<long long>(dh), dropout);
+  std::printf("%-32s %-6s %-8s %10s %10s\n", "attention", "path", "pass", "median", "GEMM work");
+  double per_step[2][2] = {{0, 0}, {0, 0}};  // [path][fwd, fwd+bwd], summed over the model's 18 attentions
+  for (const Problem& p : problems) {
+    auto heads = [&](int64_t tt) {
+      return Tensor::uniform({nb, tt, d}, -1, 1, gen, t, g).view({nb, tt, nh, dh}).transpose(1, 2);
+    };
+    Tensor q = heads(p.tq), k = heads(p.tk), v = heads(p.tk), go = heads(p.tq);
+    // Key padding: batch row b keeps its first tk - (b % 8) keys; causal on top for the decoder.
+    const double inf = std::numeric_limits<double>::infinity();
+    std::vector<double> m(static_cast<size_t>(nb * p.tq * p.tk), 0.0);
+    for (int64_t b = 0; b < nb; ++b)
+      for (int64_t i = 0; i < p.tq; ++i)
+        for (int64_t j = 0; j < p.tk; ++j)
+          if (j >= p.tk - b % 8 || (p.causal && j > i)) m[static_cast<size_t>((b * p.tq + i) * p.tk + j)] = -inf;
+    Tensor mask = Tensor::from_vector(m, {nb, 1, p.tq, p.tk}).to(t).to(g).expand({nb, nh, p.tq, p.tk});
+    Tensor out = Tensor::empty({nb, nh, p.tq, dh}, t, g), lse = Tensor::empty({nb, nh, p.tq}, DType::F32, g);
+    Tensor gq = Tensor::empty(q.shape(), t, g), gk = Tensor::empty(k.shape(), t, g), gv = Tensor::empty(v.shape(), t, g);
+    Tensor gs, delta = Tensor::empty({nb, nh, p.tq}, DType::F32, g);
+    const cuda::AttnShape s{nb, nh, p.tq, p.tk, dh};
+    const cudaStream_t stream = static_cast<cudaStream_t>(cuda_main_stream(0).native());
+    const double gemm_flop = 2.0 * nb * nh * p.tq * p.tk * dh;
+    for (int path = 0; path < 2; ++path) {
+      auto fwd = [&] {
+        if (path == 0)
+          attention_fwd_kernel()(g)(q, k, v, mask, scale, dropout, 7, 0, out, lse);
+        else
+          cuda::launch_attention_fused_fwd(t, s, operand(q), operand(k), operand(v), operand(mask), scale, dropout,
+                                           7, 0, out.data_ptr(), lse.data_ptr(), stream);
+      };
+      auto bwd = [&] {
+        if (path == 0)
+          attention_bwd_kernel()(g)(go, q, k, v, mask, out, lse, scale, dropout, 7, 0, gq, gk, gv, gs);
+        else
+          cuda::launch_attention_fused_bwd(t, s, operand(go), operand(q), operand(k), operand(v), operand(mask),
+                                           out.data_ptr(), lse.data_ptr(), scale, dropout, 7, 0, gq.data_ptr(),
+                                           gk.data_ptr(), gv.data_ptr(), nullptr, delta.data_ptr(), stream);
+      };
+      const char* path_name = path == 0 ? "slot" : "fused";
+      const double f = median_ms(fwd);
+      const double fb = median_ms([&] {
+        fwd();
+        bwd();
+      });
+      std::printf("%-32s %-6s %-8s %7.3f ms %6.1f TFLOP/s\n", p.name, path_name, "fwd", f, 2 * gemm_flop / f / 1e9);
+      std::printf("%-32s %-6s %-8s %7.3f ms %6.1f TFLOP/s\n", p.name, path_name, "fwd+bwd", fb,
+                  7 * gemm_flop / fb / 1e9);
+      per_step[path][0] += 6 * f;
+      per_step[path][1] += 6 * fb;
+    }
+  }
+  std::printf("Transformer-big step (6 layers x 3 attentions): slot path fwd %.1f ms, fwd+bwd %.1f ms; fused kernels "
+              "fwd %.1f ms, fwd+bwd %.1f ms\n",
+              per_step[0][0], per_step[0][1], per_step[1][0], per_step[1][1]);
+  const MemoryStats st = cuda_device_allocator(0).stats();
+  std::printf("allocator: peak %.2f GiB\n", st.peak / 1073741824.0);
+  return 0;
+}
