@@ -5,6 +5,7 @@
 #include "core/util/error.h"
 #ifdef KOLO_WITH_MPI
 #include "collectives/mpi/mpi_backend.h"
+#include "collectives/mpi/shm_control_plane.h"
 #endif
 #include "collectives/device_collectives.h"
 #ifdef KOLO_WITH_NCCL
@@ -60,7 +61,9 @@ Backends make_backends(const Config& config) {
     auto mpi = std::make_unique<MpiBackend>(config.shm_allreduce_max_bytes);
     node_of = mpi->node_ids();
     b.world = std::move(mpi);
-    b.control = std::make_unique<MpiControlPlane>();
+    // Shared-memory mailboxes when every rank is on this node (a collective decision, like the MPI setup).
+    if (config.shm_control_plane) b.control = ShmControlPlane::create();
+    if (!b.control) b.control = std::make_unique<MpiControlPlane>();
   }
 #endif
   if (b.name == "loopback") {

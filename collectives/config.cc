@@ -13,6 +13,7 @@ Config Config::from_env() {
   c.cache_capacity = env::get_int("KOLO_CACHE_CAPACITY", c.cache_capacity);
   c.allreduce_chunk_bytes = env::get_int("KOLO_ALLREDUCE_CHUNK_BYTES", c.allreduce_chunk_bytes);
   c.shm_allreduce_max_bytes = env::get_int("KOLO_SHM_ALLREDUCE_MAX_BYTES", c.shm_allreduce_max_bytes);
+  c.shm_control_plane = env::get_bool("KOLO_SHM_CONTROL_PLANE", c.shm_control_plane);
   c.timeline = env::get("KOLO_TIMELINE").value_or("");
   c.stall_check_time_s = env::get_double("KOLO_STALL_CHECK_TIME", c.stall_check_time_s);
   c.stall_shutdown_time_s = env::get_double("KOLO_STALL_SHUTDOWN_TIME", c.stall_shutdown_time_s);

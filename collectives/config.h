@@ -19,6 +19,7 @@ struct Config {
   // KOLO_SHM_ALLREDUCE_MAX_BYTES: host allreduce calls of 8 KiB up to this many bytes go through a shared-memory
   // segment instead of MPI when all ranks share one node (collectives/mpi/shm_allreduce.h); 0 disables.
   int64_t shm_allreduce_max_bytes = 4ll << 20;
+  bool shm_control_plane = true;           // KOLO_SHM_CONTROL_PLANE: negotiate through shared memory on one node
   std::string timeline;                    // KOLO_TIMELINE: Chrome-trace JSON path (written by rank 0)
   double stall_check_time_s = 60.0;        // KOLO_STALL_CHECK_TIME: warn about tensors missing on some ranks
   double stall_shutdown_time_s = 0.0;      // KOLO_STALL_SHUTDOWN_TIME: > 0 aborts all ranks after that long

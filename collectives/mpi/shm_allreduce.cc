@@ -1,20 +1,16 @@
 // Shared-memory allreduce among the ranks of one node (protocol in shm_allreduce.h).
 #include "collectives/mpi/shm_allreduce.h"
 
-#include <fcntl.h>
 #include <mpi.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cstdio>
 #include <cstring>
 
 #include "collectives/mpi/poll_backoff.h"
+#include "collectives/mpi/shared_segment.h"
 #include "collectives/reduce_kernels.h"
 #include "core/util/error.h"
-#include "core/util/logging.h"
 
 namespace kolo {
 namespace {
@@ -37,63 +33,29 @@ std::pair<int64_t, int64_t> slice(int64_t count, int q, int n, int64_t align_ele
 
 }  // namespace
 
-std::unique_ptr<ShmAllreduce> ShmAllreduce::create(void* opaque_comm, int64_t slot_bytes) {
-  MPI_Comm comm = reinterpret_cast<MPI_Comm>(opaque_comm);
-  int rank = 0, size = 1;
-  MPI_Comm_rank(comm, &rank);
-  MPI_Comm_size(comm, &size);
-  MPI_Comm node;
-  if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node) != MPI_SUCCESS) return nullptr;
-  int node_size = 0;
-  MPI_Comm_size(node, &node_size);
-  MPI_Comm_free(&node);
-  // Every rank sees node_size < size when the ranks span several nodes, so all of them decline together.
-  if (node_size != size || size < 2 || slot_bytes <= 0) return nullptr;
-
+std::unique_ptr<ShmAllreduce> ShmAllreduce::create(void* comm, int64_t slot_bytes) {
+  if (slot_bytes <= 0) return nullptr;
+  int size = 1;
+  MPI_Comm_size(reinterpret_cast<MPI_Comm>(comm), &size);
   const size_t block = kCountersBytes + round_up(static_cast<size_t>(slot_bytes), 4096);
-  const size_t total = block * static_cast<size_t>(size);
-  char name[64] = {};
-  int ok = 1;
-  if (rank == 0) {
-    // Unique per job and segment: the creator's pid and a per-process count of segments.
-    static std::atomic<int> segments{0};
-    std::snprintf(name, sizeof(name), "/kolo_shm_ar.%d.%d", static_cast<int>(getpid()), segments++);
-    const int fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
-    ok = fd >= 0 && ftruncate(fd, static_cast<off_t>(total)) == 0;
-    if (fd >= 0) close(fd);
-  }
-  MPI_Bcast(name, sizeof(name), MPI_CHAR, 0, comm);
-  MPI_Bcast(&ok, 1, MPI_INT, 0, comm);
-  uint8_t* base = nullptr;
-  if (ok) {
-    const int fd = shm_open(name, O_RDWR, 0600);
-    if (fd >= 0) {
-      void* p = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-      close(fd);
-      if (p != MAP_FAILED) base = static_cast<uint8_t*>(p);
-    }
-  }
-  int mapped = base != nullptr;
-  MPI_Allreduce(MPI_IN_PLACE, &mapped, 1, MPI_INT, MPI_MIN, comm);  // also: every rank has opened it
-  if (rank == 0 && ok) shm_unlink(name);
-  if (!mapped) {
-    if (base) munmap(base, total);
-    if (rank == 0) KOLO_LOG(Warning, "shared-memory allreduce unavailable (", name, "): using MPI's allreduce");
-    return nullptr;
-  }
+  auto segment = SharedSegment::create(comm, block * static_cast<size_t>(size), "allreduce");
+  if (!segment) return nullptr;
+  int rank = 0;
+  MPI_Comm_rank(reinterpret_cast<MPI_Comm>(comm), &rank);
   // A new object is zero-filled, so every counter starts at 0 (no piece done).
-  return std::unique_ptr<ShmAllreduce>(new ShmAllreduce(base, total, rank, size, slot_bytes));
+  return std::unique_ptr<ShmAllreduce>(new ShmAllreduce(std::move(segment), rank, size, slot_bytes, block));
 }
 
-ShmAllreduce::ShmAllreduce(uint8_t* base, size_t bytes, int rank, int size, int64_t slot_bytes)
-    : base_(base),
-      bytes_(bytes),
+ShmAllreduce::ShmAllreduce(std::unique_ptr<SharedSegment> segment, int rank, int size, int64_t slot_bytes,
+                           size_t block_bytes)
+    : segment_(std::move(segment)),
+      base_(segment_->data()),
       rank_(rank),
       size_(size),
       slot_bytes_(slot_bytes),
-      block_bytes_(bytes / static_cast<size_t>(size)) {}
+      block_bytes_(block_bytes) {}
 
-ShmAllreduce::~ShmAllreduce() { munmap(base_, bytes_); }
+ShmAllreduce::~ShmAllreduce() = default;
 
 uint64_t* ShmAllreduce::counter(int rank, int which) const {
   return reinterpret_cast<uint64_t*>(base_ + block_bytes_ * static_cast<size_t>(rank) +

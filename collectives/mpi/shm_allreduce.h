@@ -16,8 +16,7 @@
 // release and loads acquire (std::atomic_ref on the mapping), so a slot's bytes are visible before its counter.
 // Waiting polls like the control plane (spin, then yield, then short sleeps) without a deadline of its own,
 // exactly like the blocking MPI call it replaces: a peer lost in the middle is caught by Handle::wait's
-// watchdog. The segment is a POSIX shared-memory object unlinked as soon as every rank mapped it, so nothing
-// is left behind however the job ends, and tearing it down is local (munmap, no collective).
+// watchdog. The segment is a SharedSegment (shared_segment.h).
 #pragma once
 
 #include <cstdint>
@@ -28,6 +27,8 @@
 #include "core/tensor/dtype.h"
 
 namespace kolo {
+
+class SharedSegment;
 
 class ShmAllreduce {
  public:
@@ -42,13 +43,13 @@ class ShmAllreduce {
   void allreduce(const void* send, void* recv, int64_t count, DType dtype, ReduceOp op);
 
  private:
-  ShmAllreduce(uint8_t* base, size_t bytes, int rank, int size, int64_t slot_bytes);
+  ShmAllreduce(std::unique_ptr<SharedSegment> segment, int rank, int size, int64_t slot_bytes, size_t block_bytes);
   uint64_t* counter(int rank, int which) const;
   uint8_t* slot(int rank) const;
   void wait_all(int which, uint64_t value) const;
 
+  std::unique_ptr<SharedSegment> segment_;
   uint8_t* base_;
-  size_t bytes_;
   int rank_;
   int size_;
   int64_t slot_bytes_;

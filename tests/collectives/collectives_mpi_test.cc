@@ -424,6 +424,28 @@ TEST(Collectives, ResponseCacheServesEveryCachedOp) {
   rt.shutdown();
 }
 
+// 1500 new tensors with long names in one cycle: the first RequestList and ResponseList are several times a
+// shared-memory mailbox (64 KiB), so they travel in fragments; the second step hits the cache.
+TEST(Collectives, ControlMessagesLargerThanAMailbox) {
+  Runtime& rt = *g_rt;
+  const int n = rt.size();
+  std::vector<Tensor> ts;
+  std::vector<std::string> names;
+  for (int step = 0; step < 2; ++step) {
+    ts.clear();
+    names.clear();
+    for (int k = 0; k < 1500; ++k) {
+      ts.push_back(make(DType::F32, 3, 400 + k, rt.rank()));
+      names.push_back("control.fragmented.with.a.long.name.to.make.the.request.lists.large." + std::to_string(k));
+    }
+    grouped_allreduce(rt, ts, names);
+    for (int k = 0; k < 1500; ++k) {
+      auto v = ts[k].to_vector<double>();
+      for (int64_t i = 0; i < 3; ++i) ASSERT_EQ(v[i], expected(ReduceOp::Sum, DType::F32, 400 + k, n, i)) << k;
+    }
+  }
+}
+
 TEST(Collectives, HierarchicalAllreduceFakeNodes) {
   Config cfg = Config::from_env();
   cfg.hierarchical_allreduce = true;

@@ -209,8 +209,10 @@ TEST(CollectivesUnit, ConfigFromEnvAndValidation) {
   setenv("KOLO_CYCLE_TIME", "2.5", 1);
   setenv("KOLO_COMPRESSION", "bf16", 1);
   setenv("KOLO_SHM_ALLREDUCE_MAX_BYTES", "0", 1);
+  setenv("KOLO_SHM_CONTROL_PLANE", "0", 1);
   Config c = Config::from_env();
   EXPECT_EQ(c.shm_allreduce_max_bytes, 0);
+  EXPECT_FALSE(c.shm_control_plane);
   EXPECT_EQ(c.fusion_threshold, 1048576);
   EXPECT_EQ(c.cycle_time_ms, 2.5);
   EXPECT_EQ(c.compression, Compression::BF16);
@@ -220,6 +222,7 @@ TEST(CollectivesUnit, ConfigFromEnvAndValidation) {
   unsetenv("KOLO_CYCLE_TIME");
   unsetenv("KOLO_COMPRESSION");
   unsetenv("KOLO_SHM_ALLREDUCE_MAX_BYTES");
+  unsetenv("KOLO_SHM_CONTROL_PLANE");
   Config bad;
   bad.backend = "carrier-pigeon";
   EXPECT_THROW(bad.validate(), Error);
