@@ -24,6 +24,14 @@
 
 namespace kolo {
 
+// One tensor of a fused host allreduce: `count` elements read from `send`, the result written to `recv`
+// (which may be `send`).
+struct HostSpan {
+  const void* send;
+  void* recv;
+  int64_t count;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -44,6 +52,15 @@ class Backend {
   // send holds sum(counts) elements; this rank receives the reduced block counts[rank()].
   virtual void reducescatter(const void* send, void* recv, const std::vector<int64_t>& counts, DType dtype,
                              ReduceOp op, Stream* stream) = 0;
+  // Optional fused path for host buffers: reduces the concatenation of `spans` as one buffer without packing
+  // it anywhere first, multiplying by `prescale` on the way in and `postscale` on the way out (folded into
+  // the backend's own copies). Returns false, having done nothing, when this backend has no such path for
+  // this call (the caller then packs into its fusion buffer); every rank gets the same answer.
+  virtual bool allreduce_spans(const std::vector<HostSpan>& spans, DType dtype, ReduceOp op, double prescale,
+                               double postscale) {
+    (void)spans, (void)dtype, (void)op, (void)prescale, (void)postscale;
+    return false;
+  }
   virtual void barrier() = 0;
   // Best effort: stop outstanding work so that peers and this rank can leave without hanging.
   virtual void abort(const std::string& reason) = 0;

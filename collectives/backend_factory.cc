@@ -58,7 +58,7 @@ Backends make_backends(const Config& config) {
   std::vector<int> node_of;
 #ifdef KOLO_WITH_MPI
   if (b.name == "mpi") {
-    auto mpi = std::make_unique<MpiBackend>(config.shm_allreduce_max_bytes);
+    auto mpi = std::make_unique<MpiBackend>(config.shm_allreduce);
     node_of = mpi->node_ids();
     b.world = std::move(mpi);
     // Shared-memory mailboxes when every rank is on this node (a collective decision, like the MPI setup).

@@ -12,7 +12,7 @@ Config Config::from_env() {
   c.cycle_time_ms = env::get_double("KOLO_CYCLE_TIME", c.cycle_time_ms);
   c.cache_capacity = env::get_int("KOLO_CACHE_CAPACITY", c.cache_capacity);
   c.allreduce_chunk_bytes = env::get_int("KOLO_ALLREDUCE_CHUNK_BYTES", c.allreduce_chunk_bytes);
-  c.shm_allreduce_max_bytes = env::get_int("KOLO_SHM_ALLREDUCE_MAX_BYTES", c.shm_allreduce_max_bytes);
+  c.shm_allreduce = env::get_bool("KOLO_SHM_ALLREDUCE", c.shm_allreduce);
   c.shm_control_plane = env::get_bool("KOLO_SHM_CONTROL_PLANE", c.shm_control_plane);
   c.timeline = env::get("KOLO_TIMELINE").value_or("");
   c.stall_check_time_s = env::get_double("KOLO_STALL_CHECK_TIME", c.stall_check_time_s);
@@ -34,8 +34,6 @@ void Config::validate() const {
   KOLO_CHECK(cycle_time_ms > 0, "KOLO_CYCLE_TIME must be > 0 ms, got ", cycle_time_ms);
   KOLO_CHECK(cache_capacity >= 0, "KOLO_CACHE_CAPACITY must be >= 0, got ", cache_capacity);
   KOLO_CHECK(allreduce_chunk_bytes >= 0, "KOLO_ALLREDUCE_CHUNK_BYTES must be >= 0, got ", allreduce_chunk_bytes);
-  KOLO_CHECK(shm_allreduce_max_bytes >= 0, "KOLO_SHM_ALLREDUCE_MAX_BYTES must be >= 0, got ",
-             shm_allreduce_max_bytes);
   KOLO_CHECK(stall_check_time_s > 0, "KOLO_STALL_CHECK_TIME must be > 0 s, got ", stall_check_time_s);
   KOLO_CHECK(stall_shutdown_time_s >= 0, "KOLO_STALL_SHUTDOWN_TIME must be >= 0 s, got ", stall_shutdown_time_s);
   KOLO_CHECK(heartbeat_timeout_s > 0, "KOLO_HEARTBEAT_TIMEOUT must be > 0 s, got ", heartbeat_timeout_s);

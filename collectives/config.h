@@ -16,9 +16,9 @@ struct Config {
   // KOLO_ALLREDUCE_CHUNK_BYTES: bytes per backend allreduce call. Open MPI 4.1's large-message path collapses
   // ~10x at >= 64 MiB on the reference machine, and small chunks keep the packed data in cache.
   int64_t allreduce_chunk_bytes = 2ll << 20;
-  // KOLO_SHM_ALLREDUCE_MAX_BYTES: host allreduce calls of 8 KiB up to this many bytes go through a shared-memory
-  // segment instead of MPI when all ranks share one node (collectives/mpi/shm_allreduce.h); 0 disables.
-  int64_t shm_allreduce_max_bytes = 4ll << 20;
+  // KOLO_SHM_ALLREDUCE: host allreduces of at least 8 KiB (and fused groups, unpacked) go through a
+  // shared-memory segment instead of MPI when all ranks share one node (collectives/mpi/shm_allreduce.h).
+  bool shm_allreduce = true;
   bool shm_control_plane = true;           // KOLO_SHM_CONTROL_PLANE: negotiate through shared memory on one node
   std::string timeline;                    // KOLO_TIMELINE: Chrome-trace JSON path (written by rank 0)
   double stall_check_time_s = 60.0;        // KOLO_STALL_CHECK_TIME: warn about tensors missing on some ranks

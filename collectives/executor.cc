@@ -193,6 +193,30 @@ void Executor::allreduce(const std::vector<TensorEntry*>& items, const std::vect
     return;
   }
 
+  // A backend that reduces a list of buffers in place of a packed one (the shared-memory allreduce) takes the
+  // whole group: scales are folded into its copies, and nothing goes through the fusion buffer.
+  if (wire == p.dtype && !hierarchical && fin.int_divisor == 1) {
+    std::vector<HostSpan> spans;
+    int64_t bytes = 0;
+    for (size_t i = 0; i < items.size(); ++i) {
+      spans.push_back({in[i].numel() > 0 ? in[i].data_ptr() : nullptr, out[i].numel() > 0 ? out[i].data_ptr() : nullptr,
+                       out[i].numel()});
+      bytes += out[i].numel() * wsize;
+    }
+    if (b->allreduce_spans(spans, p.dtype, op, p.prescale, fin.scale)) {
+      ++stats_.collectives;
+      stats_.bytes += bytes;
+      stats_.fused_tensors += static_cast<int64_t>(items.size());
+      stats_.largest_fusion = std::max<int64_t>(stats_.largest_fusion, static_cast<int64_t>(items.size()));
+      if (timeline_.enabled()) {
+        const auto t1 = Clock::now();
+        const std::string args = rows_args(items.size(), bytes, 1);
+        for (const Request& r : params) timeline_.span(r.name, activity, t0, t1, args);
+      }
+      return;
+    }
+  }
+
   // Tensors of at least one chunk gain nothing from packing (they are reduced in chunks either way), so
   // without compression they are reduced in place and only the small ones go through the fusion buffer.
   // This halves the memory traffic of a fused ResNet-50 gradient set, whose bytes sit in large tensors.

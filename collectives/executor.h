@@ -8,6 +8,8 @@
 // allreduce it, unpack it (postscale, Average's 1/size, decompression), then chunk k+1 — so no backend call
 // exceeds the chunk size (Open MPI's large-message collapse is never hit) and packed data is still in cache
 // when reduced. A group of one uncompressed tensor skips the buffer and is reduced in place, also chunked.
+// An uncompressed fused group whose backend offers Backend::allreduce_spans (the shared-memory allreduce on
+// one node) skips the buffer too: the backend copies straight from and to the tensors.
 // Hierarchical allreduce (KOLO_HIERARCHICAL_ALLREDUCE) replaces each chunk's allreduce by a reduce-scatter
 // within the node, an allreduce across nodes of this rank's part, and an allgather within the node.
 //

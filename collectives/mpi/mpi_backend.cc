@@ -161,7 +161,7 @@ bool mpi_launch_detected() {
   return false;
 }
 
-MpiBackend::MpiBackend(int64_t shm_max_bytes) : ctx_(MpiContext::get()), shm_max_bytes_(shm_max_bytes) {
+MpiBackend::MpiBackend(bool shm_allreduce) : ctx_(MpiContext::get()), shm_allreduce_(shm_allreduce) {
   MPI_Comm dup;
   KOLO_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &dup));
   KOLO_MPI_CHECK(MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN));
@@ -170,8 +170,8 @@ MpiBackend::MpiBackend(int64_t shm_max_bytes) : ctx_(MpiContext::get()), shm_max
   MPI_Comm_size(dup, &size_);
 }
 
-MpiBackend::MpiBackend(std::shared_ptr<MpiContext> ctx, void* comm, int64_t shm_max_bytes)
-    : ctx_(std::move(ctx)), comm_(comm), shm_max_bytes_(shm_max_bytes) {
+MpiBackend::MpiBackend(std::shared_ptr<MpiContext> ctx, void* comm, bool shm_allreduce)
+    : ctx_(std::move(ctx)), comm_(comm), shm_allreduce_(shm_allreduce) {
   MPI_Comm_set_errhandler(as_comm(comm_), MPI_ERRORS_RETURN);
   MPI_Comm_rank(as_comm(comm_), &rank_);
   MPI_Comm_size(as_comm(comm_), &size_);
@@ -182,20 +182,33 @@ MpiBackend::~MpiBackend() {
   if (!aborted_ && c != MPI_COMM_NULL) MPI_Comm_free(&c);
 }
 
+ShmAllreduce* MpiBackend::shm(int64_t bytes) {
+  // Every rank passes the same sizes, so every rank takes the same branch (and builds the segment in the
+  // same call).
+  if (!shm_allreduce_ || size_ < 2 || bytes < kShmMinBytes) return nullptr;
+  if (!shm_tried_) {
+    shm_tried_ = true;
+    shm_ = ShmAllreduce::create(comm_, kShmSlotBytes);
+  }
+  return shm_.get();
+}
+
+bool MpiBackend::allreduce_spans(const std::vector<HostSpan>& spans, DType dtype, ReduceOp op, double prescale,
+                                 double postscale) {
+  int64_t count = 0;
+  for (const HostSpan& s : spans) count += s.count;
+  ShmAllreduce* segment = shm(count * static_cast<int64_t>(dtype_size(dtype)));
+  if (!segment) return false;
+  KOLO_CHECK(op != ReduceOp::Average, "mpi: Average must be lowered to Sum + scale");
+  segment->allreduce_spans(spans, dtype, op, prescale, postscale);
+  return true;
+}
+
 void MpiBackend::allreduce(const void* send, void* recv, int64_t count, DType dtype, ReduceOp op, Stream*) {
-  const int64_t bytes = count * static_cast<int64_t>(dtype_size(dtype));
-  // Every rank passes the same count and dtype, so every rank takes the same branch (and builds the
-  // segment in the same call).
-  if (size_ > 1 && bytes >= kShmMinBytes && bytes <= shm_max_bytes_) {
-    if (!shm_tried_) {
-      shm_tried_ = true;
-      shm_ = ShmAllreduce::create(comm_, kShmSlotBytes);
-    }
-    if (shm_) {
-      KOLO_CHECK(op != ReduceOp::Average, "mpi: Average must be lowered to Sum + scale");
-      shm_->allreduce(send, recv, count, dtype, op);
-      return;
-    }
+  if (ShmAllreduce* segment = shm(count * static_cast<int64_t>(dtype_size(dtype)))) {
+    KOLO_CHECK(op != ReduceOp::Average, "mpi: Average must be lowered to Sum + scale");
+    segment->allreduce(send, recv, count, dtype, op);
+    return;
   }
   KOLO_MPI_CHECK(MPI_Allreduce(send == recv ? MPI_IN_PLACE : send, recv, to_int_count(count, "allreduce"),
                                MpiContext::type(dtype), ctx_->op(op, dtype), as_comm(comm_)));
@@ -249,7 +262,7 @@ std::unique_ptr<Backend> MpiBackend::split(int color) {
   MPI_Comm out = MPI_COMM_NULL;
   KOLO_MPI_CHECK(MPI_Comm_split(as_comm(comm_), color < 0 ? MPI_UNDEFINED : color, rank_, &out));
   if (out == MPI_COMM_NULL) return nullptr;
-  return std::unique_ptr<Backend>(new MpiBackend(ctx_, as_opaque(out), shm_max_bytes_));
+  return std::unique_ptr<Backend>(new MpiBackend(ctx_, as_opaque(out), shm_allreduce_));
 }
 
 std::vector<int> MpiBackend::node_ids() {

@@ -24,11 +24,11 @@ bool mpi_launch_detected();
 
 class MpiBackend final : public Backend {
  public:
-  // Initialises MPI if needed; the backend spans MPI_COMM_WORLD. Allreduces of kShmMinBytes up to
-  // `shm_max_bytes` (0: never) go through a shared-memory segment (shm_allreduce.h) when every rank of the
-  // communicator shares this node; the segment is built by the first such call (a collective step every
-  // rank reaches together) and is inherited by nothing: split() backends build their own.
-  explicit MpiBackend(int64_t shm_max_bytes = 0);
+  // Initialises MPI if needed; the backend spans MPI_COMM_WORLD. With `shm_allreduce`, allreduces of at least
+  // kShmMinBytes (and allreduce_spans) go through a shared-memory segment (shm_allreduce.h) when every rank of
+  // the communicator shares this node; the segment is built by the first such call (a collective step every
+  // rank reaches together); split() backends build their own.
+  explicit MpiBackend(bool shm_allreduce = false);
   ~MpiBackend() override;
   const char* name() const override { return "mpi"; }
   int rank() const override { return rank_; }
@@ -42,6 +42,8 @@ class MpiBackend final : public Backend {
                  const std::vector<int64_t>& recv_counts, DType dtype, Stream* stream) override;
   void reducescatter(const void* send, void* recv, const std::vector<int64_t>& counts, DType dtype, ReduceOp op,
                      Stream* stream) override;
+  bool allreduce_spans(const std::vector<HostSpan>& spans, DType dtype, ReduceOp op, double prescale,
+                       double postscale) override;
   void barrier() override;
   void abort(const std::string& reason) override;
   std::unique_ptr<Backend> split(int color) override;
@@ -54,13 +56,14 @@ class MpiBackend final : public Backend {
   static constexpr int64_t kShmSlotBytes = 1 << 20;  // per rank; larger buffers go through in pieces
 
  private:
-  MpiBackend(std::shared_ptr<MpiContext> ctx, void* comm, int64_t shm_max_bytes);
+  MpiBackend(std::shared_ptr<MpiContext> ctx, void* comm, bool shm_allreduce);
+  ShmAllreduce* shm(int64_t bytes);  // the segment when this call should use it, else nullptr
   std::shared_ptr<MpiContext> ctx_;
   void* comm_;  // MPI_Comm, kept opaque so this header does not pull in mpi.h
   int rank_ = 0;
   int size_ = 1;
   bool aborted_ = false;
-  int64_t shm_max_bytes_ = 0;
+  bool shm_allreduce_ = false;
   bool shm_tried_ = false;
   std::unique_ptr<ShmAllreduce> shm_;
 };

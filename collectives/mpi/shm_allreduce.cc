@@ -74,17 +74,35 @@ void ShmAllreduce::wait_all(int which, uint64_t value) const {
 }
 
 void ShmAllreduce::allreduce(const void* send, void* recv, int64_t count, DType dtype, ReduceOp op) {
+  allreduce_spans({HostSpan{send, recv, count}}, dtype, op, 1.0, 1.0);
+}
+
+void ShmAllreduce::allreduce_spans(const std::vector<HostSpan>& spans, DType dtype, ReduceOp op, double prescale,
+                                   double postscale) {
   const int64_t esize = static_cast<int64_t>(dtype_size(dtype));
   const int64_t piece_elems = std::max<int64_t>(1, slot_bytes_ / esize);
   const int64_t align_elems = std::max<int64_t>(1, kSliceAlign / esize);
-  const auto* in = static_cast<const uint8_t*>(send);
-  auto* out = static_cast<uint8_t*>(recv);
+  std::vector<int64_t> start(spans.size() + 1, 0);  // element offset of each span in the concatenation
+  for (size_t i = 0; i < spans.size(); ++i) start[i + 1] = start[i] + spans[i].count;
+  const int64_t count = start.back();
+  // Calls f(span, offset in span, offset in the concatenation, length) for the parts of [a, b).
+  auto for_parts = [&](int64_t a, int64_t b, auto&& f) {
+    size_t i = static_cast<size_t>(std::upper_bound(start.begin(), start.end(), a) - start.begin()) - 1;
+    for (; a < b && i < spans.size(); ++i) {
+      const int64_t hi = std::min(b, start[i + 1]);
+      if (hi > a) f(spans[i], a - start[i], a, hi - a);
+      a = std::max(a, hi);
+    }
+  };
   uint8_t* mine = slot(rank_);
   for (int64_t off = 0; off < count; off += piece_elems) {
     const int64_t m = std::min(piece_elems, count - off);
     const uint64_t s = ++seq_;
     wait_all(kDone, s - 1);
-    std::memcpy(mine, in + off * esize, static_cast<size_t>(m * esize));
+    for_parts(off, off + m, [&](const HostSpan& sp, int64_t at, int64_t pos, int64_t len) {
+      coll::convert_buffer(static_cast<const uint8_t*>(sp.send) + at * esize, dtype, mine + (pos - off) * esize, dtype,
+                           len, prescale);
+    });
     std::atomic_ref<uint64_t>(*counter(rank_, kArrived)).store(s, std::memory_order_release);
 
     wait_all(kArrived, s);
@@ -97,7 +115,11 @@ void ShmAllreduce::allreduce(const void* send, void* recv, int64_t count, DType 
     wait_all(kReduced, s);
     for (int q = 0; q < size_; ++q) {
       const auto [a, b] = slice(m, q, size_, align_elems);
-      if (b > a) std::memcpy(out + (off + a) * esize, slot(q) + a * esize, static_cast<size_t>((b - a) * esize));
+      const uint8_t* from = slot(q);
+      for_parts(off + a, off + b, [&](const HostSpan& sp, int64_t at, int64_t pos, int64_t len) {
+        coll::convert_buffer(from + (pos - off) * esize, dtype, static_cast<uint8_t*>(sp.recv) + at * esize, dtype,
+                             len, postscale);
+      });
     }
     std::atomic_ref<uint64_t>(*counter(rank_, kDone)).store(s, std::memory_order_release);
   }

@@ -23,6 +23,7 @@
 #include <memory>
 #include <vector>
 
+#include "collectives/backend.h"
 #include "collectives/types.h"
 #include "core/tensor/dtype.h"
 
@@ -41,6 +42,10 @@ class ShmAllreduce {
 
   // `send == recv` is in place. `op` is Sum, Min, Max or Product (bf16/f16 computed in f32).
   void allreduce(const void* send, void* recv, int64_t count, DType dtype, ReduceOp op);
+  // The concatenation of `spans` as one buffer: step 1 copies from the spans (times `prescale`) and step 3
+  // copies to them (times `postscale`), so a fused group needs no fusion buffer.
+  void allreduce_spans(const std::vector<HostSpan>& spans, DType dtype, ReduceOp op, double prescale,
+                       double postscale);
 
  private:
   ShmAllreduce(std::unique_ptr<SharedSegment> segment, int rank, int size, int64_t slot_bytes, size_t block_bytes);

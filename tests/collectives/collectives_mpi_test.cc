@@ -88,6 +88,30 @@ TEST(Collectives, ShmAllreduceEveryDtypeOpAndPieceShape) {
               << dtype_name(dt) << " " << reduce_op_name(op) << " len " << len << " index " << i;
         }
       }
+  // Spans: a fused group copied straight from and to its tensors, with empty tensors between, one in place,
+  // scales folded into the copies (every piece boundary falls inside some span).
+  for (DType dt : {DType::F32, DType::F64, DType::BF16}) {
+    ++seed;
+    const std::vector<int64_t> lens = {5, 0, 3000, 1, 0, 2500};
+    std::vector<Tensor> ins, outs;
+    std::vector<HostSpan> spans;
+    int64_t total = 0;
+    for (size_t k = 0; k < lens.size(); ++k) {
+      ins.push_back(make(dt, lens[k], seed + static_cast<int>(k), r));
+      outs.push_back(k == 2 ? ins.back() : Tensor::empty({lens[k]}, dt));
+      spans.push_back({ins.back().data_ptr(), outs.back().data_ptr(), lens[k]});
+      total += lens[k];
+    }
+    shm->allreduce_spans(spans, dt, ReduceOp::Sum, 0.5, 4.0);
+    for (size_t k = 0; k < lens.size(); ++k) {
+      auto got = outs[k].to_vector<double>();
+      for (int64_t i = 0; i < lens[k]; ++i) {
+        const double want = 2.0 * expected(ReduceOp::Sum, dt, seed + static_cast<int>(k), n, i);
+        ASSERT_NEAR(got[i], want, tolerance(dt) * std::max(1.0, std::abs(want))) << dtype_name(dt) << " span " << k;
+      }
+    }
+    ASSERT_GT(total * static_cast<int64_t>(dtype_size(dt)), 4096);
+  }
   shm.reset();
   MPI_Comm_free(&comm);
 }

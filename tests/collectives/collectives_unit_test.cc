@@ -208,10 +208,10 @@ TEST(CollectivesUnit, ConfigFromEnvAndValidation) {
   setenv("KOLO_FUSION_THRESHOLD", "1048576", 1);
   setenv("KOLO_CYCLE_TIME", "2.5", 1);
   setenv("KOLO_COMPRESSION", "bf16", 1);
-  setenv("KOLO_SHM_ALLREDUCE_MAX_BYTES", "0", 1);
+  setenv("KOLO_SHM_ALLREDUCE", "0", 1);
   setenv("KOLO_SHM_CONTROL_PLANE", "0", 1);
   Config c = Config::from_env();
-  EXPECT_EQ(c.shm_allreduce_max_bytes, 0);
+  EXPECT_FALSE(c.shm_allreduce);
   EXPECT_FALSE(c.shm_control_plane);
   EXPECT_EQ(c.fusion_threshold, 1048576);
   EXPECT_EQ(c.cycle_time_ms, 2.5);
@@ -221,14 +221,11 @@ TEST(CollectivesUnit, ConfigFromEnvAndValidation) {
   unsetenv("KOLO_FUSION_THRESHOLD");
   unsetenv("KOLO_CYCLE_TIME");
   unsetenv("KOLO_COMPRESSION");
-  unsetenv("KOLO_SHM_ALLREDUCE_MAX_BYTES");
+  unsetenv("KOLO_SHM_ALLREDUCE");
   unsetenv("KOLO_SHM_CONTROL_PLANE");
   Config bad;
   bad.backend = "carrier-pigeon";
   EXPECT_THROW(bad.validate(), Error);
-  Config negative;
-  negative.shm_allreduce_max_bytes = -1;
-  EXPECT_THROW(negative.validate(), Error);
 }
 
 TEST(CollectivesUnit, LoopbackRuntimeRunsEveryOp) {
