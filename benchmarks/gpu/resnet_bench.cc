@@ -12,6 +12,7 @@
 
 #include "core/autograd/grad_mode.h"
 #include "core/device/cuda/cuda_backend.h"
+#include "core/device/device_backend.h"
 #include "core/ops/kernel_profiler.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/nn.h"
@@ -59,10 +60,13 @@ int main(int argc, char** argv) {
   const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   size_t free_b = 0, total_b = 0;
   cudaMemGetInfo(&free_b, &total_b);
-  std::printf("kolo resnet50 batch=%lld dtype=%s layout=%s: %.0f img/s (%.1f ms/step), device used %.1f GiB\n",
+  // Peak bytes handed out by the caching allocator: the figure comparable to torch.cuda.max_memory_allocated.
+  const MemoryStats mem = device_backend(DeviceType::CUDA).allocator(0).stats();
+  std::printf("kolo resnet50 batch=%lld dtype=%s layout=%s: %.0f img/s (%.1f ms/step), peak allocated %.1f GiB, "
+              "reserved %.1f GiB, device used %.1f GiB\n",
               static_cast<long long>(batch), bf16 ? "bf16" : "f32", nhwc ? "nhwc" : "nchw",
-              static_cast<double>(batch * steps) / dt, 1e3 * dt / steps,
-              static_cast<double>(total_b - free_b) / (1 << 30));
+              static_cast<double>(batch * steps) / dt, 1e3 * dt / steps, static_cast<double>(mem.peak) / (1 << 30),
+              static_cast<double>(mem.reserved) / (1 << 30), static_cast<double>(total_b - free_b) / (1 << 30));
   if (const char* p = std::getenv("KOLO_PROFILE_KERNELS")) {
     const int n = std::max(1, std::atoi(p));
     KernelProfiler::start();

@@ -128,8 +128,8 @@ TEST_F(GpuTest, AttentionOpGradientsMatchCpu) {
     Tensor vf = random_cpu({c.b, c.tk, d}, t, -1.0, 1.0, 83), gf = random_cpu({c.b, c.tq, d}, t, -1.0, 1.0, 84);
     Tensor mask = make_mask(c);
     auto run = [&](Device dev) {
-      Tensor q = qf.to(dev).set_requires_grad(true), k = kf.to(dev).set_requires_grad(true);
-      Tensor v = vf.to(dev).set_requires_grad(true), m = mask.to(dev).set_requires_grad(true);
+      Tensor q = qf.to(dev).detach().set_requires_grad(true), k = kf.to(dev).detach().set_requires_grad(true);
+      Tensor v = vf.to(dev).detach().set_requires_grad(true), m = mask.to(dev).detach().set_requires_grad(true);
       auto split = [&](const Tensor& x) { return x.reshape({c.b, x.size(1), c.h, c.dh}).transpose(1, 2); };
       Tensor y = scaled_dot_product_attention(split(q), split(k), split(v), m, 0.0, 0.0, false, nullptr);
       y.transpose(1, 2).reshape({c.b, c.tq, d}).backward(gf.to(dev));

@@ -109,8 +109,8 @@ TEST_F(GpuTest, LinearWithBiasMatchesCpuComposite) {
     Tensor x = random_cpu({4, 9, 40}, t, -1, 1, 21), w_t = random_cpu({40, 24}, t, -1, 1, 22);
     Tensor b = random_cpu({24}, t, -1, 1, 23), gy = random_cpu({4, 9, 24}, t, -1, 1, 24);
     auto run = [&](Device dev) {
-      Tensor xd = x.to(dev).set_requires_grad(true), bd = b.to(dev).set_requires_grad(true);
-      Tensor wt = w_t.to(dev).set_requires_grad(true);
+      Tensor xd = x.to(dev).detach().set_requires_grad(true), bd = b.to(dev).detach().set_requires_grad(true);
+      Tensor wt = w_t.to(dev).detach().set_requires_grad(true);
       Tensor y = linear(xd, wt.transpose(0, 1), bd);
       y.backward(gy.to(dev));
       return std::vector<Tensor>{y, xd.grad(), wt.grad(), bd.grad()};
