@@ -3,8 +3,8 @@
 # training run: 2 CPU ranks under mpirun with MPI allreduce, training a small-stem ResNet-18 on
 # scikit-learn's real digits set (1,500 training / 297 held-out images), printing tf_cnn_benchmarks-style
 # images/sec lines, `total images/sec` and the held-out accuracy. About 1-2 minutes on 2 CPU cores.
-# The GPU + NCCL variant waits on the collectives runtime accepting device tensors (issue 8: the NCCL
-# backend exists, Runtime/Executor still take host tensors only), so this job runs on the CPU everywhere.
+# Where kolo was built with NCCL and GPUs are visible, the same training runs with one rank per GPU on the
+# GPUs (gradients allreduced by NCCL, bf16 weights with f32 master copies) instead.
 # Extra arguments are passed to train_resnet (e.g. --num_epochs 5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +32,16 @@ run_ranks() {  # run_ranks NP ARGS...: NP ranks under mpirun (one process withou
 train=(--model resnet18 --small_stem --dataset digits --batch_size 32 --optimizer sgd --momentum 0.9
        --weight_decay 1e-3 --lr 0.4 --lr_schedule cosine --warmup_epochs 1 --display_every 50
        --target_accuracy 0.97)
-cpu=(--device cpu --width 16 --num_epochs 20)
-echo "== train_resnet: 2 CPU ranks, digits"
-# One thread per rank: the 2 ranks then use 2 cores without oversubscribing them.
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} run_ranks 2 "${train[@]}" "${cpu[@]}" "$@"
+gpus=0
+if grep -q '^KOLO_WITH_NCCL:BOOL=ON' "$cache" && command -v nvidia-smi >/dev/null 2>&1; then
+  gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+fi
+if [ "$gpus" -gt 0 ]; then
+  echo "== train_resnet: $gpus GPU rank(s), NCCL, digits"
+  # NVLink multicast stays off (the shared GPU machines require it).
+  NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE:-0} run_ranks "$gpus" "${train[@]}" --device cuda --bf16 --num_epochs 20 "$@"
+else
+  echo "== train_resnet: 2 CPU ranks, digits"
+  # One thread per rank: the 2 ranks then use 2 cores without oversubscribing them.
+  OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} run_ranks 2 "${train[@]}" --device cpu --width 16 --num_epochs 20 "$@"
+fi
