@@ -1,7 +1,8 @@
 // ShmAllreduce: host allreduce among the ranks of one node through one shared-memory segment, used by
-// MpiBackend for mid-size buffers. Open MPI's shared-memory transport moves each such message with a
-// single-copy system call (page pinning per call), which costs ~20 us at 64 KiB on the reference machine;
-// copying through a segment every rank has mapped costs a few memcpys of the same bytes.
+// MpiBackend (KOLO_SHM_ALLREDUCE) for buffers of at least 8 KiB and for fused groups. Open MPI's
+// shared-memory transport moves each such message with a single-copy system call (page pinning per call),
+// which costs ~20 us at 64 KiB on the reference machine; copying through a segment every rank has mapped
+// costs a few memcpys of the same bytes.
 //
 // Segment: one block per rank — three sequence counters on their own cache lines (arrived, reduced, done),
 // then a data slot of `slot_bytes`. A buffer is processed in pieces of at most one slot; piece number s
