@@ -8,6 +8,7 @@
 
 #include "collectives/runtime.h"
 #include "core/util/error.h"
+#include "examples/run_flags.h"
 #include "examples/common/resnet_training.h"
 
 using namespace kolo;
@@ -37,19 +38,9 @@ int main(int argc, char** argv) {
       ("decay_epochs", "goyal: epochs where lr drops x0.1", cxxopts::value<std::vector<int64_t>>()->default_value("30,60,80"))
       ("momentum", "SGD/LARS momentum", cxxopts::value<double>()->default_value("0.9"))
       ("weight_decay", "L2 weight decay (not on biases and batch-norm)", cxxopts::value<double>()->default_value("1e-4"))
-      ("fp32", "train in f32 (the default)")
-      ("bf16", "bfloat16 model and activations, f32 master weights in the optimizer")
-      ("fp16", "float16 model and activations, f32 master weights, dynamic loss scaling")
       ("loss_scale", "fp16: initial dynamic loss scale", cxxopts::value<double>()->default_value("65536"))
-      ("device", "cpu|cuda|cuda:N|auto", cxxopts::value<std::string>()->default_value("auto"))
-      ("display_every", "steps between progress lines", cxxopts::value<int64_t>()->default_value("10"))
-      ("checkpoint_dir", "where rank 0 writes checkpoints", cxxopts::value<std::string>()->default_value(""))
-      ("checkpoint_every", "steps between checkpoints (0: at the end only)", cxxopts::value<int64_t>()->default_value("0"))
-      ("resume", "continue from the newest checkpoint in --checkpoint_dir")
-      ("seed", "model initialisation and data order", cxxopts::value<uint64_t>()->default_value("0"))
-      ("summary", "print layer shapes and parameter counts")
-      ("target_accuracy", "exit with status 2 when the held-out accuracy is below this", cxxopts::value<double>()->default_value("0"))
-      ("h,help", "help");
+      ("target_accuracy", "exit with status 2 when the held-out accuracy is below this", cxxopts::value<double>()->default_value("0"));
+  add_run_flags(options, "10");
   int status = 0;
   try {
     auto a = options.parse(argc, argv);
@@ -81,15 +72,8 @@ int main(int argc, char** argv) {
     o.lr_schedule = a["lr_schedule"].as<std::string>();
     o.warmup_epochs = a["warmup_epochs"].as<double>();
     o.decay_epochs = a["decay_epochs"].as<std::vector<int64_t>>();
-    o.precision = precision_from_flags(a.count("fp32") > 0, a.count("bf16") > 0, a.count("fp16") > 0);
     o.loss_scale = a["loss_scale"].as<double>();
-    o.device = a["device"].as<std::string>();
-    o.display_every = a["display_every"].as<int64_t>();
-    o.checkpoint_dir = a["checkpoint_dir"].as<std::string>();
-    o.checkpoint_every = a["checkpoint_every"].as<int64_t>();
-    o.resume = a.count("resume") > 0;
-    o.seed = a["seed"].as<uint64_t>();
-    o.summary = a.count("summary") > 0;
+    read_run_flags(a, o);
     const double target = a["target_accuracy"].as<double>();
 
     Runtime rt;

@@ -9,6 +9,7 @@
 
 #include "collectives/runtime.h"
 #include "core/util/error.h"
+#include "examples/run_flags.h"
 #include "examples/common/transformer_training.h"
 
 using namespace kolo;
@@ -42,20 +43,10 @@ int main(int argc, char** argv) {
       ("clip_norm", "global gradient norm clip (0: off)", cxxopts::value<double>()->default_value("0"))
       ("label_smoothing", "label smoothing epsilon", cxxopts::value<double>()->default_value("0.1"))
       ("sparse_as_dense", "allreduce the embedding gradient densified instead of allgathering its rows")
-      ("fp32", "train in f32 (the default)")
-      ("bf16", "bfloat16 model and activations, f32 master weights in the optimizer")
-      ("fp16", "float16 model and activations, f32 master weights, dynamic loss scaling")
-      ("device", "cpu|cuda|cuda:N|auto", cxxopts::value<std::string>()->default_value("auto"))
-      ("display_every", "steps between progress lines", cxxopts::value<int64_t>()->default_value("50"))
-      ("checkpoint_dir", "where rank 0 writes checkpoints", cxxopts::value<std::string>()->default_value(""))
-      ("checkpoint_every", "steps between checkpoints (0: at the end only)", cxxopts::value<int64_t>()->default_value("0"))
-      ("resume", "continue from the newest checkpoint in --checkpoint_dir")
-      ("seed", "model initialisation and data order", cxxopts::value<uint64_t>()->default_value("0"))
-      ("summary", "print layer shapes and parameter counts")
       ("beam_size", "beam width for the BLEU evaluation (1: greedy)", cxxopts::value<int64_t>()->default_value("1"))
       ("length_penalty", "beam search GNMT length penalty alpha", cxxopts::value<double>()->default_value("0.6"))
-      ("target_bleu", "exit with status 2 when BLEU is below this", cxxopts::value<double>()->default_value("0"))
-      ("h,help", "help");
+      ("target_bleu", "exit with status 2 when BLEU is below this", cxxopts::value<double>()->default_value("0"));
+  add_run_flags(options, "50");
   int status = 0;
   try {
     auto a = options.parse(argc, argv);
@@ -89,14 +80,7 @@ int main(int argc, char** argv) {
     o.clip_norm = a["clip_norm"].as<double>();
     o.label_smoothing = a["label_smoothing"].as<double>();
     o.sparse_as_dense = a.count("sparse_as_dense") > 0;
-    o.precision = precision_from_flags(a.count("fp32") > 0, a.count("bf16") > 0, a.count("fp16") > 0);
-    o.device = a["device"].as<std::string>();
-    o.display_every = a["display_every"].as<int64_t>();
-    o.checkpoint_dir = a["checkpoint_dir"].as<std::string>();
-    o.checkpoint_every = a["checkpoint_every"].as<int64_t>();
-    o.resume = a.count("resume") > 0;
-    o.seed = a["seed"].as<uint64_t>();
-    o.summary = a.count("summary") > 0;
+    read_run_flags(a, o);
     o.beam_size = a["beam_size"].as<int64_t>();
     o.length_penalty = a["length_penalty"].as<double>();
     const double target = a["target_bleu"].as<double>();
