@@ -58,9 +58,49 @@ bool use_nhwc_kernels(const Tensor& x, bool channels_last, std::initializer_list
   return true;
 }
 
-const void* ptr_or_null(const Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
-void* mut_ptr_or_null(Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
 DType dtype_or(const Tensor& t, DType d) { return t.defined() ? t.dtype() : d; }
+
+// Training forward y = [relu](bn(x) [+ residual]) on kolo's channels-last kernels. Returns false, having done
+// nothing, where they do not apply (layout, dtypes), so the caller takes another path.
+bool try_nhwc_forward(const cuda::KernelContext& ctx, const char* op, const BnLayout& l, const Tensor& x,
+                      const Tensor& weight, const Tensor& bias, const Tensor& residual, bool relu,
+                      Tensor& running_mean, Tensor& running_var, double momentum, double eps, bool channels_last,
+                      Tensor& y, Tensor& save_mean, Tensor& save_invstd) {
+  KOLO_CHECK(running_mean.defined() == running_var.defined(), op,
+             ": running mean and variance must both be given or both be absent");
+  if (!use_nhwc_kernels(x, channels_last, {&weight, &bias, &running_mean, &running_var, &residual}) ||
+      dtype_or(weight, x.dtype()) != dtype_or(bias, dtype_or(weight, x.dtype())) ||
+      dtype_or(running_mean, x.dtype()) != dtype_or(running_var, x.dtype()) ||
+      dtype_or(residual, x.dtype()) != x.dtype())
+    return false;
+  const cuda::BnNhwcShape shape{l.n, l.c};
+  cuda::DeviceScratch ws(ctx.device(), std::max<size_t>(cuda::bn_nhwc_workspace_bytes(shape), 16));
+  cuda::launch_bn_nhwc_forward(x.dtype(), shape, x.data_ptr(), dtype_or(weight, dtype_or(bias, x.dtype())),
+                               cuda::ptr_or_null(weight), cuda::ptr_or_null(bias), dtype_or(running_mean, x.dtype()),
+                               cuda::mut_ptr_or_null(running_mean), cuda::mut_ptr_or_null(running_var), momentum,
+                               eps, cuda::ptr_or_null(residual), relu, y.data_ptr(), save_mean.data<float>(),
+                               save_invstd.data<float>(), ws.get(), ctx.stream());
+  return true;
+}
+
+// Training backward of bn (y undefined) or of relu(bn(x) [+ residual]) given its output y, on the channels-last
+// kernels; false, having done nothing, where they do not apply.
+bool try_nhwc_backward(const cuda::KernelContext& ctx, const BnLayout& l, const Tensor& dy, const Tensor& y,
+                       const Tensor& x, const Tensor& weight, const Tensor& save_mean, const Tensor& save_invstd,
+                       bool channels_last, Tensor& dx, Tensor& dweight, Tensor& dbias, Tensor& dresidual) {
+  const DType pt = dtype_or(weight, x.dtype());
+  if (!use_nhwc_kernels(x, channels_last, {&weight}) || (dweight.defined() && dweight.dtype() != pt) ||
+      (dbias.defined() && dbias.dtype() != pt))
+    return false;
+  const cuda::BnNhwcShape shape{l.n, l.c};
+  cuda::DeviceScratch ws(ctx.device(), std::max<size_t>(cuda::bn_nhwc_workspace_bytes(shape), 16));
+  cuda::launch_bn_nhwc_backward(x.dtype(), shape, dy.data_ptr(), cuda::ptr_or_null(y), x.data_ptr(), pt,
+                                cuda::ptr_or_null(weight), save_mean.data<float>(), save_invstd.data<float>(),
+                                cuda::mut_ptr_or_null(dx), cuda::mut_ptr_or_null(dweight),
+                                cuda::mut_ptr_or_null(dbias), cuda::mut_ptr_or_null(dresidual), ws.get(),
+                                ctx.stream());
+  return true;
+}
 
 class BnParamDesc {
  public:
@@ -95,20 +135,9 @@ void cuda_batch_norm_fwd(const Tensor& x, const Tensor& weight, const Tensor& bi
     return;
   }
   KOLO_CHECK(eps >= CUDNN_BN_MIN_EPSILON, op, ": eps ", eps, " below cuDNN's minimum ", CUDNN_BN_MIN_EPSILON);
-  KOLO_CHECK(running_mean.defined() == running_var.defined(), op,
-             ": running mean and variance must both be given or both be absent");
-  if (use_nhwc_kernels(x, channels_last, {&weight, &bias, &running_mean, &running_var}) &&
-      dtype_or(weight, x.dtype()) == dtype_or(bias, dtype_or(weight, x.dtype())) &&
-      dtype_or(running_mean, x.dtype()) == dtype_or(running_var, x.dtype())) {
-    const cuda::BnNhwcShape shape{l.n, l.c};
-    cuda::DeviceScratch ws(ctx.device(), std::max<size_t>(cuda::bn_nhwc_workspace_bytes(shape), 16));
-    cuda::launch_bn_nhwc_forward(x.dtype(), shape, x.data_ptr(), dtype_or(weight, dtype_or(bias, x.dtype())),
-                                 ptr_or_null(weight), ptr_or_null(bias), dtype_or(running_mean, x.dtype()),
-                                 mut_ptr_or_null(running_mean), mut_ptr_or_null(running_var), momentum, eps,
-                                 nullptr, false, y.data_ptr(), save_mean.data<float>(), save_invstd.data<float>(), ws.get(),
-                                 ctx.stream());
+  if (try_nhwc_forward(ctx, op, l, x, weight, bias, Tensor(), false, running_mean, running_var, momentum, eps,
+                       channels_last, y, save_mean, save_invstd))
     return;
-  }
   cudnnHandle_t h = cuda::cudnn_handle(ctx.device(), ctx.stream());
   cuda::TensorDesc xd(x.dtype(), l.n, l.c, l.h, 1, l.nhwc, op);
   const cudnnBatchNormMode_t mode = bn_mode(x.dtype(), l.nhwc);
@@ -152,16 +181,10 @@ void cuda_batch_norm_bwd(const Tensor& dy, const Tensor& x, const Tensor& weight
     if (dbias.defined()) cuda::launch_channel_store(dbias.dtype(), s_dy, l.c, dbias.data_ptr(), ctx.stream());
     return;
   }
-  const DType pt = dtype_or(weight, x.dtype());
-  if (use_nhwc_kernels(x, channels_last, {&weight}) && (!dweight.defined() || dweight.dtype() == pt) &&
-      (!dbias.defined() || dbias.dtype() == pt)) {
-    const cuda::BnNhwcShape shape{l.n, l.c};
-    cuda::DeviceScratch ws(ctx.device(), std::max<size_t>(cuda::bn_nhwc_workspace_bytes(shape), 16));
-    cuda::launch_bn_nhwc_backward(x.dtype(), shape, dy.data_ptr(), nullptr, x.data_ptr(), pt, ptr_or_null(weight),
-                                  save_mean.data<float>(), save_invstd.data<float>(), mut_ptr_or_null(dx),
-                                  mut_ptr_or_null(dweight), mut_ptr_or_null(dbias), nullptr, ws.get(), ctx.stream());
+  Tensor no_residual;
+  if (try_nhwc_backward(ctx, l, dy, Tensor(), x, weight, save_mean, save_invstd, channels_last, dx, dweight, dbias,
+                        no_residual))
     return;
-  }
   cudnnHandle_t h = cuda::cudnn_handle(ctx.device(), ctx.stream());
   cuda::TensorDesc xd(x.dtype(), l.n, l.c, l.h, 1, l.nhwc, op);
   const cudnnBatchNormMode_t mode = bn_mode(x.dtype(), l.nhwc);
@@ -187,22 +210,9 @@ void cuda_batch_norm_act_fwd(const Tensor& x, const Tensor& weight, const Tensor
                              bool channels_last, Tensor& y, Tensor& save_mean, Tensor& save_invstd) {
   const char* op = "batch_norm_act";
   cuda::KernelContext ctx(op, {&x, &y, &save_mean, &save_invstd});
-  if (training && use_nhwc_kernels(x, channels_last, {&weight, &bias, &running_mean, &running_var, &residual}) &&
-      dtype_or(weight, x.dtype()) == dtype_or(bias, dtype_or(weight, x.dtype())) &&
-      dtype_or(running_mean, x.dtype()) == dtype_or(running_var, x.dtype()) &&
-      dtype_or(residual, x.dtype()) == x.dtype()) {
-    KOLO_CHECK(running_mean.defined() == running_var.defined(), op,
-               ": running mean and variance must both be given or both be absent");
-    const BnLayout l = layout_of(x, channels_last, op);
-    const cuda::BnNhwcShape shape{l.n, l.c};
-    cuda::DeviceScratch ws(ctx.device(), std::max<size_t>(cuda::bn_nhwc_workspace_bytes(shape), 16));
-    cuda::launch_bn_nhwc_forward(x.dtype(), shape, x.data_ptr(), dtype_or(weight, dtype_or(bias, x.dtype())),
-                                 ptr_or_null(weight), ptr_or_null(bias), dtype_or(running_mean, x.dtype()),
-                                 mut_ptr_or_null(running_mean), mut_ptr_or_null(running_var), momentum, eps,
-                                 ptr_or_null(residual), true, y.data_ptr(), save_mean.data<float>(),
-                                 save_invstd.data<float>(), ws.get(), ctx.stream());
+  if (training && try_nhwc_forward(ctx, op, layout_of(x, channels_last, op), x, weight, bias, residual, true,
+                                   running_mean, running_var, momentum, eps, channels_last, y, save_mean, save_invstd))
     return;
-  }
   cuda_batch_norm_fwd(x, weight, bias, running_mean, running_var, training, momentum, eps, channels_last, y,
                       save_mean, save_invstd);
   if (residual.defined()) binary_kernel()(x.device())(BinaryOp::Add, y, residual, y);
@@ -214,18 +224,9 @@ void cuda_batch_norm_act_bwd(const Tensor& dy, const Tensor& y, const Tensor& x,
                              Tensor& dx, Tensor& dweight, Tensor& dbias, Tensor& dresidual) {
   const char* op = "batch_norm_act backward";
   cuda::KernelContext ctx(op, {&dy, &y, &x, &save_mean, &save_invstd});
-  const DType pt = dtype_or(weight, x.dtype());
-  if (training && use_nhwc_kernels(x, channels_last, {&weight}) && (!dweight.defined() || dweight.dtype() == pt) &&
-      (!dbias.defined() || dbias.dtype() == pt)) {
-    const BnLayout l = layout_of(x, channels_last, op);
-    const cuda::BnNhwcShape shape{l.n, l.c};
-    cuda::DeviceScratch ws(ctx.device(), std::max<size_t>(cuda::bn_nhwc_workspace_bytes(shape), 16));
-    cuda::launch_bn_nhwc_backward(x.dtype(), shape, dy.data_ptr(), y.data_ptr(), x.data_ptr(), pt,
-                                  ptr_or_null(weight), save_mean.data<float>(), save_invstd.data<float>(),
-                                  mut_ptr_or_null(dx), mut_ptr_or_null(dweight), mut_ptr_or_null(dbias),
-                                  mut_ptr_or_null(dresidual), ws.get(), ctx.stream());
+  if (training && try_nhwc_backward(ctx, layout_of(x, channels_last, op), dy, y, x, weight, save_mean, save_invstd,
+                                    channels_last, dx, dweight, dbias, dresidual))
     return;
-  }
   // The ReLU mask from the output: y > 0 exactly where its input was > 0.
   Tensor dz = Tensor::empty(dy.shape(), dy.dtype(), dy.device());
   unary_backward_kernel()(x.device())(UnaryOp::Relu, dy, y, y, dz);

@@ -46,4 +46,8 @@ class DeviceScratch {
   void* ptr_;
 };
 
+// Raw pointers of optional operands: nullptr for an undefined tensor (kernels take null as "absent").
+inline const void* ptr_or_null(const Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
+inline void* mut_ptr_or_null(Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
+
 }  // namespace kolo::cuda

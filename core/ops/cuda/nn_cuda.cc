@@ -18,8 +18,6 @@ void check_optional(const char* op, const Tensor& t, const Tensor& ref) {
              " on ", ref.device().str());
 }
 
-const void* ptr_or_null(const Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
-void* mut_ptr_or_null(Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
 
 int64_t last_dim(const Tensor& x) { return x.dim() ? x.size(-1) : 1; }
 
@@ -67,7 +65,7 @@ void cuda_layer_norm_fwd(const Tensor& x, const Tensor& weight, const Tensor& bi
   check_optional("layer_norm", weight, x);
   check_optional("layer_norm", bias, x);
   const int64_t d = last_dim(x);
-  cuda::launch_layer_norm_fwd(x.dtype(), x.data_ptr(), ptr_or_null(weight), ptr_or_null(bias), eps,
+  cuda::launch_layer_norm_fwd(x.dtype(), x.data_ptr(), cuda::ptr_or_null(weight), cuda::ptr_or_null(bias), eps,
                               d ? x.numel() / d : 0, d, y.data_ptr(), mean.data_ptr(), rstd.data_ptr(), ctx.stream());
 }
 
@@ -81,9 +79,9 @@ void cuda_layer_norm_bwd(const Tensor& gy, const Tensor& x, const Tensor& weight
   const int64_t rows = d ? x.numel() / d : 0;
   const bool params = gw.defined() || gb.defined();
   cuda::DeviceScratch partial(ctx.device(), params ? cuda::layer_norm_bwd_partial_bytes(x.dtype(), rows, d) : 16);
-  cuda::launch_layer_norm_bwd(x.dtype(), gy.data_ptr(), x.data_ptr(), ptr_or_null(weight), mean.data_ptr(),
-                              rstd.data_ptr(), rows, d, gx.data_ptr(), mut_ptr_or_null(gw), mut_ptr_or_null(gb),
-                              partial.get(), ctx.stream());
+  cuda::launch_layer_norm_bwd(x.dtype(), gy.data_ptr(), x.data_ptr(), cuda::ptr_or_null(weight), mean.data_ptr(),
+                              rstd.data_ptr(), rows, d, gx.data_ptr(), cuda::mut_ptr_or_null(gw),
+                              cuda::mut_ptr_or_null(gb), partial.get(), ctx.stream());
 }
 
 void cuda_dropout_apply(const Tensor& x, double p, uint64_t seed, uint64_t base, Tensor& y) {
@@ -134,7 +132,8 @@ void cuda_attention_bwd(const Tensor& gout, const Tensor& q, const Tensor& k, co
   cuda::DeviceScratch delta(ctx.device(), static_cast<size_t>(s.b * s.h * s.tq) * stat);
   cuda::launch_attention_bwd(q.dtype(), s, operand(gout), operand(q), operand(k), operand(v), operand(mask),
                              out.data_ptr(), lse.data_ptr(), scale, dropout_p, seed, base, gq.data_ptr(),
-                             gk.data_ptr(), gv.data_ptr(), mut_ptr_or_null(grad_scores), delta.get(), ctx.stream());
+                             gk.data_ptr(), gv.data_ptr(), cuda::mut_ptr_or_null(grad_scores), delta.get(),
+                             ctx.stream());
 }
 
 }  // namespace
