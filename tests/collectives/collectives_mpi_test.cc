@@ -308,13 +308,27 @@ TEST(Collectives, DtypeMismatchSameErrorEverywhere) {
   expect_same_everywhere(rt, msg, "dtype");
 }
 
+// A collective can only complete once every rank submitted it, so one rank ("late") holds its
+// submission back behind a second collective until the others have tried the duplicate: the
+// first "dup" is then provably still in flight when they do. Two rounds so every rank checks.
 TEST(Collectives, DuplicateInFlightNameRejected) {
   Runtime& rt = *g_rt;
-  Tensor a = Tensor::ones({4}), b = Tensor::ones({4});
-  Handle h = rt.allreduce_async(a, "dup");
-  EXPECT_THROW(rt.allreduce_async(b, "dup"), Error);
-  h.wait();
-  EXPECT_EQ(a.to_vector<float>()[0], static_cast<float>(rt.size()));
+  if (rt.size() < 2) GTEST_SKIP() << "needs a second rank to hold the first op in flight";
+  for (int late = 0; late < 2; ++late) {
+    const std::string name = "dup." + std::to_string(late), gate = "dup.gate." + std::to_string(late);
+    Tensor a = Tensor::ones({4}), b = Tensor::ones({4}), g = Tensor::ones({1});
+    if (rt.rank() == late) {
+      allreduce(rt, g, gate);
+      rt.allreduce_async(a, name).wait();
+    } else {
+      Handle h = rt.allreduce_async(a, name);
+      EXPECT_THROW(rt.allreduce_async(b, name), Error);
+      allreduce(rt, g, gate);
+      h.wait();
+      EXPECT_EQ(b.to_vector<float>()[0], 1.0f) << "a rejected submission must leave its tensor intact";
+    }
+    EXPECT_EQ(a.to_vector<float>()[0], static_cast<float>(rt.size()));
+  }
 }
 
 TEST(Collectives, ProcessSetEvenRanks) {
