@@ -25,9 +25,7 @@ void Adam::update_group(const GroupView& v) {
     h.weight_decay = static_cast<float>(v.weight_decay);
     h.decoupled = decoupled_;
     h.step = r.step;
-    const int64_t off = f.segments()[r.first].offset;
-    const int64_t n = f.segments()[r.last - 1].offset + f.segments()[r.last - 1].numel - off;
-    auto sub = [&](const Tensor& t) { return f.all(t).subspan(static_cast<size_t>(off), static_cast<size_t>(n)); };
+    auto sub = [&](const Tensor& t) { return v.run_span(r, t); };
     optim_kernels::adam_update(sub(f.values()), sub(f.grads()), sub((*v.state)[0]), sub((*v.state)[1]), h);
   }
 }

@@ -132,6 +132,13 @@ double global_grad_norm(const Optimizer& opt) {
   return std::sqrt(sq);
 }
 
+std::span<float> Optimizer::GroupView::run_span(const Run& r, const Tensor& buffer) const {
+  const auto& segs = flat->segments();
+  const int64_t off = segs[r.first].offset;
+  const int64_t n = segs[r.last - 1].offset + segs[r.last - 1].numel - off;
+  return flat->all(buffer).subspan(static_cast<size_t>(off), static_cast<size_t>(n));
+}
+
 void Optimizer::step() {
   NoGradGuard ng;
   if (!prepared_) prepare_grads(1.0, /*check=*/false);

@@ -52,6 +52,8 @@ class Optimizer {
     const FlatBuffer* flat = nullptr;      // f32: the parameters themselves, or their master weights
     std::vector<Tensor>* state = nullptr;  // one flat buffer per state_names() entry
     std::vector<Run> runs;
+    // The elements of run `r` in `buffer` (the flat values, gradients, or one state buffer).
+    std::span<float> run_span(const Run& r, const Tensor& buffer) const;
   };
 
   Optimizer(std::vector<ParamGroup> groups, double lr, double weight_decay, std::string kind,

@@ -18,6 +18,21 @@ constexpr std::string_view kWordStart = "\xe2\x96\x81";  // U+2581
 
 uint64_t pair_key(int32_t a, int32_t b) { return (static_cast<uint64_t>(a) << 32) | static_cast<uint32_t>(b); }
 
+// Every non-overlapping occurrence of the pair (a, b), left to right, replaced by `merged`.
+void merge_pair(std::vector<int32_t>& syms, int32_t a, int32_t b, int32_t merged) {
+  std::vector<int32_t> next;
+  next.reserve(syms.size());
+  for (size_t i = 0; i < syms.size(); ++i) {
+    if (i + 1 < syms.size() && syms[i] == a && syms[i + 1] == b) {
+      next.push_back(merged);
+      ++i;
+    } else {
+      next.push_back(syms[i]);
+    }
+  }
+  syms = std::move(next);
+}
+
 std::vector<std::string_view> split_words(std::string_view text) {
   std::vector<std::string_view> words;
   size_t i = 0;
@@ -130,17 +145,7 @@ BpeTokenizer BpeTokenizer::train(const std::vector<std::string>& texts, TrainOpt
         pair_count[k] -= freqs[w];
         touched.insert(k);
       }
-      std::vector<int32_t> next;
-      next.reserve(syms.size());
-      for (size_t i = 0; i < syms.size(); ++i) {
-        if (i + 1 < syms.size() && syms[i] == a && syms[i + 1] == b) {
-          next.push_back(merged);
-          ++i;
-        } else {
-          next.push_back(syms[i]);
-        }
-      }
-      syms = std::move(next);
+      merge_pair(syms, a, b, merged);
       for (size_t i = 0; i + 1 < syms.size(); ++i) {
         const uint64_t k = pair_key(syms[i], syms[i + 1]);
         pair_count[k] += freqs[w];
@@ -177,17 +182,7 @@ std::vector<int32_t> BpeTokenizer::encode_word(std::string_view word) const {
     if (best < 0) return syms;
     const auto [a, b] = merges_[best];
     const auto merged = static_cast<int32_t>(kNumSpecial + num_chars_ + best);
-    std::vector<int32_t> next;
-    next.reserve(syms.size());
-    for (size_t i = 0; i < syms.size(); ++i) {
-      if (i + 1 < syms.size() && syms[i] == a && syms[i + 1] == b) {
-        next.push_back(merged);
-        ++i;
-      } else {
-        next.push_back(syms[i]);
-      }
-    }
-    syms = std::move(next);
+    merge_pair(syms, a, b, merged);
   }
 }
 

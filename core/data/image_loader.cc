@@ -40,12 +40,8 @@ void ImageLoader::start_epoch() {
 std::optional<ImageBatch> ImageLoader::next() {
   if (!prefetcher_) start_epoch();
   std::optional<ImageBatch> batch = prefetcher_->next();
-  if (batch) {
-    ++state_.index;
-  } else {
-    prefetcher_.reset();
-    state_ = {state_.epoch + 1, 0};
-  }
+  if (!batch) prefetcher_.reset();
+  state_.advance(batch.has_value());
   return batch;
 }
 

@@ -32,6 +32,14 @@ struct LoaderState {
   int64_t epoch = 0;
   int64_t index = 0;
   bool operator==(const LoaderState&) const = default;
+  // After a loader's next(): one batch further, or the start of the following epoch when it returned none.
+  void advance(bool returned_batch) {
+    if (returned_batch) {
+      ++index;
+    } else {
+      *this = {epoch + 1, 0};
+    }
+  }
 };
 
 class ShardSampler {

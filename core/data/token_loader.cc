@@ -116,12 +116,8 @@ std::optional<TokenBatch> TokenLoader::next() {
         static_cast<int64_t>(epoch_batches_.size()), options_.prefetch);
   }
   std::optional<TokenBatch> batch = prefetcher_->next();
-  if (batch) {
-    ++state_.index;
-  } else {
-    prefetcher_.reset();
-    state_ = {state_.epoch + 1, 0};
-  }
+  if (!batch) prefetcher_.reset();
+  state_.advance(batch.has_value());
   return batch;
 }
 

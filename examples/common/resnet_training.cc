@@ -176,16 +176,7 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
   LrSchedulePtr schedule = make_schedule(sf);
 
   TrainCheckpointer ckpt(rt, o.checkpoint_dir);
-  int64_t step = 0;
-  if (o.resume) {
-    if (auto pos = ckpt.resume(model, *inner, o.seed, precision.loss_scaler())) {
-      step = pos->step;
-      loader.set_state(pos->loader);
-      if (log) *log << "resumed from step " << step << " in " << o.checkpoint_dir << "\n";
-    } else if (log) {
-      *log << "no checkpoint in '" << o.checkpoint_dir << "': starting from scratch\n";
-    }
-  }
+  int64_t step = o.resume ? ckpt.resume_run(model, *inner, loader, o.seed, precision.loss_scaler(), log) : 0;
   // Synthetic data on a GPU is staged on the device once and reused every step, as tf_cnn_benchmarks does:
   // the figure is then the training step's, not the host loader's and the host-to-device copy's.
   const bool stage_synthetic = o.dataset == "synthetic" && !device.is_cpu();

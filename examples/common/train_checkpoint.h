@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <ostream>
 #include <string>
 
 #include "collectives/runtime.h"
@@ -43,6 +44,21 @@ class TrainCheckpointer {
   // With `scaler`, a saved loss scale is restored into it (a checkpoint without one leaves it as it is).
   std::optional<TrainPosition> resume(models::Module& model, Optimizer& optimizer, uint64_t seed,
                                       DynamicLossScaler* scaler = nullptr) const;
+  // A training loop's --resume: resume(), then `loader` moved to the saved position. Returns the step to start
+  // at (0 without a checkpoint) and says which on `log` (null on ranks that do not log).
+  template <typename Loader>
+  int64_t resume_run(models::Module& model, Optimizer& optimizer, Loader& loader, uint64_t seed,
+                     DynamicLossScaler* scaler, std::ostream* log) const {
+    const std::optional<TrainPosition> pos = resume(model, optimizer, seed, scaler);
+    if (pos) loader.set_state(pos->loader);
+    if (log) {
+      if (pos)
+        *log << "resumed from step " << pos->step << " in " << dir_ << "\n";
+      else
+        *log << "no checkpoint in '" << dir_ << "': starting from scratch\n";
+    }
+    return pos ? pos->step : 0;
+  }
 
  private:
   Runtime& runtime_;

@@ -234,14 +234,7 @@ TransformerRunResult run_transformer(Runtime& rt, const TransformerRunOptions& o
   LrSchedulePtr schedule = make_schedule(sf);
 
   TrainCheckpointer ckpt(rt, o.checkpoint_dir);
-  int64_t step = 0;
-  if (o.resume) {
-    if (auto pos = ckpt.resume(model, *inner, o.seed, precision.loss_scaler())) {
-      step = pos->step;
-      loader.set_state(pos->loader);
-      if (log) *log << "resumed from step " << step << " in " << o.checkpoint_dir << "\n";
-    }
-  }
+  int64_t step = o.resume ? ckpt.resume_run(model, *inner, loader, o.seed, precision.loss_scaler(), log) : 0;
   if (log) {
     *log << "Model: transformer " << o.model << " (" << models::with_commas(model.parameter_count())
          << " parameters, d_model " << cfg.d_model << ", " << (cfg.pre_norm ? "pre" : "post") << "-norm)\n"
