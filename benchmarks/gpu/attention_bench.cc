@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "core/device/cuda/cuda_backend.h"
-#include "core/ops/cuda/attention_launch.h"
+#include "core/ops/cuda/attention_operands.h"
 #include "core/ops/kernels/nn.h"
 
 using namespace kolo;
@@ -33,14 +33,6 @@ double median_ms(const std::function<void()>& fn, int reps = 20) {
   }
   std::sort(ms.begin(), ms.end());
   return ms[ms.size() / 2];
-}
-
-cuda::AttnOperand operand(const Tensor& t) {
-  cuda::AttnOperand o;
-  if (!t.defined()) return o;
-  o.data = t.data_ptr();
-  for (int i = 0; i < 4; ++i) o.stride[i] = t.strides()[static_cast<size_t>(i)];
-  return o;
 }
 
 struct Problem {
@@ -86,22 +78,24 @@ int main() {
     Tensor gs, delta = Tensor::empty({nb, nh, p.tq}, DType::F32, g);
     const cuda::AttnShape s{nb, nh, p.tq, p.tk, dh};
     const cudaStream_t stream = static_cast<cudaStream_t>(cuda_main_stream(0).native());
+    using cuda::attn_operand, cuda::attn_output;
     const double gemm_flop = 2.0 * nb * nh * p.tq * p.tk * dh;
     for (int path = 0; path < 2; ++path) {
       auto fwd = [&] {
         if (path == 0)
           attention_fwd_kernel()(g)(q, k, v, mask, scale, dropout, 7, 0, out, lse);
         else
-          cuda::launch_attention_fused_fwd(t, s, operand(q), operand(k), operand(v), operand(mask), scale, dropout,
-                                           7, 0, out.data_ptr(), lse.data_ptr(), stream);
+          cuda::launch_attention_fused_fwd(t, s, attn_operand(q), attn_operand(k), attn_operand(v), attn_operand(mask),
+                                           scale, dropout, 7, 0, attn_output(out), lse.data_ptr(), stream);
       };
       auto bwd = [&] {
         if (path == 0)
           attention_bwd_kernel()(g)(go, q, k, v, mask, out, lse, scale, dropout, 7, 0, gq, gk, gv, gs);
         else
-          cuda::launch_attention_fused_bwd(t, s, operand(go), operand(q), operand(k), operand(v), operand(mask),
-                                           out.data_ptr(), lse.data_ptr(), scale, dropout, 7, 0, gq.data_ptr(),
-                                           gk.data_ptr(), gv.data_ptr(), nullptr, delta.data_ptr(), stream);
+          cuda::launch_attention_fused_bwd(t, s, attn_operand(go), attn_operand(q), attn_operand(k), attn_operand(v),
+                                           attn_operand(mask), attn_operand(out), lse.data_ptr(), scale, dropout, 7, 0,
+                                           attn_output(gq), attn_output(gk), attn_output(gv), nullptr,
+                                           delta.data_ptr(), stream);
       };
       const char* path_name = path == 0 ? "slot" : "fused";
       const double f = median_ms(fwd);

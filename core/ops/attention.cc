@@ -28,6 +28,21 @@ Tensor padding_mask(const Tensor& key_mask, DType dtype) {
   return Tensor::from_vector(m, {key_mask.size(0), 1, 1, key_mask.size(1)}).to(dtype).to(key_mask.device());
 }
 
+namespace {
+
+// An output [B, H, T, last] in the memory layout of `like` [B, H, T, *]: head-interleaved when `like` is a
+// [B, T, H * D] projection viewed as heads (the attention module's split), else contiguous. Outputs then
+// merge back into [B, T, H * D] and gradients flow into the projections as views, not transposing copies.
+Tensor empty_heads_like(const Tensor& like, int64_t last) {
+  const int64_t nb = like.size(0), nh = like.size(1), t = like.size(2), d = like.size(3);
+  const Shape& st = like.strides();
+  const bool interleaved = nh > 1 && t > 1 && st[3] == 1 && st[1] == d && st[2] == nh * d && st[0] == t * st[2];
+  if (!interleaved) return Tensor::empty({nb, nh, t, last}, like.dtype(), like.device());
+  return Tensor::empty({nb, t, nh, last}, like.dtype(), like.device()).transpose(1, 2);
+}
+
+}  // namespace
+
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
                                     double scale, double dropout_p, bool training, Generator* gen) {
   const char* op = "scaled_dot_product_attention";
@@ -61,7 +76,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   const double p = use_dropout ? dropout_p : 0.0;
   const uint64_t seed = use_dropout ? gen->seed() : 0;
   const uint64_t base = use_dropout ? gen->reserve(static_cast<uint64_t>(nb * nh * tq * tk)) : 0;
-  Tensor out = Tensor::empty({nb, nh, tq, v.size(3)}, q.dtype(), q.device());
+  Tensor out = empty_heads_like(q, v.size(3));
   Tensor lse = Tensor::empty({nb, nh, tq}, nn_stats_dtype(q.dtype()), q.device());
   attention_fwd_kernel()(q.device())(q, k, v, m, sc, p, seed, base, out, lse);
 
@@ -74,9 +89,9 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   autograd::record(op, inputs, {&out},
                    [qd, kd, vd, m, od, lse, sc, p, seed, base, mask_grad, mask_shape, mask_dtype,
                     score_shape](const std::vector<Tensor>& g) -> std::vector<Tensor> {
-                     Tensor gq = Tensor::empty(qd.shape(), qd.dtype(), qd.device());
-                     Tensor gk = Tensor::empty(kd.shape(), kd.dtype(), kd.device());
-                     Tensor gv = Tensor::empty(vd.shape(), vd.dtype(), vd.device());
+                     Tensor gq = empty_heads_like(qd, qd.size(3));
+                     Tensor gk = empty_heads_like(kd, kd.size(3));
+                     Tensor gv = empty_heads_like(vd, vd.size(3));
                      Tensor gs = mask_grad ? Tensor::empty(score_shape, qd.dtype(), qd.device()) : Tensor();
                      attention_bwd_kernel()(qd.device())(g[0], qd, kd, vd, m, od, lse, sc, p, seed, base, gq, gk,
                                                          gv, gs);

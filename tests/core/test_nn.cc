@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "core/ops/elementwise.h"
+#include "core/ops/kernel_profiler.h"
 #include "core/ops/linalg.h"
 #include "core/ops/nn.h"
 #include "core/ops/reduce.h"
@@ -408,6 +409,41 @@ TEST(Attention, GradientsOnTransposedViewsWithBroadcastMask) {
         return scaled_dot_product_attention(in[0], in[1], in[2], causal_mask(4, DType::F64), 0.7);
       },
       {rand_input({1, 2, 4, 3}, 26), rand_input({1, 2, 4, 3}, 27), rand_input({1, 2, 4, 3}, 28)});
+}
+
+TEST(Attention, HeadSplitAndMergeAreViews) {
+  // The attention module's pattern: q, k, v split from [B, T, H*D] projections and the output merged back.
+  // The output and the input gradients take the projections' [B, T, H, D] layout, so neither pass copies.
+  Generator g(45);
+  const int64_t b = 2, tq = 5, tk = 7, h = 3, d = 4;
+  auto split = [&](const Tensor& x) { return x.reshape({b, x.size(1), h, d}).transpose(1, 2); };
+  Tensor xq = Tensor::randn({b, tq, h * d}, g).set_requires_grad(true);
+  Tensor xk = Tensor::randn({b, tk, h * d}, g).set_requires_grad(true);
+  Tensor xv = Tensor::randn({b, tk, h * d}, g).set_requires_grad(true);
+  Tensor r = Tensor::randn({b, tq, h * d}, g);
+  Tensor mask = padding_mask(Tensor::from_vector<int64_t>({1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1}, {b, tk}));
+  auto run = [&](bool contiguous_heads) {
+    auto heads = [&](const Tensor& x) { return contiguous_heads ? split(x).contiguous() : split(x); };
+    Tensor y = scaled_dot_product_attention(heads(xq), heads(xk), heads(xv), mask).transpose(1, 2);
+    y.reshape({b, tq, h * d}).backward(r);
+    return y.detach();
+  };
+  const Tensor want = run(true);
+  std::vector<Tensor> want_grads;
+  for (Tensor* x : {&xq, &xk, &xv}) {
+    want_grads.push_back(mul(x->grad(), Tensor::scalar(2.0)));
+    x->zero_grad();
+  }
+
+  // The second pass accumulates into the leaves' existing gradients (the first creates them by copying).
+  EXPECT_TRUE(run(false).is_contiguous());
+  KernelProfiler::start();
+  const Tensor got = run(false);
+  for (const KernelStat& k : KernelProfiler::stop()) EXPECT_NE(k.name, "copy") << k.calls << " copies";
+  expect_close(got, want, 1e-6, 1e-5, "out");
+  expect_close(xq.grad(), want_grads[0], 1e-6, 1e-5, "grad q");
+  expect_close(xk.grad(), want_grads[1], 1e-6, 1e-5, "grad k");
+  expect_close(xv.grad(), want_grads[2], 1e-6, 1e-5, "grad v");
 }
 
 TEST(Attention, GradientOfALearnedAdditiveMask) {

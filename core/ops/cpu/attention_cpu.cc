@@ -37,13 +37,16 @@ void load_rows(const Tensor& t, int64_t b, int64_t h, int64_t r0, int64_t n, Mat
   }
 }
 
-// buf (n x Dh) into rows [r0, r0 + n) of head bh of a contiguous [B, H, T, Dh] tensor.
+// buf (n x Dh) into rows [r0, r0 + n) of head (b, h) of a strided [B, H, T, Dh] tensor.
 template <typename T, typename A>
-void store_rows(const Mat<A>& buf, Tensor& t, int64_t bh, int64_t r0) {
-  const int64_t tt = t.size(2), dh = t.size(3);
-  T* p = static_cast<T*>(t.data_ptr()) + (bh * tt + r0) * dh;
-  for (int64_t i = 0; i < buf.rows(); ++i)
-    for (int64_t j = 0; j < dh; ++j) p[i * dh + j] = cpu::store_as<T>(buf(i, j));
+void store_rows(const Mat<A>& buf, Tensor& t, int64_t b, int64_t h, int64_t r0) {
+  const int64_t dh = t.size(3), cs = t.strides()[3];
+  T* p = static_cast<T*>(t.data_ptr());
+  const View4 v{t.strides()};
+  for (int64_t i = 0; i < buf.rows(); ++i) {
+    T* row = p + v.at(b, h, r0 + i, 0);
+    for (int64_t j = 0; j < dh; ++j) row[j * cs] = cpu::store_as<T>(buf(i, j));
+  }
 }
 
 // How many leading keys some query row in [i0, i0 + rows) may attend to: keys after the last finite mask
@@ -131,7 +134,7 @@ void cpu_attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const 
         if (te == 0) {  // the whole tile is masked out
           for (int64_t i = 0; i < rows; ++i) pl[bh * tq + i0 + i] = -std::numeric_limits<A>::infinity();
           o.setZero(rows, vb.cols());
-          store_rows<T, A>(o, out, bh, i0);
+          store_rows<T, A>(o, out, b, h, i0);
           continue;
         }
         load_rows<T, A>(q, b, h, i0, rows, qt);
@@ -156,7 +159,7 @@ void cpu_attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const 
           s.array() *= keep.array();
         }
         o.noalias() = s * vb.topRows(te);
-        store_rows<T, A>(o, out, bh, i0);
+        store_rows<T, A>(o, out, b, h, i0);
       }
     }
   });
@@ -190,7 +193,7 @@ void cpu_attention_bwd(const Tensor& gout, const Tensor& q, const Tensor& k, con
         }
         if (te == 0) {
           dq.setZero(rows, kb.cols());
-          store_rows<T, A>(dq, gq, bh, i0);
+          store_rows<T, A>(dq, gq, b, h, i0);
           continue;
         }
         load_rows<T, A>(q, b, h, i0, rows, qt);
@@ -224,10 +227,10 @@ void cpu_attention_bwd(const Tensor& gout, const Tensor& q, const Tensor& k, con
         }
         dq.noalias() = (s * kb.topRows(te)) * sc;
         dk.topRows(te).noalias() += (s.transpose() * qt) * sc;
-        store_rows<T, A>(dq, gq, bh, i0);
+        store_rows<T, A>(dq, gq, b, h, i0);
       }
-      store_rows<T, A>(dk, gk, bh, 0);
-      store_rows<T, A>(dv, gv, bh, 0);
+      store_rows<T, A>(dk, gk, b, h, 0);
+      store_rows<T, A>(dv, gv, b, h, 0);
     }
   });
 }

@@ -22,17 +22,24 @@ struct Params {
   AttnOperand q, k, v, mask, gout;
   double scale, dropout_p;
   uint64_t seed, base;
-  const void* out;
+  AttnOperand out;  // backward: the forward's output
   const void* lse;
   const void* delta;
-  void* o0;  // forward: out; backward: gq (dq kernel) or gk (dkv kernel)
-  void* o1;  // forward: lse; backward: grad_scores (dq kernel) or gv (dkv kernel)
+  AttnOutput o0;  // forward: out; backward: gq (dq kernel) or gk (dkv kernel)
+  void* stats;    // forward: lse; dq kernel: grad_scores (contiguous, may be null)
+  AttnOutput o1;  // dkv kernel: gv
 };
 
 template <typename T>
 __device__ __forceinline__ Acc<T> ld(const AttnOperand& a, int64_t b, int64_t h, int64_t i, int64_t d) {
   return convert<Acc<T>>(static_cast<const T*>(a.data)[b * a.stride[0] + h * a.stride[1] + i * a.stride[2] +
                                                        d * a.stride[3]]);
+}
+
+// Element (b, h, i, 0) of a strided output; element c of that row is at c * o.stride[3].
+template <typename T>
+__device__ __forceinline__ T* row_of(const AttnOutput& o, int64_t b, int64_t h, int64_t i) {
+  return static_cast<T*>(o.data) + b * o.stride[0] + h * o.stride[1] + i * o.stride[2];
 }
 
 // Smem row pitch: odd, so lane j reading row j of a chunk hits distinct banks.
@@ -116,17 +123,17 @@ __global__ void __launch_bounds__(kRows * 32) attn_fwd_kernel(Params pr) {
     }
   }
   if (!active) return;
-  T* out = static_cast<T*>(pr.o0) + (bh * pr.s.tq + i) * D;
+  T* out = row_of<T>(pr.o0, b, h, i);
   const bool any = l > A(0);
 #pragma unroll
   for (int t = 0; t < DPL; ++t) {
     const int64_t c = lane + 32 * t;
-    if (c < D) out[c] = convert<T>(any ? acc[t] / l : A(0));
+    if (c < D) out[c * pr.o0.stride[3]] = convert<T>(any ? acc[t] / l : A(0));
   }
-  if (lane == 0) static_cast<A*>(pr.o1)[bh * pr.s.tq + i] = any ? m + ::log(l) : A(-INFINITY);
+  if (lane == 0) static_cast<A*>(pr.stats)[bh * pr.s.tq + i] = any ? m + ::log(l) : A(-INFINITY);
 }
 
-// delta[bh, i] = sum_c gout[b, h, i, c] * out[bh, i, c]: a warp per row.
+// delta[bh, i] = sum_c gout[b, h, i, c] * out[b, h, i, c]: a warp per row.
 template <typename T>
 __global__ void attn_delta_kernel(Params pr, Acc<T>* delta) {
   using A = Acc<T>;
@@ -134,10 +141,9 @@ __global__ void attn_delta_kernel(Params pr, Acc<T>* delta) {
   const int lane = threadIdx.x % 32;
   for (int64_t r = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32; r < rows;
        r += static_cast<int64_t>(gridDim.x) * blockDim.x / 32) {
-    const int64_t bh = r / pr.s.tq, i = r % pr.s.tq;
-    const T* o = static_cast<const T*>(pr.out) + r * D;
+    const int64_t bh = r / pr.s.tq, i = r % pr.s.tq, b = bh / pr.s.h, h = bh % pr.s.h;
     A s = 0;
-    for (int64_t c = lane; c < D; c += 32) s += ld<T>(pr.gout, bh / pr.s.h, bh % pr.s.h, i, c) * convert<A>(o[c]);
+    for (int64_t c = lane; c < D; c += 32) s += ld<T>(pr.gout, b, h, i, c) * ld<T>(pr.out, b, h, i, c);
     s = warp_sum(s);
     if (lane == 0) delta[r] = s;
   }
@@ -173,7 +179,7 @@ __global__ void __launch_bounds__(kRows * 32) attn_dq_kernel(Params pr) {
 #pragma unroll
   for (int t = 0; t < DPL; ++t) dq[t] = 0;
   const A scale = static_cast<A>(pr.scale);
-  T* grad_scores = static_cast<T*>(pr.o1);
+  T* grad_scores = static_cast<T*>(pr.stats);
   for (int64_t kc = 0; kc < pr.s.tk; kc += kChunk) {
     __syncthreads();
     load_chunk<T>(pr.k, b, h, kc, pr.s.tk, D, ks);
@@ -202,11 +208,11 @@ __global__ void __launch_bounds__(kRows * 32) attn_dq_kernel(Params pr) {
     }
   }
   if (!active) return;
-  T* gq = static_cast<T*>(pr.o0) + (bh * pr.s.tq + i) * D;
+  T* gq = row_of<T>(pr.o0, b, h, i);
 #pragma unroll
   for (int t = 0; t < DPL; ++t) {
     const int64_t c = lane + 32 * t;
-    if (c < D) gq[c] = convert<T>(dq[t] * scale);
+    if (c < D) gq[c * pr.o0.stride[3]] = convert<T>(dq[t] * scale);
   }
 }
 
@@ -281,14 +287,14 @@ __global__ void __launch_bounds__(kRows * 32) attn_dkv_kernel(Params pr) {
     }
   }
   if (!active) return;
-  T* gk = static_cast<T*>(pr.o0) + (bh * pr.s.tk + j) * D;
-  T* gv = static_cast<T*>(pr.o1) + (bh * pr.s.tk + j) * D;
+  T* gk = row_of<T>(pr.o0, b, h, j);
+  T* gv = row_of<T>(pr.o1, b, h, j);
 #pragma unroll
   for (int t = 0; t < DPL; ++t) {
     const int64_t c = lane + 32 * t;
     if (c < D) {
-      gk[c] = convert<T>(dk[t] * scale);
-      gv[c] = convert<T>(dv[t]);
+      gk[c * pr.o0.stride[3]] = convert<T>(dk[t] * scale);
+      gv[c * pr.o1.stride[3]] = convert<T>(dv[t]);
     }
   }
 }
@@ -317,9 +323,9 @@ void launch_with_smem(Kernel kernel, int64_t blocks, size_t smem, const Params& 
 
 void launch_attention_fused_fwd(DType t, const AttnShape& s, const AttnOperand& q, const AttnOperand& k,
                                 const AttnOperand& v, const AttnOperand& mask, double scale, double dropout_p,
-                                uint64_t seed, uint64_t base, void* out, void* lse, cudaStream_t stream) {
+                                uint64_t seed, uint64_t base, const AttnOutput& out, void* lse, cudaStream_t stream) {
   if (s.b * s.h * s.tq == 0) return;
-  Params pr{s, q, k, v, mask, {}, scale, dropout_p, seed, base, nullptr, nullptr, nullptr, out, lse};
+  Params pr{s, q, k, v, mask, {}, scale, dropout_p, seed, base, {}, nullptr, nullptr, out, lse, {}};
   dispatch_float_dtype(t, "scaled_dot_product_attention", [&](auto tag) {
     using T = decltype(tag);
     by_head_size(s.dh, [&](auto dpl) {
@@ -332,11 +338,11 @@ void launch_attention_fused_fwd(DType t, const AttnShape& s, const AttnOperand& 
 
 void launch_attention_fused_bwd(DType t, const AttnShape& s, const AttnOperand& gout, const AttnOperand& q,
                                 const AttnOperand& k, const AttnOperand& v, const AttnOperand& mask,
-                                const void* out, const void* lse, double scale, double dropout_p, uint64_t seed,
-                                uint64_t base, void* gq, void* gk, void* gv, void* grad_scores, void* delta,
-                                cudaStream_t stream) {
+                                const AttnOperand& out, const void* lse, double scale, double dropout_p, uint64_t seed,
+                                uint64_t base, const AttnOutput& gq, const AttnOutput& gk, const AttnOutput& gv,
+                                void* grad_scores, void* delta, cudaStream_t stream) {
   if (s.b * s.h == 0) return;
-  Params pr{s, q, k, v, mask, gout, scale, dropout_p, seed, base, out, lse, delta, nullptr, nullptr};
+  Params pr{s, q, k, v, mask, gout, scale, dropout_p, seed, base, out, lse, delta, {}, nullptr, {}};
   dispatch_float_dtype(t, "scaled_dot_product_attention backward", [&](auto tag) {
     using T = decltype(tag);
     using A = Acc<T>;
@@ -350,7 +356,7 @@ void launch_attention_fused_bwd(DType t, const AttnShape& s, const AttnOperand& 
       if (s.tq > 0) {
         Params p1 = pr;
         p1.o0 = gq;
-        p1.o1 = grad_scores;
+        p1.stats = grad_scores;
         const size_t smem = static_cast<size_t>(2 * kChunk * pitch(s.dh) + 2 * kRows * s.dh) * sizeof(A);
         launch_with_smem(attn_dq_kernel<T, kDpl>, s.b * s.h * ((s.tq + kRows - 1) / kRows), smem, p1, stream);
       }

@@ -28,9 +28,9 @@ bool gemm_input_ok(const AttnOperand& o, const AttnShape& s, int64_t rows, int64
   return rows <= 1 || o.stride[2] >= s.dh;
 }
 
-// A contiguous [B, H, rows, Dh] output.
-bool gemm_output_ok(const void* p, const AttnShape& s, int64_t rows, int64_t esz) {
-  return aligned(static_cast<int64_t>(reinterpret_cast<uintptr_t>(p))) && aligned(rows * s.dh * esz);
+// An output head_gemm can write: the conditions of an input (outputs are fresh tensors, never aliased).
+bool gemm_output_ok(const AttnOutput& o, const AttnShape& s, int64_t rows, int64_t esz) {
+  return gemm_input_ok(o.as_input(), s, rows, esz);
 }
 
 int64_t row_pitch(const AttnOperand& o, const AttnShape& s, int64_t rows) {
@@ -39,11 +39,6 @@ int64_t row_pitch(const AttnOperand& o, const AttnShape& s, int64_t rows) {
 
 HeadPtrSpec input_spec(const AttnOperand& o, const AttnShape& s, int64_t esz, int64_t bh0) {
   return {static_cast<const char*>(o.data), o.stride[0] * esz, o.stride[1] * esz, s.h, bh0};
-}
-
-HeadPtrSpec output_spec(const void* p, const AttnShape& s, int64_t rows, int64_t esz, int64_t bh0) {
-  const int64_t head = rows * s.dh * esz;
-  return {static_cast<const char*>(p), s.h * head, head, s.h, bh0};
 }
 
 HeadPtrSpec scratch_spec(const void* p, int64_t matrix_bytes) {
@@ -80,7 +75,7 @@ void** ptr_array(void* base, int64_t n, int index) { return static_cast<void**>(
 
 void launch_attention_fwd(DType t, const AttnShape& s, const AttnOperand& q, const AttnOperand& k,
                           const AttnOperand& v, const AttnOperand& mask, double scale, double dropout_p,
-                          uint64_t seed, uint64_t base, void* out, void* lse, cudaStream_t stream) {
+                          uint64_t seed, uint64_t base, const AttnOutput& out, void* lse, cudaStream_t stream) {
   const int64_t esz = static_cast<int64_t>(dtype_size(t));
   if (!use_gemm_path(t, s) || !gemm_input_ok(q, s, s.tq, esz) || !gemm_input_ok(k, s, s.tk, esz) ||
       !gemm_input_ok(v, s, s.tk, esz) || !gemm_output_ok(out, s, s.tq, esz)) {
@@ -96,13 +91,13 @@ void launch_attention_fwd(DType t, const AttnShape& s, const AttnOperand& q, con
   for (int64_t bh0 = 0; bh0 < s.b * s.h; bh0 += n) {
     const int64_t nbh = std::min(n, s.b * s.h - bh0);
     const HeadPtrSpec specs[6] = {input_spec(q, s, esz, bh0),           input_spec(k, s, esz, bh0),
-                                  input_spec(v, s, esz, bh0),           output_spec(out, s, s.tq, esz, bh0),
+                                  input_spec(v, s, esz, bh0),           input_spec(out.as_input(), s, esz, bh0),
                                   scratch_spec(scores.get(), lay.s_bytes), scratch_spec(probs.get(), lay.p_bytes)};
     launch_head_pointers(specs, 6, nbh, static_cast<void**>(ptrs.get()), stream);
     const HeadMatrix hq{ptr_array(ptrs.get(), nbh, 0), row_pitch(q, s, s.tq), t};
     const HeadMatrix hk{ptr_array(ptrs.get(), nbh, 1), row_pitch(k, s, s.tk), t};
     const HeadMatrix hv{ptr_array(ptrs.get(), nbh, 2), row_pitch(v, s, s.tk), t};
-    const HeadMatrix ho{ptr_array(ptrs.get(), nbh, 3), s.dh, t};
+    const HeadMatrix ho{ptr_array(ptrs.get(), nbh, 3), row_pitch(out.as_input(), s, s.tq), t};
     const HeadMatrix hs{ptr_array(ptrs.get(), nbh, 4), lay.ld_s, DType::F32};
     const HeadMatrix hp{ptr_array(ptrs.get(), nbh, 5), lay.ld_p, t};
     head_gemm(dev, stream, nbh, s.tq, s.tk, s.dh, hq, false, hk, true, hs, scale, 0.0);
@@ -113,9 +108,10 @@ void launch_attention_fwd(DType t, const AttnShape& s, const AttnOperand& q, con
 }
 
 void launch_attention_bwd(DType t, const AttnShape& s, const AttnOperand& gout, const AttnOperand& q,
-                          const AttnOperand& k, const AttnOperand& v, const AttnOperand& mask, const void* out,
-                          const void* lse, double scale, double dropout_p, uint64_t seed, uint64_t base, void* gq,
-                          void* gk, void* gv, void* grad_scores, void* delta, cudaStream_t stream) {
+                          const AttnOperand& k, const AttnOperand& v, const AttnOperand& mask, const AttnOperand& out,
+                          const void* lse, double scale, double dropout_p, uint64_t seed, uint64_t base,
+                          const AttnOutput& gq, const AttnOutput& gk, const AttnOutput& gv, void* grad_scores,
+                          void* delta, cudaStream_t stream) {
   const int64_t esz = static_cast<int64_t>(dtype_size(t));
   if (!use_gemm_path(t, s) || !gemm_input_ok(q, s, s.tq, esz) || !gemm_input_ok(k, s, s.tk, esz) ||
       !gemm_input_ok(v, s, s.tk, esz) || !gemm_input_ok(gout, s, s.tq, esz) || !gemm_output_ok(gq, s, s.tq, esz) ||
@@ -138,9 +134,9 @@ void launch_attention_bwd(DType t, const AttnShape& s, const AttnOperand& gout, 
                                    input_spec(k, s, esz, bh0),
                                    input_spec(v, s, esz, bh0),
                                    input_spec(gout, s, esz, bh0),
-                                   output_spec(gq, s, s.tq, esz, bh0),
-                                   output_spec(gk, s, s.tk, esz, bh0),
-                                   output_spec(gv, s, s.tk, esz, bh0),
+                                   input_spec(gq.as_input(), s, esz, bh0),
+                                   input_spec(gk.as_input(), s, esz, bh0),
+                                   input_spec(gv.as_input(), s, esz, bh0),
                                    scratch_spec(scores.get(), lay.s_bytes),
                                    scratch_spec(dp.get(), lay.s_bytes),
                                    scratch_spec(probs.get(), lay.p_bytes),
@@ -150,9 +146,9 @@ void launch_attention_bwd(DType t, const AttnShape& s, const AttnOperand& gout, 
     const HeadMatrix hk{ptr_array(ptrs.get(), nbh, 1), row_pitch(k, s, s.tk), t};
     const HeadMatrix hv{ptr_array(ptrs.get(), nbh, 2), row_pitch(v, s, s.tk), t};
     const HeadMatrix hgo{ptr_array(ptrs.get(), nbh, 3), row_pitch(gout, s, s.tq), t};
-    const HeadMatrix hgq{ptr_array(ptrs.get(), nbh, 4), s.dh, t};
-    const HeadMatrix hgk{ptr_array(ptrs.get(), nbh, 5), s.dh, t};
-    const HeadMatrix hgv{ptr_array(ptrs.get(), nbh, 6), s.dh, t};
+    const HeadMatrix hgq{ptr_array(ptrs.get(), nbh, 4), row_pitch(gq.as_input(), s, s.tq), t};
+    const HeadMatrix hgk{ptr_array(ptrs.get(), nbh, 5), row_pitch(gk.as_input(), s, s.tk), t};
+    const HeadMatrix hgv{ptr_array(ptrs.get(), nbh, 6), row_pitch(gv.as_input(), s, s.tk), t};
     const HeadMatrix hs{ptr_array(ptrs.get(), nbh, 7), lay.ld_s, DType::F32};
     const HeadMatrix hdp{ptr_array(ptrs.get(), nbh, 8), lay.ld_s, DType::F32};
     const HeadMatrix hp{ptr_array(ptrs.get(), nbh, 9), lay.ld_p, t};

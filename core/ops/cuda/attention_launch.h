@@ -1,6 +1,7 @@
 // Launchers of scaled dot-product attention on raw strided buffers. Layouts follow core/ops/kernels/nn.h:
 // q [B, H, Tq, Dh], k/v [B, H, Tk, Dh] with any element strides, an optional additive mask already expanded
-// to [B, H, Tq, Tk] (stride-0 views), contiguous outputs. Head sizes up to 256.
+// to [B, H, Tq, Tk] (stride-0 views), outputs out/gq/gk/gv with their own strides (AttnOutput), lse and
+// grad_scores contiguous. Head sizes up to 256.
 //
 // Two implementations sit behind launch_attention_fwd/bwd (attention_cuda.cc picks one per call):
 // - GEMM path (half and f32 inputs, Tk <= kAttentionGemmMaxKeys, unit-stride head dims, 16-byte aligned
@@ -27,6 +28,14 @@ struct AttnOperand {
   int64_t stride[4] = {0, 0, 0, 0};
 };
 
+// A 4-D output ([B, H, T, Dh]) with element strides: contiguous, or the head-interleaved [B, T, H, Dh]
+// memory of a projection viewed as heads, which spares the callers a transposing copy.
+struct AttnOutput {
+  void* data = nullptr;
+  int64_t stride[4] = {0, 0, 0, 0};
+  AttnOperand as_input() const { return {data, {stride[0], stride[1], stride[2], stride[3]}}; }
+};
+
 struct AttnShape {
   int64_t b, h, tq, tk, dh;
 };
@@ -35,27 +44,28 @@ constexpr int64_t kAttentionMaxHead = 256;
 // Longest key row the GEMM path's softmax kernels keep in registers (32 values per lane).
 constexpr int64_t kAttentionGemmMaxKeys = 1024;
 
-// out [B, H, Tq, Dh] and lse [B, H, Tq] (statistics dtype) contiguous.
+// out [B, H, Tq, Dh] (any strides) and lse [B, H, Tq] (statistics dtype, contiguous).
 void launch_attention_fwd(DType t, const AttnShape& s, const AttnOperand& q, const AttnOperand& k,
                           const AttnOperand& v, const AttnOperand& mask, double scale, double dropout_p,
-                          uint64_t seed, uint64_t base, void* out, void* lse, cudaStream_t stream);
+                          uint64_t seed, uint64_t base, const AttnOutput& out, void* lse, cudaStream_t stream);
 
-// gq/gk/gv contiguous; grad_scores contiguous [B, H, Tq, Tk] or null; `delta` is device scratch of
-// B*H*Tq statistics-dtype elements (rowsum(gout * out)).
+// gq/gk/gv with their own strides; out as the forward wrote it; grad_scores contiguous [B, H, Tq, Tk] or
+// null; `delta` is device scratch of B*H*Tq statistics-dtype elements (rowsum(gout * out)).
 void launch_attention_bwd(DType t, const AttnShape& s, const AttnOperand& gout, const AttnOperand& q,
-                          const AttnOperand& k, const AttnOperand& v, const AttnOperand& mask, const void* out,
-                          const void* lse, double scale, double dropout_p, uint64_t seed, uint64_t base, void* gq,
-                          void* gk, void* gv, void* grad_scores, void* delta, cudaStream_t stream);
+                          const AttnOperand& k, const AttnOperand& v, const AttnOperand& mask, const AttnOperand& out,
+                          const void* lse, double scale, double dropout_p, uint64_t seed, uint64_t base,
+                          const AttnOutput& gq, const AttnOutput& gk, const AttnOutput& gv, void* grad_scores,
+                          void* delta, cudaStream_t stream);
 
 // The fused kernels (attention.cu), same contracts as above.
 void launch_attention_fused_fwd(DType t, const AttnShape& s, const AttnOperand& q, const AttnOperand& k,
                                 const AttnOperand& v, const AttnOperand& mask, double scale, double dropout_p,
-                                uint64_t seed, uint64_t base, void* out, void* lse, cudaStream_t stream);
+                                uint64_t seed, uint64_t base, const AttnOutput& out, void* lse, cudaStream_t stream);
 void launch_attention_fused_bwd(DType t, const AttnShape& s, const AttnOperand& gout, const AttnOperand& q,
                                 const AttnOperand& k, const AttnOperand& v, const AttnOperand& mask,
-                                const void* out, const void* lse, double scale, double dropout_p, uint64_t seed,
-                                uint64_t base, void* gq, void* gk, void* gv, void* grad_scores, void* delta,
-                                cudaStream_t stream);
+                                const AttnOperand& out, const void* lse, double scale, double dropout_p, uint64_t seed,
+                                uint64_t base, const AttnOutput& gq, const AttnOutput& gk, const AttnOutput& gv,
+                                void* grad_scores, void* delta, cudaStream_t stream);
 
 // Row kernels of the GEMM path (attention_softmax.cu) over the score rows of heads [bh0, bh0 + nbh) of
 // one call. Row r of the chunk is query row r % Tq of head bh0 + r / Tq; matrices are row-major with

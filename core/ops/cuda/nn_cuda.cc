@@ -4,7 +4,7 @@
 // kernel here waits for the device.
 #include "core/device/cuda/cuda_check.h"
 #include "core/device/cuda/deferred_errors.h"
-#include "core/ops/cuda/attention_launch.h"
+#include "core/ops/cuda/attention_operands.h"
 #include "core/ops/cuda/cuda_tensor.h"
 #include "core/ops/cuda/nn_launch.h"
 #include "core/ops/kernels/nn.h"
@@ -99,14 +99,6 @@ void cuda_embedding_gather(const Tensor& weight, const Tensor& indices, Tensor& 
                                 weight.strides()[1], indices.data<int64_t>(), n, out.data_ptr(), bad, ctx.stream());
 }
 
-cuda::AttnOperand operand(const Tensor& t) {
-  cuda::AttnOperand o;
-  if (!t.defined()) return o;
-  o.data = t.data_ptr();
-  for (int i = 0; i < 4; ++i) o.stride[i] = t.strides()[static_cast<size_t>(i)];
-  return o;
-}
-
 cuda::AttnShape attn_shape(const Tensor& q, const Tensor& k) {
   return {q.size(0), q.size(1), q.size(2), k.size(2), q.size(3)};
 }
@@ -117,23 +109,26 @@ void cuda_attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const
   KOLO_CHECK(!mask.defined() || (mask.device() == q.device() && mask.dtype() == q.dtype()),
              "scaled_dot_product_attention: mask ", mask.defined() ? mask.describe() : std::string(),
              " must be ", dtype_name(q.dtype()), " on ", q.device().str());
-  cuda::launch_attention_fwd(q.dtype(), attn_shape(q, k), operand(q), operand(k), operand(v), operand(mask), scale,
-                             dropout_p, seed, base, out.data_ptr(), lse.data_ptr(), ctx.stream());
+  using cuda::attn_operand;
+  cuda::launch_attention_fwd(q.dtype(), attn_shape(q, k), attn_operand(q), attn_operand(k), attn_operand(v),
+                             attn_operand(mask), scale, dropout_p, seed, base, cuda::attn_output(out),
+                             lse.data_ptr(), ctx.stream());
 }
 
 void cuda_attention_bwd(const Tensor& gout, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
                         const Tensor& out, const Tensor& lse, double scale, double dropout_p, uint64_t seed,
                         uint64_t base, Tensor& gq, Tensor& gk, Tensor& gv, Tensor& grad_scores) {
   cuda::KernelContext ctx("scaled_dot_product_attention backward", {&gout, &q, &k, &v, &out, &lse, &gq, &gk, &gv});
-  KOLO_CHECK(out.is_contiguous() && lse.is_contiguous(),
-             "scaled_dot_product_attention backward: out and lse must be contiguous, got ", out.describe());
+  KOLO_CHECK(lse.is_contiguous(), "scaled_dot_product_attention backward: lse must be contiguous, got ",
+             lse.describe());
   const cuda::AttnShape s = attn_shape(q, k);
   const size_t stat = q.dtype() == DType::F64 ? sizeof(double) : sizeof(float);
   cuda::DeviceScratch delta(ctx.device(), static_cast<size_t>(s.b * s.h * s.tq) * stat);
-  cuda::launch_attention_bwd(q.dtype(), s, operand(gout), operand(q), operand(k), operand(v), operand(mask),
-                             out.data_ptr(), lse.data_ptr(), scale, dropout_p, seed, base, gq.data_ptr(),
-                             gk.data_ptr(), gv.data_ptr(), cuda::mut_ptr_or_null(grad_scores), delta.get(),
-                             ctx.stream());
+  using cuda::attn_operand, cuda::attn_output;
+  cuda::launch_attention_bwd(q.dtype(), s, attn_operand(gout), attn_operand(q), attn_operand(k), attn_operand(v),
+                             attn_operand(mask), attn_operand(out), lse.data_ptr(), scale, dropout_p, seed, base,
+                             attn_output(gq), attn_output(gk), attn_output(gv), cuda::mut_ptr_or_null(grad_scores),
+                             delta.get(), ctx.stream());
 }
 
 }  // namespace

@@ -63,12 +63,13 @@ KOLO_DECLARE_KERNEL(embedding_gather, void(const Tensor& weight, const Tensor& i
 // out = p @ v. Nothing of size [Tq, Tk] outlives a call: the CPU and the CUDA fused kernels never store the
 // matrix; CUDA's GEMM path (core/ops/cuda/attention_launch.h) holds score chunks in bounded scratch.
 // q [B, H, Tq, Dh], k/v [B, H, Tk, Dh], any strides; mask undefined or already expanded (stride-0 views)
-// to [B, H, Tq, Tk], q's dtype. out contiguous [B, H, Tq, Dh]; lse [B, H, Tq] (statistics dtype) is the
-// row logsumexp of the scores (-inf for rows whose mask is -inf everywhere; such rows output zeros).
+// to [B, H, Tq, Tk], q's dtype. out [B, H, Tq, Dh] with any strides (the op allocates it contiguous or
+// head-interleaved); lse [B, H, Tq] (statistics dtype, contiguous) is the row logsumexp of the scores
+// (-inf for rows whose mask is -inf everywhere; such rows output zeros).
 KOLO_DECLARE_KERNEL(attention_fwd, void(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
                                         double scale, double dropout_p, uint64_t seed, uint64_t base,
                                         Tensor& out, Tensor& lse));
-// Gradients for q, k, v (contiguous, their inputs' shapes) from gout and the forward's out and lse, by
+// Gradients for q, k, v (their inputs' shapes, any strides) from gout and the forward's out and lse, by
 // recomputing the probabilities row by row. grad_scores (d loss / d s, contiguous [B, H, Tq, Tk]) is
 // written only when defined, for a mask that requires grad.
 KOLO_DECLARE_KERNEL(attention_bwd, void(const Tensor& gout, const Tensor& q, const Tensor& k, const Tensor& v,
