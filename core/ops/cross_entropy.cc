@@ -25,14 +25,14 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, double label_s
     z = logits.contiguous();
     t = targets.to(DType::I64).contiguous();
   }
-  Tensor loss = Tensor::empty({}, logits.dtype(), logits.device());
+  Tensor loss = Tensor::empty({}, nn_stats_dtype(logits.dtype()), logits.device());
   Tensor lse = Tensor::empty({logits.size(0)}, nn_stats_dtype(logits.dtype()), logits.device());
   cross_entropy_fwd_kernel()(logits.device())(z, t, label_smoothing, ignore_index, loss, lse);
   Tensor zd = z.detach();
   autograd::record("cross_entropy", {logits}, {&loss},
                    [zd, t, lse, label_smoothing, ignore_index](const std::vector<Tensor>& g) -> std::vector<Tensor> {
                      Tensor gz = Tensor::empty(zd.shape(), zd.dtype(), zd.device());
-                     Tensor gl = g[0].to(zd.dtype()).contiguous();
+                     Tensor gl = g[0].to(nn_stats_dtype(zd.dtype())).contiguous();
                      cross_entropy_bwd_kernel()(zd.device())(gl, zd, t, lse, label_smoothing, ignore_index, gz);
                      return {gz};
                    });

@@ -13,7 +13,8 @@ Tensor log_softmax(const Tensor& x, int64_t dim = -1);
 
 // Mean cross-entropy of logits [N, C] against int64 targets [N], with label smoothing eps (PyTorch's
 // definition: (1-eps) * nll + eps * mean over classes of -log p). Targets equal to ignore_index contribute
-// nothing and are excluded from the mean. Out-of-range targets throw.
+// nothing and are excluded from the mean. Out-of-range targets throw. The loss is f32 for f32, bf16 and f16
+// logits (computed in f32 throughout) and f64 for f64; the logits' gradient keeps their dtype.
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, double label_smoothing = 0.0,
                      int64_t ignore_index = -100);
 

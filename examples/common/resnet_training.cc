@@ -215,8 +215,8 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
     opt.zero_grad();
     Tensor logits =
         model.forward(staged ? batch->images : model_input(batch->images, device, dtype, o.channels_last));
-    // The loss in f32 whatever the model dtype (cross_entropy returns its input's dtype).
-    Tensor loss = cross_entropy(logits.to(DType::F32), batch->labels.to(device));
+    // f32 whatever the model dtype: cross_entropy computes and returns half logits' loss in f32.
+    Tensor loss = cross_entropy(logits, batch->labels.to(device));
     precision.backward_and_step(loss, opt);
     const double l = loss.item();
     meter.end_step(batch->labels.numel());

@@ -264,9 +264,8 @@ TransformerRunResult run_transformer(Runtime& rt, const TransformerRunOptions& o
     meter.start_step();
     opt.zero_grad();
     Tensor logits = model.forward(batch->src.to(device), batch->tgt_in.to(device));
-    // The loss in f32 whatever the model dtype (cross_entropy returns its input's dtype).
-    Tensor loss =
-        models::label_smoothed_loss(logits.to(DType::F32), batch->tgt_out.to(device), cfg.pad_id, o.label_smoothing);
+    // f32 whatever the model dtype: cross_entropy computes and returns half logits' loss in f32.
+    Tensor loss = models::label_smoothed_loss(logits, batch->tgt_out.to(device), cfg.pad_id, o.label_smoothing);
     precision.backward_and_step(loss, opt);
     const double l = loss.item();
     meter.end_step(batch->tgt_tokens);

@@ -172,7 +172,18 @@ TEST(CrossEntropy, Bf16LogitsAccumulateInFloat) {
   Tensor y = Tensor::from_vector(ids, {64});
   const double want = cross_entropy(z.to(DType::F64), y, 0.1).item();
   EXPECT_NEAR(cross_entropy(z, y, 0.1).item(), want, 1e-5);
-  EXPECT_NEAR(cross_entropy(z.to(DType::BF16), y, 0.1).item(), want, 0.05);
+  // Half logits: an f32 loss (no bf16 rounding of the result, no f32 copy of the logits needed), exact up to
+  // the logits' own rounding; the gradient keeps the logits' dtype.
+  Tensor zb = z.to(DType::BF16).set_requires_grad(true);
+  Tensor loss = cross_entropy(zb, y, 0.1);
+  EXPECT_EQ(loss.dtype(), DType::F32);
+  EXPECT_NEAR(loss.item(), cross_entropy(zb.detach().to(DType::F64), y, 0.1).item(), 1e-5);
+  EXPECT_NEAR(loss.item(), want, 0.05);
+  loss.backward();
+  EXPECT_EQ(zb.grad().dtype(), DType::BF16);
+  Tensor zf = zb.detach().to(DType::F32).set_requires_grad(true);
+  cross_entropy(zf, y, 0.1).backward();
+  expect_close(zb.grad().to(DType::F32), zf.grad(), 1e-4, 1e-2, "bf16 grad logits");
 }
 
 TEST(CrossEntropy, AllRowsIgnoredIsNaNLikePyTorch) {

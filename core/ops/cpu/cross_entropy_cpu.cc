@@ -49,7 +49,7 @@ void cpu_cross_entropy_fwd(const Tensor& logits, const Tensor& targets, double s
       count += 1;
     }
     const double mean = total / static_cast<double>(count);  // 0/0 = NaN when every row is ignored
-    *static_cast<T*>(loss.data_ptr()) = cpu::store_as<T>(mean);
+    *static_cast<A*>(loss.data_ptr()) = static_cast<A>(mean);
   });
 }
 
@@ -65,7 +65,7 @@ void cpu_cross_entropy_bwd(const Tensor& grad_loss, const Tensor& logits, const 
     const T* pz = static_cast<const T*>(logits.data_ptr());
     const A* pl = static_cast<const A*>(lse.data_ptr());
     T* pg = static_cast<T*>(grad_logits.data_ptr());
-    const A g = cpu::load_as<A>(*static_cast<const T*>(grad_loss.data_ptr())) / static_cast<A>(count);
+    const A g = *static_cast<const A*>(grad_loss.data_ptr()) / static_cast<A>(count);
     const A on_target = static_cast<A>(1.0 - smoothing);
     const A uniform = static_cast<A>(smoothing / static_cast<double>(c));
 #pragma omp parallel for schedule(static) if (n * c > 16384)

@@ -66,8 +66,8 @@ __global__ void ce_fwd_rows(const T* __restrict__ z, const int64_t* __restrict__
 }
 
 // One block: loss = sum(row_loss) / count (0/0 = NaN when every row is ignored, as the CPU kernel).
-template <typename T>
-__global__ void ce_fwd_mean(const double* row_loss, const int* row_valid, int64_t rows, T* loss) {
+template <typename A>
+__global__ void ce_fwd_mean(const double* row_loss, const int* row_valid, int64_t rows, A* loss) {
   __shared__ double ssum[kThreads / 32];
   __shared__ double scount[kThreads / 32];
   double s = 0, n = 0;
@@ -77,7 +77,7 @@ __global__ void ce_fwd_mean(const double* row_loss, const int* row_valid, int64_
   }
   s = group_sum<kThreads>(s, ssum);
   n = group_sum<kThreads>(n, scount);
-  if (threadIdx.x == 0) *loss = convert<T>(s / n);
+  if (threadIdx.x == 0) *loss = static_cast<A>(s / n);
 }
 
 __global__ void ce_count(const int64_t* tg, int64_t rows, int64_t ignore_index, int* count) {
@@ -89,13 +89,13 @@ __global__ void ce_count(const int64_t* tg, int64_t rows, int64_t ignore_index, 
 }
 
 template <int TPR, typename T>
-__global__ void ce_bwd_rows(const T* __restrict__ grad_loss, const T* __restrict__ z, const int64_t* __restrict__ tg,
+__global__ void ce_bwd_rows(const Acc<T>* __restrict__ grad_loss, const T* __restrict__ z, const int64_t* __restrict__ tg,
                             const Acc<T>* __restrict__ lse, int64_t rows, int64_t c, double eps,
                             int64_t ignore_index, const int* count, T* __restrict__ gz) {
   using A = Acc<T>;
   const int t = threadIdx.x % TPR;
   const int per_block = blockDim.x / TPR;
-  const A g = convert<A>(*grad_loss) / static_cast<A>(*count);
+  const A g = *grad_loss / static_cast<A>(*count);
   const A on_target = static_cast<A>(1.0 - eps);
   const A uniform = static_cast<A>(eps / static_cast<double>(c));
   for (int64_t row = static_cast<int64_t>(blockIdx.x) * per_block + threadIdx.x / TPR; row < rows;
@@ -134,7 +134,7 @@ void launch_cross_entropy_fwd(DType t, const void* logits, const int64_t* target
       });
       KOLO_CUDA_CHECK_LAUNCH();
     }
-    ce_fwd_mean<T><<<1, kThreads, 0, stream>>>(row_loss, row_valid, rows, static_cast<T*>(loss));
+    ce_fwd_mean<<<1, kThreads, 0, stream>>>(row_loss, row_valid, rows, static_cast<Acc<T>*>(loss));
   });
   KOLO_CUDA_CHECK_LAUNCH();
 }
@@ -149,7 +149,7 @@ void launch_cross_entropy_bwd(DType t, const void* grad_loss, const void* logits
     using T = decltype(tag);
     by_row_length(rows, c, [&](auto tpr, int grid) {
       ce_bwd_rows<decltype(tpr)::value, T><<<grid, kThreads, 0, stream>>>(
-          static_cast<const T*>(grad_loss), static_cast<const T*>(logits), targets,
+          static_cast<const Acc<T>*>(grad_loss), static_cast<const T*>(logits), targets,
           static_cast<const Acc<T>*>(lse), rows, c, smoothing, ignore_index, count, static_cast<T*>(grad_logits));
     });
   });

@@ -30,12 +30,13 @@ KOLO_DECLARE_KERNEL(softmax_fwd, void(const Tensor& x, Tensor& y, bool log));
 KOLO_DECLARE_KERNEL(softmax_bwd, void(const Tensor& gy, const Tensor& y, Tensor& gx, bool log));
 
 // Fused log-softmax + label-smoothed NLL with mean reduction over rows whose target != ignore_index.
-// logits contiguous [N, C]; targets i64 contiguous [N]; loss 0-d (logits dtype); lse [N] (statistics dtype).
+// logits contiguous [N, C]; targets i64 contiguous [N]; loss 0-d and lse [N] in the statistics dtype (f32 for
+// half logits: the loss of a bf16 model needs no f32 copy of its logits).
 // Row loss: (1 - eps) * (lse - z_t) + eps * (lse - mean_c z_c). All rows ignored -> NaN (0/0, as PyTorch).
 KOLO_DECLARE_KERNEL(cross_entropy_fwd, void(const Tensor& logits, const Tensor& targets, double smoothing,
                                             int64_t ignore_index, Tensor& loss, Tensor& lse));
 // grad_logits [N, C] = grad_loss / count * (softmax(z) - (1 - eps) * onehot(t) - eps / C); 0 on ignored rows.
-// grad_loss is a 0-d tensor of the logits' dtype.
+// grad_loss is a 0-d tensor of the statistics dtype.
 KOLO_DECLARE_KERNEL(cross_entropy_bwd, void(const Tensor& grad_loss, const Tensor& logits, const Tensor& targets,
                                             const Tensor& lse, double smoothing, int64_t ignore_index,
                                             Tensor& grad_logits));
