@@ -1,65 +1,39 @@
 // CPU caching pool allocator.
 #include "core/device/allocator.h"
 
+#include <algorithm>
 #include <cstdlib>
-#include <new>
 
 #include "core/device/device_backend.h"
 #include "core/util/error.h"
 
 namespace kolo {
 
-CpuPoolAllocator::~CpuPoolAllocator() { empty_cache(); }
+CpuPoolAllocator::CpuPoolAllocator()
+    : pool_([](size_t bytes) { return std::aligned_alloc(kLargeAlignment, bytes); }, [](void* p) { std::free(p); },
+            kLargeAlignment) {}
 
-size_t CpuPoolAllocator::size_class(size_t bytes) {
-  if (bytes <= 4096) {
-    size_t c = kAlignment;
-    while (c < bytes) c <<= 1;
-    return c;
-  }
-  // Four classes per power of two keep waste under 25% while letting similar sizes share blocks.
-  size_t p = 4096;
-  while (p * 2 < bytes) p <<= 1;
-  const size_t step = p / 4;
-  return ((bytes + step - 1) / step) * step;
-}
+CpuPoolAllocator::~CpuPoolAllocator() = default;
 
 void* CpuPoolAllocator::allocate(size_t bytes) {
-  const size_t cls = size_class(bytes == 0 ? 1 : bytes);
   std::lock_guard<std::mutex> lock(mu_);
   stats_.allocations++;
-  void* p = nullptr;
-  auto it = free_.find(cls);
-  if (it != free_.end() && !it->second.empty()) {
-    p = it->second.back();
-    it->second.pop_back();
-    stats_.cache_hits++;
-  } else {
-    p = std::aligned_alloc(kAlignment, cls);
-    if (!p) {
-      // Retry once after releasing the cache: fragmentation across classes can exhaust memory.
-      for (auto& [c, blocks] : free_) {
-        for (void* b : blocks) std::free(b);
-        stats_.reserved -= c * blocks.size();
-        blocks.clear();
-      }
-      p = std::aligned_alloc(kAlignment, cls);
-    }
-    KOLO_CHECK(p != nullptr, "CPU allocator: out of memory allocating ", bytes, " bytes (",
-               stats_.current, " in use)");
-    stats_.reserved += cls;
-  }
-  stats_.current += cls;
-  if (stats_.current > stats_.peak) stats_.peak = stats_.current;
+  bool cached = false;
+  void* p = pool_.allocate(bytes, nullptr, &cached);
+  KOLO_CHECK(p != nullptr, "CPU allocator: out of memory allocating ", bytes, " bytes (", stats_.current,
+             " in use, ", pool_.reserved(), " reserved)");
+  if (cached) stats_.cache_hits++;
+  stats_.current += pool_.block_size(p);
+  stats_.peak = std::max(stats_.peak, stats_.current);
+  stats_.reserved = pool_.reserved();
   return p;
 }
 
-void CpuPoolAllocator::deallocate(void* ptr, size_t bytes) {
+void CpuPoolAllocator::deallocate(void* ptr, size_t) {
   if (!ptr) return;
-  const size_t cls = size_class(bytes == 0 ? 1 : bytes);
   std::lock_guard<std::mutex> lock(mu_);
-  stats_.current -= cls;
-  free_[cls].push_back(ptr);
+  stats_.current -= pool_.block_size(ptr);
+  pool_.free(ptr);
 }
 
 MemoryStats CpuPoolAllocator::stats() const {
@@ -74,11 +48,8 @@ void CpuPoolAllocator::reset_peak() {
 
 void CpuPoolAllocator::empty_cache() {
   std::lock_guard<std::mutex> lock(mu_);
-  for (auto& [cls, blocks] : free_) {
-    for (void* b : blocks) std::free(b);
-    stats_.reserved -= cls * blocks.size();
-  }
-  free_.clear();
+  pool_.release_free_segments();
+  stats_.reserved = pool_.reserved();
 }
 
 Allocator& allocator_for(Device device) { return device_backend(device.type).allocator(device.index); }

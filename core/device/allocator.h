@@ -1,23 +1,22 @@
 // Allocator interface with memory accounting, and the CPU caching pool.
 //
-// The CPU pool rounds requests up to size classes (powers of two split in four above 4 KiB) and keeps
-// freed blocks per class for reuse, so a training step that allocates the same shapes each iteration
-// stops calling the system allocator after the first step. Blocks are 64-byte aligned (AVX-512 and
-// oneDNN's preference).
+// The CPU pool hands out blocks carved from cached segments (BlockPool: 512-byte rounding, best fit,
+// splitting and coalescing), so a training step that allocates the same shapes each iteration stops calling
+// the system allocator after the first step. Blocks are 64-byte aligned (AVX-512 and oneDNN's preference),
+// blocks over 1 MiB page-aligned.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <map>
 #include <mutex>
-#include <vector>
 
+#include "core/device/block_pool.h"
 #include "core/device/device.h"
 
 namespace kolo {
 
 struct MemoryStats {
-  size_t current = 0;     // bytes handed out and not yet returned
+  size_t current = 0;     // bytes of the blocks handed out and not yet returned
   size_t peak = 0;        // high-water mark of `current`
   size_t reserved = 0;    // bytes obtained from the system (in use + cached)
   uint64_t allocations = 0;
@@ -38,7 +37,9 @@ class Allocator {
 class CpuPoolAllocator final : public Allocator {
  public:
   static constexpr size_t kAlignment = 64;
-  CpuPoolAllocator() = default;
+  // Large blocks (over 1 MiB) start on pages: with 512-byte steps ResNet-50's CPU training step ran ~5% slower.
+  static constexpr size_t kLargeAlignment = 4096;
+  CpuPoolAllocator();
   ~CpuPoolAllocator() override;
   void* allocate(size_t bytes) override;
   void deallocate(void* ptr, size_t bytes) override;
@@ -47,11 +48,9 @@ class CpuPoolAllocator final : public Allocator {
   void empty_cache() override;
   Device device() const override { return Device::cpu(); }
 
-  static size_t size_class(size_t bytes);
-
  private:
   mutable std::mutex mu_;
-  std::map<size_t, std::vector<void*>> free_;
+  BlockPool pool_;
   MemoryStats stats_;
 };
 

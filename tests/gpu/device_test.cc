@@ -6,6 +6,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/device/block_pool.h"
 #include "core/device/cuda/cuda_check.h"
 #include "tests/gpu/gpu_test_util.h"
 
@@ -41,15 +42,8 @@ TEST(CudaCheck, ErrorCarriesCallAndSite) {
   EXPECT_THROW(KOLO_CUDNN_CHECK(3), Error);
 }
 
-TEST(CudaAllocatorBins, RoundingAndByteParsing) {
+TEST(CudaAllocatorLimit, ByteParsing) {
   using A = CudaCachingAllocator;
-  EXPECT_EQ(A::round_size(1), 512u);
-  EXPECT_EQ(A::round_size(513), 1024u);
-  EXPECT_EQ(A::round_size((1u << 20) + 1), (1u << 20) + (1u << 18));
-  for (size_t b : {size_t{3} << 20, size_t{100} << 20, (size_t{1} << 30) + 7}) {
-    EXPECT_GE(A::round_size(b), b);
-    EXPECT_LE(A::round_size(b), b + b / 4 + 1);
-  }
   EXPECT_EQ(A::parse_bytes("4096", "x"), 4096u);
   EXPECT_EQ(A::parse_bytes("512M", "x"), size_t{512} << 20);
   EXPECT_EQ(A::parse_bytes("16g", "x"), size_t{16} << 30);
@@ -64,10 +58,10 @@ TEST_F(GpuTest, AllocatorReusesAndCounts) {
   void* a = alloc.allocate(1000);
   MemoryStats s = alloc.stats();
   EXPECT_EQ(s.current, 1024u);
-  EXPECT_EQ(s.reserved, 1024u);
+  EXPECT_EQ(s.reserved, BlockPool::kSmallSegment);  // one small segment, carved
   alloc.deallocate(a, 1000);
   EXPECT_EQ(alloc.stats().current, 0u);
-  void* b = alloc.allocate(900);  // same bin
+  void* b = alloc.allocate(900);  // the freed block, merged back into its segment, is the best fit again
   EXPECT_EQ(a, b);
   EXPECT_EQ(alloc.stats().cache_hits, 1u);
   void* c = alloc.allocate(size_t{8} << 20);
@@ -90,11 +84,16 @@ TEST_F(GpuTest, AllocatorLimitThrowsWithStats) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("out of memory"), std::string::npos) << e.what();
   }
+  EXPECT_EQ(alloc.stats().reserved, size_t{3} << 20);  // a tight segment: the usual 20 MiB would pass the limit
   alloc.deallocate(a, size_t{3} << 20);
-  // The cached 3 MiB block is released to make room for a request of another bin.
+  // The cached 3 MiB block serves the smaller request (best fit; a remainder of 1 MiB is not split off).
   void* b = alloc.allocate(size_t{2} << 20);
-  EXPECT_EQ(alloc.stats().reserved, size_t{2} << 20);
+  EXPECT_EQ(b, a);
+  EXPECT_EQ(alloc.stats().reserved, size_t{3} << 20);
   alloc.deallocate(b, size_t{2} << 20);
+  alloc.set_limit(0);
+  alloc.empty_cache();
+  EXPECT_EQ(alloc.stats().reserved, 0u);
 }
 
 TEST_F(GpuTest, AllocatorWaitsForOtherStreams) {

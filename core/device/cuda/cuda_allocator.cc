@@ -9,33 +9,20 @@
 
 namespace kolo {
 
-namespace {
-constexpr size_t kSmallGranule = 512;
-constexpr size_t kSmallLimit = size_t{1} << 20;
-}  // namespace
-
-CudaCachingAllocator::CudaCachingAllocator(Kind kind, int device) : kind_(kind), device_(device) {}
+CudaCachingAllocator::CudaCachingAllocator(Kind kind, int device)
+    : kind_(kind),
+      device_(device),
+      pool_([this](size_t bytes) { return raw_alloc(bytes); }, [this](void* p) { raw_free(p); }) {}
 
 CudaCachingAllocator::~CudaCachingAllocator() {
-  // At process exit the driver may already be unloading; release what we can and ignore the rest.
+  // At process exit the driver may already be unloading; release what we can and ignore the rest. The pool
+  // returns its segments (through raw_free) when it is destroyed, after this body.
   std::lock_guard<std::mutex> lock(mu_);
-  for (auto& p : pending_) {
+  closing_ = true;
+  for (auto& p : pending_)
     for (cudaEvent_t e : p.events) (void)cudaEventDestroy(e);
-    live_.emplace(p.ptr, p.block);
-  }
   pending_.clear();
-  for (auto& [key, ptrs] : free_)
-    for (void* ptr : ptrs) kind_ == Kind::Device ? (void)cudaFree(ptr) : (void)cudaFreeHost(ptr);
   for (cudaEvent_t e : spare_events_) (void)cudaEventDestroy(e);
-}
-
-size_t CudaCachingAllocator::round_size(size_t bytes) {
-  if (bytes == 0) bytes = 1;
-  if (bytes < kSmallLimit) return (bytes + kSmallGranule - 1) / kSmallGranule * kSmallGranule;
-  size_t p = kSmallLimit;
-  while (p * 2 < bytes) p <<= 1;
-  const size_t step = p / 4;
-  return (bytes + step - 1) / step * step;
 }
 
 size_t CudaCachingAllocator::parse_bytes(const std::string& text, const std::string& what) {
@@ -67,7 +54,9 @@ Device CudaCachingAllocator::device() const {
   return kind_ == Kind::Device ? Device::cuda(device_) : Device::cpu();
 }
 
+// Called by the pool under mu_: a new segment, or nullptr past the limit or when CUDA refuses.
 void* CudaCachingAllocator::raw_alloc(size_t size) {
+  if (limit_ && pool_.reserved() + size > limit_) return nullptr;
   CudaDeviceGuard guard(device_);
   void* p = nullptr;
   const cudaError_t st = kind_ == Kind::Device ? cudaMalloc(&p, size) : cudaHostAlloc(&p, size, cudaHostAllocPortable);
@@ -79,6 +68,10 @@ void* CudaCachingAllocator::raw_alloc(size_t size) {
 }
 
 void CudaCachingAllocator::raw_free(void* ptr) {
+  if (closing_) {
+    kind_ == Kind::Device ? (void)cudaFree(ptr) : (void)cudaFreeHost(ptr);
+    return;
+  }
   CudaDeviceGuard guard(device_);
   KOLO_CUDA_CHECK(kind_ == Kind::Device ? cudaFree(ptr) : cudaFreeHost(ptr));
 }
@@ -111,7 +104,7 @@ void CudaCachingAllocator::collect_pending_locked() {
   while (it != pending_.end()) {
     if (done(*it)) {
       for (cudaEvent_t e : it->events) spare_events_.push_back(e);
-      free_[{it->block.stream, it->block.size}].push_back(it->ptr);
+      pool_.free(it->ptr);
       it = pending_.erase(it);
     } else {
       ++it;
@@ -124,11 +117,8 @@ void CudaCachingAllocator::release_cached_locked() {
   for (auto& p : pending_)
     for (cudaEvent_t e : p.events) KOLO_CUDA_CHECK(cudaEventSynchronize(e));
   collect_pending_locked();
-  for (auto& [key, ptrs] : free_) {
-    for (void* ptr : ptrs) raw_free(ptr);
-    stats_.reserved -= key.second * ptrs.size();
-  }
-  free_.clear();
+  pool_.release_free_segments();
+  stats_.reserved = pool_.reserved();
 }
 
 void* CudaCachingAllocator::allocate(size_t bytes) {
@@ -136,32 +126,23 @@ void* CudaCachingAllocator::allocate(size_t bytes) {
 }
 
 void* CudaCachingAllocator::allocate(size_t bytes, cudaStream_t stream) {
-  const size_t size = round_size(bytes);
   if (kind_ == Kind::PinnedHost) stream = nullptr;
   std::lock_guard<std::mutex> lock(mu_);
   stats_.allocations++;
   if (!pending_.empty()) collect_pending_locked();
-  void* p = nullptr;
-  auto it = free_.find({stream, size});
-  if (it != free_.end() && !it->second.empty()) {
-    p = it->second.back();
-    it->second.pop_back();
-    stats_.cache_hits++;
-  } else {
-    const bool over_limit = limit_ && stats_.reserved + size > limit_;
-    if (!over_limit) p = raw_alloc(size);
-    if (!p) {
-      release_cached_locked();
-      if (!limit_ || stats_.reserved + size <= limit_) p = raw_alloc(size);
-    }
-    KOLO_CHECK(p != nullptr, kind_ == Kind::Device ? "CUDA" : "pinned host", " allocator on cuda:", device_,
-               ": out of memory allocating ", bytes, " bytes (", stats_.current, " in use, ", stats_.reserved,
-               " reserved, peak ", stats_.peak, ", limit ",
-               limit_ ? std::to_string(limit_) : std::string("none"), ")");
-    stats_.reserved += size;
+  bool cached = false;
+  void* p = pool_.allocate(bytes, stream, &cached);
+  if (!p) {
+    // The pool released its wholly free segments already; blocks parked on other streams' events may free more.
+    release_cached_locked();
+    p = pool_.allocate(bytes, stream, &cached);
   }
-  live_[p] = Block{size, stream, {}};
-  stats_.current += size;
+  stats_.reserved = pool_.reserved();
+  KOLO_CHECK(p != nullptr, kind_ == Kind::Device ? "CUDA" : "pinned host", " allocator on cuda:", device_,
+             ": out of memory allocating ", bytes, " bytes (", stats_.current, " in use, ", stats_.reserved,
+             " reserved, peak ", stats_.peak, ", limit ", limit_ ? std::to_string(limit_) : std::string("none"), ")");
+  if (cached) stats_.cache_hits++;
+  stats_.current += pool_.block_size(p);
   stats_.peak = std::max(stats_.peak, stats_.current);
   return p;
 }
@@ -169,38 +150,35 @@ void* CudaCachingAllocator::allocate(size_t bytes, cudaStream_t stream) {
 void CudaCachingAllocator::deallocate(void* ptr, size_t) {
   if (!ptr) return;
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = live_.find(ptr);
-  KOLO_CHECK(it != live_.end(), "CUDA allocator on cuda:", device_, ": freeing ", ptr,
-             " which it did not allocate");
-  Block block = std::move(it->second);
-  live_.erase(it);
-  stats_.current -= block.size;
-  if (block.used_on.empty()) {
-    free_[{block.stream, block.size}].push_back(ptr);
+  KOLO_CHECK(pool_.owns(ptr), "CUDA allocator on cuda:", device_, ": freeing ", ptr, " which it did not allocate");
+  stats_.current -= pool_.block_size(ptr);
+  auto used = used_on_.find(ptr);
+  if (used == used_on_.end()) {
+    pool_.free(ptr);
     return;
   }
-  Pending pending{ptr, Block{block.size, block.stream, {}}, {}};
+  Pending pending{ptr, {}};
   CudaDeviceGuard guard(device_);
-  for (cudaStream_t s : block.used_on) {
+  for (cudaStream_t s : used->second) {
     cudaEvent_t e = take_event_locked();
     KOLO_CUDA_CHECK(cudaEventRecord(e, s));
     pending.events.push_back(e);
   }
+  used_on_.erase(used);
   pending_.push_back(std::move(pending));
 }
 
 void CudaCachingAllocator::record_stream(void* ptr, cudaStream_t stream) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = live_.find(ptr);
-  KOLO_CHECK(it != live_.end(), "record_stream: ", ptr, " is not a live block of the allocator on cuda:", device_);
-  Block& b = it->second;
-  if (stream == b.stream && kind_ == Kind::Device) return;
-  if (std::find(b.used_on.begin(), b.used_on.end(), stream) == b.used_on.end()) b.used_on.push_back(stream);
+  KOLO_CHECK(pool_.owns(ptr), "record_stream: ", ptr, " is not a live block of the allocator on cuda:", device_);
+  if (stream == pool_.block_stream(ptr) && kind_ == Kind::Device) return;
+  std::vector<cudaStream_t>& streams = used_on_[ptr];
+  if (std::find(streams.begin(), streams.end(), stream) == streams.end()) streams.push_back(stream);
 }
 
 bool CudaCachingAllocator::owns(const void* ptr) const {
   std::lock_guard<std::mutex> lock(mu_);
-  return live_.count(const_cast<void*>(ptr)) != 0;
+  return pool_.owns(ptr);
 }
 
 MemoryStats CudaCachingAllocator::stats() const {

@@ -1,32 +1,31 @@
 // Caching allocator for CUDA device memory and for pinned (page-locked) host memory.
 //
-// Requests are rounded to size bins (512-byte multiples below 1 MiB, then four bins per power of two, so
-// waste stays under 25%) and freed blocks are kept per bin for reuse, so a training step that repeats its
-// shapes stops calling cudaMalloc after the first iteration.
+// Blocks are carved from cached segments by a BlockPool (core/device/block_pool.h: 512-byte rounding, best
+// fit, splitting, coalescing, a separate pool for requests up to 1 MiB), so a training step that repeats its
+// shapes stops calling cudaMalloc after the first iteration and a block costs what was asked.
 //
 // Stream-aware reuse (device memory): a block belongs to the stream that was current when it was
 // allocated, and a freed block is reused only by allocations on that stream — work on one stream runs in
 // order, so the new owner's kernels cannot overtake the old owner's. When a block is also used on another
 // stream (e.g. the NCCL stream reads a gradient), record_stream() notes it; on free an event is recorded on
-// each such stream and the block returns to its bin only after those events complete (polled on the next
+// each such stream and the block returns to the pool only after those events complete (polled on the next
 // allocation), again without a host sync.
 //
 // Limit: KOLO_CUDA_MEMORY_LIMIT (bytes, with an optional K/M/G/T suffix) caps the reserved bytes of each
 // device allocator; set_limit() does the same from C++. When a request would pass the limit or cudaMalloc
-// fails, cached blocks are released and the request retried once; then it throws kolo::Error with the stats.
+// fails, cached segments are released and the request retried once; then it throws kolo::Error with the stats.
 #pragma once
 
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
-#include <map>
 #include <mutex>
 #include <string>
 #include <unordered_map>
-#include <utility>
 #include <vector>
 
 #include "core/device/allocator.h"
+#include "core/device/block_pool.h"
 
 namespace kolo {
 
@@ -52,22 +51,14 @@ class CudaCachingAllocator final : public Allocator {
   size_t limit() const;
   void set_limit(size_t bytes);  // 0 = unlimited
 
-  static size_t round_size(size_t bytes);
   // Parses "1073741824", "512M", "16G"; throws kolo::Error naming `what` on anything else.
   static size_t parse_bytes(const std::string& text, const std::string& what);
 
  private:
-  struct Block {
-    size_t size = 0;
-    cudaStream_t stream = nullptr;           // owning stream (device memory); nullptr for pinned host
-    std::vector<cudaStream_t> used_on;       // other streams recorded by record_stream
-  };
   struct Pending {
     void* ptr;
-    Block block;
     std::vector<cudaEvent_t> events;
   };
-  using BinKey = std::pair<cudaStream_t, size_t>;
 
   void* raw_alloc(size_t size);
   void raw_free(void* ptr);
@@ -79,11 +70,12 @@ class CudaCachingAllocator final : public Allocator {
   const int device_;
   mutable std::mutex mu_;
   size_t limit_ = 0;
-  std::unordered_map<void*, Block> live_;
-  std::map<BinKey, std::vector<void*>> free_;
+  bool closing_ = false;  // in the destructor: the driver may be unloading, errors are ignored
+  std::unordered_map<void*, std::vector<cudaStream_t>> used_on_;  // other streams recorded per live block
   std::vector<Pending> pending_;
   std::vector<cudaEvent_t> spare_events_;
   MemoryStats stats_;
+  BlockPool pool_;  // last: its destructor returns the segments through raw_free
 };
 
 }  // namespace kolo
