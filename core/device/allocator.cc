@@ -7,6 +7,17 @@
 #include "core/device/device_backend.h"
 #include "core/util/error.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+// Cached blocks are poisoned while free, so ASan reports a tensor used after its storage went back to the pool
+// (the pool's segments stay allocated, which would otherwise hide it).
+#define KOLO_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define KOLO_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define KOLO_POISON(p, n) ((void)(p), (void)(n))
+#define KOLO_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 namespace kolo {
 
 CpuPoolAllocator::CpuPoolAllocator()
@@ -23,7 +34,9 @@ void* CpuPoolAllocator::allocate(size_t bytes) {
   KOLO_CHECK(p != nullptr, "CPU allocator: out of memory allocating ", bytes, " bytes (", stats_.current,
              " in use, ", pool_.reserved(), " reserved)");
   if (cached) stats_.cache_hits++;
-  stats_.current += pool_.block_size(p);
+  const size_t size = pool_.block_size(p);
+  KOLO_UNPOISON(p, size);
+  stats_.current += size;
   stats_.peak = std::max(stats_.peak, stats_.current);
   stats_.reserved = pool_.reserved();
   return p;
@@ -32,7 +45,9 @@ void* CpuPoolAllocator::allocate(size_t bytes) {
 void CpuPoolAllocator::deallocate(void* ptr, size_t) {
   if (!ptr) return;
   std::lock_guard<std::mutex> lock(mu_);
-  stats_.current -= pool_.block_size(ptr);
+  const size_t size = pool_.block_size(ptr);
+  stats_.current -= size;
+  KOLO_POISON(ptr, size);
   pool_.free(ptr);
 }
 

@@ -7,6 +7,10 @@
 #include "core/autograd/grad_mode.h"
 #include "core/ops/reduce.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+
 using namespace kolo;
 
 TEST(Allocator, ReusesBlocksAndAccounts) {
@@ -23,6 +27,22 @@ TEST(Allocator, ReusesBlocksAndAccounts) {
   pool.empty_cache();
   EXPECT_EQ(pool.stats().reserved, 0u);
 }
+
+#if defined(__SANITIZE_ADDRESS__)
+TEST(Allocator, FreeBlocksArePoisonedUnderAsan) {
+  // The pool keeps freed blocks mapped; poisoning them lets ASan report a tensor used after its storage died.
+  CpuPoolAllocator pool;
+  auto* a = static_cast<char*>(pool.allocate(4096));
+  EXPECT_FALSE(__asan_region_is_poisoned(a, 4096));
+  pool.deallocate(a, 4096);
+  EXPECT_TRUE(__asan_address_is_poisoned(a));
+  EXPECT_TRUE(__asan_address_is_poisoned(a + 4095));
+  auto* b = static_cast<char*>(pool.allocate(100));
+  EXPECT_EQ(a, b);
+  EXPECT_FALSE(__asan_region_is_poisoned(b, 100));
+  pool.deallocate(b, 100);
+}
+#endif
 
 TEST(Allocator, TrainingStepsDoNotGrowMemory) {
   Generator g(3);
