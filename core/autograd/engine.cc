@@ -18,7 +18,7 @@ struct ReadyOrder {
 
 }  // namespace
 
-void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grad_roots) {
+void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grad_roots, bool retain_graph) {
   KOLO_CHECK(roots.size() == grad_roots.size(), "backward: ", roots.size(), " roots but ", grad_roots.size(),
              " gradients");
   std::vector<Edge> root_edges;
@@ -82,6 +82,7 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grad_
       }
     }
     std::vector<Tensor> in_grads = n->backward(grads);
+    if (!retain_graph) n->release_saved();
     KOLO_CHECK(in_grads.empty() || in_grads.size() == n->next.size(), "autograd: ", n->name(), " returned ",
                in_grads.size(), " gradients for ", n->next.size(), " inputs");
     for (size_t i = 0; i < n->next.size(); ++i) {

@@ -82,6 +82,13 @@ bool any_requires_grad(const std::vector<Tensor>& inputs) {
   return false;
 }
 
+std::vector<Tensor> FunctionNode::backward(std::vector<Tensor>& grad_outputs) {
+  KOLO_CHECK(fn_ != nullptr, "autograd: backward through ", name_,
+             " a second time, but its saved tensors were freed by the first backward; pass retain_graph = true "
+             "to the first backward() to go through the graph again");
+  return fn_(grad_outputs);
+}
+
 void record(const std::string& name, const std::vector<Tensor>& inputs, const std::vector<Tensor*>& outputs,
             FunctionNode::BackwardFn fn) {
   if (!any_requires_grad(inputs)) return;

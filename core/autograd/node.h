@@ -37,6 +37,8 @@ class Node {
   virtual ~Node() = default;
   virtual std::vector<Tensor> backward(std::vector<Tensor>& grad_outputs) = 0;
   virtual std::string name() const = 0;
+  // Frees what the node saved for its backward (after the backward ran, unless the graph is retained).
+  virtual void release_saved() {}
   // Sums a gradient arriving for output `slot` into `buffer`; AccumulateGrad overrides for sparse policy.
   virtual void accumulate_input(Tensor& buffer, const Tensor& grad);
 
@@ -72,8 +74,9 @@ class FunctionNode final : public Node {
  public:
   using BackwardFn = std::function<std::vector<Tensor>(const std::vector<Tensor>& grad_outputs)>;
   FunctionNode(std::string name, BackwardFn fn) : name_(std::move(name)), fn_(std::move(fn)) {}
-  std::vector<Tensor> backward(std::vector<Tensor>& grad_outputs) override { return fn_(grad_outputs); }
+  std::vector<Tensor> backward(std::vector<Tensor>& grad_outputs) override;
   std::string name() const override { return name_; }
+  void release_saved() override { fn_ = nullptr; }  // the closure holds the saved tensors
 
  private:
   std::string name_;

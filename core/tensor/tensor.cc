@@ -438,13 +438,13 @@ std::shared_ptr<autograd::Node> Tensor::grad_fn() const {
   return impl().autograd ? impl().autograd->grad_fn : nullptr;
 }
 
-void Tensor::backward(const Tensor& grad) const {
+void Tensor::backward(const Tensor& grad, bool retain_graph) const {
   Tensor g = grad;
   if (!g.defined()) {
     KOLO_CHECK(numel() == 1, "backward() without a gradient needs a scalar, got ", describe());
     g = Tensor::ones(shape(), dtype(), device());
   }
-  autograd::backward({*this}, {g});
+  autograd::backward({*this}, {g}, retain_graph);
 }
 
 void Tensor::register_grad_ready_hook(std::function<void(Tensor&)> hook) {

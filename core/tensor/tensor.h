@@ -134,7 +134,8 @@ class Tensor {
   void set_grad(const Tensor& g);
   void zero_grad();             // drops the gradient (next backward starts fresh)
   std::shared_ptr<autograd::Node> grad_fn() const;
-  void backward(const Tensor& grad = Tensor()) const;
+  // Frees the graph's saved tensors as it goes; `retain_graph` keeps them for another backward through it.
+  void backward(const Tensor& grad = Tensor(), bool retain_graph = false) const;
   // Runs once per backward pass after this leaf's gradient for that pass is complete (all uses summed).
   void register_grad_ready_hook(std::function<void(Tensor&)> hook);
   // How a leaf used both sparsely (embedding) and densely (tied output projection) accumulates:

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "core/autograd/grad_mode.h"
+#include "core/device/allocator.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/linalg.h"
 #include "core/ops/reduce.h"
@@ -20,6 +21,35 @@ TEST(Autograd, SimpleChainAndAccumulation) {
   EXPECT_EQ(x.grad().to_vector<double>(), (std::vector<double>{3, 5, 7}));
   x.zero_grad();
   EXPECT_FALSE(x.grad().defined());
+}
+
+TEST(Autograd, BackwardFreesSavedTensorsUnlessRetained) {
+  Generator g(5);
+  Tensor w = Tensor::randn({256, 256}, g).set_requires_grad(true);
+  Tensor x = Tensor::randn({64, 256}, g);
+  Allocator& alloc = allocator_for(Device::cpu());
+  const size_t before = alloc.stats().current;
+  Tensor loss = sum(square(relu(matmul(x, w))));  // saves x, w, the matmul output and the relu output
+  EXPECT_GE(alloc.stats().current - before, size_t{3} * 64 * 256 * 4);
+  loss.backward();
+  // While `loss` (and with it the graph) is still alive, only w's gradient and the loss remain of what the
+  // step allocated: the three saved [64, 256] activations are gone.
+  EXPECT_LE(alloc.stats().current - before, w.grad().numel() * 4 + 4096);
+  try {
+    loss.backward();
+    FAIL() << "a second backward through a freed graph must throw";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("retain_graph"), std::string::npos) << e.what();
+  }
+
+  Tensor w2 = w.detach().set_requires_grad(true);
+  Tensor loss2 = sum(square(relu(matmul(x, w2))));
+  loss2.backward(Tensor(), /*retain_graph=*/true);
+  const std::vector<double> once = w2.grad().to_vector<double>();
+  loss2.backward();  // through the same graph again: gradients accumulate
+  const std::vector<double> twice = w2.grad().to_vector<double>();
+  for (size_t i = 0; i < once.size(); i += 97) EXPECT_NEAR(twice[i], 2 * once[i], 1e-6 * (1 + std::abs(once[i])));
+  EXPECT_EQ(once, w.grad().to_vector<double>());
 }
 
 TEST(Autograd, SharedParameterAccumulatesBothUses) {
