@@ -55,8 +55,10 @@ class CpuBackend final : public DeviceBackend {
 }  // namespace
 
 DeviceBackend& cpu_device_backend() {
-  static CpuBackend backend;
-  return backend;
+  // Leaked on purpose, like the CUDA backend: tensors in static storage, and a collectives thread left
+  // running after a fault, may free memory while exit handlers run; the allocator must outlive them.
+  static CpuBackend* backend = new CpuBackend;
+  return *backend;
 }
 
 }  // namespace kolo
