@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# One bounded pass of GPU checks and measurements, for a lent GPU machine with a time budget (the device tool's
+# 10-minute calls): build with Ninja for sm_90, run the `gpu` tests, then kolo and the PyTorch anchors in the
+# same call. Every step has its own timeout and prints as it goes; a failed step is reported and the next runs.
+#
+#   scripts/gpu_session.sh build|test|bench|nccl|all [anchors dir]
+#     build  configure + build into $KOLO_GPU_BUILD (default /tmp/kolo-gpu); ~65 s on 16 cores
+#     test   ctest -L gpu (the NCCL np2 tests skip themselves on one GPU)
+#     bench  resnet_bench 256 bf16 nhwc, the Transformer-big step profile, and, with an anchors dir holding
+#            resnet_anchor.py / transformer_anchor.py, PyTorch eager on the same device right after
+#     nccl   2+ GPUs: kolo_allreduce_bench --device cuda and the ResNet-50 weak-scaling pair (1 and 2 GPUs)
+#     all    all of the above in order
+# Results go to stdout; save them into benchmarks/RESULTS.md with the machine and date.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+what=${1:-all}
+anchors=${2:-}
+build=${KOLO_GPU_BUILD:-/tmp/kolo-gpu}
+python=${TORCH_PYTHON:-/opt/torch/.venv/bin/python}
+export NCCL_NVLS_ENABLE=0 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+status=0
+
+# step <seconds> <label> <command...>: runs one bounded step and reports its time and exit status.
+step() {
+  local limit=$1 label=$2 t0=$SECONDS rc
+  shift 2
+  echo "=== $label"
+  timeout "$limit" "$@"
+  rc=$?
+  echo "=== $label: exit $rc after $((SECONDS - t0)) s"
+  [ "$rc" -eq 0 ] || status=1
+  return 0
+}
+
+gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+echo "gpu_session: $what, $gpus GPU(s), build $build, $(date -u '+%F %T') UTC"
+if [ "$gpus" -eq 0 ]; then
+  echo "gpu_session: no GPU visible (nvidia-smi -L lists none); nothing to do" >&2
+  exit 2
+fi
+
+do_build() {
+  step 120 "configure" cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90
+  step 400 "build" cmake --build "$build" -j "$(nproc)"
+}
+
+do_test() {
+  step 500 "ctest -L gpu" ctest --test-dir "$build" -L gpu --output-on-failure --timeout 300
+}
+
+do_bench() {
+  step 200 "kolo resnet_bench 256 bf16 nhwc" "$build/benchmarks/gpu/resnet_bench" 256 bf16 nhwc 20
+  step 300 "kolo train_transformer big 256x64 bf16 (profile of the last 2 steps)" \
+    env KOLO_PROFILE_KERNELS=2 "$build/examples/train_transformer" --device cuda --model big --dropout 0.1 \
+    --dataset synthetic --vocab 32768 --min_len 63 --max_len 63 --tokens_per_rank 16384 --steps 20 \
+    --test_sentences 1 --display_every 5 --bf16
+  if [ -n "$anchors" ]; then
+    step 300 "PyTorch resnet_anchor.py" "$python" "$anchors/resnet_anchor.py"
+    step 300 "PyTorch transformer_anchor.py" "$python" "$anchors/transformer_anchor.py"
+  fi
+}
+
+do_nccl() {
+  if [ "$gpus" -lt 2 ]; then
+    echo "gpu_session: nccl needs 2 GPUs, this machine has $gpus; skipped"
+    return 0
+  fi
+  step 300 "kolo_allreduce_bench --device cuda (2 ranks)" \
+    mpirun -np 2 -x NCCL_NVLS_ENABLE=0 "$build/benchmarks/allreduce/kolo_allreduce_bench" --device cuda
+  for np in 1 2; do
+    step 300 "train_resnet resnet50 b256 bf16, $np GPU(s)" \
+      mpirun -np "$np" -x NCCL_NVLS_ENABLE=0 "$build/examples/train_resnet" --model resnet50 --batch_size 256 \
+      --num_batches 40 --display_every 10 --device cuda --bf16
+  done
+}
+
+case "$what" in
+  build) do_build ;;
+  test) do_test ;;
+  bench) do_bench ;;
+  nccl) do_nccl ;;
+  all) do_build; do_test; do_bench; do_nccl ;;
+  *) echo "gpu_session: unknown step '$what' (build|test|bench|nccl|all)" >&2; exit 2 ;;
+esac
+echo "gpu_session: done, status $status"
+exit "$status"
