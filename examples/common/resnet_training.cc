@@ -227,7 +227,7 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
     if (o.display_every > 0 && (step % o.display_every == 0 || step == total_steps)) {
       const double avg = metric_average(rt, interval_loss / interval_steps, "train.loss");
       KOLO_CHECK(std::isfinite(avg), "training diverged: loss ", avg, " at step ", step);
-      if (log) meter.print_interval(*log, step, avg);
+      if (log) meter.print_interval(*log, step, avg, total_steps);
       interval_loss = 0;
       interval_steps = 0;
     }

@@ -11,7 +11,27 @@ namespace kolo::examples {
 ThroughputMeter::ThroughputMeter(std::string unit, int ranks, int64_t warmup_steps)
     : unit_(std::move(unit)), ranks_(ranks), warmup_steps_(warmup_steps) {}
 
-void ThroughputMeter::start_step() { step_begin_ = std::chrono::steady_clock::now(); }
+namespace {
+
+// "45s", "3m05s", "2h07m".
+std::string short_duration(double seconds) {
+  const auto s = static_cast<long long>(std::llround(std::max(0.0, seconds)));
+  char out[32];
+  if (s < 60) std::snprintf(out, sizeof out, "%llds", s);
+  else if (s < 3600) std::snprintf(out, sizeof out, "%lldm%02llds", s / 60, s % 60);
+  else std::snprintf(out, sizeof out, "%lldh%02lldm", s / 3600, s % 3600 / 60);
+  return out;
+}
+
+}  // namespace
+
+void ThroughputMeter::start_step() {
+  step_begin_ = std::chrono::steady_clock::now();
+  if (!interval_open_) {
+    interval_begin_ = step_begin_;
+    interval_open_ = true;
+  }
+}
 
 void ThroughputMeter::end_step(int64_t local_items) {
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_begin_).count();
@@ -26,9 +46,16 @@ void ThroughputMeter::end_step(int64_t local_items) {
   interval_rates_.push_back(s > 0 ? items / s : 0.0);
 }
 
-void ThroughputMeter::print_header(std::ostream& os) const { os << "Step\t" << unit_ << "/sec\ttotal_loss\n"; }
+void ThroughputMeter::print_header(std::ostream& os) const {
+  os << "Step\t" << unit_ << "/sec\ttotal_loss\tETA\n";
+}
 
-void ThroughputMeter::print_interval(std::ostream& os, int64_t step, double loss) {
+void ThroughputMeter::print_interval(std::ostream& os, int64_t step, double loss, int64_t total_steps) {
+  const auto now = std::chrono::steady_clock::now();
+  const double per_step = interval_rates_.empty() ? 0.0
+                                                  : std::chrono::duration<double>(now - interval_begin_).count() /
+                                                        static_cast<double>(interval_rates_.size());
+  interval_open_ = false;
   double mean = 0, lo = 0, hi = 0, var = 0;
   if (!interval_rates_.empty()) {
     for (double r : interval_rates_) mean += r;
@@ -39,9 +66,10 @@ void ThroughputMeter::print_interval(std::ostream& os, int64_t step, double loss
     lo = *mn;
     hi = *mx;
   }
-  char line[160];
-  std::snprintf(line, sizeof line, "%lld\t%s/sec: %.1f +/- %.1f (jitter = %.1f)\t%.3f\n",
-                static_cast<long long>(step), unit_.c_str(), mean, std::sqrt(var), hi - lo, loss);
+  char line[200];
+  std::snprintf(line, sizeof line, "%lld\t%s/sec: %.1f +/- %.1f (jitter = %.1f)\t%.3f\tETA %s\n",
+                static_cast<long long>(step), unit_.c_str(), mean, std::sqrt(var), hi - lo, loss,
+                short_duration(per_step * static_cast<double>(std::max<int64_t>(0, total_steps - step))).c_str());
   os << line << std::flush;
   interval_rates_.clear();
 }

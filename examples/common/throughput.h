@@ -1,5 +1,6 @@
-// tf_cnn_benchmarks-style progress lines: per display interval "step  <unit>/sec: X +/- Y (jitter = Z)  loss",
-// and at the end "total <unit>/sec: N" over the steps after warm-up.
+// tf_cnn_benchmarks-style progress lines: per display interval "step  <unit>/sec: X +/- Y (jitter = Z)  loss
+// ETA", and at the end "total <unit>/sec: N" over the steps after warm-up. The ETA extrapolates the wall time
+// per step since the previous line (data loading and evaluation included) over the steps left.
 //
 // Rates are global (all ranks): every rank processes the same number of items per step, so the global
 // rate is local items x ranks / step time. As tf_cnn_benchmarks, the first `warmup_steps` steps (graph
@@ -23,7 +24,8 @@ class ThroughputMeter {
   void end_step(int64_t local_items);
   // The header line, then one line per call: the rate statistics of the steps since the previous call.
   void print_header(std::ostream& os) const;
-  void print_interval(std::ostream& os, int64_t step, double loss);
+  // `total_steps`: the run's last step, for the ETA.
+  void print_interval(std::ostream& os, int64_t step, double loss, int64_t total_steps);
   void print_total(std::ostream& os) const { print_total(os, total_rate()); }
   void print_total(std::ostream& os, double rate) const;
 
@@ -39,6 +41,8 @@ class ThroughputMeter {
   int ranks_;
   int64_t warmup_steps_;
   std::chrono::steady_clock::time_point step_begin_;
+  std::chrono::steady_clock::time_point interval_begin_;  // start of the first step after the previous line
+  bool interval_open_ = false;
   int64_t steps_ = 0;
   std::vector<double> interval_rates_;
   double measured_seconds_ = 0, all_seconds_ = 0;

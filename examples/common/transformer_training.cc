@@ -275,7 +275,7 @@ TransformerRunResult run_transformer(Runtime& rt, const TransformerRunOptions& o
     ++interval_steps;
     if (o.display_every > 0 && (step % o.display_every == 0 || step == total_steps)) {
       const double avg = metric_average(rt, interval_loss / interval_steps, "train.loss");
-      if (log) meter.print_interval(*log, step, avg);
+      if (log) meter.print_interval(*log, step, avg, total_steps);
       interval_loss = 0;
       interval_steps = 0;
       if (!std::isfinite(avg)) {  // every rank sees the same average, so all stop together
