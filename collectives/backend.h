@@ -97,6 +97,24 @@ class ControlPlane {
   virtual void send_from_coordinator(const std::vector<uint8_t>& msg, const std::vector<int>& to) = 0;
   // Worker: the coordinator's reply. Throws LostRankError(0) at the deadline.
   virtual std::vector<uint8_t> receive_from_coordinator(Clock::time_point deadline) = 0;
+
+ protected:
+  // The deadline errors, worded alike whichever transport carries the protocol.
+  LostRankError coordinator_did_not_take() const {
+    return LostRankError(0, detail::concat("kolo: lost rank 0 (the coordinator): it has not taken rank ", rank(),
+                                           "'s message before the heartbeat timeout"));
+  }
+  LostRankError coordinator_did_not_reply() const {
+    return LostRankError(0, detail::concat("kolo: lost rank 0 (the coordinator): no reply to rank ", rank(),
+                                           " within the heartbeat timeout"));
+  }
+  // Coordinator: `got[r]` tells whether rank r's message arrived; throws for the first rank that is silent.
+  template <typename Flags>
+  void throw_first_silent(const Flags& got) const {
+    for (int r = 1; r < size(); ++r)
+      if (!got[static_cast<size_t>(r)])
+        throw LostRankError(r, detail::concat("kolo: lost rank ", r, ": no heartbeat from it within the timeout"));
+  }
 };
 
 }  // namespace kolo

@@ -300,8 +300,7 @@ void MpiControlPlane::send_to_coordinator(const std::vector<uint8_t>& msg, Clock
     if (done) return;
     if (Clock::now() > deadline) {
       MPI_Request_free(&req);
-      throw LostRankError(0, detail::concat("kolo: lost rank 0 (the coordinator): it has not taken rank ", rank_,
-                                            "'s message before the heartbeat timeout"));
+      throw coordinator_did_not_take();
     }
     poll_pause(started);
   }
@@ -327,11 +326,7 @@ std::vector<std::vector<uint8_t>> MpiControlPlane::gather_at_coordinator(Clock::
       --missing;
       continue;
     }
-    if (Clock::now() > deadline) {
-      for (int r = 1; r < size_; ++r)
-        if (!got[r])
-          throw LostRankError(r, detail::concat("kolo: lost rank ", r, ": no heartbeat from it within the timeout"));
-    }
+    if (Clock::now() > deadline) throw_first_silent(got);
     poll_pause(started);
   }
   return msgs;
@@ -371,9 +366,7 @@ std::vector<uint8_t> MpiControlPlane::receive_from_coordinator(Clock::time_point
       KOLO_MPI_CHECK(MPI_Recv(msg.data(), n, MPI_BYTE, 0, kResponseTag, as_comm(comm_), MPI_STATUS_IGNORE));
       return msg;
     }
-    if (Clock::now() > deadline)
-      throw LostRankError(0, detail::concat("kolo: lost rank 0 (the coordinator): no reply to rank ", rank_,
-                                            " within the heartbeat timeout"));
+    if (Clock::now() > deadline) throw coordinator_did_not_reply();
     poll_pause(started);
   }
 }

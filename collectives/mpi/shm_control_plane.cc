@@ -87,9 +87,7 @@ void ShmControlPlane::send_to_coordinator(const std::vector<uint8_t>& msg, Clock
   const auto started = Clock::now();
   for (size_t offset = 0; offset <= msg.size();) {
     if (box.try_post(msg, &offset)) continue;
-    if (Clock::now() > deadline)
-      throw LostRankError(0, detail::concat("kolo: lost rank 0 (the coordinator): it has not taken rank ", rank_,
-                                            "'s message before the heartbeat timeout"));
+    if (Clock::now() > deadline) throw coordinator_did_not_take();
     poll_pause(started);
   }
 }
@@ -115,11 +113,7 @@ std::vector<std::vector<uint8_t>> ShmControlPlane::gather_at_coordinator(Clock::
       started_msg[r] = s;
     }
     if (missing == 0 || progress) continue;
-    if (Clock::now() > deadline) {
-      for (int r = 1; r < size_; ++r)
-        if (!got[r])
-          throw LostRankError(r, detail::concat("kolo: lost rank ", r, ": no heartbeat from it within the timeout"));
-    }
+    if (Clock::now() > deadline) throw_first_silent(got);
     poll_pause(started);
   }
   return msgs;
@@ -154,9 +148,7 @@ std::vector<uint8_t> ShmControlPlane::receive_from_coordinator(Clock::time_point
   for (;;) {
     while (load(box.posted) != *box.taken)
       if (box.try_take(&msg, &started_msg)) return msg;
-    if (Clock::now() > deadline)
-      throw LostRankError(0, detail::concat("kolo: lost rank 0 (the coordinator): no reply to rank ", rank_,
-                                            " within the heartbeat timeout"));
+    if (Clock::now() > deadline) throw coordinator_did_not_reply();
     poll_pause(started);
   }
 }
