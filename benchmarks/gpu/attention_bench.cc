@@ -3,37 +3,21 @@
 // causal + padding, cross with padding), q/k/v as head views of [B, T, H*Dh] projections as the model makes
 // them. Each row is timed on the default path (GEMM path here) and on the fused kernels for comparison.
 // TFLOP/s counts the GEMM work done: 2 products forward, 5 backward (scores recomputed), 2*Tq*Tk*Dh each.
-#include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <functional>
 #include <limits>
 #include <string>
 #include <vector>
 
+#include "benchmarks/gpu/cuda_timing.h"
 #include "core/device/cuda/cuda_backend.h"
 #include "core/ops/cuda/attention_operands.h"
 #include "core/ops/kernels/nn.h"
 
 using namespace kolo;
+using kolo::bench::median_ms;
 
 namespace {
-
-double median_ms(const std::function<void()>& fn, int reps = 20) {
-  CudaStream& s = cuda_main_stream(0);
-  for (int i = 0; i < 3; ++i) fn();
-  std::vector<float> ms;
-  for (int i = 0; i < reps; ++i) {
-    CudaEvent start(0, true), stop(0, true);
-    start.record(s);
-    fn();
-    stop.record(s);
-    stop.synchronize();
-    ms.push_back(stop.elapsed_ms(start));
-  }
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
-}
 
 struct Problem {
   const char* name;

@@ -1,34 +1,17 @@
 // Bandwidth and throughput of the CUDA kernels: memory-bound kernels in GB/s (bytes read + written, the
 // device-to-device copy as the ceiling) and GEMM in TFLOP/s. Median of timed repeats with CUDA events.
-#include <algorithm>
 #include <cstdio>
-#include <functional>
-#include <vector>
 
+#include "benchmarks/gpu/cuda_timing.h"
 #include "core/device/cuda/cuda_backend.h"
 #include "core/ops/kernels/basic.h"
 #include "core/ops/kernels/elementwise.h"
 #include "core/ops/kernels/linalg.h"
 
 using namespace kolo;
+using kolo::bench::median_ms;
 
 namespace {
-
-double median_ms(const std::function<void()>& fn, int reps = 20) {
-  CudaStream& s = cuda_main_stream(0);
-  for (int i = 0; i < 3; ++i) fn();
-  std::vector<float> ms;
-  for (int i = 0; i < reps; ++i) {
-    CudaEvent start(0, true), stop(0, true);
-    start.record(s);
-    fn();
-    stop.record(s);
-    stop.synchronize();
-    ms.push_back(stop.elapsed_ms(start));
-  }
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
-}
 
 void row(const char* what, double bytes, double ms) {
   std::printf("%-40s %10.3f ms %10.1f GB/s\n", what, ms, bytes / ms / 1e6);
