@@ -108,20 +108,22 @@ void BlockPool::free(void* ptr) {
   FreeSet& set = pool(b->small);
   if (Block* p = b->prev; p && !p->in_use) {
     set.erase(p);
-    p->size += b->size;
-    p->next = b->next;
-    if (b->next) b->next->prev = p;
-    delete b;
+    absorb_next(p);
     b = p;
   }
   if (Block* n = b->next; n && !n->in_use) {
     set.erase(n);
-    b->size += n->size;
-    b->next = n->next;
-    if (n->next) n->next->prev = b;
-    delete n;
+    absorb_next(b);
   }
   set.insert(b);
+}
+
+void BlockPool::absorb_next(Block* b) {
+  Block* n = b->next;
+  b->size += n->size;
+  b->next = n->next;
+  if (n->next) n->next->prev = b;
+  delete n;
 }
 
 size_t BlockPool::block_size(const void* ptr) const {

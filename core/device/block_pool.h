@@ -76,6 +76,8 @@ class BlockPool {
   FreeSet& pool(bool small) { return small ? small_free_ : large_free_; }
   Block* take_best_fit(size_t size, const void* stream, bool small);
   Block* new_segment(size_t size, const void* stream, bool small);
+  // Merges b's next neighbour (free, already out of its free set) into b.
+  static void absorb_next(Block* b);
 
   RawAlloc raw_alloc_;
   RawFree raw_free_;
