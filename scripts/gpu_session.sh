@@ -3,12 +3,16 @@
 # 10-minute calls): build with Ninja for sm_90, run the `gpu` tests, then kolo and the PyTorch anchors in the
 # same call. Every step has its own timeout and prints as it goes; a failed step is reported and the next runs.
 #
-#   scripts/gpu_session.sh build|test|bench|nccl|all [anchors dir]
+#   scripts/gpu_session.sh STEP[,STEP...] [anchors dir], steps run in the order given:
 #     build  configure + build into $KOLO_GPU_BUILD (default /tmp/kolo-gpu); ~65 s on 16 cores
 #     test   ctest -L gpu (the NCCL np2 tests skip themselves on one GPU)
 #     bench  resnet_bench 256 bf16 nhwc, the Transformer-big step profile, and, with an anchors dir holding
 #            resnet_anchor.py / transformer_anchor.py, PyTorch eager on the same device right after
-#     nccl   2+ GPUs: kolo_allreduce_bench --device cuda and the ResNet-50 weak-scaling pair (1 and 2 GPUs)
+#     nccl   2+ GPUs: kolo_allreduce_bench --device cuda (raw NCCL beside kolo in the same binary)
+#     resnet2, transformer2
+#            2+ GPUs: ResNet-50 / Transformer-big weak scaling 1 -> 2 GPUs through scripts/scaling_study.py
+#            (CSV, .gp, PNG if gnuplot is there, into $KOLO_GPU_OUT), for ResNet-50 also a 2-GPU run with
+#            KOLO_TIMELINE, then with an anchors dir PyTorch DDP (ddp_anchor.py / transformer_ddp.py) at 1 and 2 GPUs
 #     all    all of the above in order
 # Results go to stdout; save them into benchmarks/RESULTS.md with the machine and date.
 set -uo pipefail
@@ -16,8 +20,10 @@ cd "$(dirname "$0")/.." || exit 2
 what=${1:-all}
 anchors=${2:-}
 build=${KOLO_GPU_BUILD:-/tmp/kolo-gpu}
+out=${KOLO_GPU_OUT:-/tmp/kolo-gpu-out}
 python=${TORCH_PYTHON:-/opt/torch/.venv/bin/python}
-export NCCL_NVLS_ENABLE=0 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# NVLink multicast stays off everywhere (the device notes: it can take a shared host's GPUs out of service).
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 status=0
 
 # step <seconds> <label> <command...>: runs one bounded step and reports its time and exit status.
@@ -45,7 +51,7 @@ do_build() {
 }
 
 do_test() {
-  step 500 "ctest -L gpu" ctest --test-dir "$build" -L gpu --output-on-failure --timeout 300
+  step 240 "ctest -L gpu" ctest --test-dir "$build" -L gpu --output-on-failure --timeout 300
 }
 
 do_bench() {
@@ -60,27 +66,63 @@ do_bench() {
   fi
 }
 
-do_nccl() {
+need_gpus() {
   if [ "$gpus" -lt 2 ]; then
-    echo "gpu_session: nccl needs 2 GPUs, this machine has $gpus; skipped"
-    return 0
+    echo "gpu_session: $1 needs 2 GPUs, this machine has $gpus; skipped"
+    return 1
   fi
+}
+
+do_nccl() {
+  need_gpus nccl || return 0
   step 300 "kolo_allreduce_bench --device cuda (2 ranks)" \
-    mpirun -np 2 -x NCCL_NVLS_ENABLE=0 "$build/benchmarks/allreduce/kolo_allreduce_bench" --device cuda
+    mpirun -np 2 --bind-to none -x NCCL_NVLS_ENABLE "$build/benchmarks/allreduce/kolo_allreduce_bench" --device cuda
+}
+
+# torchrun through the anchors' Python, one DDP anchor at 1 and 2 GPUs.
+ddp_pair() {
+  local script=$1 np
+  [ -n "$anchors" ] || return 0
   for np in 1 2; do
-    step 300 "train_resnet resnet50 b256 bf16, $np GPU(s)" \
-      mpirun -np "$np" -x NCCL_NVLS_ENABLE=0 "$build/examples/train_resnet" --model resnet50 --batch_size 256 \
-      --num_batches 40 --display_every 10 --device cuda --bf16
+    step 200 "PyTorch DDP $script, $np GPU(s)" "$python" -m torch.distributed.run --nproc_per_node "$np" "$anchors/$script"
   done
 }
 
-case "$what" in
-  build) do_build ;;
-  test) do_test ;;
-  bench) do_bench ;;
-  nccl) do_nccl ;;
-  all) do_build; do_test; do_bench; do_nccl ;;
-  *) echo "gpu_session: unknown step '$what' (build|test|bench|nccl|all)" >&2; exit 2 ;;
-esac
+do_resnet2() {
+  need_gpus resnet2 || return 0
+  mkdir -p "$out"
+  step 300 "kolo ResNet-50 b256/GPU bf16 weak scaling 1 -> 2 GPUs" \
+    python3 scripts/scaling_study.py sweep --mode weak --ranks 1,2 --batch 256 --name resnet50_weak_gpu \
+    --timeout 140 --out "$out" --command "$build/launch/kolorun -np {ranks} $build/examples/train_resnet \
+    --model resnet50 --batch_size {batch} --num_batches 60 --display_every 20 --device cuda --bf16"
+  step 200 "kolo ResNet-50 2 GPUs, 12 steps with KOLO_TIMELINE" \
+    env KOLO_TIMELINE="$out/timeline_resnet50_2gpu.json" "$build/launch/kolorun" -np 2 "$build/examples/train_resnet" \
+    --model resnet50 --batch_size 256 --num_batches 12 --display_every 4 --device cuda --bf16
+  ddp_pair ddp_anchor.py
+}
+
+do_transformer2() {
+  need_gpus transformer2 || return 0
+  mkdir -p "$out"
+  step 300 "kolo Transformer-big 256x64 tokens/GPU bf16 weak scaling 1 -> 2 GPUs" \
+    python3 scripts/scaling_study.py sweep --mode weak --ranks 1,2 --batch 16384 --metric tokens \
+    --name transformer_big_weak_gpu --timeout 140 --out "$out" --command "$build/launch/kolorun -np {ranks} \
+    $build/examples/train_transformer --model big --dropout 0.1 --dataset synthetic --vocab 32768 --min_len 63 \
+    --max_len 63 --tokens_per_rank {batch} --steps 40 --test_sentences 1 --display_every 10 --device cuda --bf16"
+  ddp_pair transformer_ddp.py
+}
+
+for w in ${what//,/ }; do
+  case "$w" in
+    build) do_build ;;
+    test) do_test ;;
+    bench) do_bench ;;
+    nccl) do_nccl ;;
+    resnet2) do_resnet2 ;;
+    transformer2) do_transformer2 ;;
+    all) do_build; do_test; do_bench; do_nccl; do_resnet2; do_transformer2 ;;
+    *) echo "gpu_session: unknown step '$w' (build|test|bench|nccl|resnet2|transformer2|all)" >&2; exit 2 ;;
+  esac
+done
 echo "gpu_session: done, status $status"
 exit "$status"
