@@ -14,6 +14,8 @@ namespace kolo {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+// How long after the last executed collective the loop keeps cycling without pause while requests wait.
+constexpr auto kEagerWindow = std::chrono::milliseconds(20);
 
 }  // namespace
 
@@ -68,14 +70,21 @@ void RuntimeCore::loop(std::promise<void>* started) {
   bool join_sent = false;
   bool shutdown_sent = false;
   auto last_cycle = Clock::now();
+  auto last_progress = last_cycle;
   for (;;) {
     std::vector<std::shared_ptr<TensorEntry>> fresh;
     RequestList list;
     {
       std::unique_lock<std::mutex> lock(mu);
-      const auto next = last_cycle + std::chrono::duration_cast<Clock::duration>(
-                                         std::chrono::duration<double, std::milli>(cycle_ms));
-      cv.wait_until(lock, next, [&] { 
+      // Submitted requests that other ranks have not matched yet: cycle again at once instead of sleeping,
+      // so a rank whose peers submit a little later does not add a whole cycle time to the collective (the
+      // cycle is a collective step, so this rank just waits inside it for the others). Only while work keeps
+      // completing: a stalled request (a rank that never submits) falls back to the cycle time.
+      const bool eager = !in_flight.empty() && Clock::now() - last_progress < kEagerWindow;
+      const auto next = eager ? last_cycle
+                              : last_cycle + std::chrono::duration_cast<Clock::duration>(
+                                                 std::chrono::duration<double, std::milli>(cycle_ms));
+      cv.wait_until(lock, next, [&] {
         return !queue.empty() || (shutdown_requested && !shutdown_sent) || (join_requested && !join_sent);
       });
       fresh.swap(queue);
@@ -227,6 +236,7 @@ void RuntimeCore::loop(std::promise<void>* started) {
           it->state->finish(error);
         }
     }
+    if (!ready.empty()) last_progress = Clock::now();
     if (resp.shutdown) {
       fail_all("kolo: the runtime shut down before this collective was submitted on every rank");
       break;

@@ -1,6 +1,8 @@
 // NcclFusion: pack → ncclAllReduce → unpack on the communication stream, ordered by events.
 #include "collectives/nccl/nccl_fusion.h"
 
+#include <algorithm>
+
 #include "collectives/nccl/fusion_kernels.h"
 #include "core/device/cuda/cuda_check.h"
 
@@ -33,6 +35,35 @@ ncclRedOp_t wire_op(ReduceOp op, DType wire) {
     case ReduceOp::Average: return is_floating(wire) ? ncclAvg : ncclSum;  // integers divide on unpack
   }
   return ncclSum;
+}
+
+// Up to this many separate memory runs are reduced where they lie (one NCCL group); more go through the
+// fusion buffer, whose one large allreduce beats many small ones.
+constexpr size_t kMaxInPlaceRuns = 8;
+
+// The spans as maximal runs of adjacent memory (src == dst), in address order, when every span is in place
+// (in == out) and no two overlap; empty otherwise. Gradient slots of one flat buffer (the optimizers'
+// FlatBuffer) form a single run whatever order they became ready in, so they need no packing at all.
+std::vector<nccl::CopySegment> in_place_runs(const std::vector<DeviceSpan>& spans, int64_t elem_bytes) {
+  std::vector<const DeviceSpan*> order;
+  order.reserve(spans.size());
+  for (const DeviceSpan& sp : spans) {
+    if (sp.in != sp.out) return {};
+    if (sp.count > 0) order.push_back(&sp);
+  }
+  std::sort(order.begin(), order.end(), [](const DeviceSpan* a, const DeviceSpan* b) { return a->in < b->in; });
+  std::vector<nccl::CopySegment> runs;
+  const uint8_t* end = nullptr;
+  for (const DeviceSpan* sp : order) {
+    const auto* begin = static_cast<const uint8_t*>(sp->in);
+    if (end && begin < end) return {};  // overlapping tensors: the fusion buffer keeps them apart
+    if (begin == end)
+      runs.back().count += sp->count;
+    else
+      runs.push_back({sp->in, sp->out, sp->count});
+    end = begin + sp->count * elem_bytes;
+  }
+  return runs;
 }
 
 }  // namespace
@@ -76,15 +107,22 @@ void NcclFusion::allreduce(const std::vector<DeviceSpan>& spans, const FusedAllr
   const ncclRedOp_t op = wire_op(spec.op, spec.wire);
   const ncclDataType_t type = wire_type(spec.wire);
 
-  const bool direct = spans.size() == 1 && spec.wire == spec.dtype && spec.prescale == 1.0 && !hierarchical;
-  if (direct) {
-    const DeviceSpan& t = spans[0];
-    cudaStream_t s = backend_.begin("allreduce", compute);
-    KOLO_NCCL_CHECK(ncclAllReduce(t.in, t.out, static_cast<size_t>(t.count), type, op, backend_.comm(), s));
-    if (spec.postscale != 1.0 || divisor != 1)
-      nccl::launch_convert_segments({{t.out, t.out, t.count}}, spec.dtype, spec.dtype, spec.postscale, divisor, s);
-    backend_.end(compute);
-    return;
+  if (!hierarchical && spec.wire == spec.dtype) {
+    std::vector<nccl::CopySegment> runs = in_place_runs(spans, ws);
+    // One out-of-place tensor is reduced straight from input to output (no scaling of the input).
+    if (runs.empty() && spans.size() == 1 && spec.prescale == 1.0) runs = {{spans[0].in, spans[0].out, spans[0].count}};
+    if (!runs.empty() && runs.size() <= kMaxInPlaceRuns) {
+      cudaStream_t s = backend_.begin("allreduce", compute);
+      if (spec.prescale != 1.0) nccl::launch_convert_segments(runs, spec.dtype, spec.dtype, spec.prescale, 1, s);
+      KOLO_NCCL_CHECK(ncclGroupStart());
+      for (const nccl::CopySegment& r : runs)
+        KOLO_NCCL_CHECK(ncclAllReduce(r.src, r.dst, static_cast<size_t>(r.count), type, op, backend_.comm(), s));
+      KOLO_NCCL_CHECK(ncclGroupEnd());
+      if (spec.postscale != 1.0 || divisor != 1)
+        nccl::launch_convert_segments(runs, spec.dtype, spec.dtype, spec.postscale, divisor, s);
+      backend_.end(compute);
+      return;
+    }
   }
 
   const int64_t align = kFusionAlignment / ws;

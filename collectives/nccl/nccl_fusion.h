@@ -6,8 +6,11 @@
 //
 // Fusion buffer protocol: one device buffer per NcclFusion, grown on demand (the only host sync: the old
 // buffer is freed once the communication stream drained it) and never shrunk; tensors are placed at
-// offsets aligned to kFusionAlignment bytes in the order given; padding is never read back. A single
-// tensor without scaling or compression skips the buffer and is reduced straight from input to output.
+// offsets aligned to kFusionAlignment bytes in the order given; padding is never read back.
+// No buffer when no wire compression is asked for and the tensors are in place and lie in at most a few
+// runs of adjacent memory — the DistributedOptimizer's gradient slots are slices of one flat buffer, so a
+// fused group of them is one run: it is scaled (if asked) and reduced where it lies, several runs as one
+// NCCL group. A single out-of-place tensor without prescale is reduced straight from input to output.
 // Hierarchical: pack → NcclHierarchicalAllreduce on the buffer → unpack, each step ordered after the
 // previous one's done event (the steps may run on different round-robin streams).
 #pragma once

@@ -97,6 +97,51 @@ TEST(Nccl, FusedEqualsUnfusedBitwise) {
   for (size_t k = 0; k < a.size(); ++k) ASSERT_EQ(to_host(fused[k]), to_host(alone[k])) << "tensor " << k;
 }
 
+// Slices of flat buffers (a DistributedOptimizer's gradient slots), listed in reverse: each buffer is one run
+// reduced where it lies, no fusion buffer; more than a few runs, or a gap, still give the same values.
+TEST(Nccl, InPlaceRunsOfFlatBuffers) {
+  const int n = world().size(), r = world().rank();
+  NcclFusion fusion(world());
+  for (int buffers : {1, 2, 12})
+    for (DType dt : {DType::F32, DType::BF16, DType::I32})
+      for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Average, ReduceOp::Max}) {
+        const int seed = 40 + buffers;
+        const bool floating = is_floating(dt);
+        const double pre = floating ? 0.5 : 1.0, post = floating ? 3.0 : 1.0;
+        std::vector<Tensor> flats;
+        std::vector<DeviceSpan> spans;
+        for (int b = 0; b < buffers; ++b) {
+          flats.push_back(make(dt, 4099, seed + b, r));
+          // 40 slices of varied lengths, the last one ending 9 elements short of the buffer's end (a gap).
+          int64_t off = 0;
+          for (int k = 0; k < 40; ++k) {
+            const int64_t len = 1 + (k * 53) % 200;
+            void* p0 = static_cast<uint8_t*>(flats.back().data_ptr()) + off * static_cast<int64_t>(dtype_size(dt));
+            spans.push_back({p0, p0, len});
+            off += len;
+          }
+        }
+        std::reverse(spans.begin(), spans.end());
+        fusion.allreduce(spans, {dt, dt, op, pre, post}, compute());
+        if (buffers <= 8)  // (the 12-buffer case runs last: only it may grow the fusion buffer)
+          EXPECT_EQ(fusion.capacity(), 0) << buffers << " buffer(s) of slices went through the fusion buffer";
+        else
+          EXPECT_GT(fusion.capacity(), 0) << buffers << " runs were not packed";
+        for (int b = 0; b < buffers; ++b) {
+          const auto got = to_host(flats[b]);
+          int64_t covered = 0;
+          for (int k = 0; k < 40; ++k) covered += 1 + (k * 53) % 200;
+          for (int64_t i = 0; i < 4099; ++i) {
+            const double base = value(seed + b, r, i);
+            const double want = i < covered ? expected(op, dt, seed + b, n, i) * pre * post : base;
+            ASSERT_NEAR(got[i], want, tolerance(dt) * std::max(1.0, std::abs(want)))
+                << buffers << " buffers, " << dtype_name(dt) << " " << reduce_op_name(op) << ", buffer " << b
+                << " at " << i;
+          }
+        }
+      }
+}
+
 TEST(Nccl, PrescalePostscaleAndCompression) {
   const int n = world().size(), r = world().rank();
   NcclFusion fusion(world());

@@ -58,12 +58,13 @@ TEST_F(GpuTest, CrossEntropyLabelSmoothingWithIgnoredRows) {
       for (int64_t i = 0; i < n; ++i) tv[static_cast<size_t>(i)] = i % 5 == 0 ? -100 : (i * 7919) % c;
       Tensor tg = Tensor::from_vector(tv, {n});
       const DType st = nn_stats_dtype(t);
-      Tensor loss = Tensor::empty({}, t), lse = Tensor::empty({n}, st), gz = Tensor::empty({n, c}, t);
-      Tensor gl = Tensor::from_vector(std::vector<double>{1.5}, {}).to(t);
+      // The loss and its gradient are in the statistics dtype (f32 for half logits), as the op makes them.
+      Tensor loss = Tensor::empty({}, st), lse = Tensor::empty({n}, st), gz = Tensor::empty({n, c}, t);
+      Tensor gl = Tensor::from_vector(std::vector<double>{1.5}, {}).to(st);
       cross_entropy_fwd_kernel()(Device::cpu())(z, tg, 0.1, -100, loss, lse);
       cross_entropy_bwd_kernel()(Device::cpu())(gl, z, tg, lse, 0.1, -100, gz);
       Tensor dz = gpu_copy(z), dtg = gpu_copy(tg), dgl = gpu_copy(gl);
-      Tensor dloss = Tensor::empty({}, t, gpu()), dlse = Tensor::empty({n}, st, gpu()),
+      Tensor dloss = Tensor::empty({}, st, gpu()), dlse = Tensor::empty({n}, st, gpu()),
              dgz = Tensor::empty({n, c}, t, gpu());
       cross_entropy_fwd_kernel()(gpu())(dz, dtg, 0.1, -100, dloss, dlse);
       cross_entropy_bwd_kernel()(gpu())(dgl, dz, dtg, dlse, 0.1, -100, dgz);
