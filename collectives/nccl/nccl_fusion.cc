@@ -118,8 +118,11 @@ void NcclFusion::allreduce(const std::vector<DeviceSpan>& spans, const FusedAllr
       for (const nccl::CopySegment& r : runs)
         KOLO_NCCL_CHECK(ncclAllReduce(r.src, r.dst, static_cast<size_t>(r.count), type, op, backend_.comm(), s));
       KOLO_NCCL_CHECK(ncclGroupEnd());
-      if (spec.postscale != 1.0 || divisor != 1)
-        nccl::launch_convert_segments(runs, spec.dtype, spec.dtype, spec.postscale, divisor, s);
+      if (spec.postscale != 1.0 || divisor != 1) {
+        std::vector<nccl::CopySegment> results;  // scaled where the reduction wrote them
+        for (const nccl::CopySegment& r : runs) results.push_back({r.dst, r.dst, r.count});
+        nccl::launch_convert_segments(results, spec.dtype, spec.dtype, spec.postscale, divisor, s);
+      }
       backend_.end(compute);
       return;
     }
