@@ -140,6 +140,8 @@ void Runtime::check_process_set(int ps, const char* op, const std::string& name)
   KOLO_CHECK(in_process_set(ps), op, " '", name, "': rank ", rank_, " is not a member of process set ", ps);
 }
 
+bool Runtime::timeline_enabled() const { return core_->timeline->enabled(); }
+
 void Runtime::timeline_span(const std::string& row, const std::string& activity, Clock::time_point begin,
                             Clock::time_point end) {
   if (core_->timeline->enabled()) core_->timeline->span(row, activity, begin, end);

@@ -104,7 +104,8 @@ class Runtime {
   int process_set_size(int process_set) const;
   int process_set_rank(int process_set) const;  // -1 outside
 
-  // Timeline hook for other layers (e.g. the distributed optimizer's backward spans); no-op when disabled.
+  // Timeline hook for other layers (e.g. the training step's phases); no-op when disabled.
+  bool timeline_enabled() const;
   void timeline_span(const std::string& row, const std::string& activity,
                      std::chrono::steady_clock::time_point begin, std::chrono::steady_clock::time_point end);
 

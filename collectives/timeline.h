@@ -2,7 +2,7 @@
 // each phase of its life: NEGOTIATE (enqueue until every rank has it), QUEUE (agreed until executed),
 // WAIT_FOR_DATA, MEMCPY_IN_FUSION_BUFFER, the collective (ALLREDUCE, ...; args say how many tensors were
 // fused and how many chunks ran), MEMCPY_OUT_FUSION_BUFFER. Written by the background thread only; users
-// add their own spans (e.g. the optimizer's backward pass) through Runtime::timeline_mark, which queues.
+// add their own spans (e.g. the training step's phases) through Runtime::timeline_span.
 #pragma once
 
 #include <chrono>

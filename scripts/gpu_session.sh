@@ -11,8 +11,9 @@
 #     nccl   2+ GPUs: kolo_allreduce_bench --device cuda (raw NCCL beside kolo in the same binary)
 #     resnet2, transformer2
 #            2+ GPUs: ResNet-50 / Transformer-big weak scaling 1 -> 2 GPUs through scripts/scaling_study.py
-#            (CSV, .gp, PNG if gnuplot is there, into $KOLO_GPU_OUT), for ResNet-50 also a 2-GPU run with
-#            KOLO_TIMELINE, then with an anchors dir PyTorch DDP (ddp_anchor.py / transformer_ddp.py) at 1 and 2 GPUs
+#            (CSV, .gp, PNG if gnuplot is there, into $KOLO_GPU_OUT), then with an anchors dir PyTorch DDP
+#            (ddp_anchor.py / transformer_ddp.py) at 1 and 2 GPUs
+#     timelines 2+ GPUs: a 12-step 2-GPU run of each model with KOLO_TIMELINE into $KOLO_GPU_OUT
 #     all    all of the above in order
 # Results go to stdout; save them into benchmarks/RESULTS.md with the machine and date.
 set -uo pipefail
@@ -88,28 +89,52 @@ ddp_pair() {
   done
 }
 
+resnet_cmd() {  # $1: ranks (or {ranks}), $2: steps; then extra flags
+  local np=$1 steps=$2
+  shift 2
+  echo "$build/launch/kolorun -np $np $build/examples/train_resnet --model resnet50 --batch_size 256 \
+    --num_batches $steps --display_every 20 --device cuda --bf16 $*"
+}
+
+transformer_cmd() {  # $1: ranks (or {ranks}), $2: steps; then extra flags
+  local np=$1 steps=$2
+  shift 2
+  echo "$build/launch/kolorun -np $np $build/examples/train_transformer --model big --dropout 0.1 \
+    --dataset synthetic --vocab 32768 --min_len 63 --max_len 63 --tokens_per_rank 16384 --steps $steps \
+    --test_sentences 1 --display_every 10 --device cuda --bf16 $*"
+}
+
 do_resnet2() {
   need_gpus resnet2 || return 0
   mkdir -p "$out"
   step 300 "kolo ResNet-50 b256/GPU bf16 weak scaling 1 -> 2 GPUs" \
     python3 scripts/scaling_study.py sweep --mode weak --ranks 1,2 --batch 256 --name resnet50_weak_gpu \
-    --timeout 140 --out "$out" --command "$build/launch/kolorun -np {ranks} $build/examples/train_resnet \
-    --model resnet50 --batch_size {batch} --num_batches 60 --display_every 20 --device cuda --bf16"
-  step 200 "kolo ResNet-50 2 GPUs, 12 steps with KOLO_TIMELINE" \
-    env KOLO_TIMELINE="$out/timeline_resnet50_2gpu.json" "$build/launch/kolorun" -np 2 "$build/examples/train_resnet" \
-    --model resnet50 --batch_size 256 --num_batches 12 --display_every 4 --device cuda --bf16
+    --timeout 140 --out "$out" --command "$(resnet_cmd '{ranks}' 60 | sed 's/--batch_size 256/--batch_size {batch}/')"
   ddp_pair ddp_anchor.py
 }
 
+# The embedding gradient sparse_as_dense (allreduced, as DDP does) and, for the seed's comparison, kept
+# sparse (allgathered rows; the tied embedding's dense part makes that every row of every rank).
 do_transformer2() {
   need_gpus transformer2 || return 0
   mkdir -p "$out"
-  step 300 "kolo Transformer-big 256x64 tokens/GPU bf16 weak scaling 1 -> 2 GPUs" \
+  step 300 "kolo Transformer-big 256x64 tokens/GPU bf16 sparse_as_dense, weak scaling 1 -> 2 GPUs" \
     python3 scripts/scaling_study.py sweep --mode weak --ranks 1,2 --batch 16384 --metric tokens \
-    --name transformer_big_weak_gpu --timeout 140 --out "$out" --command "$build/launch/kolorun -np {ranks} \
-    $build/examples/train_transformer --model big --dropout 0.1 --dataset synthetic --vocab 32768 --min_len 63 \
-    --max_len 63 --tokens_per_rank {batch} --steps 40 --test_sentences 1 --display_every 10 --device cuda --bf16"
+    --name transformer_big_weak_gpu --timeout 140 --out "$out" \
+    --command "$(transformer_cmd '{ranks}' 40 --sparse_as_dense | sed 's/--tokens_per_rank 16384/--tokens_per_rank {batch}/')"
+  step 200 "kolo Transformer-big 2 GPUs, embedding gradient allgathered (no sparse_as_dense)" \
+    bash -c "$(transformer_cmd 2 40)"
   ddp_pair transformer_ddp.py
+}
+
+# One 2-GPU run of each model with KOLO_TIMELINE: the collectives' rows and the step's device phases.
+do_timelines() {
+  need_gpus timelines || return 0
+  mkdir -p "$out"
+  step 200 "kolo ResNet-50 2 GPUs, 12 steps with KOLO_TIMELINE" \
+    env KOLO_TIMELINE="$out/timeline_resnet50_2gpu.json" bash -c "$(resnet_cmd 2 12)"
+  step 200 "kolo Transformer-big sparse_as_dense 2 GPUs, 12 steps with KOLO_TIMELINE" \
+    env KOLO_TIMELINE="$out/timeline_transformer_big_2gpu.json" bash -c "$(transformer_cmd 2 12 --sparse_as_dense)"
 }
 
 for w in ${what//,/ }; do
@@ -120,8 +145,9 @@ for w in ${what//,/ }; do
     nccl) do_nccl ;;
     resnet2) do_resnet2 ;;
     transformer2) do_transformer2 ;;
-    all) do_build; do_test; do_bench; do_nccl; do_resnet2; do_transformer2 ;;
-    *) echo "gpu_session: unknown step '$w' (build|test|bench|nccl|resnet2|transformer2|all)" >&2; exit 2 ;;
+    timelines) do_timelines ;;
+    all) do_build; do_test; do_bench; do_nccl; do_resnet2; do_transformer2; do_timelines ;;
+    *) echo "gpu_session: unknown step '$w' (build|test|bench|nccl|resnet2|transformer2|timelines|all)" >&2; exit 2 ;;
   esac
 done
 echo "gpu_session: done, status $status"

@@ -54,14 +54,17 @@ bool PrecisionStep::backward_and_step(const Tensor& loss, DistributedOptimizer& 
   KOLO_CHECK(loss.dtype() == DType::F32 && loss.numel() == 1, "PrecisionStep: the loss must be an f32 scalar, got ",
              loss.describe());
   bool stepped = true;
+  if (marker_) marker_("BACKWARD");
   if (precision_ == Precision::F16) {
     scaler_.scale_loss(loss).backward();
+    if (marker_) marker_("EXCHANGE_WAIT_AND_UPDATE");
     // After the exchange every rank holds the same reduced gradients, so all reach the same verdict.
     opt.synchronize();
     stepped = scaler_.unscale_and_update(opt.inner());
     if (stepped) opt.inner().step();
   } else {
     loss.backward();
+    if (marker_) marker_("EXCHANGE_WAIT_AND_UPDATE");
     stepped = opt.step();
   }
   if (!stepped) ++skipped_;

@@ -9,6 +9,8 @@
 // scale backs off; bf16 has f32's exponent range and needs no scaling.
 #pragma once
 
+#include <functional>
+
 #include <cstdint>
 #include <string>
 
@@ -37,6 +39,8 @@ class PrecisionStep {
   // backward of `loss` (f32 scalar), gradient exchange and the inner step; false when the step was skipped
   // (fp16 overflow, or the optimizer's non-finite policy).
   bool backward_and_step(const Tensor& loss, DistributedOptimizer& opt);
+  // Called with "BACKWARD" before the backward pass and "EXCHANGE_WAIT_AND_UPDATE" after it (StepTimeline).
+  void set_phase_marker(std::function<void(const char*)> marker) { marker_ = std::move(marker); }
 
   double loss_scale() const { return precision_ == Precision::F16 ? scaler_.scale() : 1.0; }
   int64_t skipped_steps() const { return skipped_; }
@@ -47,6 +51,7 @@ class PrecisionStep {
   Precision precision_;
   DynamicLossScaler scaler_;
   int64_t skipped_ = 0;
+  std::function<void(const char*)> marker_;
 };
 
 }  // namespace kolo::examples

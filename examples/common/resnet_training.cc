@@ -13,6 +13,7 @@
 #include "core/ops/reduce.h"
 #include "core/util/error.h"
 #include "examples/common/step_profile.h"
+#include "examples/common/step_timeline.h"
 #include "examples/common/throughput.h"
 #include "examples/common/train_checkpoint.h"
 #include "models/resnet.h"
@@ -201,6 +202,8 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
   int64_t interval_steps = 0;
   std::optional<data::ImageBatch> staged;
   StepProfile profile(step, total_steps, device);
+  StepTimeline timeline(rt, device);
+  precision.set_phase_marker([&timeline](const char* phase) { timeline.mark(phase); });
   while (step < total_steps) {
     profile.before_step(step);
     std::optional<data::ImageBatch> batch = staged ? staged : loader.next();
@@ -213,12 +216,14 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
     inner->set_lr((*schedule)(step));
     meter.start_step();
     opt.zero_grad();
+    timeline.mark("FORWARD");
     Tensor logits =
         model.forward(staged ? batch->images : model_input(batch->images, device, dtype, o.channels_last));
     // f32 whatever the model dtype: cross_entropy computes and returns half logits' loss in f32.
     Tensor loss = cross_entropy(logits, batch->labels.to(device));
     precision.backward_and_step(loss, opt);
     const double l = loss.item();
+    timeline.end_step();
     meter.end_step(batch->labels.numel());
     ++step;
     result.losses.push_back(l);

@@ -17,6 +17,7 @@
 #include "core/util/error.h"
 #include "examples/common/run_setup.h"
 #include "examples/common/step_profile.h"
+#include "examples/common/step_timeline.h"
 #include "examples/common/throughput.h"
 #include "examples/common/train_checkpoint.h"
 #include "models/bleu.h"
@@ -256,6 +257,8 @@ TransformerRunResult run_transformer(Runtime& rt, const TransformerRunOptions& o
   double interval_loss = 0;
   int64_t interval_steps = 0;
   StepProfile profile(step, total_steps, device);
+  StepTimeline timeline(rt, device);
+  precision.set_phase_marker([&timeline](const char* phase) { timeline.mark(phase); });
   while (step < total_steps) {
     profile.before_step(step);
     std::optional<data::TokenBatch> batch = loader.next();
@@ -263,11 +266,13 @@ TransformerRunResult run_transformer(Runtime& rt, const TransformerRunOptions& o
     inner->set_lr((*schedule)(step));
     meter.start_step();
     opt.zero_grad();
+    timeline.mark("FORWARD");
     Tensor logits = model.forward(batch->src.to(device), batch->tgt_in.to(device));
     // f32 whatever the model dtype: cross_entropy computes and returns half logits' loss in f32.
     Tensor loss = models::label_smoothed_loss(logits, batch->tgt_out.to(device), cfg.pad_id, o.label_smoothing);
     precision.backward_and_step(loss, opt);
     const double l = loss.item();
+    timeline.end_step();
     meter.end_step(batch->tgt_tokens);
     ++step;
     result.losses.push_back(l);
