@@ -14,6 +14,8 @@
 #            (CSV, .gp, PNG if gnuplot is there, into $KOLO_GPU_OUT), then with an anchors dir PyTorch DDP
 #            (ddp_anchor.py / transformer_ddp.py) at 1 and 2 GPUs
 #     timelines 2+ GPUs: a 12-step 2-GPU run of each model with KOLO_TIMELINE into $KOLO_GPU_OUT
+#     threshold 2+ GPUs: both models at 2 GPUs under several KOLO_FUSION_THRESHOLD values, 1-GPU references
+#     memory PyTorch's peak memory for the bf16 ResNet-50 / Transformer-big steps alone
 #     all    all of the above in order
 # Results go to stdout; save them into benchmarks/RESULTS.md with the machine and date.
 set -uo pipefail
@@ -137,6 +139,29 @@ do_timelines() {
     env KOLO_TIMELINE="$out/timeline_transformer_big_2gpu.json" bash -c "$(transformer_cmd 2 12 --sparse_as_dense)"
 }
 
+# KOLO_FUSION_THRESHOLD at 2 GPUs beside the 1-GPU runs: smaller groups start their allreduce earlier in the
+# backward pass (each waits for its last gradient), larger ones make fewer calls.
+do_threshold() {
+  need_gpus threshold || return 0
+  local mib
+  step 120 "kolo Transformer-big 1 GPU, reference" bash -c "$(transformer_cmd 1 30 --sparse_as_dense)"
+  for mib in 16 32 64 128; do
+    step 120 "kolo Transformer-big 2 GPUs, KOLO_FUSION_THRESHOLD=${mib} MiB" \
+      env KOLO_FUSION_THRESHOLD=$((mib << 20)) bash -c "$(transformer_cmd 2 30 --sparse_as_dense)"
+  done
+  step 120 "kolo ResNet-50 1 GPU, reference" bash -c "$(resnet_cmd 1 40)"
+  for mib in 32 128; do
+    step 120 "kolo ResNet-50 2 GPUs, KOLO_FUSION_THRESHOLD=${mib} MiB" \
+      env KOLO_FUSION_THRESHOLD=$((mib << 20)) bash -c "$(resnet_cmd 2 40)"
+  done
+}
+
+# PyTorch's peak memory for the bf16 workloads alone (benchmarks/gpu/torch_peak_memory.py).
+do_memory() {
+  step 200 "PyTorch peak memory, ResNet-50" "$python" benchmarks/gpu/torch_peak_memory.py resnet
+  step 200 "PyTorch peak memory, Transformer-big" "$python" benchmarks/gpu/torch_peak_memory.py transformer
+}
+
 for w in ${what//,/ }; do
   case "$w" in
     build) do_build ;;
@@ -146,8 +171,10 @@ for w in ${what//,/ }; do
     resnet2) do_resnet2 ;;
     transformer2) do_transformer2 ;;
     timelines) do_timelines ;;
+    threshold) do_threshold ;;
+    memory) do_memory ;;
     all) do_build; do_test; do_bench; do_nccl; do_resnet2; do_transformer2; do_timelines ;;
-    *) echo "gpu_session: unknown step '$w' (build|test|bench|nccl|resnet2|transformer2|timelines|all)" >&2; exit 2 ;;
+    *) echo "gpu_session: unknown step '$w' (build|test|bench|nccl|resnet2|transformer2|timelines|threshold|memory|all)" >&2; exit 2 ;;
   esac
 done
 echo "gpu_session: done, status $status"

@@ -249,6 +249,7 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
          << precision.loss_scale() << "\n";
   result.images_per_sec = meter.total_rate();
   if (log) meter.print_total(*log);
+  if (log) print_device_memory(*log, device);
   if (images.eval) {
     result.eval_accuracy = evaluate(rt, model, images.eval, o, device, dtype);
     if (log) {

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "core/device/device_backend.h"
 #include "core/util/error.h"
@@ -83,6 +84,15 @@ LrSchedulePtr make_schedule(const ScheduleFlags& f) {
     after = s;
   }
   return linear_warmup(f.warmup_steps, after, 0.0);
+}
+
+void print_device_memory(std::ostream& os, Device device) {
+  if (device.is_cpu()) return;
+  const MemoryStats m = device_backend(device.type).allocator(device.index).stats();
+  char line[160];
+  std::snprintf(line, sizeof line, "peak device memory: allocated %.2f GiB, reserved %.2f GiB\n",
+                static_cast<double>(m.peak) / (1 << 30), static_cast<double>(m.reserved) / (1 << 30));
+  os << line << std::flush;
 }
 
 }  // namespace kolo::examples

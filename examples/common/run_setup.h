@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,9 @@ namespace kolo::examples {
 // "cpu", "cuda", "cuda:N" or "auto" (a GPU when one is present). A plain "cuda"/"auto" picks the GPU of this
 // rank's local rank, so N ranks on one host use N GPUs.
 Device select_device(const std::string& flag, const Runtime& runtime);
+// "peak device memory: ..." from the device's caching allocator (this rank), comparable to PyTorch's
+// max_memory_allocated / max_memory_reserved; nothing for the CPU.
+void print_device_memory(std::ostream& os, Device device);
 
 struct OptimizerFlags {
   std::string name = "sgd";  // sgd | lars | adam

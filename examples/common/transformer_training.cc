@@ -303,6 +303,7 @@ TransformerRunResult run_transformer(Runtime& rt, const TransformerRunOptions& o
   const double global_tokens = metric_average(rt, static_cast<double>(meter.measured_local_items()), "train.tokens") * rt.size();
   result.tokens_per_sec = meter.total_rate(static_cast<int64_t>(std::llround(global_tokens)));
   if (log) meter.print_total(*log, result.tokens_per_sec);
+  if (log) print_device_memory(*log, device);
   if (!result.diverged) {
     result.bleu = evaluate_bleu(rt, model, corpus, o, device, log);
     model.train();
