@@ -109,9 +109,9 @@ transformer_cmd() {  # $1: ranks (or {ranks}), $2: steps; then extra flags
 do_resnet2() {
   need_gpus resnet2 || return 0
   mkdir -p "$out"
-  step 300 "kolo ResNet-50 b256/GPU bf16 weak scaling 1 -> 2 GPUs" \
-    python3 scripts/scaling_study.py sweep --mode weak --ranks 1,2 --batch 256 --name resnet50_weak_gpu \
-    --timeout 140 --out "$out" --command "$(resnet_cmd '{ranks}' 60 | sed 's/--batch_size 256/--batch_size {batch}/')"
+  step 400 "kolo ResNet-50 b256/GPU bf16 weak scaling 1 -> 2 GPUs, median of 3 runs each" \
+    python3 scripts/scaling_study.py sweep --mode weak --ranks 1,2 --batch 256 --name resnet50_weak_gpu --repeat 3 \
+    --timeout 140 --out "$out" --command "$(resnet_cmd '{ranks}' 100 | sed 's/--batch_size 256/--batch_size {batch}/')"
   ddp_pair ddp_anchor.py
 }
 
@@ -120,10 +120,10 @@ do_resnet2() {
 do_transformer2() {
   need_gpus transformer2 || return 0
   mkdir -p "$out"
-  step 300 "kolo Transformer-big 256x64 tokens/GPU bf16 sparse_as_dense, weak scaling 1 -> 2 GPUs" \
+  step 300 "kolo Transformer-big 256x64 tokens/GPU bf16 sparse_as_dense, weak scaling 1 -> 2 GPUs, median of 3" \
     python3 scripts/scaling_study.py sweep --mode weak --ranks 1,2 --batch 16384 --metric tokens \
-    --name transformer_big_weak_gpu --timeout 140 --out "$out" \
-    --command "$(transformer_cmd '{ranks}' 40 --sparse_as_dense | sed 's/--tokens_per_rank 16384/--tokens_per_rank {batch}/')"
+    --name transformer_big_weak_gpu --repeat 3 --timeout 140 --out "$out" \
+    --command "$(transformer_cmd '{ranks}' 60 --sparse_as_dense | sed 's/--tokens_per_rank 16384/--tokens_per_rank {batch}/')"
   step 200 "kolo Transformer-big 2 GPUs, embedding gradient allgathered (no sparse_as_dense)" \
     bash -c "$(transformer_cmd 2 40)"
   ddp_pair transformer_ddp.py
