@@ -13,7 +13,7 @@
 #            2+ GPUs: ResNet-50 / Transformer-big weak scaling 1 -> 2 GPUs through scripts/scaling_study.py
 #            (CSV, .gp, PNG if gnuplot is there, into $KOLO_GPU_OUT), then with an anchors dir PyTorch DDP
 #            (ddp_anchor.py / transformer_ddp.py) at 1 and 2 GPUs
-#     timelines 2+ GPUs: a 12-step 2-GPU run of each model with KOLO_TIMELINE into $KOLO_GPU_OUT
+#     timelines 2+ GPUs: 20-step runs of each model at 1 and 2 GPUs with KOLO_TIMELINE into $KOLO_GPU_OUT
 #     threshold 2+ GPUs: both models at 2 GPUs under several KOLO_FUSION_THRESHOLD values, 1-GPU references
 #     memory PyTorch's peak memory for the bf16 ResNet-50 / Transformer-big steps alone
 #     all    all of the above in order
@@ -129,14 +129,22 @@ do_transformer2() {
   ddp_pair transformer_ddp.py
 }
 
-# One 2-GPU run of each model with KOLO_TIMELINE: the collectives' rows and the step's device phases.
+# KOLO_TIMELINE runs of each model at 1 and 2 GPUs (20 steps): the step's device phases side by side, plus the
+# Transformer at 2 GPUs with NCCL held to 4 channels (fewer SMs taken from the backward pass's kernels).
 do_timelines() {
   need_gpus timelines || return 0
   mkdir -p "$out"
-  step 200 "kolo ResNet-50 2 GPUs, 12 steps with KOLO_TIMELINE" \
-    env KOLO_TIMELINE="$out/timeline_resnet50_2gpu.json" bash -c "$(resnet_cmd 2 12)"
-  step 200 "kolo Transformer-big sparse_as_dense 2 GPUs, 12 steps with KOLO_TIMELINE" \
-    env KOLO_TIMELINE="$out/timeline_transformer_big_2gpu.json" bash -c "$(transformer_cmd 2 12 --sparse_as_dense)"
+  local np
+  for np in 1 2; do
+    step 200 "kolo ResNet-50 $np GPU(s), 20 steps with KOLO_TIMELINE" \
+      env KOLO_TIMELINE="$out/timeline_resnet50_${np}gpu.json" bash -c "$(resnet_cmd "$np" 20)"
+    step 200 "kolo Transformer-big sparse_as_dense $np GPU(s), 20 steps with KOLO_TIMELINE" \
+      env KOLO_TIMELINE="$out/timeline_transformer_big_${np}gpu.json" \
+      bash -c "$(transformer_cmd "$np" 20 --sparse_as_dense)"
+  done
+  step 200 "kolo Transformer-big sparse_as_dense 2 GPUs, NCCL_MAX_NCHANNELS=4, with KOLO_TIMELINE" \
+    env NCCL_MAX_NCHANNELS=4 KOLO_TIMELINE="$out/timeline_transformer_big_2gpu_4ch.json" \
+    bash -c "$(transformer_cmd 2 20 --sparse_as_dense)"
 }
 
 # KOLO_FUSION_THRESHOLD at 2 GPUs beside the 1-GPU runs: smaller groups start their allreduce earlier in the
