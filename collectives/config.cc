@@ -9,6 +9,7 @@ namespace kolo {
 Config Config::from_env() {
   Config c;
   c.fusion_threshold = env::get_int("KOLO_FUSION_THRESHOLD", c.fusion_threshold);
+  c.device_bucket_bytes = env::get_int("KOLO_DEVICE_BUCKET_BYTES", c.device_bucket_bytes);
   c.cycle_time_ms = env::get_double("KOLO_CYCLE_TIME", c.cycle_time_ms);
   c.cache_capacity = env::get_int("KOLO_CACHE_CAPACITY", c.cache_capacity);
   c.allreduce_chunk_bytes = env::get_int("KOLO_ALLREDUCE_CHUNK_BYTES", c.allreduce_chunk_bytes);
@@ -31,6 +32,7 @@ Config Config::from_env() {
 
 void Config::validate() const {
   KOLO_CHECK(fusion_threshold >= 0, "KOLO_FUSION_THRESHOLD must be >= 0, got ", fusion_threshold);
+  KOLO_CHECK(device_bucket_bytes >= 0, "KOLO_DEVICE_BUCKET_BYTES must be >= 0, got ", device_bucket_bytes);
   KOLO_CHECK(cycle_time_ms > 0, "KOLO_CYCLE_TIME must be > 0 ms, got ", cycle_time_ms);
   KOLO_CHECK(cache_capacity >= 0, "KOLO_CACHE_CAPACITY must be >= 0, got ", cache_capacity);
   KOLO_CHECK(allreduce_chunk_bytes >= 0, "KOLO_ALLREDUCE_CHUNK_BYTES must be >= 0, got ", allreduce_chunk_bytes);

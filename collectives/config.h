@@ -11,6 +11,11 @@ namespace kolo {
 
 struct Config {
   int64_t fusion_threshold = 128ll << 20;  // KOLO_FUSION_THRESHOLD bytes: most bytes fused into one collective
+  // KOLO_DEVICE_BUCKET_BYTES: a fused group of device tensors is launched in buckets of about this many bytes,
+  // in submission order, each waiting on the device only for its own tensors: the first gradients of a
+  // backward pass are reduced while later ones are still being computed (the host submits far ahead of the
+  // device, so one group can span most of a backward pass). 0: one launch per group.
+  int64_t device_bucket_bytes = 32ll << 20;
   double cycle_time_ms = 1.0;              // KOLO_CYCLE_TIME ms: longest pause between negotiation cycles
   int64_t cache_capacity = 1024;           // KOLO_CACHE_CAPACITY: response cache slots (0 disables the fast path)
   // KOLO_ALLREDUCE_CHUNK_BYTES: bytes per backend allreduce call. Open MPI 4.1's large-message path collapses

@@ -359,19 +359,42 @@ void Executor::allreduce_on_device(const std::vector<TensorEntry*>& items, const
   const Request& p = params[0];
   const auto t0 = Clock::now();
   std::vector<DeviceSpan> spans;
+  std::vector<Event*> ready;  // per span: its input's ready event (nullptr: none)
   std::vector<Tensor> zeros;  // joined ranks contribute zeros of the agreed shape
   int64_t bytes = 0;
   for (size_t i = 0; i < items.size(); ++i) {
     if (items[i]) {
       spans.push_back({items[i]->input.data_ptr(), items[i]->output.data_ptr(), items[i]->output.numel()});
+      ready.push_back(items[i]->ready_event.get());
     } else {
       zeros.push_back(Tensor::zeros(params[i].shape, params[i].dtype, dw.d.device()));
       spans.push_back({zeros.back().data_ptr(), zeros.back().data_ptr(), zeros.back().numel()});
+      ready.push_back(nullptr);
     }
     bytes += spans.back().count * static_cast<int64_t>(dtype_size(p.dtype));
   }
   const bool hierarchical = config_.hierarchical_allreduce && p.process_set == 0;
-  dw.d.allreduce(spans, p, hierarchical, zeros.empty() ? dw.ready : dw.after_allocation());
+  // Buckets in the group's order (the order tensors were submitted, which is the order the device produces
+  // them), each made to wait only for its own ready events; zeros were written on this thread's stream.
+  const int64_t elem = static_cast<int64_t>(dtype_size(p.dtype));
+  std::vector<Event*> extra;
+  if (!zeros.empty()) extra.push_back(dw.after_allocation().back());
+  size_t begin = 0;
+  while (begin < spans.size()) {
+    size_t end = begin;
+    int64_t bucket = 0;
+    std::vector<Event*> waits = extra;
+    while (end < spans.size() && (end == begin || config_.device_bucket_bytes == 0 ||
+                                  bucket + spans[end].count * elem <= config_.device_bucket_bytes)) {
+      bucket += spans[end].count * elem;
+      if (ready[end]) waits.push_back(ready[end]);
+      ++end;
+    }
+    const std::vector<DeviceSpan> part(spans.begin() + static_cast<std::ptrdiff_t>(begin),
+                                       spans.begin() + static_cast<std::ptrdiff_t>(end));
+    dw.d.allreduce(part, p, hierarchical, waits);
+    begin = end;
+  }
   dw.d.synchronize();
   ++stats_.collectives;
   stats_.bytes += bytes;

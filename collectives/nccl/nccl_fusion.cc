@@ -69,6 +69,7 @@ std::vector<nccl::CopySegment> in_place_runs(const std::vector<DeviceSpan>& span
 }  // namespace
 
 NcclFusion::~NcclFusion() {
+  if (buffer_free_) cudaEventDestroy(buffer_free_);
   if (!buffer_) return;
   // The communication stream may still read the buffer; wait before freeing (errors are moot here).
   try {
@@ -144,6 +145,8 @@ void NcclFusion::allreduce(const std::vector<DeviceSpan>& spans, const FusedAllr
     pack.push_back({spans[i].in, buf + offset[i] * ws, spans[i].count});
     unpack.push_back({buf + offset[i] * ws, spans[i].out, spans[i].count});
   }
+  // The buffer's previous user may run on another of the backend's streams: wait until it is done with it.
+  if (buffer_free_) backend_.await_next(buffer_free_);
   cudaStream_t s = backend_.begin("fused_allreduce", compute);
   nccl::launch_convert_segments(pack, spec.dtype, spec.wire, spec.prescale, 1, s);
   if (hierarchical) {
@@ -157,6 +160,8 @@ void NcclFusion::allreduce(const std::vector<DeviceSpan>& spans, const FusedAllr
     KOLO_NCCL_CHECK(ncclAllReduce(buf, buf, static_cast<size_t>(total), type, op, backend_.comm(), s));
     nccl::launch_convert_segments(unpack, spec.wire, spec.dtype, spec.postscale, divisor, s);
   }
+  if (!buffer_free_) KOLO_CUDA_CHECK(cudaEventCreateWithFlags(&buffer_free_, cudaEventDisableTiming));
+  KOLO_CUDA_CHECK(cudaEventRecord(buffer_free_, s));
   backend_.end(compute);
 }
 

@@ -51,6 +51,7 @@ class NcclFusion {
   NcclBackend& backend_;
   void* buffer_ = nullptr;
   int64_t capacity_ = 0;
+  cudaEvent_t buffer_free_ = nullptr;  // recorded after the last unpack: the buffer may be reused past it
 };
 
 }  // namespace kolo
