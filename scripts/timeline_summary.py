@@ -86,12 +86,12 @@ def plot(summary, path, title):
     s = sorted(summary, key=lambda x: x["period_ms"])[len(summary) // 2]
     t0 = s["step"][PHASES[0]][0]
     bars = []  # (row, start_ms, end_ms, label)
-    colors = {"FORWARD": 1, "BACKWARD": 2, "EXCHANGE_WAIT_AND_UPDATE": 4}
+    colors = {"FORWARD": 0x2CA02C, "BACKWARD": 0x1F77B4, "EXCHANGE_WAIT_AND_UPDATE": 0xFF7F0E}
     for p in PHASES:
         a, b = s["step"][p]
         bars.append((1, (a - t0) / 1e3, (b - t0) / 1e3, colors[p]))
     for i, g in enumerate(s["allreduces"]):
-        bars.append((2 + i, (g["start"] - t0) / 1e3, (g["end"] - t0) / 1e3, 7))
+        bars.append((2 + i, (g["start"] - t0) / 1e3, (g["end"] - t0) / 1e3, 0x7F7F7F))
     with tempfile.NamedTemporaryFile("w", suffix=".dat", delete=False) as d:
         for row, a, b, c in bars:
             d.write(f"{a:.3f} {row} {b - a:.3f} 0 {c}\n")
@@ -99,9 +99,9 @@ def plot(summary, path, title):
         f'"allreduce {i + 1}: {g["tensors"]} tensors, {g["bytes"] / 2**20:.0f} MiB" {2 + i}'
         for i, g in enumerate(s["allreduces"])])
     bwd_end = (s["step"]["BACKWARD"][1] - t0) / 1e3
-    script = f"""set terminal pngcairo size 1100,{220 + 28 * len(s['allreduces'])} noenhanced
+    script = f"""set terminal pngcairo size 1000,{240 + 24 * len(s['allreduces'])} noenhanced
 set output "{path}"
-set title "{title}: median step {s['period_ms']:.1f} ms (green: forward, blue: backward, orange: exchange wait + update; grey: allreduce launch to completion)"
+set title "{title}: median step {s['period_ms']:.1f} ms\\ndevice phases: green forward, blue backward, orange exchange wait + update\\ngrey: fused allreduce, host launch to completion; dashed line: end of backward"
 set xlabel "ms from the step's start"
 set yrange [{1 + len(s['allreduces']) + 0.7}:0.3]
 set ytics ({ytics})
@@ -109,7 +109,7 @@ set grid x
 set arrow from {bwd_end:.3f}, graph 0 to {bwd_end:.3f}, graph 1 nohead dt 2 lc 'black'
 set style fill solid 0.8
 unset key
-plot "{d.name}" using 1:2:3:4:5 with vectors nohead lw 14 lc variable
+plot "{d.name}" using 1:2:3:4:5 with vectors nohead lw 14 lc rgb variable
 """
     result = subprocess.run([gnuplot], input=script, text=True, capture_output=True)
     if result.returncode != 0:
