@@ -76,11 +76,15 @@ void RuntimeCore::loop(std::promise<void>* started) {
     RequestList list;
     {
       std::unique_lock<std::mutex> lock(mu);
-      // Submitted requests that other ranks have not matched yet: cycle again at once instead of sleeping,
-      // so a rank whose peers submit a little later does not add a whole cycle time to the collective (the
-      // cycle is a collective step, so this rank just waits inside it for the others). Only while work keeps
-      // completing: a stalled request (a rank that never submits) falls back to the cycle time.
-      const bool eager = !in_flight.empty() && Clock::now() - last_progress < kEagerWindow;
+      // Submitted device requests that other ranks have not matched yet: cycle again at once instead of
+      // sleeping, so a rank whose peers submit a little later does not add a whole cycle time to the
+      // collective (the cycle is a collective step, so this rank just waits inside it for the others). GPU
+      // steps are short and this thread spends them waiting for the device, so ranks drift apart at every
+      // group; host tensors keep the cycle time, whose pauses leave the cores to the compute threads. Only
+      // while work keeps completing: a stalled request (a rank that never submits) falls back to the cycle.
+      const bool eager = Clock::now() - last_progress < kEagerWindow &&
+                         std::any_of(in_flight.begin(), in_flight.end(),
+                                     [](const auto& kv) { return kv.second->req.device != DeviceType::CPU; });
       const auto next = eager ? last_cycle
                               : last_cycle + std::chrono::duration_cast<Clock::duration>(
                                                  std::chrono::duration<double, std::milli>(cycle_ms));
