@@ -279,4 +279,17 @@ std::vector<FusedGroup> plan_fusion(const std::vector<Request>& ready, int64_t t
   return groups;
 }
 
+std::vector<std::pair<size_t, size_t>> plan_device_buckets(const std::vector<int64_t>& bytes, int64_t bucket_bytes) {
+  std::vector<std::pair<size_t, size_t>> ranges;
+  size_t begin = 0;
+  while (begin < bytes.size()) {
+    size_t end = begin + 1;
+    int64_t total = bytes[begin];
+    while (end < bytes.size() && (bucket_bytes == 0 || total + bytes[end] <= bucket_bytes)) total += bytes[end++];
+    ranges.emplace_back(begin, end);
+    begin = end;
+  }
+  return ranges;
+}
+
 }  // namespace kolo

@@ -28,6 +28,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "collectives/autotune.h"
@@ -91,5 +92,9 @@ struct FusedGroup {
 constexpr int64_t kFusionAlignment = 64;
 std::vector<FusedGroup> plan_fusion(const std::vector<Request>& ready, int64_t threshold);
 int64_t wire_bytes(const Request& r);  // bytes a request occupies in the fusion buffer (after compression)
+
+// A fused device group's launches: consecutive [begin, end) ranges of its tensors (`bytes` each, in group
+// order) of at most `bucket_bytes` each, a tensor larger than that alone; bucket_bytes 0 gives one range.
+std::vector<std::pair<size_t, size_t>> plan_device_buckets(const std::vector<int64_t>& bytes, int64_t bucket_bytes);
 
 }  // namespace kolo

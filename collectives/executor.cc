@@ -361,6 +361,7 @@ void Executor::allreduce_on_device(const std::vector<TensorEntry*>& items, const
   std::vector<DeviceSpan> spans;
   std::vector<Event*> ready;  // per span: its input's ready event (nullptr: none)
   std::vector<Tensor> zeros;  // joined ranks contribute zeros of the agreed shape
+  std::vector<int64_t> span_bytes;
   int64_t bytes = 0;
   for (size_t i = 0; i < items.size(); ++i) {
     if (items[i]) {
@@ -371,29 +372,21 @@ void Executor::allreduce_on_device(const std::vector<TensorEntry*>& items, const
       spans.push_back({zeros.back().data_ptr(), zeros.back().data_ptr(), zeros.back().numel()});
       ready.push_back(nullptr);
     }
-    bytes += spans.back().count * static_cast<int64_t>(dtype_size(p.dtype));
+    span_bytes.push_back(spans.back().count * static_cast<int64_t>(dtype_size(p.dtype)));
+    bytes += span_bytes.back();
   }
   const bool hierarchical = config_.hierarchical_allreduce && p.process_set == 0;
   // Buckets in the group's order (the order tensors were submitted, which is the order the device produces
   // them), each made to wait only for its own ready events; zeros were written on this thread's stream.
-  const int64_t elem = static_cast<int64_t>(dtype_size(p.dtype));
   std::vector<Event*> extra;
   if (!zeros.empty()) extra.push_back(dw.after_allocation().back());
-  size_t begin = 0;
-  while (begin < spans.size()) {
-    size_t end = begin;
-    int64_t bucket = 0;
+  for (const auto& [begin, end] : plan_device_buckets(span_bytes, config_.device_bucket_bytes)) {
     std::vector<Event*> waits = extra;
-    while (end < spans.size() && (end == begin || config_.device_bucket_bytes == 0 ||
-                                  bucket + spans[end].count * elem <= config_.device_bucket_bytes)) {
-      bucket += spans[end].count * elem;
-      if (ready[end]) waits.push_back(ready[end]);
-      ++end;
-    }
+    for (size_t i = begin; i < end; ++i)
+      if (ready[i]) waits.push_back(ready[i]);
     const std::vector<DeviceSpan> part(spans.begin() + static_cast<std::ptrdiff_t>(begin),
                                        spans.begin() + static_cast<std::ptrdiff_t>(end));
     dw.d.allreduce(part, p, hierarchical, waits);
-    begin = end;
   }
   dw.d.synchronize();
   ++stats_.collectives;

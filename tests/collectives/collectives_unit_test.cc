@@ -179,6 +179,17 @@ TEST(CollectivesUnit, FusionPlanRespectsThresholdAndCompatibility) {
   EXPECT_EQ(small[0].items.size(), 2u);
 }
 
+TEST(CollectivesUnit, DeviceBucketsAreConsecutiveAndBounded) {
+  using Ranges = std::vector<std::pair<size_t, size_t>>;
+  const std::vector<int64_t> bytes = {10, 20, 5, 40, 1, 1, 30};
+  EXPECT_EQ(plan_device_buckets(bytes, 35), (Ranges{{0, 3}, {3, 4}, {4, 7}}));  // 35 | 40 alone | 32
+  EXPECT_EQ(plan_device_buckets(bytes, 0), (Ranges{{0, 7}}));
+  EXPECT_EQ(plan_device_buckets(bytes, 1), (Ranges{{0, 1}, {1, 2}, {2, 3}, {3, 4}, {4, 5}, {5, 6}, {6, 7}}));
+  EXPECT_EQ(plan_device_buckets(bytes, 1000), (Ranges{{0, 7}}));
+  EXPECT_TRUE(plan_device_buckets({}, 35).empty());
+  EXPECT_EQ(plan_device_buckets({0, 0, 50}, 10), (Ranges{{0, 2}, {2, 3}}));
+}
+
 TEST(CollectivesUnit, BackendFallbackOrder) {
   EXPECT_EQ(backend_fallback_order("auto", true, true), (std::vector<std::string>{"mpi", "loopback"}));
   EXPECT_EQ(backend_fallback_order("auto", true, false), (std::vector<std::string>{"loopback"}));
