@@ -8,11 +8,12 @@
 #     test   ctest -L gpu (the NCCL np2 tests skip themselves on one GPU)
 #     bench  resnet_bench 256 bf16 nhwc, the Transformer-big step profile, and, with an anchors dir holding
 #            resnet_anchor.py / transformer_anchor.py, PyTorch eager on the same device right after
-#     nccl   2+ GPUs: kolo_allreduce_bench --device cuda (raw NCCL beside kolo in the same binary)
+#     nccl   2+ GPUs: kolo_allreduce_bench --device cuda, one rank per GPU (raw NCCL beside kolo in the same binary)
 #     resnet2, transformer2
-#            2+ GPUs: ResNet-50 / Transformer-big weak scaling 1 -> 2 GPUs through scripts/scaling_study.py
+#            2+ GPUs: ResNet-50 / Transformer-big weak scaling 1 -> 2 (-> 4 -> 8, as many as are visible) GPUs
+#            through scripts/scaling_study.py
 #            (CSV, .gp, PNG if gnuplot is there, into $KOLO_GPU_OUT), then with an anchors dir PyTorch DDP
-#            (ddp_anchor.py / transformer_ddp.py) at 1 and 2 GPUs
+#            (ddp_anchor.py / transformer_ddp.py) at the same GPU counts
 #     timelines 2+ GPUs: 20-step runs of each model at 1 and 2 GPUs with KOLO_TIMELINE into $KOLO_GPU_OUT
 #     threshold 2+ GPUs: both models at 2 GPUs under several KOLO_FUSION_THRESHOLD values, 1-GPU references
 #     memory PyTorch's peak memory for the bf16 ResNet-50 / Transformer-big steps alone
@@ -78,15 +79,25 @@ need_gpus() {
 
 do_nccl() {
   need_gpus nccl || return 0
-  step 300 "kolo_allreduce_bench --device cuda (2 ranks)" \
-    mpirun -np 2 --bind-to none -x NCCL_NVLS_ENABLE "$build/benchmarks/allreduce/kolo_allreduce_bench" --device cuda
+  step 300 "kolo_allreduce_bench --device cuda ($gpus ranks)" \
+    mpirun -np "$gpus" --bind-to none -x NCCL_NVLS_ENABLE "$build/benchmarks/allreduce/kolo_allreduce_bench" --device cuda
 }
 
-# torchrun through the anchors' Python, one DDP anchor at 1 and 2 GPUs.
+# Rank counts of the weak-scaling sweeps: powers of two up to the visible GPUs (1,2 / 1,2,4 / 1,2,4,8).
+rank_list() {
+  local n=1 list=1
+  while [ $((n * 2)) -le "$gpus" ]; do
+    n=$((n * 2))
+    list="$list,$n"
+  done
+  echo "$list"
+}
+
+# torchrun through the anchors' Python, one DDP anchor at every rank count of the sweeps.
 ddp_pair() {
   local script=$1 np
   [ -n "$anchors" ] || return 0
-  for np in 1 2; do
+  for np in $(rank_list | tr , ' '); do
     step 200 "PyTorch DDP $script, $np GPU(s)" "$python" -m torch.distributed.run --nproc_per_node "$np" "$anchors/$script"
   done
 }
@@ -109,8 +120,8 @@ transformer_cmd() {  # $1: ranks (or {ranks}), $2: steps; then extra flags
 do_resnet2() {
   need_gpus resnet2 || return 0
   mkdir -p "$out"
-  step 400 "kolo ResNet-50 b256/GPU bf16 weak scaling 1 -> 2 GPUs, median of 3 runs each" \
-    python3 scripts/scaling_study.py sweep --mode weak --ranks 1,2 --batch 256 --name resnet50_weak_gpu --repeat 3 \
+  step 500 "kolo ResNet-50 b256/GPU bf16 weak scaling over $(rank_list) GPUs, median of 3 runs each" \
+    python3 scripts/scaling_study.py sweep --mode weak --ranks "$(rank_list)" --batch 256 --name resnet50_weak_gpu --repeat 3 \
     --timeout 140 --out "$out" --command "$(resnet_cmd '{ranks}' 100 | sed 's/--batch_size 256/--batch_size {batch}/')"
   ddp_pair ddp_anchor.py
 }
@@ -120,8 +131,8 @@ do_resnet2() {
 do_transformer2() {
   need_gpus transformer2 || return 0
   mkdir -p "$out"
-  step 300 "kolo Transformer-big 256x64 tokens/GPU bf16 sparse_as_dense, weak scaling 1 -> 2 GPUs, median of 3" \
-    python3 scripts/scaling_study.py sweep --mode weak --ranks 1,2 --batch 16384 --metric tokens \
+  step 400 "kolo Transformer-big 256x64 tokens/GPU bf16 sparse_as_dense, weak scaling over $(rank_list) GPUs, median of 3" \
+    python3 scripts/scaling_study.py sweep --mode weak --ranks "$(rank_list)" --batch 16384 --metric tokens \
     --name transformer_big_weak_gpu --repeat 3 --timeout 140 --out "$out" \
     --command "$(transformer_cmd '{ranks}' 60 --sparse_as_dense | sed 's/--tokens_per_rank 16384/--tokens_per_rank {batch}/')"
   step 200 "kolo Transformer-big 2 GPUs, embedding gradient allgathered (no sparse_as_dense)" \
