@@ -102,18 +102,20 @@ ddp_pair() {
   done
 }
 
-resnet_cmd() {  # $1: ranks (or {ranks}), $2: steps; then extra flags
-  local np=$1 steps=$2
-  shift 2
-  echo "$build/launch/kolorun -np $np $build/examples/train_resnet --model resnet50 --batch_size 256 \
+# The two models' training commands: $1 ranks, $2 steps, $3 per-GPU batch (images / tokens; the goals use
+# 256 / 16384 = 256x64), then extra flags. The sweeps pass scaling_study.py's {ranks} and {batch}.
+resnet_cmd() {
+  local np=$1 steps=$2 batch=$3
+  shift 3
+  echo "$build/launch/kolorun -np $np $build/examples/train_resnet --model resnet50 --batch_size $batch \
     --num_batches $steps --display_every 20 --device cuda --bf16 $*"
 }
 
-transformer_cmd() {  # $1: ranks (or {ranks}), $2: steps; then extra flags
-  local np=$1 steps=$2
-  shift 2
+transformer_cmd() {
+  local np=$1 steps=$2 batch=$3
+  shift 3
   echo "$build/launch/kolorun -np $np $build/examples/train_transformer --model big --dropout 0.1 \
-    --dataset synthetic --vocab 32768 --min_len 63 --max_len 63 --tokens_per_rank 16384 --steps $steps \
+    --dataset synthetic --vocab 32768 --min_len 63 --max_len 63 --tokens_per_rank $batch --steps $steps \
     --test_sentences 1 --display_every 10 --device cuda --bf16 $*"
 }
 
@@ -122,7 +124,7 @@ do_resnet2() {
   mkdir -p "$out"
   step 500 "kolo ResNet-50 b256/GPU bf16 weak scaling over $(rank_list) GPUs, median of 3 runs each" \
     python3 scripts/scaling_study.py sweep --mode weak --ranks "$(rank_list)" --batch 256 --name resnet50_weak_gpu --repeat 3 \
-    --timeout 140 --out "$out" --command "$(resnet_cmd '{ranks}' 100 | sed 's/--batch_size 256/--batch_size {batch}/')"
+    --timeout 140 --out "$out" --command "$(resnet_cmd '{ranks}' 100 '{batch}')"
   ddp_pair ddp_anchor.py
 }
 
@@ -134,9 +136,9 @@ do_transformer2() {
   step 400 "kolo Transformer-big 256x64 tokens/GPU bf16 sparse_as_dense, weak scaling over $(rank_list) GPUs, median of 3" \
     python3 scripts/scaling_study.py sweep --mode weak --ranks "$(rank_list)" --batch 16384 --metric tokens \
     --name transformer_big_weak_gpu --repeat 3 --timeout 140 --out "$out" \
-    --command "$(transformer_cmd '{ranks}' 60 --sparse_as_dense | sed 's/--tokens_per_rank 16384/--tokens_per_rank {batch}/')"
+    --command "$(transformer_cmd '{ranks}' 60 '{batch}' --sparse_as_dense)"
   step 200 "kolo Transformer-big 2 GPUs, embedding gradient allgathered (no sparse_as_dense)" \
-    bash -c "$(transformer_cmd 2 40)"
+    bash -c "$(transformer_cmd 2 40 16384)"
   ddp_pair transformer_ddp.py
 }
 
@@ -148,14 +150,14 @@ do_timelines() {
   local np
   for np in 1 2; do
     step 200 "kolo ResNet-50 $np GPU(s), 20 steps with KOLO_TIMELINE" \
-      env KOLO_TIMELINE="$out/timeline_resnet50_${np}gpu.json" bash -c "$(resnet_cmd "$np" 20)"
+      env KOLO_TIMELINE="$out/timeline_resnet50_${np}gpu.json" bash -c "$(resnet_cmd "$np" 20 256)"
     step 200 "kolo Transformer-big sparse_as_dense $np GPU(s), 20 steps with KOLO_TIMELINE" \
       env KOLO_TIMELINE="$out/timeline_transformer_big_${np}gpu.json" \
-      bash -c "$(transformer_cmd "$np" 20 --sparse_as_dense)"
+      bash -c "$(transformer_cmd "$np" 20 16384 --sparse_as_dense)"
   done
   step 200 "kolo Transformer-big sparse_as_dense 2 GPUs, NCCL_MAX_NCHANNELS=4, with KOLO_TIMELINE" \
     env NCCL_MAX_NCHANNELS=4 KOLO_TIMELINE="$out/timeline_transformer_big_2gpu_4ch.json" \
-    bash -c "$(transformer_cmd 2 20 --sparse_as_dense)"
+    bash -c "$(transformer_cmd 2 20 16384 --sparse_as_dense)"
 }
 
 # KOLO_FUSION_THRESHOLD at 2 GPUs beside the 1-GPU runs: smaller groups start their allreduce earlier in the
@@ -163,15 +165,15 @@ do_timelines() {
 do_threshold() {
   need_gpus threshold || return 0
   local mib
-  step 120 "kolo Transformer-big 1 GPU, reference" bash -c "$(transformer_cmd 1 30 --sparse_as_dense)"
+  step 120 "kolo Transformer-big 1 GPU, reference" bash -c "$(transformer_cmd 1 30 16384 --sparse_as_dense)"
   for mib in 16 32 64 128; do
     step 120 "kolo Transformer-big 2 GPUs, KOLO_FUSION_THRESHOLD=${mib} MiB" \
-      env KOLO_FUSION_THRESHOLD=$((mib << 20)) bash -c "$(transformer_cmd 2 30 --sparse_as_dense)"
+      env KOLO_FUSION_THRESHOLD=$((mib << 20)) bash -c "$(transformer_cmd 2 30 16384 --sparse_as_dense)"
   done
-  step 120 "kolo ResNet-50 1 GPU, reference" bash -c "$(resnet_cmd 1 40)"
+  step 120 "kolo ResNet-50 1 GPU, reference" bash -c "$(resnet_cmd 1 40 256)"
   for mib in 32 128; do
     step 120 "kolo ResNet-50 2 GPUs, KOLO_FUSION_THRESHOLD=${mib} MiB" \
-      env KOLO_FUSION_THRESHOLD=$((mib << 20)) bash -c "$(resnet_cmd 2 40)"
+      env KOLO_FUSION_THRESHOLD=$((mib << 20)) bash -c "$(resnet_cmd 2 40 256)"
   done
 }
 
