@@ -9,9 +9,8 @@
 // scale backs off; bf16 has f32's exponent range and needs no scaling.
 #pragma once
 
-#include <functional>
-
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "core/tensor/tensor.h"
