@@ -102,6 +102,10 @@ TEST(Nccl, FusedEqualsUnfusedBitwise) {
 TEST(Nccl, InPlaceRunsOfFlatBuffers) {
   const int n = world().size(), r = world().rank();
   NcclFusion fusion(world());
+  // 40 slices of varied lengths per buffer cover its first 3,780 of 4,099 elements (the rest is a gap).
+  auto slice_len = [](int k) { return int64_t{1} + (k * 53) % 200; };
+  int64_t covered = 0;
+  for (int k = 0; k < 40; ++k) covered += slice_len(k);
   for (int buffers : {1, 2, 12})
     for (DType dt : {DType::F32, DType::BF16, DType::I32})
       for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Average, ReduceOp::Max}) {
@@ -112,10 +116,9 @@ TEST(Nccl, InPlaceRunsOfFlatBuffers) {
         std::vector<DeviceSpan> spans;
         for (int b = 0; b < buffers; ++b) {
           flats.push_back(make(dt, 4099, seed + b, r));
-          // 40 slices of varied lengths, the last one ending 9 elements short of the buffer's end (a gap).
           int64_t off = 0;
           for (int k = 0; k < 40; ++k) {
-            const int64_t len = 1 + (k * 53) % 200;
+            const int64_t len = slice_len(k);
             void* p0 = static_cast<uint8_t*>(flats.back().data_ptr()) + off * static_cast<int64_t>(dtype_size(dt));
             spans.push_back({p0, p0, len});
             off += len;
@@ -129,8 +132,6 @@ TEST(Nccl, InPlaceRunsOfFlatBuffers) {
           EXPECT_GT(fusion.capacity(), 0) << buffers << " runs were not packed";
         for (int b = 0; b < buffers; ++b) {
           const auto got = to_host(flats[b]);
-          int64_t covered = 0;
-          for (int k = 0; k < 40; ++k) covered += 1 + (k * 53) % 200;
           for (int64_t i = 0; i < 4099; ++i) {
             const double base = value(seed + b, r, i);
             const double want = i < covered ? expected(op, dt, seed + b, n, i) * pre * post : base;
