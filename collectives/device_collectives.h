@@ -5,9 +5,12 @@
 // Ordering protocol (Horovod's NCCL ops): every call first makes its communication stream wait for `ready`
 // — events recorded on the producers' compute streams when the tensors were enqueued, plus one recorded
 // on the background thread's stream after the executor allocated outputs or zeros there — then enqueues
-// the collective and returns without a host sync. synchronize() waits on the host (the background thread)
-// until everything issued has completed; the executor calls it before completing handles, so a finished
-// handle's result is safe for any later work on any stream and user threads never wait on the device.
+// the collective and returns without a host sync. fence() marks everything issued so far and reached()
+// polls that mark without blocking: the background thread launches every group of a cycle, then completes
+// each group's handles once its fence is reached — so a finished handle's result is safe for any later
+// work on any stream, user threads never wait on the device, and no group waits for the previous one's
+// completion before it is launched (they queue on the communication streams, each behind its own ready
+// events).
 #pragma once
 
 #include <cstdint>
@@ -50,7 +53,12 @@ class DeviceCollectives {
 
   // Collective over all ranks: members of process set `id` get a communicator for it.
   virtual void create_process_set(int id, bool member) = 0;
-  // Host wait for everything issued; throws kolo::Error when a collective failed or timed out.
+  // A mark of every collective issued so far.
+  virtual uint64_t fence() = 0;
+  // Polls without blocking: true once everything issued before `fence` has finished. Throws kolo::Error
+  // when a collective failed or timed out (the same error on every rank, see NcclBackend).
+  virtual bool reached(uint64_t fence) = 0;
+  // Host wait for everything issued; throws like reached().
   virtual void synchronize() = 0;
   virtual void abort(const std::string& reason) = 0;
 };

@@ -58,23 +58,16 @@ std::string rows_args(size_t tensors, int64_t bytes, int64_t chunks) {
 
 }  // namespace
 
-// One device group's ordering state: the ready events of its inputs, plus one recorded on this thread's
-// stream once it allocated outputs or zeros there (their memory may have been in use by earlier work).
-struct Executor::DeviceWork {
-  DeviceCollectives& d;
-  std::vector<Event*> ready;
-  std::unique_ptr<Event> allocated;
-  const std::vector<Event*>& after_allocation() {
-    if (!allocated) {
-      const Device dev = d.device();
-      DeviceBackend& db = device_backend(dev.type);
-      allocated = db.create_event(dev.index);
-      allocated->record(db.current_stream(dev.index));
-      ready.push_back(allocated.get());
-    }
-    return ready;
+const std::vector<Event*>& DeviceWork::after_allocation() {
+  if (!allocated) {
+    const Device dev = d.device();
+    DeviceBackend& db = device_backend(dev.type);
+    allocated = db.create_event(dev.index);
+    allocated->record(db.current_stream(dev.index));
+    ready.push_back(allocated.get());
   }
-};
+  return ready;
+}
 
 Executor::Executor(Backends backends, const Config& config, Timeline& timeline, CollectiveStats& stats)
     : backends_(std::move(backends)),
@@ -357,10 +350,9 @@ void Executor::reducescatter(TensorEntry& e, Backend& b, DeviceWork* dw) {
 void Executor::allreduce_on_device(const std::vector<TensorEntry*>& items, const std::vector<Request>& params,
                                    DeviceWork& dw) {
   const Request& p = params[0];
-  const auto t0 = Clock::now();
   std::vector<DeviceSpan> spans;
   std::vector<Event*> ready;  // per span: its input's ready event (nullptr: none)
-  std::vector<Tensor> zeros;  // joined ranks contribute zeros of the agreed shape
+  std::vector<Tensor>& zeros = dw.zeros;  // joined ranks contribute zeros of the agreed shape
   std::vector<int64_t> span_bytes;
   int64_t bytes = 0;
   for (size_t i = 0; i < items.size(); ++i) {
@@ -388,7 +380,6 @@ void Executor::allreduce_on_device(const std::vector<TensorEntry*>& items, const
                                        spans.begin() + static_cast<std::ptrdiff_t>(end));
     dw.d.allreduce(part, p, hierarchical, waits);
   }
-  dw.d.synchronize();
   ++stats_.collectives;
   stats_.bytes += bytes;
   if (items.size() > 1) {
@@ -396,19 +387,29 @@ void Executor::allreduce_on_device(const std::vector<TensorEntry*>& items, const
     stats_.largest_fusion = std::max<int64_t>(stats_.largest_fusion, static_cast<int64_t>(items.size()));
   }
   if (timeline_.enabled()) {
-    const auto t1 = Clock::now();
-    const std::string args = rows_args(items.size(), bytes, 1);
-    const char* activity = hierarchical ? "NCCL_HIERARCHICAL_ALLREDUCE" : "NCCL_ALLREDUCE";
-    for (const Request& r : params) timeline_.span(r.name, activity, t0, t1, args);
+    dw.args = rows_args(items.size(), bytes, 1);
+    dw.activity = hierarchical ? "NCCL_HIERARCHICAL_ALLREDUCE" : "NCCL_ALLREDUCE";
+    for (const Request& r : params) dw.names.push_back(r.name);
   }
 }
 
-void Executor::execute(OpType op, const std::vector<TensorEntry*>& items, const std::vector<Request>& params) {
+bool Executor::finished(DeviceWork& w) {
+  if (!w.d.reached(w.fence)) return false;
+  if (timeline_.enabled()) {
+    const auto t1 = Clock::now();
+    for (const std::string& name : w.names) timeline_.span(name, w.activity, w.launched, t1, w.args);
+  }
+  return true;
+}
+
+std::unique_ptr<DeviceWork> Executor::execute(OpType op, const std::vector<TensorEntry*>& items,
+                                             const std::vector<Request>& params) {
   const Request& p = params[0];
   const auto t0 = Clock::now();
   std::unique_ptr<DeviceWork> dw;
   if (p.device != DeviceType::CPU && op != OpType::ProcessSetCreate) {
-    dw.reset(new DeviceWork{device_collectives(p), {}, nullptr});
+    dw = std::make_unique<DeviceWork>(device_collectives(p));
+    dw->launched = t0;
     for (TensorEntry* it : items) {
       if (!it) continue;
       KOLO_CHECK(it->input.device() == dw->d.device(), op_type_name(op), " '", it->req.name, "': ",
@@ -417,16 +418,18 @@ void Executor::execute(OpType op, const std::vector<TensorEntry*>& items, const 
     }
   }
   if (op == OpType::Allreduce) {
-    if (dw)
+    if (dw) {
       allreduce_on_device(items, params, *dw);
-    else
+      dw->fence = dw->d.fence();
+    } else {
       allreduce(items, params);
-    return;
+    }
+    return dw;
   }
   if (op == OpType::ProcessSetCreate) {
     create_process_set(p.root, p.ranks);
     if (items[0]) items[0]->state->value = p.root;
-    return;
+    return nullptr;
   }
   Backend* b = process_set(p.process_set);
   KOLO_CHECK(b, op_type_name(op), " '", p.name, "': this rank is not in process set ", p.process_set);
@@ -448,9 +451,18 @@ void Executor::execute(OpType op, const std::vector<TensorEntry*>& items, const 
     case OpType::Barrier: b->barrier(); break;
     default: KOLO_FAIL("executor: unexpected op ", op_type_name(op), " for '", p.name, "'");
   }
-  if (dw) dw->d.synchronize();
   ++stats_.collectives;
-  if (timeline_.enabled()) timeline_.span(p.name, op_type_name(op), t0, Clock::now(), rows_args(1, 0, 1));
+  if (!dw) {
+    if (timeline_.enabled()) timeline_.span(p.name, op_type_name(op), t0, Clock::now(), rows_args(1, 0, 1));
+    return nullptr;
+  }
+  dw->fence = dw->d.fence();
+  if (timeline_.enabled()) {
+    dw->activity = op_type_name(op);
+    dw->args = rows_args(1, 0, 1);
+    dw->names = {p.name};
+  }
+  return dw;
 }
 
 }  // namespace kolo

@@ -17,8 +17,9 @@
 // (device_collectives.h; NCCL), built on first use — a collective step every rank reaches at the same
 // group, since the device type is part of the agreed request — so a CPU-only job never touches CUDA.
 // Allreduce groups are fused on the device; the other ops exchange their sizes over the host backend,
-// allocate outputs on the device, and move data on the device. The group's handles complete only after
-// the device work finished (DeviceCollectives::synchronize on this thread).
+// allocate outputs on the device, and move data on the device. execute() returns once the group is
+// enqueued, with its DeviceWork; the caller completes the group's handles once finished() reports the
+// device work done, so the groups of a cycle are all launched before any of them is waited for.
 #pragma once
 
 #include <chrono>
@@ -45,9 +46,30 @@ struct TensorEntry {
   Tensor output;                  // allocated at execution for allgather/alltoall/reducescatter
   std::vector<int64_t> splits;    // alltoall
   std::unique_ptr<Event> ready_event;  // device input: recorded on the compute stream at enqueue
+  bool launched = false;          // (RuntimeCore::mu) its device group is enqueued, completion pending
   std::shared_ptr<HandleState> state;
   Clock::time_point enqueued;
   Clock::time_point ready;
+};
+
+// One device group after execute(): what the device may still read (its inputs' ready events, the event
+// of the outputs' allocation, zeros contributed for joined ranks), the fence that marks its collectives,
+// and its timeline span. Kept alive until Executor::finished() returns true for it.
+struct DeviceWork {
+  using Clock = std::chrono::steady_clock;
+  explicit DeviceWork(DeviceCollectives& collectives) : d(collectives) {}
+  DeviceCollectives& d;
+  std::vector<Event*> ready;
+  std::unique_ptr<Event> allocated;
+  std::vector<Tensor> zeros;
+  uint64_t fence = 0;
+  Clock::time_point launched;
+  const char* activity = "";
+  std::string args;
+  std::vector<std::string> names;
+  // The ready events plus one recorded on this thread's stream once it allocated outputs or zeros there
+  // (their memory may have been in use by earlier work).
+  const std::vector<Event*>& after_allocation();
 };
 
 class Executor {
@@ -55,8 +77,13 @@ class Executor {
   Executor(Backends backends, const Config& config, Timeline& timeline, CollectiveStats& stats);
   ~Executor();
   // Runs one group. `items` are this rank's entries (nullptr where this rank joined and contributes zeros);
-  // `params` the agreed requests. Throws kolo::Error on backend failure.
-  void execute(OpType op, const std::vector<TensorEntry*>& items, const std::vector<Request>& params);
+  // `params` the agreed requests. Host groups are done on return (nullptr); device groups are enqueued and
+  // their work returned, to be completed once finished(). Throws kolo::Error on backend failure.
+  std::unique_ptr<DeviceWork> execute(OpType op, const std::vector<TensorEntry*>& items,
+                                      const std::vector<Request>& params);
+  // Polls without blocking: true once `w`'s device work is done (then its timeline span is written).
+  // Throws kolo::Error when a device collective failed or timed out.
+  bool finished(DeviceWork& w);
   void set_chunk_bytes(int64_t b) { chunk_bytes_ = b; }
   Backend* process_set(int id) const;  // nullptr when this rank is not a member
   // Collective over all ranks: splits the world backend; members get set `id`.
@@ -67,7 +94,6 @@ class Executor {
  private:
   void allreduce(const std::vector<TensorEntry*>& items, const std::vector<Request>& params);
   void reduce_chunked(Backend& b, void* buf, int64_t count, DType dtype, ReduceOp op, bool hierarchical);
-  struct DeviceWork;
   void allreduce_on_device(const std::vector<TensorEntry*>& items, const std::vector<Request>& params,
                            DeviceWork& dw);
   // Host buffers, or device ones through `dw` when it is given.

@@ -2,6 +2,7 @@
 #include "collectives/runtime_core.h"
 
 #include <algorithm>
+#include <thread>
 
 #include "collectives/backend_factory.h"
 #include "collectives/controller.h"
@@ -16,6 +17,10 @@ namespace {
 using Clock = std::chrono::steady_clock;
 // How long after the last executed collective the loop keeps cycling without pause while requests wait.
 constexpr auto kEagerWindow = std::chrono::milliseconds(20);
+// Launched device groups are polled by spinning (yield) this long after a launch or a completion, when the
+// next completion is likely near, then every kPollSlice.
+constexpr auto kSpinWindow = std::chrono::microseconds(200);
+constexpr auto kPollSlice = std::chrono::microseconds(50);
 
 }  // namespace
 
@@ -42,6 +47,49 @@ void RuntimeCore::fail_all(const std::string& msg) {
     join_entry.reset();
   }
   for (auto& e : victims) e->state->finish(msg);
+}
+
+void RuntimeCore::finish_group(const std::vector<std::shared_ptr<TensorEntry>>& entries, const std::string& error) {
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    for (const auto& e : entries)
+      if (e) {
+        in_flight.erase(e->req.name);
+        ++stats.tensors;
+      }
+  }
+  for (const auto& e : entries)
+    if (e) {
+      e->state->output = e->output;
+      e->state->finish(error);
+    }
+}
+
+bool RuntimeCore::complete_launched(bool block) {
+  bool any = false;
+  const auto started = Clock::now();
+  while (!launched.empty()) {
+    Launched& g = launched.front();
+    std::string error;
+    try {
+      if (!executor->finished(*g.work)) {
+        if (!block) break;
+        // As NcclBackend::synchronize: spin briefly, then sleep so peers sharing cores can run.
+        if (Clock::now() - started < kSpinWindow)
+          std::this_thread::yield();
+        else
+          std::this_thread::sleep_for(kPollSlice);
+        continue;
+      }
+    } catch (const std::exception& e) {
+      error = detail::concat(e.what(), " (rank ", rank, ")");
+      KOLO_LOG(Error, error);
+    }
+    finish_group(g.entries, error);
+    launched.pop_front();
+    any = true;
+  }
+  return any;
 }
 
 void RuntimeCore::loop(std::promise<void>* started) {
@@ -71,6 +119,7 @@ void RuntimeCore::loop(std::promise<void>* started) {
   bool shutdown_sent = false;
   auto last_cycle = Clock::now();
   auto last_progress = last_cycle;
+  auto last_device_event = last_cycle;  // last launch or completion of a device group
   for (;;) {
     std::vector<std::shared_ptr<TensorEntry>> fresh;
     RequestList list;
@@ -83,14 +132,31 @@ void RuntimeCore::loop(std::promise<void>* started) {
       // group; host tensors keep the cycle time, whose pauses leave the cores to the compute threads. Only
       // while work keeps completing: a stalled request (a rank that never submits) falls back to the cycle.
       const bool eager = Clock::now() - last_progress < kEagerWindow &&
-                         std::any_of(in_flight.begin(), in_flight.end(),
-                                     [](const auto& kv) { return kv.second->req.device != DeviceType::CPU; });
+                         std::any_of(in_flight.begin(), in_flight.end(), [](const auto& kv) {
+                           return kv.second->req.device != DeviceType::CPU && !kv.second->launched;
+                         });
       const auto next = eager ? last_cycle
                               : last_cycle + std::chrono::duration_cast<Clock::duration>(
                                                  std::chrono::duration<double, std::milli>(cycle_ms));
-      cv.wait_until(lock, next, [&] {
+      auto wake = [&] {
         return !queue.empty() || (shutdown_requested && !shutdown_sent) || (join_requested && !join_sent);
-      });
+      };
+      // Launched device groups complete while this thread waits for the next cycle.
+      while (!wake() && Clock::now() < next) {
+        if (launched.empty()) {
+          cv.wait_until(lock, next, wake);
+          continue;
+        }
+        if (Clock::now() - last_device_event < kSpinWindow) {
+          lock.unlock();
+          std::this_thread::yield();
+        } else {
+          cv.wait_until(lock, std::min(next, Clock::now() + kPollSlice), wake);
+          lock.unlock();
+        }
+        if (complete_launched(false)) last_device_event = Clock::now();
+        lock.lock();
+      }
       fresh.swap(queue);
       list.shutdown = shutdown_requested;
       list.joined = join_requested;
@@ -195,6 +261,9 @@ void RuntimeCore::loop(std::promise<void>* started) {
       }
       const bool member = executor->process_set(params[0].process_set) != nullptr;
       std::string error;
+      std::unique_ptr<DeviceWork> work;
+      // Splitting communicators is a collective of its own: nothing may still run on them.
+      if (g.op == OpType::ProcessSetCreate) complete_launched(true);
       if (member || g.op == OpType::ProcessSetCreate) {
         const auto t0 = Clock::now();
         for (auto* it : items)
@@ -211,7 +280,7 @@ void RuntimeCore::loop(std::promise<void>* started) {
           health->busy_what.append(" '").append(params[0].name).append(items.size() > 1 ? "' (fused)" : "'");
         }
         try {
-          executor->execute(g.op, items, params);
+          work = executor->execute(g.op, items, params);
         } catch (const std::exception& e) {
           error = detail::concat(e.what(), " (rank ", rank, ")");
           KOLO_LOG(Error, error);
@@ -226,26 +295,29 @@ void RuntimeCore::loop(std::promise<void>* started) {
           process_sets[params[0].root] = std::vector<int>(params[0].ranks.begin(), params[0].ranks.end());
         }
       }
-      {
-        std::lock_guard<std::mutex> lock(mu);
-        for (auto* it : items)
-          if (it) {
-            in_flight.erase(it->req.name);
-            ++stats.tensors;
-          }
-      }
-      for (auto* it : items)
-        if (it) {
-          it->state->output = it->output;
-          it->state->finish(error);
+      std::vector<std::shared_ptr<TensorEntry>> entries;
+      for (size_t i : g.items) entries.push_back(owners[i]);
+      if (work) {
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          for (auto* it : items)
+            if (it) it->launched = true;
         }
+        launched.push_back({std::move(entries), std::move(work)});
+        last_device_event = Clock::now();
+        continue;
+      }
+      finish_group(entries, error);
     }
+    if (complete_launched(false)) last_device_event = Clock::now();
     if (!ready.empty()) last_progress = Clock::now();
     if (resp.shutdown) {
+      complete_launched(true);
       fail_all("kolo: the runtime shut down before this collective was submitted on every rank");
       break;
     }
   }
+  launched.clear();  // after an abort: fail_all has completed their handles
   timeline->close();
   {
     std::lock_guard<std::mutex> lock(mu);

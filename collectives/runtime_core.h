@@ -10,6 +10,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <deque>
 #include <future>
 #include <map>
 #include <memory>
@@ -27,6 +28,7 @@ class ControlPlane;
 class Executor;
 class ResponseCache;
 class Timeline;
+struct DeviceWork;
 struct TensorEntry;
 
 struct RuntimeCore {
@@ -38,6 +40,12 @@ struct RuntimeCore {
   void loop(std::promise<void>* started);
   // Fails every pending and future request with `msg` (the first failure wins).
   void fail_all(const std::string& msg);
+  // Removes a group's entries from the in-flight table and completes their handles (nullptr entries: this
+  // rank joined and contributed zeros).
+  void finish_group(const std::vector<std::shared_ptr<TensorEntry>>& entries, const std::string& error);
+  // (background thread) Completes the launched device groups whose work is done, oldest first; with
+  // `block`, waits for all of them. Returns whether any completed.
+  bool complete_launched(bool block);
 
   const Config config;
   int rank = 0, size = 1, local_rank = 0, local_size = 1, cross_rank = 0, cross_size = 1;
@@ -63,6 +71,13 @@ struct RuntimeCore {
   std::unique_ptr<ResponseCache> cache;
   std::unique_ptr<Controller> controller;
   std::unique_ptr<Executor> executor;
+  // (background thread) Device groups enqueued by the executor whose handles complete once their work is
+  // done, oldest first.
+  struct Launched {
+    std::vector<std::shared_ptr<TensorEntry>> entries;
+    std::unique_ptr<DeviceWork> work;
+  };
+  std::deque<Launched> launched;
 };
 
 }  // namespace kolo

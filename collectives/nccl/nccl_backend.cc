@@ -56,6 +56,10 @@ bool all_equal(const std::vector<int64_t>& v) {
   return std::all_of(v.begin(), v.end(), [&](int64_t x) { return x == v.front(); });
 }
 
+int64_t total_bytes(const std::vector<int64_t>& counts, DType dtype) {
+  return std::accumulate(counts.begin(), counts.end(), int64_t{0}) * static_cast<int64_t>(dtype_size(dtype));
+}
+
 void check_counts(const std::vector<int64_t>& counts, int size, const char* what) {
   KOLO_CHECK(static_cast<int>(counts.size()) == size, "nccl ", what, ": ", counts.size(), " counts for ", size,
              " ranks");
@@ -73,9 +77,11 @@ NcclOptions NcclOptions::from_env() {
   NcclOptions o;
   o.num_streams = static_cast<int>(env::get_int("KOLO_NUM_NCCL_STREAMS", o.num_streams));
   o.timeout_s = env::get_double("KOLO_NCCL_TIMEOUT", o.timeout_s);
+  o.inline_bytes = env::get_int("KOLO_NCCL_INLINE_BYTES", o.inline_bytes);
   KOLO_CHECK(o.num_streams >= 1 && o.num_streams <= 16, "KOLO_NUM_NCCL_STREAMS must be in [1, 16], got ",
              o.num_streams);
   KOLO_CHECK(o.timeout_s > 0, "KOLO_NCCL_TIMEOUT must be > 0 s, got ", o.timeout_s);
+  KOLO_CHECK(o.inline_bytes >= 0, "KOLO_NCCL_INLINE_BYTES must be >= 0, got ", o.inline_bytes);
   return o;
 }
 
@@ -130,6 +136,9 @@ void NcclBackend::create_streams() {
     KOLO_CUDA_CHECK(cudaStreamCreateWithPriority(&s, cudaStreamNonBlocking, greatest));
     streams_.push_back(s);
   }
+  last_seq_.assign(comms_.size(), 0);
+  last_done_.assign(comms_.size(), nullptr);
+  last_stream_.assign(streams_.begin(), streams_.end());
   KOLO_CUDA_CHECK(cudaEventCreateWithFlags(&ready_event_, cudaEventDisableTiming));
 }
 
@@ -211,22 +220,30 @@ void NcclBackend::synchronize() {
   }
 }
 
-cudaStream_t NcclBackend::begin(const char* op, Stream* ready) {
+cudaStream_t NcclBackend::begin(const char* op, Stream* ready, int64_t bytes) {
   poll();
   KOLO_CUDA_CHECK(cudaSetDevice(device_));
   current_ = next_;
   next_ = (next_ + 1) % static_cast<int>(streams_.size());
   ++seq_;
   current_op_ = op;
-  cudaStream_t comm_stream = streams_[current_];
-  if (cudaStream_t compute = native(ready)) {
+  cudaStream_t compute = native(ready);
+  const bool on_compute = compute && bytes <= options_.inline_bytes;
+  cudaStream_t s = on_compute ? compute : streams_[current_];
+  if (compute && !on_compute) {
     // Waiting captures the event's state at this call, so the one ready event is reusable at once.
     KOLO_CUDA_CHECK(cudaEventRecord(ready_event_, compute));
-    KOLO_CUDA_CHECK(cudaStreamWaitEvent(comm_stream, ready_event_, 0));
+    KOLO_CUDA_CHECK(cudaStreamWaitEvent(s, ready_event_, 0));
   }
-  for (cudaEvent_t e : awaited_) KOLO_CUDA_CHECK(cudaStreamWaitEvent(comm_stream, e, 0));
+  // The communicator's previous collective ran on another stream and is still pending (so its done event
+  // has not been recycled): this one must not overtake it.
+  const int64_t prev = last_seq_[current_];
+  if (last_stream_[current_] != s && !pending_.empty() && pending_.front().seq <= prev)
+    KOLO_CUDA_CHECK(cudaStreamWaitEvent(s, last_done_[current_], 0));
+  for (cudaEvent_t e : awaited_) KOLO_CUDA_CHECK(cudaStreamWaitEvent(s, e, 0));
   awaited_.clear();
-  return comm_stream;
+  active_ = s;
+  return s;
 }
 
 void NcclBackend::await_next(cudaEvent_t event) {
@@ -235,14 +252,18 @@ void NcclBackend::await_next(cudaEvent_t event) {
 
 void NcclBackend::end(Stream* consumer) {
   cudaEvent_t done = take_event();
-  KOLO_CUDA_CHECK(cudaEventRecord(done, streams_[current_]));
+  KOLO_CUDA_CHECK(cudaEventRecord(done, active_));
   pending_.push_back({done, seq_, current_op_, std::chrono::steady_clock::now()});
-  if (cudaStream_t compute = native(consumer)) KOLO_CUDA_CHECK(cudaStreamWaitEvent(compute, done, 0));
+  last_seq_[current_] = seq_;
+  last_done_[current_] = done;
+  last_stream_[current_] = active_;
+  cudaStream_t compute = native(consumer);
+  if (compute && compute != active_) KOLO_CUDA_CHECK(cudaStreamWaitEvent(compute, done, 0));
 }
 
 void NcclBackend::allreduce(const void* send, void* recv, int64_t count, DType dtype, ReduceOp op, Stream* stream) {
   const ncclRedOp_t nop = nccl_op(op, dtype, "allreduce");
-  cudaStream_t s = begin("allreduce", stream);
+  cudaStream_t s = begin("allreduce", stream, count * static_cast<int64_t>(dtype_size(dtype)));
   KOLO_NCCL_CHECK(ncclAllReduce(send, recv, as_count(count, "allreduce"), nccl_type(dtype), nop, comm(), s));
   end(stream);
 }
@@ -250,7 +271,7 @@ void NcclBackend::allreduce(const void* send, void* recv, int64_t count, DType d
 void NcclBackend::allgatherv(const void* send, void* recv, const std::vector<int64_t>& counts, DType dtype,
                              Stream* stream) {
   check_counts(counts, size_, "allgatherv");
-  cudaStream_t s = begin("allgatherv", stream);
+  cudaStream_t s = begin("allgatherv", stream, total_bytes(counts, dtype));
   if (all_equal(counts)) {
     KOLO_NCCL_CHECK(ncclAllGather(send, recv, as_count(counts[0], "allgatherv"), nccl_type(dtype), comm(), s));
   } else {
@@ -271,7 +292,7 @@ void NcclBackend::allgatherv(const void* send, void* recv, const std::vector<int
 
 void NcclBackend::broadcast(void* buf, int64_t count, DType dtype, int root, Stream* stream) {
   KOLO_CHECK(root >= 0 && root < size_, "nccl broadcast: root ", root, " out of range for ", size_, " ranks");
-  cudaStream_t s = begin("broadcast", stream);
+  cudaStream_t s = begin("broadcast", stream, count * static_cast<int64_t>(dtype_size(dtype)));
   KOLO_NCCL_CHECK(ncclBroadcast(buf, buf, as_count(count, "broadcast"), nccl_type(dtype), root, comm(), s));
   end(stream);
 }
@@ -280,7 +301,8 @@ void NcclBackend::alltoallv(const void* send, const std::vector<int64_t>& send_c
                             const std::vector<int64_t>& recv_counts, DType dtype, Stream* stream) {
   check_counts(send_counts, size_, "alltoallv");
   check_counts(recv_counts, size_, "alltoallv");
-  cudaStream_t s = begin("alltoallv", stream);
+  const int64_t bytes = std::max(total_bytes(send_counts, dtype), total_bytes(recv_counts, dtype));
+  cudaStream_t s = begin("alltoallv", stream, bytes);
   KOLO_NCCL_CHECK(ncclGroupStart());
   int64_t so = 0, ro = 0;
   for (int r = 0; r < size_; ++r) {
@@ -301,7 +323,7 @@ void NcclBackend::reducescatter(const void* send, void* recv, const std::vector<
                                 ReduceOp op, Stream* stream) {
   check_counts(counts, size_, "reducescatter");
   const ncclRedOp_t nop = nccl_op(op, dtype, "reducescatter");
-  cudaStream_t s = begin("reducescatter", stream);
+  cudaStream_t s = begin("reducescatter", stream, total_bytes(counts, dtype));
   if (all_equal(counts)) {
     KOLO_NCCL_CHECK(ncclReduceScatter(send, recv, as_count(counts[0], "reducescatter"), nccl_type(dtype), nop,
                                       comm(), s));

@@ -9,6 +9,11 @@
 // it, the communication stream waits on that event, the collective runs, a done event is recorded and
 // the compute stream waits on it — so later kernels on `stream` see the result. With stream == nullptr
 // the work is ordered on the communication stream only; synchronize() waits for it.
+// Small collectives given a compute stream (at most KOLO_NCCL_INLINE_BYTES, default 1 MiB; 0: never) run on
+// that stream itself: the two cross-stream event hops cost more than such a collective's own latency, and
+// its result is usually needed by the very next kernel. One communicator's collectives still run one after
+// another: a collective whose predecessor on the communicator went to another stream and may still run
+// waits for that predecessor's done event.
 // Failure: every call first polls ncclCommGetAsyncError and the age of the oldest unfinished collective.
 // An asynchronous NCCL error, or no progress within KOLO_NCCL_TIMEOUT seconds, aborts the communicators
 // (ncclCommAbort) and throws a kolo::Error whose text names only the collective's sequence number and op,
@@ -20,6 +25,7 @@
 #include <nccl.h>
 
 #include <chrono>
+#include <cstdint>
 #include <deque>
 #include <memory>
 #include <string>
@@ -40,6 +46,7 @@ namespace kolo {
 struct NcclOptions {
   int num_streams = 1;    // KOLO_NUM_NCCL_STREAMS
   double timeout_s = 60;  // KOLO_NCCL_TIMEOUT: a collective unfinished after this long aborts the communicator
+  int64_t inline_bytes = int64_t{1} << 20;  // KOLO_NCCL_INLINE_BYTES: run smaller ones on the caller's stream
   static NcclOptions from_env();
 };
 
@@ -81,9 +88,10 @@ class NcclBackend final : public Backend {
   std::unique_ptr<Backend> split(int color) override;
 
   // ---- for the fusion and hierarchical layers, which issue several NCCL calls as one collective.
-  // Starts a collective named `op`: polls for failure, picks the next stream and makes it wait for
-  // `ready` (a compute stream, or nullptr). Returns the communication stream to enqueue on.
-  cudaStream_t begin(const char* op, Stream* ready);
+  // Starts a collective named `op` of `bytes`: polls for failure, picks the next communicator and its
+  // stream and makes it wait for `ready` (a compute stream, or nullptr) — or, for at most
+  // options().inline_bytes with a `ready` stream, picks that stream itself. Returns the stream to enqueue on.
+  cudaStream_t begin(const char* op, Stream* ready, int64_t bytes = INT64_MAX);
   // Ends it: records the done event (the watchdog's progress marker) and makes `consumer` wait on it.
   void end(Stream* consumer);
   // The next begin() also makes its stream wait for `event` (nullptr: nothing to wait for); for ready
@@ -97,6 +105,13 @@ class NcclBackend final : public Backend {
   void synchronize();
   // Throws the backend's error if it has failed (asynchronous error or timeout); cheap when healthy.
   void poll();
+  // Sequence number of the last collective issued (0: none yet).
+  int64_t issued() const { return seq_; }
+  // Polls; true once every collective up to sequence number `seq` has finished.
+  bool finished_through(int64_t seq) {
+    poll();
+    return pending_.empty() || pending_.front().seq > seq;
+  }
 
  private:
   NcclBackend(int device, NcclOptions options, std::vector<ncclComm_t> comms);
@@ -117,6 +132,11 @@ class NcclBackend final : public Backend {
   std::vector<cudaStream_t> streams_;
   int rank_ = 0, size_ = 1;
   int current_ = 0;             // stream/communicator of the collective being issued
+  cudaStream_t active_ = nullptr;  // the stream it is issued on (its communication stream, or inline)
+  // Per communicator: the last collective's sequence number, done event and stream.
+  std::vector<int64_t> last_seq_;
+  std::vector<cudaEvent_t> last_done_;
+  std::vector<cudaStream_t> last_stream_;
   int next_ = 0;                // round-robin cursor
   int64_t seq_ = 0;             // collectives issued on this backend
   const char* current_op_ = "";

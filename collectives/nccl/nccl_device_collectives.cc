@@ -1,6 +1,7 @@
 // NcclDeviceCollectives: the Executor's device collectives on NCCL communicators (see the header).
 #include "collectives/nccl/nccl_device_collectives.h"
 
+#include <deque>
 #include <map>
 
 #include "collectives/nccl/fusion_kernels.h"
@@ -86,6 +87,23 @@ class NcclDeviceCollectives final : public DeviceCollectives {
     if (b) sets_[id].reset(static_cast<NcclBackend*>(b.release()));
   }
 
+  uint64_t fence() override {
+    Fence f{++fences_issued_, {{world_, world_->issued()}, {local_, local_->issued()}}};
+    for (auto& [id, b] : sets_) f.marks.emplace_back(b.get(), b->issued());
+    fences_.push_back(std::move(f));
+    return fences_issued_;
+  }
+
+  bool reached(uint64_t fence) override {
+    // Fences are reached in the order they were taken; each backend finishes its collectives in order.
+    while (!fences_.empty() && fences_.front().id <= fence) {
+      for (const auto& [b, seq] : fences_.front().marks)
+        if (!b->finished_through(seq)) return false;
+      fences_.pop_front();
+    }
+    return true;
+  }
+
   void synchronize() override {
     world_->synchronize();
     local_->synchronize();
@@ -121,6 +139,11 @@ class NcclDeviceCollectives final : public DeviceCollectives {
     }
   }
 
+  struct Fence {
+    uint64_t id;
+    std::vector<std::pair<NcclBackend*, int64_t>> marks;  // each backend's last collective at the fence
+  };
+
   // Declaration order is destruction order reversed: fusions and the hierarchical scratch (which drain
   // their backends before freeing) go before the backends they use.
   DeviceBackends devices_;
@@ -130,6 +153,8 @@ class NcclDeviceCollectives final : public DeviceCollectives {
   std::map<int, std::unique_ptr<NcclBackend>> sets_;
   std::map<int, std::unique_ptr<NcclFusion>> fusions_;
   std::unique_ptr<NcclHierarchicalAllreduce> hierarchical_;
+  std::deque<Fence> fences_;  // not yet reached, oldest first
+  uint64_t fences_issued_ = 0;
 };
 
 }  // namespace

@@ -113,7 +113,9 @@ void NcclFusion::allreduce(const std::vector<DeviceSpan>& spans, const FusedAllr
     // One out-of-place tensor is reduced straight from input to output (no scaling of the input).
     if (runs.empty() && spans.size() == 1 && spec.prescale == 1.0) runs = {{spans[0].in, spans[0].out, spans[0].count}};
     if (!runs.empty() && runs.size() <= kMaxInPlaceRuns) {
-      cudaStream_t s = backend_.begin("allreduce", compute);
+      int64_t bytes = 0;
+      for (const nccl::CopySegment& r : runs) bytes += r.count * ws;
+      cudaStream_t s = backend_.begin("allreduce", compute, bytes);
       if (spec.prescale != 1.0) nccl::launch_convert_segments(runs, spec.dtype, spec.dtype, spec.prescale, 1, s);
       KOLO_NCCL_CHECK(ncclGroupStart());
       for (const nccl::CopySegment& r : runs)
@@ -147,7 +149,7 @@ void NcclFusion::allreduce(const std::vector<DeviceSpan>& spans, const FusedAllr
   }
   // The buffer's previous user may run on another of the backend's streams: wait until it is done with it.
   if (buffer_free_) backend_.await_next(buffer_free_);
-  cudaStream_t s = backend_.begin("fused_allreduce", compute);
+  cudaStream_t s = backend_.begin("fused_allreduce", compute, hierarchical ? INT64_MAX : total * ws);
   nccl::launch_convert_segments(pack, spec.dtype, spec.wire, spec.prescale, 1, s);
   if (hierarchical) {
     backend_.end(nullptr);

@@ -12,6 +12,7 @@
 #include "core/ops/nn.h"
 #include "core/ops/reduce.h"
 #include "core/util/error.h"
+#include "examples/common/loss_log.h"
 #include "examples/common/step_profile.h"
 #include "examples/common/step_timeline.h"
 #include "examples/common/throughput.h"
@@ -198,8 +199,7 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
   result.first_step = step;
   ThroughputMeter meter("images", rt.size(), std::min<int64_t>(10, (total_steps - step) / 5));
   if (log) meter.print_header(*log);
-  double interval_loss = 0;
-  int64_t interval_steps = 0;
+  LossLog losses;
   std::optional<data::ImageBatch> staged;
   StepProfile profile(step, total_steps, device);
   StepTimeline timeline(rt, device);
@@ -222,24 +222,20 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
     // f32 whatever the model dtype: cross_entropy computes and returns half logits' loss in f32.
     Tensor loss = cross_entropy(logits, batch->labels.to(device));
     precision.backward_and_step(loss, opt);
-    const double l = loss.item();
+    losses.add(loss);
     timeline.end_step();
     meter.end_step(batch->labels.numel());
     ++step;
-    result.losses.push_back(l);
-    interval_loss += l;
-    ++interval_steps;
     if (o.display_every > 0 && (step % o.display_every == 0 || step == total_steps)) {
-      const double avg = metric_average(rt, interval_loss / interval_steps, "train.loss");
+      const double avg = metric_average(rt, losses.interval_mean(), "train.loss");
       KOLO_CHECK(std::isfinite(avg), "training diverged: loss ", avg, " at step ", step);
       if (log) meter.print_interval(*log, step, avg, total_steps);
-      interval_loss = 0;
-      interval_steps = 0;
     }
     if (ckpt.enabled() && o.checkpoint_every > 0 && step % o.checkpoint_every == 0)
       ckpt.save(model, *inner, {step, loader.state(), o.seed}, precision.loss_scaler());
   }
   profile.finish(log);
+  result.losses = losses.all();
   if (ckpt.enabled() && (o.checkpoint_every <= 0 || step % o.checkpoint_every != 0))
     ckpt.save(model, *inner, {step, loader.state(), o.seed}, precision.loss_scaler());
   result.steps = step;

@@ -15,6 +15,7 @@
 #include "core/data/text_corpus.h"
 #include "core/data/token_loader.h"
 #include "core/util/error.h"
+#include "examples/common/loss_log.h"
 #include "examples/common/run_setup.h"
 #include "examples/common/step_profile.h"
 #include "examples/common/step_timeline.h"
@@ -254,8 +255,7 @@ TransformerRunResult run_transformer(Runtime& rt, const TransformerRunOptions& o
   TransformerRunResult result;
   ThroughputMeter meter("tokens", rt.size(), std::min<int64_t>(10, (total_steps - step) / 5));
   if (log) meter.print_header(*log);
-  double interval_loss = 0;
-  int64_t interval_steps = 0;
+  LossLog losses;
   StepProfile profile(step, total_steps, device);
   StepTimeline timeline(rt, device);
   precision.set_phase_marker([&timeline](const char* phase) { timeline.mark(phase); });
@@ -271,18 +271,13 @@ TransformerRunResult run_transformer(Runtime& rt, const TransformerRunOptions& o
     // f32 whatever the model dtype: cross_entropy computes and returns half logits' loss in f32.
     Tensor loss = models::label_smoothed_loss(logits, batch->tgt_out.to(device), cfg.pad_id, o.label_smoothing);
     precision.backward_and_step(loss, opt);
-    const double l = loss.item();
+    losses.add(loss);
     timeline.end_step();
     meter.end_step(batch->tgt_tokens);
     ++step;
-    result.losses.push_back(l);
-    interval_loss += l;
-    ++interval_steps;
     if (o.display_every > 0 && (step % o.display_every == 0 || step == total_steps)) {
-      const double avg = metric_average(rt, interval_loss / interval_steps, "train.loss");
+      const double avg = metric_average(rt, losses.interval_mean(), "train.loss");
       if (log) meter.print_interval(*log, step, avg, total_steps);
-      interval_loss = 0;
-      interval_steps = 0;
       if (!std::isfinite(avg)) {  // every rank sees the same average, so all stop together
         result.diverged = true;
         if (log) *log << "training diverged at step " << step << " (loss " << avg << ")\n";
@@ -293,6 +288,7 @@ TransformerRunResult run_transformer(Runtime& rt, const TransformerRunOptions& o
       ckpt.save(model, *inner, {step, loader.state(), o.seed}, precision.loss_scaler());
   }
   profile.finish(log);
+  result.losses = losses.all();
   if (ckpt.enabled() && !result.diverged && (o.checkpoint_every <= 0 || step % o.checkpoint_every != 0))
     ckpt.save(model, *inner, {step, loader.state(), o.seed}, precision.loss_scaler());
   result.steps = step;

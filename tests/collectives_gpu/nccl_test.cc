@@ -281,9 +281,44 @@ void CUDART_CB hold_stream(void*) {
   for (int i = 0; i < 20000 && !g_release.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
+// Small collectives run on the caller's stream, larger ones on the communication stream. Interleaved on one
+// communicator — with compute-stream kernels between them that read each result, and with collectives
+// ordered after nothing (no stream given) followed by inline ones that must not overtake them — every
+// result must be the one of the collectives in issue order.
+TEST(Nccl, InlineAndStreamCollectivesStayInOrder) {
+  const int n = world().size();
+  NcclOptions opts;
+  opts.inline_bytes = 4096;
+  NcclBackend b(*g_host->world, g_dev->device, opts);
+  Tensor small = Tensor::ones({64}, DType::F32, gpu());       // 256 B: inline
+  Tensor large = Tensor::ones({1 << 20}, DType::F32, gpu());  // 4 MiB: communication stream
+  Tensor loose = Tensor::ones({1 << 20}, DType::F32, gpu());
+  Tensor tiny = Tensor::ones({8}, DType::F32, gpu());
+  current_cuda_stream(g_dev->device).synchronize();
+  double want = 1, want_loose = 1;
+  for (int k = 0; k < 6; ++k) {
+    b.allreduce(small.data_ptr(), small.data_ptr(), small.numel(), DType::F32, ReduceOp::Sum, compute());
+    large.copy_(small.slice(0, 0, 1).expand({1 << 20}));  // the large buffer takes the small one's value
+    b.allreduce(large.data_ptr(), large.data_ptr(), large.numel(), DType::F32, ReduceOp::Sum, compute());
+    small.copy_(large.slice(0, 0, 64));
+    want *= static_cast<double>(n) * n;
+    b.allreduce(loose.data_ptr(), loose.data_ptr(), loose.numel(), DType::F32, ReduceOp::Sum, nullptr);
+    b.allreduce(tiny.data_ptr(), tiny.data_ptr(), tiny.numel(), DType::F32, ReduceOp::Sum, compute());
+    want_loose *= n;
+  }
+  b.synchronize();
+  EXPECT_EQ(to_host(small).back(), want);
+  EXPECT_EQ(to_host(large).back(), want);
+  EXPECT_EQ(to_host(loose).back(), want_loose);
+  EXPECT_EQ(to_host(tiny).back(), want_loose);
+}
+
 TEST(Nccl, StuckCollectiveTimesOutWithTheSameErrorOnEveryRank) {
+  for (int64_t inline_bytes : {int64_t{0}, int64_t{1} << 20}) {
+  SCOPED_TRACE(inline_bytes ? "on the caller's stream" : "on the communication stream");
   NcclOptions opts;
   opts.timeout_s = 1.0;
+  opts.inline_bytes = inline_bytes;
   NcclBackend b(*g_host->world, g_dev->device, opts);
   auto blocked = CudaStream::create(g_dev->device);
   Tensor t = Tensor::zeros({16}, DType::F32, gpu());
@@ -316,6 +351,7 @@ TEST(Nccl, StuckCollectiveTimesOutWithTheSameErrorOnEveryRank) {
     ADD_FAILURE() << "aborted backend accepted a barrier";
   } catch (const Error& e) {
     EXPECT_EQ(std::string(e.what()), msg);
+  }
   }
 }
 

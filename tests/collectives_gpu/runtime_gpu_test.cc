@@ -209,6 +209,34 @@ TEST(RuntimeGpu, DeviceMismatchIsAnError) {
   EXPECT_EQ(host_values(ok)[0], rt.size());
 }
 
+// Device groups complete asynchronously: many are launched before any is waited for, and creating a process
+// set (which splits the communicators) first lets every launched group finish. Results are checked after.
+TEST(RuntimeGpu, ProcessSetCreatedWhileDeviceGroupsAreInFlight) {
+  Runtime& rt = *g_rt;
+  const int n = rt.size(), r = rt.rank();
+  std::vector<Tensor> ts;
+  std::vector<Handle> hs;
+  for (int k = 0; k < 16; ++k) {
+    ts.push_back(gpu_values(DType::F32, {1 + 4099 * k}, 300 + k, r));
+    hs.push_back(rt.allreduce_async(ts.back(), "gpu.inflight." + std::to_string(k)));
+  }
+  std::vector<int> all(n);
+  for (int i = 0; i < n; ++i) all[i] = i;
+  const int ps = rt.add_process_set(all);
+  wait_all(hs);
+  for (int k = 0; k < 16; ++k) {
+    const auto got = host_values(ts[k]);
+    for (size_t i = 0; i < got.size(); i += 97)
+      ASSERT_NEAR(got[i], expected(ReduceOp::Sum, DType::F32, 300 + k, n, static_cast<int64_t>(i)),
+                  1e-4 * std::max(1.0, std::abs(got[i])))
+          << "tensor " << k << " at " << i;
+  }
+  AllreduceOptions o;
+  o.process_set = ps;
+  Tensor t = allreduce(rt, Tensor::ones({1000}, DType::F32, g_gpu), "gpu.inflight.set", o);
+  EXPECT_EQ(host_values(t)[999], n);
+}
+
 // A small MLP on the GPU whose parameters come from a fixed seed: identical on every rank.
 struct GpuMlp {
   std::vector<NamedParameter> params;
