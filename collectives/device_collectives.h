@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,10 @@ class DeviceCollectives {
   // Polls without blocking: true once everything issued before `fence` has finished. Throws kolo::Error
   // when a collective failed or timed out (the same error on every rank, see NcclBackend).
   virtual bool reached(uint64_t fence) = 0;
+  // Events that have all fired once every collective issued so far has finished (one per communication
+  // stream that issued work since the previous call; none when nothing was issued since): for waiters
+  // on other streams (Handle::wait_device).
+  virtual std::vector<std::shared_ptr<Event>> done_events() = 0;
   // Host wait for everything issued; throws like reached().
   virtual void synchronize() = 0;
   virtual void abort(const std::string& reason) = 0;

@@ -46,7 +46,6 @@ struct TensorEntry {
   Tensor output;                  // allocated at execution for allgather/alltoall/reducescatter
   std::vector<int64_t> splits;    // alltoall
   std::unique_ptr<Event> ready_event;  // device input: recorded on the compute stream at enqueue
-  bool launched = false;          // (RuntimeCore::mu) its device group is enqueued, completion pending
   std::shared_ptr<HandleState> state;
   Clock::time_point enqueued;
   Clock::time_point ready;

@@ -1,6 +1,7 @@
 // Handle completion, with the stuck-collective watchdog folded into wait().
 #include "collectives/handle.h"
 
+#include "core/device/device_backend.h"
 #include "core/util/error.h"
 #include "core/util/logging.h"
 
@@ -49,6 +50,16 @@ void HandleState::finish(const std::string& err) {
   cv.notify_all();
 }
 
+void HandleState::launch(const Tensor& out, std::vector<std::shared_ptr<Event>> done) {
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    output = out;
+    device_done = std::move(done);
+    launched = true;
+  }
+  cv.notify_all();
+}
+
 bool Handle::poll() const {
   KOLO_CHECK(state_, "poll() on an empty Handle");
   std::lock_guard<std::mutex> lock(state_->mu);
@@ -65,6 +76,33 @@ void Handle::wait() const {
     lock.lock();
   }
   if (!state_->error.empty()) throw Error(state_->error);
+}
+
+Tensor Handle::wait_device() const {
+  KOLO_CHECK(state_, "wait_device() on an empty Handle");
+  std::vector<std::shared_ptr<Event>> done;
+  Tensor out;
+  {
+    std::unique_lock<std::mutex> lock(state_->mu);
+    auto ready = [&] { return state_->done || state_->launched; };
+    while (!ready()) {
+      if (state_->cv.wait_for(lock, std::chrono::milliseconds(200), ready)) break;
+      lock.unlock();
+      if (state_->health) state_->health->check();
+      lock.lock();
+    }
+    if (state_->done) {
+      if (!state_->error.empty()) throw Error(state_->error);
+      return state_->output;
+    }
+    done = state_->device_done;
+    out = state_->output;
+  }
+  if (!done.empty()) {
+    Stream& s = device_backend(out.device().type).current_stream(out.device().index);
+    for (const auto& e : done) e->block(s);
+  }
+  return out;
 }
 
 Tensor Handle::output() const {

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/device/stream.h"
 #include "core/tensor/tensor.h"
 
 namespace kolo {
@@ -38,7 +39,11 @@ struct HandleState {
   int64_t value = -1;                    // join: last rank to join; add_process_set: the new set's id
   std::function<void(const std::string& error)> callback;  // runs on the background thread, before done
   std::shared_ptr<RuntimeHealth> health;
+  // Device collectives: enqueued on the device, finishing once every event of `device_done` has fired.
+  bool launched = false;
+  std::vector<std::shared_ptr<Event>> device_done;
   void finish(const std::string& err);
+  void launch(const Tensor& out, std::vector<std::shared_ptr<Event>> done);
 };
 
 class Handle {
@@ -48,6 +53,11 @@ class Handle {
   bool valid() const { return state_ != nullptr; }
   bool poll() const;         // true once finished (successfully or not)
   void wait() const;         // throws kolo::Error when the collective failed
+  // Device collectives, as a PyTorch NCCL work's wait(): blocks only until the collective is enqueued on the
+  // device, then makes the calling thread's current stream on the result's device wait for it (no host
+  // wait), and returns the result tensor. Throws what failed before the launch; a device failure after it
+  // fails the runtime, so the next collective throws it, on every rank. Host collectives: output().
+  Tensor wait_device() const;
   Tensor output() const;     // waits; the result tensor (the input itself for in-place ops)
   std::vector<int64_t> received_splits() const;  // waits; alltoall only
   int64_t value() const;     // waits; join: last rank that joined

@@ -42,6 +42,9 @@ void RuntimeCore::fail_all(const std::string& msg) {
     }
     for (auto& [name, e] : in_flight) victims.push_back(e);
     in_flight.clear();
+    for (const Launched& g : launched)
+      for (const auto& e : g.entries)
+        if (e) victims.push_back(e);
     queue.clear();
     if (join_entry) victims.push_back(join_entry);
     join_entry.reset();
@@ -49,12 +52,13 @@ void RuntimeCore::fail_all(const std::string& msg) {
   for (auto& e : victims) e->state->finish(msg);
 }
 
-void RuntimeCore::finish_group(const std::vector<std::shared_ptr<TensorEntry>>& entries, const std::string& error) {
+void RuntimeCore::finish_group(const std::vector<std::shared_ptr<TensorEntry>>& entries, const std::string& error,
+                               bool in_table) {
   {
     std::lock_guard<std::mutex> lock(mu);
     for (const auto& e : entries)
       if (e) {
-        in_flight.erase(e->req.name);
+        if (in_table) in_flight.erase(e->req.name);
         ++stats.tensors;
       }
   }
@@ -85,7 +89,7 @@ bool RuntimeCore::complete_launched(bool block) {
       error = detail::concat(e.what(), " (rank ", rank, ")");
       KOLO_LOG(Error, error);
     }
-    finish_group(g.entries, error);
+    finish_group(g.entries, error, false);
     launched.pop_front();
     any = true;
   }
@@ -132,9 +136,8 @@ void RuntimeCore::loop(std::promise<void>* started) {
       // group; host tensors keep the cycle time, whose pauses leave the cores to the compute threads. Only
       // while work keeps completing: a stalled request (a rank that never submits) falls back to the cycle.
       const bool eager = Clock::now() - last_progress < kEagerWindow &&
-                         std::any_of(in_flight.begin(), in_flight.end(), [](const auto& kv) {
-                           return kv.second->req.device != DeviceType::CPU && !kv.second->launched;
-                         });
+                         std::any_of(in_flight.begin(), in_flight.end(),
+                                     [](const auto& kv) { return kv.second->req.device != DeviceType::CPU; });
       const auto next = eager ? last_cycle
                               : last_cycle + std::chrono::duration_cast<Clock::duration>(
                                                  std::chrono::duration<double, std::milli>(cycle_ms));
@@ -298,16 +301,19 @@ void RuntimeCore::loop(std::promise<void>* started) {
       std::vector<std::shared_ptr<TensorEntry>> entries;
       for (size_t i : g.items) entries.push_back(owners[i]);
       if (work) {
+        std::vector<std::shared_ptr<Event>> done = work->d.done_events();
         {
           std::lock_guard<std::mutex> lock(mu);
           for (auto* it : items)
-            if (it) it->launched = true;
+            if (it) in_flight.erase(it->req.name);
         }
+        for (auto* it : items)
+          if (it) it->state->launch(it->output, done);
         launched.push_back({std::move(entries), std::move(work)});
         last_device_event = Clock::now();
         continue;
       }
-      finish_group(entries, error);
+      finish_group(entries, error, true);
     }
     if (complete_launched(false)) last_device_event = Clock::now();
     if (!ready.empty()) last_progress = Clock::now();

@@ -40,9 +40,10 @@ struct RuntimeCore {
   void loop(std::promise<void>* started);
   // Fails every pending and future request with `msg` (the first failure wins).
   void fail_all(const std::string& msg);
-  // Removes a group's entries from the in-flight table and completes their handles (nullptr entries: this
-  // rank joined and contributed zeros).
-  void finish_group(const std::vector<std::shared_ptr<TensorEntry>>& entries, const std::string& error);
+  // Completes a group's handles (nullptr entries: this rank joined and contributed zeros), removing the
+  // entries from the in-flight table unless they left it at their launch.
+  void finish_group(const std::vector<std::shared_ptr<TensorEntry>>& entries, const std::string& error,
+                    bool in_table);
   // (background thread) Completes the launched device groups whose work is done, oldest first; with
   // `block`, waits for all of them. Returns whether any completed.
   bool complete_launched(bool block);
@@ -72,7 +73,8 @@ struct RuntimeCore {
   std::unique_ptr<Controller> controller;
   std::unique_ptr<Executor> executor;
   // (background thread) Device groups enqueued by the executor whose handles complete once their work is
-  // done, oldest first.
+  // done, oldest first. Their entries left the in-flight table at the launch (Handle::wait_device may
+  // return then), so the next step may submit the same names while these still run.
   struct Launched {
     std::vector<std::shared_ptr<TensorEntry>> entries;
     std::unique_ptr<DeviceWork> work;

@@ -192,20 +192,24 @@ void DistributedOptimizer::synchronize() {
       }
     }
   }
-  // Every handle is waited on even when one fails, so no collective is left reading a freed buffer.
+  // Every handle is waited on even when one fails, so no collective is left reading a freed buffer. Device
+  // gradients are waited for on the compute stream (Handle::wait_device): the host goes on to enqueue the
+  // update and the next step while the last buckets are still reduced, so the device never idles for it.
   std::exception_ptr failure;
-  try {
-    wait_all(handles);
-  } catch (...) {
-    failure = std::current_exception();
+  for (const Handle& h : handles) {
+    try {
+      h.wait_device();
+    } catch (...) {
+      if (!failure) failure = std::current_exception();
+    }
   }
   std::lock_guard<std::mutex> lock(s.mu);
   NoGradGuard ng;
   const int ranks = s.rt.process_set_size(s.opt.process_set);
   for (auto& e : s.entries) {
     if (!failure && e.gathered) {
-      Tensor idx = e.indices.output();
-      Tensor vals = e.values.output();
+      Tensor idx = e.indices.wait_device();
+      Tensor vals = e.values.wait_device();
       const double scale = s.accumulation_scale() / (s.opt.op == ReduceOp::Average ? ranks : 1);
       if (scale != 1.0) scale_(vals, scale);
       e.param.tensor.set_grad(Tensor::sparse_rows(idx, vals, e.param.tensor.shape()));

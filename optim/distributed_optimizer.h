@@ -14,7 +14,8 @@
 //                 sparse_as_dense: densify into the slot, then allreduce like a dense gradient.
 //  3. step(): synchronize() enqueues what no hook enqueued (parameters that got no gradient contribute
 //     zeros, or an empty sparse block, so no rank waits on a name another rank never offers), waits for
-//     every handle, installs the gathered sparse gradients, then runs the inner optimizer's step.
+//     every handle (device gradients: on the compute stream, Handle::wait_device — the host does not wait
+//     for the device), installs the gathered sparse gradients, then runs the inner optimizer's step.
 // Names: name_prefix ("grad.") + parameter name (+ ".indices"/".values"), identical on every rank
 // because parameter names are. A parameter's exchange kind (dense or sparse) is learned from the first
 // gradient it delivers; if a sparse parameter may be unused on some ranks in the very first step, list it

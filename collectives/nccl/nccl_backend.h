@@ -100,6 +100,7 @@ class NcclBackend final : public Backend {
   // The done event of the last collective still unfinished (nullptr when all have finished).
   cudaEvent_t last_done() const { return pending_.empty() ? nullptr : pending_.back().done; }
   ncclComm_t comm() const { return comms_[current_]; }
+  const std::vector<cudaStream_t>& streams() const { return streams_; }
   // Host wait for everything enqueued so far, polling for errors and the timeout (off the hot path:
   // barriers, host staging, tests and benchmarks).
   void synchronize();

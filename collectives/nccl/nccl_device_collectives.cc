@@ -104,6 +104,24 @@ class NcclDeviceCollectives final : public DeviceCollectives {
     return true;
   }
 
+  std::vector<std::shared_ptr<Event>> done_events() override {
+    std::vector<std::shared_ptr<Event>> events;
+    auto add = [&](NcclBackend* b) {
+      int64_t& mark = recorded_[b];
+      if (b->issued() == mark) return;
+      mark = b->issued();
+      for (cudaStream_t s : b->streams()) {
+        auto e = std::make_shared<CudaEvent>(b->device());
+        e->record(s);
+        events.push_back(std::move(e));
+      }
+    };
+    add(world_);
+    add(local_);
+    for (auto& [id, b] : sets_) add(b.get());
+    return events;
+  }
+
   void synchronize() override {
     world_->synchronize();
     local_->synchronize();
@@ -154,6 +172,7 @@ class NcclDeviceCollectives final : public DeviceCollectives {
   std::map<int, std::unique_ptr<NcclFusion>> fusions_;
   std::unique_ptr<NcclHierarchicalAllreduce> hierarchical_;
   std::deque<Fence> fences_;  // not yet reached, oldest first
+  std::map<NcclBackend*, int64_t> recorded_;  // each backend's last collective covered by done_events()
   uint64_t fences_issued_ = 0;
 };
 

@@ -234,6 +234,7 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
     if (ckpt.enabled() && o.checkpoint_every > 0 && step % o.checkpoint_every == 0)
       ckpt.save(model, *inner, {step, loader.state(), o.seed}, precision.loss_scaler());
   }
+  meter.drain([&] { synchronize_device(device); });
   profile.finish(log);
   result.losses = losses.all();
   if (ckpt.enabled() && (o.checkpoint_every <= 0 || step % o.checkpoint_every != 0))

@@ -95,4 +95,8 @@ void print_device_memory(std::ostream& os, Device device) {
   os << line << std::flush;
 }
 
+void synchronize_device(Device device) {
+  if (!device.is_cpu()) device_backend(device.type).current_stream(device.index).synchronize();
+}
+
 }  // namespace kolo::examples

@@ -21,6 +21,8 @@ Device select_device(const std::string& flag, const Runtime& runtime);
 // "peak device memory: ..." from the device's caching allocator (this rank), comparable to PyTorch's
 // max_memory_allocated / max_memory_reserved; nothing for the CPU.
 void print_device_memory(std::ostream& os, Device device);
+// Waits on the host until the work queued on this thread's current stream of `device` has run.
+void synchronize_device(Device device);
 
 struct OptimizerFlags {
   std::string name = "sgd";  // sgd | lars | adam

@@ -46,6 +46,15 @@ void ThroughputMeter::end_step(int64_t local_items) {
   interval_rates_.push_back(s > 0 ? items / s : 0.0);
 }
 
+void ThroughputMeter::drain(const std::function<void()>& drain) {
+  const auto t0 = std::chrono::steady_clock::now();
+  drain();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (steps_ == 0) return;
+  all_seconds_ += s;
+  if (steps_ > warmup_steps_) measured_seconds_ += s;
+}
+
 void ThroughputMeter::print_header(std::ostream& os) const {
   os << "Step\t" << unit_ << "/sec\ttotal_loss\tETA\n";
 }

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <string>
 #include <vector>
@@ -22,6 +23,9 @@ class ThroughputMeter {
   void start_step();
   // Ends a step that processed `local_items` on this rank.
   void end_step(int64_t local_items);
+  // Calls `drain` (a device synchronisation) and adds the time it took to the last step: the host runs ahead
+  // of the device, so when the last step ends on the host its work may still be queued on the device.
+  void drain(const std::function<void()>& drain);
   // The header line, then one line per call: the rate statistics of the steps since the previous call.
   void print_header(std::ostream& os) const;
   // `total_steps`: the run's last step, for the ETA.

@@ -287,6 +287,7 @@ TransformerRunResult run_transformer(Runtime& rt, const TransformerRunOptions& o
     if (ckpt.enabled() && o.checkpoint_every > 0 && step % o.checkpoint_every == 0)
       ckpt.save(model, *inner, {step, loader.state(), o.seed}, precision.loss_scaler());
   }
+  meter.drain([&] { synchronize_device(device); });
   profile.finish(log);
   result.losses = losses.all();
   if (ckpt.enabled() && !result.diverged && (o.checkpoint_every <= 0 || step % o.checkpoint_every != 0))

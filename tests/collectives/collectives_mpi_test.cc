@@ -269,6 +269,18 @@ TEST(Collectives, BarrierCompletes) {
   barrier(*g_rt);
 }
 
+// Host tensors are never launched on a device: wait_device() is output(), with the collective's errors.
+TEST(Collectives, WaitDeviceOnHostTensorsWaitsOnTheHost) {
+  Runtime& rt = *g_rt;
+  Tensor t = Tensor::ones({1000});
+  Tensor out = rt.allreduce_async(t, "host.wait_device").wait_device();
+  EXPECT_TRUE(out.same(t));
+  EXPECT_EQ(t.to_vector<float>()[999], rt.size());
+  if (rt.size() < 2) return;
+  Tensor bad = Tensor::ones({rt.rank() == 0 ? 3 : 4});
+  EXPECT_THROW(rt.allreduce_async(bad, "host.wait_device.mismatch").wait_device(), Error);
+}
+
 // Every rank must see the identical message: compare lengths and a checksum through an allgather.
 void expect_same_everywhere(Runtime& rt, const std::string& msg, const std::string& tag) {
   uint64_t sum = 0;  // unsigned: the hash wraps around by design

@@ -237,6 +237,23 @@ TEST(RuntimeGpu, ProcessSetCreatedWhileDeviceGroupsAreInFlight) {
   EXPECT_EQ(host_values(t)[999], n);
 }
 
+// wait_device() returns at the launch and orders the current stream after the collective: the same name is
+// submitted again at once (its previous collective may still run), each time reducing the last result.
+TEST(RuntimeGpu, WaitDeviceOrdersTheStreamAndFreesTheName) {
+  Runtime& rt = *g_rt;
+  const int n = rt.size();
+  Tensor t = Tensor::ones({1 << 18}, DType::F32, g_gpu);
+  double want = 1;
+  for (int k = 0; k < 6; ++k) {
+    Tensor out = rt.allreduce_async(t, "gpu.wait_device").wait_device();
+    EXPECT_TRUE(out.same(t));
+    want *= n;
+  }
+  const auto got = host_values(t);
+  EXPECT_EQ(got.front(), want);
+  EXPECT_EQ(got.back(), want);
+}
+
 // A small MLP on the GPU whose parameters come from a fixed seed: identical on every rank.
 struct GpuMlp {
   std::vector<NamedParameter> params;
