@@ -17,10 +17,12 @@ namespace {
 using Clock = std::chrono::steady_clock;
 // How long after the last executed collective the loop keeps cycling without pause while requests wait.
 constexpr auto kEagerWindow = std::chrono::milliseconds(20);
-// Launched device groups are polled by spinning (yield) this long after a launch or a completion, when the
-// next completion is likely near, then every kPollSlice.
-constexpr auto kSpinWindow = std::chrono::microseconds(200);
+// Launched device groups are polled every kPollSlice while this thread waits for the next cycle, not in a
+// spin: each poll is a driver call, and the training thread launches kernels meanwhile (no one waits on
+// the host for a gradient group: the DistributedOptimizer waits on the device, Handle::wait_device).
 constexpr auto kPollSlice = std::chrono::microseconds(50);
+// A blocking drain (shutdown, process-set creation) spins this long before it sleeps between polls.
+constexpr auto kSpinWindow = std::chrono::microseconds(200);
 
 }  // namespace
 
@@ -69,8 +71,7 @@ void RuntimeCore::finish_group(const std::vector<std::shared_ptr<TensorEntry>>& 
     }
 }
 
-bool RuntimeCore::complete_launched(bool block) {
-  bool any = false;
+void RuntimeCore::complete_launched(bool block) {
   const auto started = Clock::now();
   while (!launched.empty()) {
     Launched& g = launched.front();
@@ -91,9 +92,7 @@ bool RuntimeCore::complete_launched(bool block) {
     }
     finish_group(g.entries, error, false);
     launched.pop_front();
-    any = true;
   }
-  return any;
 }
 
 void RuntimeCore::loop(std::promise<void>* started) {
@@ -123,7 +122,6 @@ void RuntimeCore::loop(std::promise<void>* started) {
   bool shutdown_sent = false;
   auto last_cycle = Clock::now();
   auto last_progress = last_cycle;
-  auto last_device_event = last_cycle;  // last launch or completion of a device group
   for (;;) {
     std::vector<std::shared_ptr<TensorEntry>> fresh;
     RequestList list;
@@ -150,14 +148,9 @@ void RuntimeCore::loop(std::promise<void>* started) {
           cv.wait_until(lock, next, wake);
           continue;
         }
-        if (Clock::now() - last_device_event < kSpinWindow) {
-          lock.unlock();
-          std::this_thread::yield();
-        } else {
-          cv.wait_until(lock, std::min(next, Clock::now() + kPollSlice), wake);
-          lock.unlock();
-        }
-        if (complete_launched(false)) last_device_event = Clock::now();
+        cv.wait_until(lock, std::min(next, Clock::now() + kPollSlice), wake);
+        lock.unlock();
+        complete_launched(false);
         lock.lock();
       }
       fresh.swap(queue);
@@ -310,12 +303,11 @@ void RuntimeCore::loop(std::promise<void>* started) {
         for (auto* it : items)
           if (it) it->state->launch(it->output, done);
         launched.push_back({std::move(entries), std::move(work)});
-        last_device_event = Clock::now();
         continue;
       }
       finish_group(entries, error, true);
     }
-    if (complete_launched(false)) last_device_event = Clock::now();
+    complete_launched(false);
     if (!ready.empty()) last_progress = Clock::now();
     if (resp.shutdown) {
       complete_launched(true);

@@ -45,8 +45,8 @@ struct RuntimeCore {
   void finish_group(const std::vector<std::shared_ptr<TensorEntry>>& entries, const std::string& error,
                     bool in_table);
   // (background thread) Completes the launched device groups whose work is done, oldest first; with
-  // `block`, waits for all of them. Returns whether any completed.
-  bool complete_launched(bool block);
+  // `block`, waits for all of them.
+  void complete_launched(bool block);
 
   const Config config;
   int rank = 0, size = 1, local_rank = 0, local_size = 1, cross_rank = 0, cross_size = 1;

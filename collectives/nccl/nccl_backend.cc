@@ -191,6 +191,11 @@ void NcclBackend::poll() {
     free_events_.push_back(pending_.front().done);
     pending_.pop_front();
   }
+  // The asynchronous-error query is rate-limited: the background thread polls launched work often, and
+  // each query is a driver call that competes with the training thread's kernel launches.
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_error_check_ < std::chrono::milliseconds(1)) return check_age(now);
+  last_error_check_ = now;
   for (ncclComm_t c : comms_) {
     ncclResult_t async = ncclSuccess;
     const ncclResult_t rc = ncclCommGetAsyncError(c, &async);
@@ -198,13 +203,15 @@ void NcclBackend::poll() {
     if (async != ncclSuccess && async != ncclInProgress)
       fail(detail::concat("asynchronous NCCL error: ", ncclGetErrorString(async), " (", ncclGetLastError(c), ")"));
   }
-  if (!pending_.empty()) {
-    const double age =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - pending_.front().started).count();
-    if (age > options_.timeout_s)
-      fail(detail::concat("no progress for ", age, " s (KOLO_NCCL_TIMEOUT=", options_.timeout_s,
-                          "): a peer is missing or hung"));
-  }
+  check_age(now);
+}
+
+void NcclBackend::check_age(std::chrono::steady_clock::time_point now) {
+  if (pending_.empty()) return;
+  const double age = std::chrono::duration<double>(now - pending_.front().started).count();
+  if (age > options_.timeout_s)
+    fail(detail::concat("no progress for ", age, " s (KOLO_NCCL_TIMEOUT=", options_.timeout_s,
+                        "): a peer is missing or hung"));
 }
 
 void NcclBackend::synchronize() {

@@ -118,6 +118,7 @@ class NcclBackend final : public Backend {
   NcclBackend(int device, NcclOptions options, std::vector<ncclComm_t> comms);
   void create_streams();
   void fail(const std::string& reason);
+  void check_age(std::chrono::steady_clock::time_point now);  // the timeout of the oldest unfinished collective
   cudaEvent_t take_event();
 
   struct Pending {
@@ -147,6 +148,7 @@ class NcclBackend final : public Backend {
   std::vector<cudaEvent_t> awaited_;  // consumed by the next begin()
   void* barrier_buf_ = nullptr;
   std::string error_;           // set once failed; every later call throws it
+  std::chrono::steady_clock::time_point last_error_check_;  // of ncclCommGetAsyncError
 };
 
 }  // namespace kolo

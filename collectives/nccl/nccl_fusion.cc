@@ -117,10 +117,11 @@ void NcclFusion::allreduce(const std::vector<DeviceSpan>& spans, const FusedAllr
       for (const nccl::CopySegment& r : runs) bytes += r.count * ws;
       cudaStream_t s = backend_.begin("allreduce", compute, bytes);
       if (spec.prescale != 1.0) nccl::launch_convert_segments(runs, spec.dtype, spec.dtype, spec.prescale, 1, s);
-      KOLO_NCCL_CHECK(ncclGroupStart());
+      // A group only when there are several runs: its start/end cost a small collective ~1 us of host time.
+      if (runs.size() > 1) KOLO_NCCL_CHECK(ncclGroupStart());
       for (const nccl::CopySegment& r : runs)
         KOLO_NCCL_CHECK(ncclAllReduce(r.src, r.dst, static_cast<size_t>(r.count), type, op, backend_.comm(), s));
-      KOLO_NCCL_CHECK(ncclGroupEnd());
+      if (runs.size() > 1) KOLO_NCCL_CHECK(ncclGroupEnd());
       if (spec.postscale != 1.0 || divisor != 1) {
         std::vector<nccl::CopySegment> results;  // scaled where the reduction wrote them
         for (const nccl::CopySegment& r : runs) results.push_back({r.dst, r.dst, r.count});
