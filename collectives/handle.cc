@@ -69,12 +69,20 @@ bool Handle::poll() const {
 void Handle::wait() const {
   KOLO_CHECK(state_, "wait() on an empty Handle");
   std::unique_lock<std::mutex> lock(state_->mu);
-  while (!state_->done) {
-    if (state_->cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return state_->done; })) break;
-    lock.unlock();
-    if (state_->health) state_->health->check();
-    lock.lock();
+  if (!state_->done && state_->health) {
+    struct Waiting {  // counted for as long as this thread blocks (see RuntimeHealth::host_waiters)
+      std::atomic<int>& n;
+      explicit Waiting(std::atomic<int>& c) : n(c) { ++n; }
+      ~Waiting() { --n; }
+    } waiting(state_->health->host_waiters);
+    while (!state_->done) {
+      if (state_->cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return state_->done; })) break;
+      lock.unlock();
+      state_->health->check();
+      lock.lock();
+    }
   }
+  while (!state_->done) state_->cv.wait(lock);  // handles outside a runtime (no health to check)
   if (!state_->error.empty()) throw Error(state_->error);
 }
 

@@ -24,6 +24,9 @@ struct RuntimeHealth {
   std::chrono::steady_clock::time_point busy_since;  // start of the current collective
   std::string busy_what;                             // empty when idle
   double timeout_s = 10;
+  // Threads blocked in Handle::wait(): while there are any, the background thread polls launched device
+  // work in a spin rather than in sleeps, so a host waiter sees its device collective complete at once.
+  std::atomic<int> host_waiters{0};
   // Throws when failed, or marks the runtime failed when the current collective exceeded the timeout.
   void check();
 };

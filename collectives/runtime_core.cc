@@ -19,7 +19,8 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kEagerWindow = std::chrono::milliseconds(20);
 // Launched device groups are polled every kPollSlice while this thread waits for the next cycle, not in a
 // spin: each poll is a driver call, and the training thread launches kernels meanwhile (no one waits on
-// the host for a gradient group: the DistributedOptimizer waits on the device, Handle::wait_device).
+// the host for a gradient group: the DistributedOptimizer waits on the device, Handle::wait_device). While
+// a thread blocks in Handle::wait(), they are polled in a spin (yield) instead.
 constexpr auto kPollSlice = std::chrono::microseconds(50);
 // A blocking drain (shutdown, process-set creation) spins this long before it sleeps between polls.
 constexpr auto kSpinWindow = std::chrono::microseconds(200);
@@ -148,8 +149,13 @@ void RuntimeCore::loop(std::promise<void>* started) {
           cv.wait_until(lock, next, wake);
           continue;
         }
-        cv.wait_until(lock, std::min(next, Clock::now() + kPollSlice), wake);
-        lock.unlock();
+        if (health->host_waiters.load() > 0) {
+          lock.unlock();
+          std::this_thread::yield();
+        } else {
+          cv.wait_until(lock, std::min(next, Clock::now() + kPollSlice), wake);
+          lock.unlock();
+        }
         complete_launched(false);
         lock.lock();
       }

@@ -3,7 +3,8 @@
 // own, in the same process and run, as nccl-tests columns; then ResNet-50's 161 gradients fused by kolo vs
 // one raw allreduce of the same bytes. The controller path — kolo::Runtime::allreduce_async on device tensors
 // (negotiation, response cache, fusion, NCCL, handle completion), each call waited for — is timed beside
-// them. Time per call is the median of 3 timed blocks, all ranks in step.
+// them. Time per call is the median of 3 timed blocks, all ranks in step: calls issued back to back (as
+// nccl-tests time them), and, as latency, each call followed by a host wait for its stream before the next.
 #include <mpi.h>
 #include <nccl.h>
 
@@ -88,10 +89,10 @@ int run_cuda_allreduce_bench(size_t max_bytes, const std::vector<int64_t>& resne
     std::printf("# kolo_allreduce_bench --device cuda: %d ranks, NCCL %d, device %d of rank 0, in place, float sum\n",
                 size, NCCL_VERSION_CODE, dev.device);
     std::printf("#                                      raw ncclAllReduce              kolo NcclBackend + fusion"
-                "                kolo::Runtime (controller)\n");
-    std::printf("# %12s %12s %6s %10s %8s %8s %10s %8s %8s %8s %10s %8s %8s\n", "size(B)", "count", "type",
-                "time(us)", "algbw", "busbw", "time(us)", "algbw", "busbw", "kolo/raw", "time(us)", "busbw",
-                "rt/raw");
+                "                kolo::Runtime (controller)     latency: call + wait\n");
+    std::printf("# %12s %12s %6s %10s %8s %8s %10s %8s %8s %8s %10s %8s %8s %9s %9s %8s\n", "size(B)", "count",
+                "type", "time(us)", "algbw", "busbw", "time(us)", "algbw", "busbw", "kolo/raw", "time(us)", "busbw",
+                "rt/raw", "raw(us)", "kolo(us)", "kolo/raw");
   }
   for (size_t bytes = 16; bytes <= max_bytes; bytes *= 4) {
     const int64_t count = static_cast<int64_t>(bytes / sizeof(float));
@@ -106,11 +107,19 @@ int run_cuda_allreduce_bench(size_t max_bytes, const std::vector<int64_t>& resne
     }, kolo_sync);
     Tensor t = Tensor::ones({count}, DType::F32, gpu);
     const double trt = time_per_call(iters, [&] { rt.allreduce_async(t, "bench.sweep").wait(); }, no_sync);
+    const double lraw = time_per_call(iters, [&] {
+      KOLO_NCCL_CHECK(ncclAllReduce(a, a, static_cast<size_t>(count), ncclFloat32, ncclSum, raw, raw_stream));
+      raw_sync();
+    }, no_sync);
+    const double lk = time_per_call(iters, [&] {
+      fusion.allreduce({{b, b, count}}, {DType::F32, DType::F32, ReduceOp::Sum}, &compute);
+      kolo_sync();
+    }, no_sync);
     if (rank == 0)
-      std::printf("  %12zu %12lld %6s %10.1f %8.2f %8.2f %10.1f %8.2f %8.2f %8.2f %10.1f %8.2f %8.2f\n", bytes,
-                  static_cast<long long>(count), "float", traw * 1e6, bytes / traw / 1e9, bytes / traw / 1e9 * bus,
-                  tk * 1e6, bytes / tk / 1e9, bytes / tk / 1e9 * bus, traw / tk, trt * 1e6,
-                  bytes / trt / 1e9 * bus, traw / trt);
+      std::printf("  %12zu %12lld %6s %10.1f %8.2f %8.2f %10.1f %8.2f %8.2f %8.2f %10.1f %8.2f %8.2f %9.1f %9.1f %8.2f\n",
+                  bytes, static_cast<long long>(count), "float", traw * 1e6, bytes / traw / 1e9,
+                  bytes / traw / 1e9 * bus, tk * 1e6, bytes / tk / 1e9, bytes / tk / 1e9 * bus, traw / tk, trt * 1e6,
+                  bytes / trt / 1e9 * bus, traw / trt, lraw * 1e6, lk * 1e6, lraw / lk);
     KOLO_CUDA_CHECK(cudaFree(a));
     KOLO_CUDA_CHECK(cudaFree(b));
   }
