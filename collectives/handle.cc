@@ -1,6 +1,8 @@
 // Handle completion, with the stuck-collective watchdog folded into wait().
 #include "collectives/handle.h"
 
+#include <set>
+
 #include "core/device/device_backend.h"
 #include "core/util/error.h"
 #include "core/util/logging.h"
@@ -86,32 +88,40 @@ void Handle::wait() const {
   if (!state_->error.empty()) throw Error(state_->error);
 }
 
-Tensor Handle::wait_device() const {
-  KOLO_CHECK(state_, "wait_device() on an empty Handle");
+namespace {
+
+// Handle::wait_device; events in `seen` (if given) are already waited for on the stream and are skipped.
+Tensor wait_device_impl(const std::shared_ptr<HandleState>& state, std::set<const Event*>* seen) {
+  KOLO_CHECK(state, "wait_device() on an empty Handle");
   std::vector<std::shared_ptr<Event>> done;
   Tensor out;
   {
-    std::unique_lock<std::mutex> lock(state_->mu);
-    auto ready = [&] { return state_->done || state_->launched; };
+    std::unique_lock<std::mutex> lock(state->mu);
+    auto ready = [&] { return state->done || state->launched; };
     while (!ready()) {
-      if (state_->cv.wait_for(lock, std::chrono::milliseconds(200), ready)) break;
+      if (state->cv.wait_for(lock, std::chrono::milliseconds(200), ready)) break;
       lock.unlock();
-      if (state_->health) state_->health->check();
+      if (state->health) state->health->check();
       lock.lock();
     }
-    if (state_->done) {
-      if (!state_->error.empty()) throw Error(state_->error);
-      return state_->output;
+    if (state->done) {
+      if (!state->error.empty()) throw Error(state->error);
+      return state->output;
     }
-    done = state_->device_done;
-    out = state_->output;
+    done = state->device_done;
+    out = state->output;
   }
   if (!done.empty()) {
     Stream& s = device_backend(out.device().type).current_stream(out.device().index);
-    for (const auto& e : done) e->block(s);
+    for (const auto& e : done)
+      if (!seen || seen->insert(e.get()).second) e->block(s);
   }
   return out;
 }
+
+}  // namespace
+
+Tensor Handle::wait_device() const { return wait_device_impl(state_, nullptr); }
 
 Tensor Handle::output() const {
   wait();
@@ -126,6 +136,20 @@ std::vector<int64_t> Handle::received_splits() const {
 int64_t Handle::value() const {
   wait();
   return state_->value;
+}
+
+void wait_all_device(const std::vector<Handle>& handles) {
+  // The handles of one fused group share its events: each is waited for once.
+  std::set<const Event*> seen;
+  std::string first;
+  for (const auto& h : handles) {
+    try {
+      wait_device_impl(h.state(), &seen);
+    } catch (const Error& e) {
+      if (first.empty()) first = e.what();
+    }
+  }
+  if (!first.empty()) throw Error(first);
 }
 
 void wait_all(const std::vector<Handle>& handles) {

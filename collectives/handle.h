@@ -72,5 +72,8 @@ class Handle {
 
 // Waits for all handles; rethrows the first failure after all have finished.
 void wait_all(const std::vector<Handle>& handles);
+// Handle::wait_device for all handles (each device event waited for once); rethrows the first failure after
+// all were waited for.
+void wait_all_device(const std::vector<Handle>& handles);
 
 }  // namespace kolo

@@ -6,6 +6,7 @@
 #include "core/autograd/grad_mode.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/shape_ops.h"
+#include "core/util/env.h"
 
 namespace kolo {
 
@@ -161,6 +162,8 @@ DistributedOptimizer::DistributedOptimizer(Optimizer& inner, Runtime& runtime, D
   }
 }
 
+bool DistributedOptimizerOptions::default_wait_on_device() { return env::get_int("KOLO_DEVICE_WAIT", 0) != 0; }
+
 DistributedOptimizer::~DistributedOptimizer() = default;
 
 const DistributedOptimizerOptions& DistributedOptimizer::options() const { return state_->opt; }
@@ -192,24 +195,25 @@ void DistributedOptimizer::synchronize() {
       }
     }
   }
-  // Every handle is waited on even when one fails, so no collective is left reading a freed buffer. Device
-  // gradients are waited for on the compute stream (Handle::wait_device): the host goes on to enqueue the
-  // update and the next step while the last buckets are still reduced, so the device never idles for it.
+  // Every handle is waited on even when one fails, so no collective is left reading a freed buffer. With
+  // wait_on_device, device gradients are waited for on the compute stream (Handle::wait_device): the host
+  // goes on to enqueue the update and the next step while the last buckets are still reduced.
   std::exception_ptr failure;
-  for (const Handle& h : handles) {
-    try {
-      h.wait_device();
-    } catch (...) {
-      if (!failure) failure = std::current_exception();
-    }
+  try {
+    if (s.opt.wait_on_device)
+      wait_all_device(handles);
+    else
+      wait_all(handles);
+  } catch (...) {
+    failure = std::current_exception();
   }
   std::lock_guard<std::mutex> lock(s.mu);
   NoGradGuard ng;
   const int ranks = s.rt.process_set_size(s.opt.process_set);
   for (auto& e : s.entries) {
     if (!failure && e.gathered) {
-      Tensor idx = e.indices.wait_device();
-      Tensor vals = e.values.wait_device();
+      Tensor idx = s.opt.wait_on_device ? e.indices.wait_device() : e.indices.output();
+      Tensor vals = s.opt.wait_on_device ? e.values.wait_device() : e.values.output();
       const double scale = s.accumulation_scale() / (s.opt.op == ReduceOp::Average ? ranks : 1);
       if (scale != 1.0) scale_(vals, scale);
       e.param.tensor.set_grad(Tensor::sparse_rows(idx, vals, e.param.tensor.shape()));

@@ -14,8 +14,9 @@
 //                 sparse_as_dense: densify into the slot, then allreduce like a dense gradient.
 //  3. step(): synchronize() enqueues what no hook enqueued (parameters that got no gradient contribute
 //     zeros, or an empty sparse block, so no rank waits on a name another rank never offers), waits for
-//     every handle (device gradients: on the compute stream, Handle::wait_device — the host does not wait
-//     for the device), installs the gathered sparse gradients, then runs the inner optimizer's step.
+//     every handle (with wait_on_device, device gradients on the compute stream, Handle::wait_device: the
+//     host does not wait for the device), installs the gathered sparse gradients, then runs the inner
+//     optimizer's step.
 // Names: name_prefix ("grad.") + parameter name (+ ".indices"/".values"), identical on every rank
 // because parameter names are. A parameter's exchange kind (dense or sparse) is learned from the first
 // gradient it delivers; if a sparse parameter may be unused on some ranks in the very first step, list it
@@ -53,6 +54,12 @@ struct DistributedOptimizerOptions {
   std::string name_prefix = "grad.";
   // Checked in step() after the exchange, so all ranks agree (see optim/nonfinite_guard.h).
   NonfinitePolicy nonfinite = NonfinitePolicy::Ignore;
+  // Device gradients: step() makes the compute stream wait for the exchange (Handle::wait_device) instead
+  // of waiting on the host for it. Default from KOLO_DEVICE_WAIT (0: wait on the host). Measured on two
+  // H200s (benchmarks/RESULTS.md, session 5): ResNet-50 1.9% faster on one GPU, 2.2% slower on two;
+  // Transformer-big unchanged.
+  bool wait_on_device = default_wait_on_device();
+  static bool default_wait_on_device();
 };
 
 // Bytes exchanged, cumulative since construction or reset_stats().
