@@ -174,6 +174,36 @@ TEST_F(GpuTest, StreamGuardAndEventsOrderWork) {
   EXPECT_TRUE(e->query());
 }
 
+// Timing-free events are recycled: a stream's wait enqueued on an event must keep waiting for that record
+// even after the event went back to the pool and was recorded again elsewhere.
+void CUDART_CB hold_100ms(void*) { std::this_thread::sleep_for(std::chrono::milliseconds(100)); }
+
+TEST_F(GpuTest, RecycledEventLeavesEarlierWaitsInPlace) {
+  auto side = CudaStream::create(0);
+  auto idle = CudaStream::create(0);
+  Tensor a = Tensor::full({1 << 20}, 1.0, DType::F32, gpu());
+  cuda_main_stream(0).synchronize();
+  ASSERT_EQ(cudaLaunchHostFunc(cuda_main_stream(0).get(), hold_100ms, nullptr), cudaSuccess);
+  a.copy_(Tensor::full({1 << 20}, 5.0, DType::F32, gpu()));  // runs after the 100 ms hold
+  cudaEvent_t raw = nullptr;
+  {
+    CudaEvent produced(0);
+    produced.record(cuda_main_stream(0));
+    produced.block(*side);
+    raw = produced.get();
+  }
+  CudaEvent reused(0);
+  EXPECT_EQ(reused.get(), raw) << "the pool did not hand back the event just returned";
+  reused.record(*idle);  // an empty stream: this record completes at once
+  Tensor b;
+  {
+    CudaStreamGuard guard(*side);
+    b = a.clone();
+  }
+  side->synchronize();
+  EXPECT_EQ(b.to_vector<float>().back(), 5.0f);
+}
+
 TEST_F(GpuTest, PeerCopyBetweenDevices) {
   if (cuda_device_count() < 2) GTEST_SKIP() << "one CUDA device; peer copy needs two";
   Tensor x = Tensor::arange(4096, DType::F32, Device::cuda(0));

@@ -1,6 +1,8 @@
 // CUDA streams, events, the per-thread current stream and the device guard.
 #include "core/device/cuda/cuda_stream.h"
 
+#include <map>
+#include <mutex>
 #include <vector>
 
 #include "core/device/cuda/cuda_backend.h"
@@ -17,6 +19,39 @@ thread_local std::vector<CudaStream*> tls_current_streams;
 CudaStream*& tls_slot(int device) {
   if (static_cast<int>(tls_current_streams.size()) <= device) tls_current_streams.resize(device + 1, nullptr);
   return tls_current_streams[device];
+}
+
+// Recycled timing-free events, per device. Creating and destroying an event costs microseconds of driver
+// time, and the collectives make one per enqueued device tensor. Recycling is safe: a stream's wait captures
+// the event's last record when the wait is enqueued, so recording the event again later does not move it.
+// The pool is never destroyed: its events go with the CUDA context at process exit.
+class EventPool {
+ public:
+  cudaEvent_t take(int device) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& v = free_[device];
+    if (v.empty()) return nullptr;
+    cudaEvent_t e = v.back();
+    v.pop_back();
+    return e;
+  }
+  bool give(int device, cudaEvent_t e) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& v = free_[device];
+    if (v.size() >= kMaxFree) return false;
+    v.push_back(e);
+    return true;
+  }
+
+ private:
+  static constexpr size_t kMaxFree = 4096;
+  std::mutex mu_;
+  std::map<int, std::vector<cudaEvent_t>> free_;
+};
+
+EventPool& event_pool() {
+  static auto* pool = new EventPool;
+  return *pool;
 }
 
 cudaStream_t native_of(Stream& stream) {
@@ -43,13 +78,15 @@ void CudaStream::synchronize() {
   cuda::raise_deferred_errors(device_);
 }
 
-CudaEvent::CudaEvent(int device, bool timing) : device_(device) {
+CudaEvent::CudaEvent(int device, bool timing) : device_(device), timing_(timing) {
+  if (!timing && (event_ = event_pool().take(device))) return;
   CudaDeviceGuard guard(device);
   KOLO_CUDA_CHECK(cudaEventCreateWithFlags(&event_, timing ? cudaEventDefault : cudaEventDisableTiming));
 }
 
 CudaEvent::~CudaEvent() {
-  if (event_) (void)cudaEventDestroy(event_);
+  if (!event_ || (!timing_ && event_pool().give(device_, event_))) return;
+  (void)cudaEventDestroy(event_);
 }
 
 void CudaEvent::record(Stream& stream) { record(native_of(stream)); }

@@ -35,7 +35,7 @@ class CudaStream final : public Stream {
 
 class CudaEvent final : public Event {
  public:
-  // Timing events cost more to record; only benchmarks ask for them.
+  // Timing events cost more to record; only benchmarks ask for them. Timing-free events are recycled.
   explicit CudaEvent(int device, bool timing = false);
   ~CudaEvent() override;
   CudaEvent(const CudaEvent&) = delete;
@@ -53,7 +53,8 @@ class CudaEvent final : public Event {
 
  private:
   int device_;
-  cudaEvent_t event_ = nullptr;
+  bool timing_;
+  cudaEvent_t event_ = nullptr;  // timing-free ones come from, and go back to, a per-device pool
 };
 
 // The stream kernels on `device` are enqueued on from this thread.
