@@ -351,14 +351,14 @@ void Executor::allreduce_on_device(const std::vector<TensorEntry*>& items, const
                                    DeviceWork& dw) {
   const Request& p = params[0];
   std::vector<DeviceSpan> spans;
-  std::vector<Event*> ready;  // per span: its input's ready event (nullptr: none)
+  std::vector<const TensorEntry*> ready;  // per span: its entry when it has a ready event (nullptr: none)
   std::vector<Tensor>& zeros = dw.zeros;  // joined ranks contribute zeros of the agreed shape
   std::vector<int64_t> span_bytes;
   int64_t bytes = 0;
   for (size_t i = 0; i < items.size(); ++i) {
     if (items[i]) {
       spans.push_back({items[i]->input.data_ptr(), items[i]->output.data_ptr(), items[i]->output.numel()});
-      ready.push_back(items[i]->ready_event.get());
+      ready.push_back(items[i]->ready_event ? items[i] : nullptr);
     } else {
       zeros.push_back(Tensor::zeros(params[i].shape, params[i].dtype, dw.d.device()));
       spans.push_back({zeros.back().data_ptr(), zeros.back().data_ptr(), zeros.back().numel()});
@@ -373,9 +373,19 @@ void Executor::allreduce_on_device(const std::vector<TensorEntry*>& items, const
   std::vector<Event*> extra;
   if (!zeros.empty()) extra.push_back(dw.after_allocation().back());
   for (const auto& [begin, end] : plan_device_buckets(span_bytes, config_.device_bucket_bytes)) {
+    // Only the latest ready event of each producing stream: it completes after every earlier one there.
+    std::vector<const TensorEntry*> latest;
+    for (size_t i = begin; i < end; ++i) {
+      if (!ready[i]) continue;
+      auto same = std::find_if(latest.begin(), latest.end(),
+                               [&](const TensorEntry* e) { return e->ready_stream == ready[i]->ready_stream; });
+      if (same == latest.end())
+        latest.push_back(ready[i]);
+      else if ((*same)->ready_seq < ready[i]->ready_seq)
+        *same = ready[i];
+    }
     std::vector<Event*> waits = extra;
-    for (size_t i = begin; i < end; ++i)
-      if (ready[i]) waits.push_back(ready[i]);
+    for (const TensorEntry* e : latest) waits.push_back(e->ready_event.get());
     const std::vector<DeviceSpan> part(spans.begin() + static_cast<std::ptrdiff_t>(begin),
                                        spans.begin() + static_cast<std::ptrdiff_t>(end));
     dw.d.allreduce(part, p, hierarchical, waits);

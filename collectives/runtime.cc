@@ -3,6 +3,7 @@
 #include "collectives/runtime.h"
 
 #include <algorithm>
+#include <mutex>
 #include <set>
 
 #include "collectives/executor.h"
@@ -31,8 +32,16 @@ void bind_input(TensorEntry& e, const Tensor& t) {
   e.req.device = t.device().type;
   if (t.device().is_cpu()) return;
   DeviceBackend& b = device_backend(t.device().type);
+  Stream& s = b.current_stream(t.device().index);
   e.ready_event = b.create_event(t.device().index);
-  e.ready_event->record(b.current_stream(t.device().index));
+  // The sequence number follows the record order on every stream (one lock for both), so the executor may
+  // wait for only the latest ready event of each stream in a bucket.
+  static std::mutex record_mu;
+  static uint64_t records = 0;
+  std::lock_guard<std::mutex> lock(record_mu);
+  e.ready_event->record(s);
+  e.ready_stream = s.native();
+  e.ready_seq = ++records;
 }
 
 }  // namespace

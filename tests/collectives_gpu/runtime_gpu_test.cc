@@ -5,10 +5,13 @@
 // together when a node has fewer GPUs than ranks; all ranks agree on pass/fail at the end.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <thread>
 
 #include "collectives/ops.h"
+#include "core/device/cuda/cuda_stream.h"
 #include "core/device/device_backend.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/linalg.h"
@@ -252,6 +255,29 @@ TEST(RuntimeGpu, WaitDeviceOrdersTheStreamAndFreesTheName) {
   const auto got = host_values(t);
   EXPECT_EQ(got.front(), want);
   EXPECT_EQ(got.back(), want);
+}
+
+// A fused group's tensors produced on two streams: the group waits for the latest ready event of each (the
+// side stream's is held back 100 ms by a host callback), so both results are the reduced values.
+void CUDART_CB hold_100ms(void*) { std::this_thread::sleep_for(std::chrono::milliseconds(100)); }
+
+TEST(RuntimeGpu, ReadyEventsOfEveryProducingStreamAreWaited) {
+  Runtime& rt = *g_rt;
+  const int n = rt.size();
+  auto side = CudaStream::create(g_gpu.index);
+  Tensor a = Tensor::zeros({4096}, DType::F32, g_gpu);
+  Tensor b = Tensor::full({4096}, 2.0, DType::F32, g_gpu);
+  std::vector<Handle> hs;
+  {
+    CudaStreamGuard guard(*side);
+    ASSERT_EQ(cudaLaunchHostFunc(side->get(), hold_100ms, nullptr), cudaSuccess);
+    a.copy_(Tensor::full({4096}, 3.0, DType::F32, g_gpu));
+    hs.push_back(rt.allreduce_async(a, "gpu.two_streams.a", {}));
+  }
+  hs.push_back(rt.allreduce_async(b, "gpu.two_streams.b", {}));
+  wait_all(hs);
+  EXPECT_EQ(host_values(a).back(), 3.0 * n);
+  EXPECT_EQ(host_values(b).back(), 2.0 * n);
 }
 
 // A small MLP on the GPU whose parameters come from a fixed seed: identical on every rank.
