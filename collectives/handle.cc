@@ -68,23 +68,51 @@ bool Handle::poll() const {
   return state_->done;
 }
 
+namespace {
+
+// Blocks on `lock` (of state.mu) until `ready()`, checking the runtime's health every 200 ms so a collective
+// stuck on a lost peer fails the wait instead of hanging it.
+template <typename Ready>
+void wait_until(HandleState& state, std::unique_lock<std::mutex>& lock, Ready ready) {
+  while (!ready()) {
+    if (state.cv.wait_for(lock, std::chrono::milliseconds(200), ready)) break;
+    lock.unlock();
+    if (state.health) state.health->check();
+    lock.lock();
+  }
+}
+
+// Calls `wait(handle)` for every handle, even after one failed; then rethrows the first failure.
+template <typename Wait>
+void wait_each(const std::vector<Handle>& handles, Wait wait) {
+  std::string first;
+  for (const auto& h : handles) {
+    try {
+      wait(h);
+    } catch (const Error& e) {
+      if (first.empty()) first = e.what();
+    }
+  }
+  if (!first.empty()) throw Error(first);
+}
+
+}  // namespace
+
 void Handle::wait() const {
   KOLO_CHECK(state_, "wait() on an empty Handle");
   std::unique_lock<std::mutex> lock(state_->mu);
-  if (!state_->done && state_->health) {
+  if (!state_->done) {
     struct Waiting {  // counted for as long as this thread blocks (see RuntimeHealth::host_waiters)
-      std::atomic<int>& n;
-      explicit Waiting(std::atomic<int>& c) : n(c) { ++n; }
-      ~Waiting() { --n; }
-    } waiting(state_->health->host_waiters);
-    while (!state_->done) {
-      if (state_->cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return state_->done; })) break;
-      lock.unlock();
-      state_->health->check();
-      lock.lock();
-    }
+      std::atomic<int>* n;
+      explicit Waiting(std::atomic<int>* c) : n(c) {
+        if (n) ++*n;
+      }
+      ~Waiting() {
+        if (n) --*n;
+      }
+    } waiting(state_->health ? &state_->health->host_waiters : nullptr);
+    wait_until(*state_, lock, [&] { return state_->done; });
   }
-  while (!state_->done) state_->cv.wait(lock);  // handles outside a runtime (no health to check)
   if (!state_->error.empty()) throw Error(state_->error);
 }
 
@@ -97,13 +125,7 @@ Tensor wait_device_impl(const std::shared_ptr<HandleState>& state, std::set<cons
   Tensor out;
   {
     std::unique_lock<std::mutex> lock(state->mu);
-    auto ready = [&] { return state->done || state->launched; };
-    while (!ready()) {
-      if (state->cv.wait_for(lock, std::chrono::milliseconds(200), ready)) break;
-      lock.unlock();
-      if (state->health) state->health->check();
-      lock.lock();
-    }
+    wait_until(*state, lock, [&] { return state->done || state->launched; });
     if (state->done) {
       if (!state->error.empty()) throw Error(state->error);
       return state->output;
@@ -141,27 +163,11 @@ int64_t Handle::value() const {
 void wait_all_device(const std::vector<Handle>& handles) {
   // The handles of one fused group share its events: each is waited for once.
   std::set<const Event*> seen;
-  std::string first;
-  for (const auto& h : handles) {
-    try {
-      wait_device_impl(h.state(), &seen);
-    } catch (const Error& e) {
-      if (first.empty()) first = e.what();
-    }
-  }
-  if (!first.empty()) throw Error(first);
+  wait_each(handles, [&](const Handle& h) { wait_device_impl(h.state(), &seen); });
 }
 
 void wait_all(const std::vector<Handle>& handles) {
-  std::string first;
-  for (const auto& h : handles) {
-    try {
-      h.wait();
-    } catch (const Error& e) {
-      if (first.empty()) first = e.what();
-    }
-  }
-  if (!first.empty()) throw Error(first);
+  wait_each(handles, [](const Handle& h) { h.wait(); });
 }
 
 }  // namespace kolo

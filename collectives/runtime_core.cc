@@ -7,6 +7,7 @@
 #include "collectives/backend_factory.h"
 #include "collectives/controller.h"
 #include "collectives/executor.h"
+#include "collectives/mpi/poll_backoff.h"
 #include "collectives/response_cache.h"
 #include "collectives/timeline.h"
 #include "core/util/logging.h"
@@ -18,12 +19,10 @@ using Clock = std::chrono::steady_clock;
 // How long after the last executed collective the loop keeps cycling without pause while requests wait.
 constexpr auto kEagerWindow = std::chrono::milliseconds(20);
 // Launched device groups are polled every kPollSlice while this thread waits for the next cycle, not in a
-// spin: each poll is a driver call, and the training thread launches kernels meanwhile (no one waits on
-// the host for a gradient group: the DistributedOptimizer waits on the device, Handle::wait_device). While
-// a thread blocks in Handle::wait(), they are polled in a spin (yield) instead.
+// spin: each poll is a driver call that competes with the training thread's kernel launches. While a thread
+// blocks in Handle::wait() (the DistributedOptimizer's default host wait among them), they are polled in a
+// spin (yield) instead, so the waiter sees its group complete at once.
 constexpr auto kPollSlice = std::chrono::microseconds(50);
-// A blocking drain (shutdown, process-set creation) spins this long before it sleeps between polls.
-constexpr auto kSpinWindow = std::chrono::microseconds(200);
 
 }  // namespace
 
@@ -80,11 +79,7 @@ void RuntimeCore::complete_launched(bool block) {
     try {
       if (!executor->finished(*g.work)) {
         if (!block) break;
-        // As NcclBackend::synchronize: spin briefly, then sleep so peers sharing cores can run.
-        if (Clock::now() - started < kSpinWindow)
-          std::this_thread::yield();
-        else
-          std::this_thread::sleep_for(kPollSlice);
+        poll_pause(started);
         continue;
       }
     } catch (const std::exception& e) {
@@ -303,11 +298,11 @@ void RuntimeCore::loop(std::promise<void>* started) {
         std::vector<std::shared_ptr<Event>> done = work->d.done_events();
         {
           std::lock_guard<std::mutex> lock(mu);
-          for (auto* it : items)
-            if (it) in_flight.erase(it->req.name);
+          for (const auto& e : entries)
+            if (e) in_flight.erase(e->req.name);
         }
-        for (auto* it : items)
-          if (it) it->state->launch(it->output, done);
+        for (const auto& e : entries)
+          if (e) e->state->launch(e->output, done);
         launched.push_back({std::move(entries), std::move(work)});
         continue;
       }

@@ -162,7 +162,7 @@ DistributedOptimizer::DistributedOptimizer(Optimizer& inner, Runtime& runtime, D
   }
 }
 
-bool DistributedOptimizerOptions::default_wait_on_device() { return env::get_int("KOLO_DEVICE_WAIT", 0) != 0; }
+bool DistributedOptimizerOptions::default_wait_on_device() { return env::get_bool("KOLO_DEVICE_WAIT", false); }
 
 DistributedOptimizer::~DistributedOptimizer() = default;
 

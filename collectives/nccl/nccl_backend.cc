@@ -194,8 +194,14 @@ void NcclBackend::poll() {
   // The asynchronous-error query is rate-limited: the background thread polls launched work often, and
   // each query is a driver call that competes with the training thread's kernel launches.
   const auto now = std::chrono::steady_clock::now();
-  if (now - last_error_check_ < std::chrono::milliseconds(1)) return check_age(now);
-  last_error_check_ = now;
+  if (now - last_error_check_ >= std::chrono::milliseconds(1)) {
+    last_error_check_ = now;
+    check_async_errors();
+  }
+  check_age(now);
+}
+
+void NcclBackend::check_async_errors() {
   for (ncclComm_t c : comms_) {
     ncclResult_t async = ncclSuccess;
     const ncclResult_t rc = ncclCommGetAsyncError(c, &async);
@@ -203,7 +209,6 @@ void NcclBackend::poll() {
     if (async != ncclSuccess && async != ncclInProgress)
       fail(detail::concat("asynchronous NCCL error: ", ncclGetErrorString(async), " (", ncclGetLastError(c), ")"));
   }
-  check_age(now);
 }
 
 void NcclBackend::check_age(std::chrono::steady_clock::time_point now) {

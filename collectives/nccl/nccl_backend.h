@@ -118,6 +118,7 @@ class NcclBackend final : public Backend {
   NcclBackend(int device, NcclOptions options, std::vector<ncclComm_t> comms);
   void create_streams();
   void fail(const std::string& reason);
+  void check_async_errors();                                  // ncclCommGetAsyncError on every communicator
   void check_age(std::chrono::steady_clock::time_point now);  // the timeout of the oldest unfinished collective
   cudaEvent_t take_event();
 

@@ -3,8 +3,9 @@
 // the collectives' rows, so one picture shows how communication overlaps the backward pass.
 //
 // On a GPU, host times only say when kernels were launched. Each phase boundary is therefore a timing event
-// on the compute stream; after the step's host sync the events are placed on the host clock backwards from
-// that sync (the step's last event completed just before the sync returned).
+// on the compute stream; end_step() waits on the host for the step's last event and places the events on the
+// host clock backwards from that wait (the last event completed just before it returned). So a timeline run
+// syncs once a step, which the training loops otherwise no longer do.
 #pragma once
 
 #include <chrono>
@@ -23,7 +24,7 @@ class StepTimeline {
   StepTimeline(Runtime& rt, Device device);
   bool enabled() const { return enabled_; }
   void mark(const char* phase);  // `phase` starts now on the device's current stream
-  void end_step();               // after the step's host sync: writes the step's phases, starts a new step
+  void end_step();               // waits for the step's device work, writes its phases, starts a new step
 
  private:
   struct Mark {
