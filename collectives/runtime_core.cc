@@ -127,10 +127,10 @@ void RuntimeCore::loop(std::promise<void>* started) {
       // instead of the cycle time, so a rank whose peers submit a little later does not add a whole cycle
       // time to the collective (the cycle is a collective step, so this rank just waits inside it for the
       // others). GPU steps are short, so ranks drift apart at every group; host tensors keep the cycle time,
-      // whose pauses leave the cores to the compute threads. Not at once: back-to-back cycles, each with an
-      // MPI round and a device poll, slowed ResNet-50's host-bound kernel launches at 2 GPUs by ~4%, while a
-      // new submission wakes this thread anyway. Only while work keeps completing: a stalled request (a rank
-      // that never submits) falls back to the cycle time.
+      // whose pauses leave the cores to the compute threads. One slice rather than none bounds the MPI
+      // rounds and device polls spent waiting (a new submission wakes this thread anyway); ResNet-50 at 2
+      // GPUs ran equally fast either way (benchmarks/RESULTS.md, session 6). Only while work keeps
+      // completing: a stalled request (a rank that never submits) falls back to the cycle time.
       const bool eager = Clock::now() - last_progress < kEagerWindow &&
                          std::any_of(in_flight.begin(), in_flight.end(),
                                      [](const auto& kv) { return kv.second->req.device != DeviceType::CPU; });
