@@ -1,7 +1,8 @@
 // Attention at Transformer-big shapes (batch 256 x 64 tokens, 16 heads of 64, bf16) on the CUDA slots: forward
 // and forward + backward for the three attentions of the model (encoder self with key padding, decoder self
 // causal + padding, cross with padding), q/k/v as head views of [B, T, H*Dh] projections as the model makes
-// them. Each row is timed on the default path (GEMM path here) and on the fused kernels for comparison.
+// them. Each row is timed on each implementation (tile kernels, GEMM path, CUDA-core fused kernels; forced
+// through cuda::set_attention_path) on the same inputs.
 // TFLOP/s counts the GEMM work done: 2 products forward, 5 backward (scores recomputed), 2*Tq*Tk*Dh each.
 #include <cmath>
 #include <cstdio>
@@ -11,7 +12,7 @@
 
 #include "benchmarks/gpu/cuda_timing.h"
 #include "core/device/cuda/cuda_backend.h"
-#include "core/ops/cuda/attention_operands.h"
+#include "core/ops/cuda/attention_launch.h"
 #include "core/ops/kernels/nn.h"
 
 using namespace kolo;
@@ -43,7 +44,10 @@ int main() {
   std::printf("B=%lld H=%lld Dh=%lld bf16, attention dropout %.1f\n", static_cast<long long>(nb),
               static_cast<long long>(nh), static_cast<long long>(dh), dropout);
   std::printf("%-32s %-6s %-8s %10s %10s\n", "attention", "path", "pass", "median", "GEMM work");
-  double per_step[2][2] = {{0, 0}, {0, 0}};  // [path][fwd, fwd+bwd], summed over the model's 18 attentions
+  const cuda::AttentionPath paths[] = {cuda::AttentionPath::Tile, cuda::AttentionPath::Gemm,
+                                       cuda::AttentionPath::Fused};
+  const char* path_names[] = {"tile", "gemm", "fused"};
+  double per_step[3][2] = {};  // [path][fwd, fwd+bwd], summed over the model's 18 attentions
   for (const Problem& p : problems) {
     auto heads = [&](int64_t tt) {
       return Tensor::uniform({nb, tt, d}, -1, 1, gen, t, g).view({nb, tt, nh, dh}).transpose(1, 2);
@@ -57,46 +61,32 @@ int main() {
         for (int64_t j = 0; j < p.tk; ++j)
           if (j >= p.tk - b % 8 || (p.causal && j > i)) m[static_cast<size_t>((b * p.tq + i) * p.tk + j)] = -inf;
     Tensor mask = Tensor::from_vector(m, {nb, 1, p.tq, p.tk}).to(t).to(g).expand({nb, nh, p.tq, p.tk});
-    Tensor out = Tensor::empty({nb, nh, p.tq, dh}, t, g), lse = Tensor::empty({nb, nh, p.tq}, DType::F32, g);
-    Tensor gq = Tensor::empty(q.shape(), t, g), gk = Tensor::empty(k.shape(), t, g), gv = Tensor::empty(v.shape(), t, g);
-    Tensor gs, delta = Tensor::empty({nb, nh, p.tq}, DType::F32, g);
-    const cuda::AttnShape s{nb, nh, p.tq, p.tk, dh};
-    const cudaStream_t stream = static_cast<cudaStream_t>(cuda_main_stream(0).native());
-    using cuda::attn_operand, cuda::attn_output;
+    // Outputs head-interleaved, as the op allocates them for head views.
+    auto out_heads = [&](int64_t tt) { return Tensor::empty({nb, tt, nh, dh}, t, g).transpose(1, 2); };
+    Tensor out = out_heads(p.tq), lse = Tensor::empty({nb, nh, p.tq}, DType::F32, g);
+    Tensor gq = out_heads(p.tq), gk = out_heads(p.tk), gv = out_heads(p.tk), gs;
     const double gemm_flop = 2.0 * nb * nh * p.tq * p.tk * dh;
-    for (int path = 0; path < 2; ++path) {
-      auto fwd = [&] {
-        if (path == 0)
-          attention_fwd_kernel()(g)(q, k, v, mask, scale, dropout, 7, 0, out, lse);
-        else
-          cuda::launch_attention_fused_fwd(t, s, attn_operand(q), attn_operand(k), attn_operand(v), attn_operand(mask),
-                                           scale, dropout, 7, 0, attn_output(out), lse.data_ptr(), stream);
-      };
-      auto bwd = [&] {
-        if (path == 0)
-          attention_bwd_kernel()(g)(go, q, k, v, mask, out, lse, scale, dropout, 7, 0, gq, gk, gv, gs);
-        else
-          cuda::launch_attention_fused_bwd(t, s, attn_operand(go), attn_operand(q), attn_operand(k), attn_operand(v),
-                                           attn_operand(mask), attn_operand(out), lse.data_ptr(), scale, dropout, 7, 0,
-                                           attn_output(gq), attn_output(gk), attn_output(gv), nullptr,
-                                           delta.data_ptr(), stream);
-      };
-      const char* path_name = path == 0 ? "slot" : "fused";
+    for (int path = 0; path < 3; ++path) {
+      cuda::set_attention_path(paths[path]);
+      auto fwd = [&] { attention_fwd_kernel()(g)(q, k, v, mask, scale, dropout, 7, 0, out, lse); };
+      auto bwd = [&] { attention_bwd_kernel()(g)(go, q, k, v, mask, out, lse, scale, dropout, 7, 0, gq, gk, gv, gs); };
       const double f = median_ms(fwd);
       const double fb = median_ms([&] {
         fwd();
         bwd();
       });
-      std::printf("%-32s %-6s %-8s %7.3f ms %6.1f TFLOP/s\n", p.name, path_name, "fwd", f, 2 * gemm_flop / f / 1e9);
-      std::printf("%-32s %-6s %-8s %7.3f ms %6.1f TFLOP/s\n", p.name, path_name, "fwd+bwd", fb,
+      std::printf("%-32s %-6s %-8s %7.3f ms %6.1f TFLOP/s\n", p.name, path_names[path], "fwd", f,
+                  2 * gemm_flop / f / 1e9);
+      std::printf("%-32s %-6s %-8s %7.3f ms %6.1f TFLOP/s\n", p.name, path_names[path], "fwd+bwd", fb,
                   7 * gemm_flop / fb / 1e9);
       per_step[path][0] += 6 * f;
       per_step[path][1] += 6 * fb;
     }
   }
-  std::printf("Transformer-big step (6 layers x 3 attentions): slot path fwd %.1f ms, fwd+bwd %.1f ms; fused kernels "
-              "fwd %.1f ms, fwd+bwd %.1f ms\n",
-              per_step[0][0], per_step[0][1], per_step[1][0], per_step[1][1]);
+  cuda::set_attention_path(cuda::AttentionPath::Auto);
+  for (int path = 0; path < 3; ++path)
+    std::printf("Transformer-big step (6 layers x 3 attentions), %s: fwd %.2f ms, fwd+bwd %.2f ms\n", path_names[path],
+                per_step[path][0], per_step[path][1]);
   const MemoryStats st = cuda_device_allocator(0).stats();
   std::printf("allocator: peak %.2f GiB\n", st.peak / 1073741824.0);
   return 0;

@@ -1,12 +1,14 @@
-// CUDA attention (GEMM path and fused fallback) against the CPU kernels at Transformer-big-like shapes: heads
-// 16, head size 64, 64 tokens, q/k/v as head views of [B, T, H*Dh] projections, causal + key-padding masks,
-// dropout; plus the op through autograd, the fused fallback on unaligned heads, and chunked heads.
+// CUDA attention (tile path, GEMM path and fused fallback, each forced in turn) against the CPU kernels at
+// Transformer-big-like shapes: heads 16, head size 64, 64 tokens, q/k/v as head views of [B, T, H*Dh]
+// projections, causal + key-padding masks, dropout; the tile path at its edge sizes; plus the op through
+// autograd, the fused fallback on unaligned heads, and chunked heads.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <limits>
 #include <string>
 
+#include "core/ops/cuda/attention_launch.h"
 #include "core/ops/kernels/nn.h"
 #include "core/ops/nn.h"
 #include "tests/gpu/gpu_test_util.h"
@@ -99,13 +101,51 @@ void check_slots(const Case& c, Device gpu) {
   if (masked) EXPECT_LE(relative_error(dgs, gs), tol(c.t)) << what;
 }
 
-TEST_F(GpuTest, AttentionTransformerBigShapesMatchCpu) {
-  for (DType t : {DType::BF16, DType::F32, DType::F16})
-    for (double p : {0.0, 0.1}) {
-      check_slots({4, 16, 64, 64, 64, true, true, p, t}, gpu());   // decoder self-attention
-      check_slots({4, 16, 64, 37, 64, false, true, p, t}, gpu());  // cross-attention, padded source
-    }
-  check_slots({2, 16, 64, 64, 64, false, false, 0.0, DType::BF16}, gpu());
+// Forces one attention implementation for a scope (where its conditions hold; attention_launch.h).
+class PathGuard {
+ public:
+  explicit PathGuard(cuda::AttentionPath p) { cuda::set_attention_path(p); }
+  ~PathGuard() { cuda::set_attention_path(cuda::AttentionPath::Auto); }
+  PathGuard(const PathGuard&) = delete;
+  PathGuard& operator=(const PathGuard&) = delete;
+};
+
+const char* path_name(cuda::AttentionPath p) {
+  switch (p) {
+    case cuda::AttentionPath::Tile: return "tile";
+    case cuda::AttentionPath::Gemm: return "gemm";
+    case cuda::AttentionPath::Fused: return "fused";
+    default: return "auto";
+  }
+}
+
+TEST_F(GpuTest, AttentionTransformerBigShapesMatchCpuOnEveryPath) {
+  for (cuda::AttentionPath path : {cuda::AttentionPath::Tile, cuda::AttentionPath::Gemm, cuda::AttentionPath::Fused}) {
+    PathGuard guard(path);
+    SCOPED_TRACE(path_name(path));
+    for (DType t : {DType::BF16, DType::F32, DType::F16})
+      for (double p : {0.0, 0.1}) {
+        check_slots({4, 16, 64, 64, 64, true, true, p, t}, gpu());   // decoder self-attention
+        check_slots({4, 16, 64, 37, 64, false, true, p, t}, gpu());  // cross-attention, padded source
+      }
+    check_slots({2, 16, 64, 64, 64, false, false, 0.0, DType::BF16}, gpu());
+  }
+}
+
+// The tile kernels at the edges of what they take: one query or key, lengths off the 16-row tiles, more
+// queries than keys and the reverse, head sizes 32 and 128, single heads and batches.
+TEST_F(GpuTest, AttentionTilePathEdgeShapesMatchCpu) {
+  PathGuard guard(cuda::AttentionPath::Tile);
+  const Case cases[] = {
+      {3, 2, 1, 1, 64, false, false, 0.0, DType::BF16},  {2, 3, 1, 40, 64, false, true, 0.1, DType::BF16},
+      {2, 3, 17, 5, 32, true, false, 0.0, DType::F16},   {1, 4, 64, 1, 128, false, false, 0.0, DType::BF16},
+      {2, 1, 33, 64, 128, true, true, 0.2, DType::BF16}, {1, 1, 48, 48, 32, true, true, 0.0, DType::F16},
+      {5, 2, 64, 64, 128, true, true, 0.1, DType::F16},  {2, 8, 20, 63, 64, false, true, 0.0, DType::BF16},
+  };
+  for (const Case& c : cases) {
+    ASSERT_TRUE(cuda::attention_tile_fits(c.t, {c.b, c.h, c.tq, c.tk, c.dh})) << describe(c);
+    check_slots(c, gpu());
+  }
 }
 
 TEST_F(GpuTest, AttentionUnalignedHeadsTakeTheFusedKernels) {
@@ -121,7 +161,7 @@ TEST_F(GpuTest, AttentionLongRowsRunInChunksOfHeads) {
 
 // The op with autograd on both devices, heads split from [B, T, H*Dh] projections, mask requiring grad.
 TEST_F(GpuTest, AttentionOpGradientsMatchCpu) {
-  for (DType t : {DType::BF16, DType::F32}) {
+  for (DType t : {DType::BF16, DType::F32, DType::F16}) {
     const Case c{3, 16, 64, 64, 64, true, true, 0.0, t};
     const int64_t d = c.h * c.dh;
     Tensor qf = random_cpu({c.b, c.tq, d}, t, -1.0, 1.0, 81), kf = random_cpu({c.b, c.tk, d}, t, -1.0, 1.0, 82);

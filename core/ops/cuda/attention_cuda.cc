@@ -1,11 +1,13 @@
-// Attention on CUDA: picks the GEMM path or the fused kernels per call and runs the GEMM path (scores and
+// Attention on CUDA: picks the tile, GEMM or fused path per call and runs the GEMM path (scores and
 // gradient products as tensor-core batched GEMMs over heads, softmax rows in attention_softmax.cu).
 #include <algorithm>
+#include <atomic>
 
 #include "core/device/cuda/cuda_check.h"
 #include "core/ops/cuda/attention_launch.h"
 #include "core/ops/cuda/cuda_tensor.h"
 #include "core/ops/cuda/head_gemm.h"
+#include "core/util/env.h"
 
 namespace kolo::cuda {
 
@@ -66,17 +68,53 @@ struct ScoreLayout {
 };
 
 bool use_gemm_path(DType t, const AttnShape& s) {
+  if (attention_path() == AttentionPath::Fused) return false;
   return t != DType::F64 && s.tq >= 1 && s.tk >= 1 && s.tk <= kAttentionGemmMaxKeys && s.b * s.h >= 1;
+}
+
+// An operand the tile kernels move in 16-byte vectors: unit head-dim stride, every row 16-byte aligned.
+bool tile_operand_ok(const AttnOperand& o, const AttnShape& s, int64_t rows, int64_t esz) {
+  return o.stride[3] == 1 && aligned(static_cast<int64_t>(reinterpret_cast<uintptr_t>(o.data))) &&
+         (s.b == 1 || aligned(o.stride[0] * esz)) && (s.h == 1 || aligned(o.stride[1] * esz)) &&
+         (rows == 1 || aligned(o.stride[2] * esz));
+}
+
+bool use_tile_path(DType t, const AttnShape& s) {
+  const AttentionPath p = attention_path();
+  return (p == AttentionPath::Auto || p == AttentionPath::Tile) && attention_tile_fits(t, s);
+}
+
+AttentionPath path_from_env() {
+  const std::optional<std::string> v = env::get("KOLO_ATTENTION_PATH");
+  if (!v || v->empty() || *v == "auto") return AttentionPath::Auto;
+  if (*v == "tile") return AttentionPath::Tile;
+  if (*v == "gemm") return AttentionPath::Gemm;
+  if (*v == "fused") return AttentionPath::Fused;
+  KOLO_FAIL("KOLO_ATTENTION_PATH=", *v, ": expected auto, tile, gemm or fused");
+}
+
+std::atomic<AttentionPath>& path_setting() {
+  static std::atomic<AttentionPath> path{path_from_env()};
+  return path;
 }
 
 void** ptr_array(void* base, int64_t n, int index) { return static_cast<void**>(base) + index * n; }
 
 }  // namespace
 
+AttentionPath attention_path() { return path_setting().load(std::memory_order_relaxed); }
+
+void set_attention_path(AttentionPath path) { path_setting().store(path, std::memory_order_relaxed); }
+
 void launch_attention_fwd(DType t, const AttnShape& s, const AttnOperand& q, const AttnOperand& k,
                           const AttnOperand& v, const AttnOperand& mask, double scale, double dropout_p,
                           uint64_t seed, uint64_t base, const AttnOutput& out, void* lse, cudaStream_t stream) {
   const int64_t esz = static_cast<int64_t>(dtype_size(t));
+  if (use_tile_path(t, s) && tile_operand_ok(q, s, s.tq, esz) && tile_operand_ok(k, s, s.tk, esz) &&
+      tile_operand_ok(v, s, s.tk, esz) && tile_operand_ok(out.as_input(), s, s.tq, esz)) {
+    launch_attention_tile_fwd(t, s, q, k, v, mask, scale, dropout_p, seed, base, out, lse, stream);
+    return;
+  }
   if (!use_gemm_path(t, s) || !gemm_input_ok(q, s, s.tq, esz) || !gemm_input_ok(k, s, s.tk, esz) ||
       !gemm_input_ok(v, s, s.tk, esz) || !gemm_output_ok(out, s, s.tq, esz)) {
     launch_attention_fused_fwd(t, s, q, k, v, mask, scale, dropout_p, seed, base, out, lse, stream);
@@ -113,6 +151,14 @@ void launch_attention_bwd(DType t, const AttnShape& s, const AttnOperand& gout, 
                           const AttnOutput& gq, const AttnOutput& gk, const AttnOutput& gv, void* grad_scores,
                           void* delta, cudaStream_t stream) {
   const int64_t esz = static_cast<int64_t>(dtype_size(t));
+  if (use_tile_path(t, s) && tile_operand_ok(q, s, s.tq, esz) && tile_operand_ok(k, s, s.tk, esz) &&
+      tile_operand_ok(v, s, s.tk, esz) && tile_operand_ok(gout, s, s.tq, esz) &&
+      tile_operand_ok(gq.as_input(), s, s.tq, esz) && tile_operand_ok(gk.as_input(), s, s.tk, esz) &&
+      tile_operand_ok(gv.as_input(), s, s.tk, esz)) {
+    launch_attention_tile_bwd(t, s, gout, q, k, v, mask, lse, scale, dropout_p, seed, base, gq, gk, gv, grad_scores,
+                              stream);
+    return;
+  }
   if (!use_gemm_path(t, s) || !gemm_input_ok(q, s, s.tq, esz) || !gemm_input_ok(k, s, s.tk, esz) ||
       !gemm_input_ok(v, s, s.tk, esz) || !gemm_input_ok(gout, s, s.tq, esz) || !gemm_output_ok(gq, s, s.tq, esz) ||
       !gemm_output_ok(gk, s, s.tk, esz) || !gemm_output_ok(gv, s, s.tk, esz)) {

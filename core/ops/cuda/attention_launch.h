@@ -3,7 +3,10 @@
 // to [B, H, Tq, Tk] (stride-0 views), outputs out/gq/gk/gv with their own strides (AttnOutput), lse and
 // grad_scores contiguous. Head sizes up to 256.
 //
-// Two implementations sit behind launch_attention_fwd/bwd (attention_cuda.cc picks one per call):
+// Three implementations sit behind launch_attention_fwd/bwd (attention_cuda.cc picks one per call):
+// - Tile path (bf16/f16, Tq and Tk <= kAttentionTileMaxLen, head size 32, 64 or 128, 16-byte aligned rows):
+//   tensor-core kernels (attention_tile.cu) that keep one head's operands and scores in shared memory, so a
+//   call reads q, k, v (and gout) once and writes only its outputs. Transformer training sequences.
 // - GEMM path (half and f32 inputs, Tk <= kAttentionGemmMaxKeys, unit-stride head dims, 16-byte aligned
 //   heads): the scores of a chunk of heads are materialised in f32 by tensor-core batched GEMMs
 //   (head_gemm.h), a row kernel applies mask, softmax and dropout (attention_softmax.cu), and the products
@@ -43,6 +46,16 @@ struct AttnShape {
 constexpr int64_t kAttentionMaxHead = 256;
 // Longest key row the GEMM path's softmax kernels keep in registers (32 values per lane).
 constexpr int64_t kAttentionGemmMaxKeys = 1024;
+// Longest query or key sequence of the tile path (one block holds a head's [T, T] scores).
+constexpr int64_t kAttentionTileMaxLen = 64;
+
+// Which implementation runs. Auto: the tile path where it applies, else the GEMM path where it applies, else
+// the fused kernels. A forced path runs where its conditions hold and falls back as Auto elsewhere (Fused
+// holds everywhere). Process-wide; the initial value comes from KOLO_ATTENTION_PATH (auto, tile, gemm,
+// fused), so benchmarks and tests can compare the paths on the same inputs.
+enum class AttentionPath { Auto, Tile, Gemm, Fused };
+AttentionPath attention_path();
+void set_attention_path(AttentionPath path);
 
 // out [B, H, Tq, Dh] (any strides) and lse [B, H, Tq] (statistics dtype, contiguous).
 void launch_attention_fwd(DType t, const AttnShape& s, const AttnOperand& q, const AttnOperand& k,
@@ -66,6 +79,18 @@ void launch_attention_fused_bwd(DType t, const AttnShape& s, const AttnOperand& 
                                 const AttnOperand& out, const void* lse, double scale, double dropout_p, uint64_t seed,
                                 uint64_t base, const AttnOutput& gq, const AttnOutput& gk, const AttnOutput& gv,
                                 void* grad_scores, void* delta, cudaStream_t stream);
+
+// The tile kernels (attention_tile.cu): dtype and sizes they take (the caller checks the 16-byte alignment
+// of every q/k/v/gout/output row and head), and the launches, same contracts as above (the backward
+// recomputes delta itself, so it takes no scratch).
+bool attention_tile_fits(DType t, const AttnShape& s);
+void launch_attention_tile_fwd(DType t, const AttnShape& s, const AttnOperand& q, const AttnOperand& k,
+                               const AttnOperand& v, const AttnOperand& mask, double scale, double dropout_p,
+                               uint64_t seed, uint64_t base, const AttnOutput& out, void* lse, cudaStream_t stream);
+void launch_attention_tile_bwd(DType t, const AttnShape& s, const AttnOperand& gout, const AttnOperand& q,
+                               const AttnOperand& k, const AttnOperand& v, const AttnOperand& mask, const void* lse,
+                               double scale, double dropout_p, uint64_t seed, uint64_t base, const AttnOutput& gq,
+                               const AttnOutput& gk, const AttnOutput& gv, void* grad_scores, cudaStream_t stream);
 
 // Row kernels of the GEMM path (attention_softmax.cu) over the score rows of heads [bh0, bh0 + nbh) of
 // one call. Row r of the chunk is query row r % Tq of head bh0 + r / Tq; matrices are row-major with
