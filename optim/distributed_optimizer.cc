@@ -198,9 +198,11 @@ void DistributedOptimizer::synchronize() {
   // Every handle is waited on even when one fails, so no collective is left reading a freed buffer. With
   // wait_on_device, device gradients are waited for on the compute stream (Handle::wait_device): the host
   // goes on to enqueue the update and the next step while the last buckets are still reduced.
+  const int ranks = s.rt.process_set_size(s.opt.process_set);
+  const bool on_device = s.opt.wait_on_device || ranks == 1;
   std::exception_ptr failure;
   try {
-    if (s.opt.wait_on_device)
+    if (on_device)
       wait_all_device(handles);
     else
       wait_all(handles);
@@ -209,11 +211,10 @@ void DistributedOptimizer::synchronize() {
   }
   std::lock_guard<std::mutex> lock(s.mu);
   NoGradGuard ng;
-  const int ranks = s.rt.process_set_size(s.opt.process_set);
   for (auto& e : s.entries) {
     if (!failure && e.gathered) {
-      Tensor idx = s.opt.wait_on_device ? e.indices.wait_device() : e.indices.output();
-      Tensor vals = s.opt.wait_on_device ? e.values.wait_device() : e.values.output();
+      Tensor idx = on_device ? e.indices.wait_device() : e.indices.output();
+      Tensor vals = on_device ? e.values.wait_device() : e.values.output();
       const double scale = s.accumulation_scale() / (s.opt.op == ReduceOp::Average ? ranks : 1);
       if (scale != 1.0) scale_(vals, scale);
       e.param.tensor.set_grad(Tensor::sparse_rows(idx, vals, e.param.tensor.shape()));
