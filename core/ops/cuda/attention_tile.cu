@@ -12,7 +12,7 @@
 #include "core/device/cuda/cuda_check.h"
 #include "core/ops/cuda/attention_launch.h"
 #include "core/ops/cuda/random.cuh"
-#include "core/ops/cuda/row_reduce.cuh"
+#include "core/ops/cuda/cuda_dtype.cuh"
 
 namespace kolo::cuda {
 
@@ -104,27 +104,55 @@ __device__ __forceinline__ Head head_of(const TileParams& pr) {
   return {bh, bh / pr.s.h, bh % pr.s.h, static_cast<int>(pr.s.tq), static_cast<int>(pr.s.tk)};
 }
 
-// The mask at this lane's columns (lane, lane + 32) of the warp's 16 rows, 0 outside the scores. Loaded
-// before the scores are computed, so the latency of these scattered reads overlaps the tensor-core work.
-template <typename T>
-__device__ __forceinline__ void load_mask(const TileParams& pr, const Head& hd, int row0, float (&m)[16][2]) {
+// In the softmax phases lane l of a warp owns row l / 2 of the warp's 16 rows, columns [32 * (l % 2), + 32):
+// a row's max and sum combine over one lane pair (one shuffle each), and a lane's 32 values are independent
+// work, where a warp per row would chain ten shuffles per row through 16 rows.
+constexpr int kCols = kT / 2;
+
+struct LaneRow {
+  int r, c0;  // row within the warp's 16, first column
+};
+
+__device__ __forceinline__ LaneRow lane_row() {
   const int lane = threadIdx.x % 32;
+  return {lane >> 1, (lane & 1) * kCols};
+}
+
+// The mask at this lane's columns of query row i, 0 outside the scores. Loaded before the score GEMM, so
+// the latency of these scattered reads overlaps the tensor-core work.
+template <typename T>
+__device__ __forceinline__ void load_mask(const TileParams& pr, const Head& hd, int i, int c0, float (&m)[kCols]) {
   const T* mask = static_cast<const T*>(pr.mask.data);
+  const int64_t off = hd.b * pr.mask.stride[0] + hd.h * pr.mask.stride[1] + i * pr.mask.stride[2];
 #pragma unroll
-  for (int r = 0; r < 16; ++r) {
-    const int i = row0 + r;
-    const int64_t off = hd.b * pr.mask.stride[0] + hd.h * pr.mask.stride[1] + i * pr.mask.stride[2];
-#pragma unroll
-    for (int t = 0; t < 2; ++t) {
-      const int j = lane + 32 * t;
-      m[r][t] = mask && i < hd.tq && j < hd.tk ? convert<float>(mask[off + j * pr.mask.stride[3]]) : 0.0f;
-    }
+  for (int k = 0; k < kCols; ++k) {
+    const int j = c0 + k;
+    m[k] = mask && i < hd.tq && j < hd.tk ? convert<float>(mask[off + j * pr.mask.stride[3]]) : 0.0f;
   }
 }
 
-// scale * q.k + mask of column j (srow: the f32 score row), -inf past the keys.
-__device__ __forceinline__ float logit(const TileParams& pr, const float* srow, float m, int j) {
-  return j < pr.s.tk ? srow[j] * pr.scale + m : -INFINITY;
+// 32 f32 values from 16-byte aligned shared memory.
+__device__ __forceinline__ void load_f32(const float* src, float (&x)[kCols]) {
+#pragma unroll
+  for (int q = 0; q < kCols / 4; ++q) {
+    const float4 v = reinterpret_cast<const float4*>(src)[q];
+    x[4 * q] = v.x;
+    x[4 * q + 1] = v.y;
+    x[4 * q + 2] = v.z;
+    x[4 * q + 3] = v.w;
+  }
+}
+
+// 32 values as T into 16-byte aligned shared memory.
+template <typename T>
+__device__ __forceinline__ void store_half(T* dst, const float (&x)[kCols]) {
+#pragma unroll
+  for (int q = 0; q < kCols / 8; ++q) {
+    alignas(16) T v[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) v[e] = convert<T>(x[8 * q + e]);
+    reinterpret_cast<uint4*>(dst)[q] = *reinterpret_cast<const uint4*>(v);
+  }
 }
 
 using Acc16 = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
@@ -202,34 +230,39 @@ __global__ void __launch_bounds__(kThreads) tile_fwd_kernel(TileParams pr) {
   T* ps = reinterpret_cast<T*>(rest);
   float* fs = reinterpret_cast<float*>(ps + kT * L::ldp);
   __syncthreads();
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, row0 = warp * 16;
+  const int warp = threadIdx.x / 32, row0 = warp * 16;
   if (row0 >= tq) return;
   const int nk = (tk + 15) / 16;
   float* rows = fs + row0 * L::ldf;
-  float mk[16][2];
-  load_mask<T>(pr, hd, row0, mk);
+  const LaneRow lr = lane_row();
+  const int i = row0 + lr.r;
+  const int64_t g = bh * tq + i;
+  float x[kCols];
+  load_mask<T>(pr, hd, i, lr.c0, x);
   rows_times_rows_t<T, D>(qs, ks, row0, nk, rows);
   __syncwarp();
+  float s_[kCols];
+  load_f32(rows + lr.r * L::ldf + lr.c0, s_);
+  float mx = -INFINITY;
 #pragma unroll
-  for (int r = 0; r < 16; ++r) {
-    const int i = row0 + r;
-    T* prow = ps + i * L::ldp;
-    if (i >= tq) {  // padded query row: zeros keep its (unstored) output finite
-      prow[lane] = convert<T>(0.0f);
-      prow[lane + 32] = convert<T>(0.0f);
-      continue;
-    }
-    const int64_t g = bh * tq + i;
-    const float x0 = logit(pr, rows + r * L::ldf, mk[r][0], lane);
-    const float x1 = logit(pr, rows + r * L::ldf, mk[r][1], lane + 32);
-    const float mx = warp_max(fmaxf(x0, x1));
-    const float e0 = x0 == -INFINITY ? 0.0f : __expf(x0 - mx), e1 = x1 == -INFINITY ? 0.0f : __expf(x1 - mx);
-    const float sum = warp_sum(e0 + e1);
-    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-    if (lane == 0) pr.lse_out[g] = sum > 0.0f ? mx + logf(sum) : -INFINITY;
-    prow[lane] = convert<T>(lane < tk ? e0 * inv * keep_factor(pr, g, lane) : 0.0f);
-    prow[lane + 32] = convert<T>(lane + 32 < tk ? e1 * inv * keep_factor(pr, g, lane + 32) : 0.0f);
+  for (int k = 0; k < kCols; ++k) {  // padded query rows come out all zero, keeping their outputs finite
+    x[k] = i < tq && lr.c0 + k < tk ? s_[k] * pr.scale + x[k] : -INFINITY;
+    mx = fmaxf(mx, x[k]);
   }
+  mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+  float sum = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kCols; ++k) {
+    x[k] = x[k] == -INFINITY ? 0.0f : __expf(x[k] - mx);
+    sum += x[k];
+  }
+  sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+  const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+  if (lr.c0 == 0 && i < tq) pr.lse_out[g] = sum > 0.0f ? mx + logf(sum) : -INFINITY;
+#pragma unroll
+  for (int k = 0; k < kCols; ++k)
+    x[k] = x[k] != 0.0f ? x[k] * inv * keep_factor(pr, g, lr.c0 + k) : 0.0f;
+  store_half(ps + i * L::ldp + lr.c0, x);
   __syncwarp();
   tile_times_rows<T, D, false>(ps, warp, nk, vs, rows);  // O = P V, staged over this warp's score rows
   __syncwarp();
@@ -251,48 +284,51 @@ __global__ void __launch_bounds__(kThreads) tile_bwd_kernel(TileParams pr) {
   float* ss = reinterpret_cast<float*>(dss + kT * L::ldp);
   float* dps = ss + kT * L::ldf;
   __syncthreads();
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, row0 = warp * 16;
+  const int warp = threadIdx.x / 32, row0 = warp * 16;
   const int nq = (tq + 15) / 16, nk = (tk + 15) / 16;
   T* gs = static_cast<T*>(pr.grad_scores);
   if (warp < nq) {
     float* srows = ss + row0 * L::ldf;
     float* dprows = dps + row0 * L::ldf;
-    float mk[16][2];
-    load_mask<T>(pr, hd, row0, mk);
-    // Lane r < 16 holds the logsumexp of row row0 + r.
-    const float lse_lane = lane < 16 && row0 + lane < tq ? pr.lse_in[bh * tq + row0 + lane] : -INFINITY;
+    const LaneRow lr = lane_row();
+    const int i = row0 + lr.r;
+    const int64_t g = bh * tq + i;
+    float mk[kCols];
+    load_mask<T>(pr, hd, i, lr.c0, mk);
+    const float l = i < tq ? pr.lse_in[g] : -INFINITY;
     rows_times_rows_t<T, D>(qs, ks, row0, nk, srows);   // S = Q K^T (unscaled)
     rows_times_rows_t<T, D>(gos, vs, row0, nk, dprows);  // dP = dO V^T
     __syncwarp();
+    float p[kCols], dpe[kCols];
+    load_f32(srows + lr.r * L::ldf + lr.c0, p);
+    load_f32(dprows + lr.r * L::ldf + lr.c0, dpe);
+    float delta = 0.0f;
+    uint32_t dropped = 0;  // bit k: column c0 + k dropped
 #pragma unroll
-    for (int r = 0; r < 16; ++r) {
-      const int i = row0 + r;
-      const int64_t g = bh * tq + i;
-      const float l = __shfl_sync(0xffffffffu, lse_lane, r);
-      float p[2], f[2], dpe[2];
-      float delta = 0.0f;
+    for (int k = 0; k < kCols; ++k) {
+      // Columns past the keys were never written by the score GEMMs: nothing of them may reach delta.
+      const bool valid = l != -INFINITY && lr.c0 + k < tk;
+      const float x = valid ? p[k] * pr.scale + mk[k] : -INFINITY;
+      p[k] = x == -INFINITY ? 0.0f : __expf(x - l);
+      const float f = p[k] != 0.0f ? keep_factor(pr, g, lr.c0 + k) : 1.0f;
+      if (f == 0.0f) dropped |= 1u << k;
+      dpe[k] = valid ? dpe[k] * f : 0.0f;
+      delta += p[k] * dpe[k];
+    }
+    // delta = rowsum(P .* dropout(dP)) = rowsum(dO .* O) of the forward, without reading O.
+    delta += __shfl_xor_sync(0xffffffffu, delta, 1);
+    const float kept = pr.dropout_p > 0.0f ? pr.keep_scale : 1.0f;
 #pragma unroll
-      for (int t = 0; t < 2; ++t) {
-        const int j = lane + 32 * t;
-        p[t] = f[t] = dpe[t] = 0.0f;
-        if (l != -INFINITY && j < tk) {
-          const float x = logit(pr, srows + r * L::ldf, mk[r][t], j);
-          p[t] = x == -INFINITY ? 0.0f : __expf(x - l);
-          f[t] = keep_factor(pr, g, j);
-          dpe[t] = dprows[r * L::ldf + j] * f[t];
-          delta += p[t] * dpe[t];
-        }
-      }
-      // delta = rowsum(P .* dropout(dP)) = rowsum(dO .* O) of the forward, without reading O.
-      delta = warp_sum(delta);
+    for (int k = 0; k < kCols; ++k) {
+      dpe[k] = p[k] * (dpe[k] - delta);  // dS
+      p[k] = dropped >> k & 1u ? 0.0f : p[k] * kept;
+    }
+    store_half(ps + i * L::ldp + lr.c0, p);
+    store_half(dss + i * L::ldp + lr.c0, dpe);
+    if (gs && i < tq) {
 #pragma unroll
-      for (int t = 0; t < 2; ++t) {
-        const int j = lane + 32 * t;
-        const T d = convert<T>(p[t] * (dpe[t] - delta));
-        ps[i * L::ldp + j] = convert<T>(p[t] * f[t]);
-        dss[i * L::ldp + j] = d;
-        if (gs && i < tq && j < tk) gs[g * tk + j] = d;
-      }
+      for (int k = 0; k < kCols; ++k)
+        if (lr.c0 + k < tk) gs[g * tk + lr.c0 + k] = convert<T>(dpe[k]);
     }
   }
   __syncthreads();
@@ -316,8 +352,11 @@ __global__ void __launch_bounds__(kThreads) tile_bwd_kernel(TileParams pr) {
 
 template <typename Kernel>
 void launch_tile(Kernel kernel, const AttnShape& s, size_t smem, const TileParams& pr, cudaStream_t stream) {
-  if (smem > 48 * 1024)
-    KOLO_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  // Every launch (attributes are per device): more than 48 KiB of shared memory, and the largest shared
+  // carveout so that several heads' blocks share a multiprocessor.
+  KOLO_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  KOLO_CUDA_CHECK(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared));
   kernel<<<static_cast<unsigned>(s.b * s.h), kThreads, smem, stream>>>(pr);
   KOLO_CUDA_CHECK_LAUNCH();
 }
