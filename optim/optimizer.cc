@@ -120,6 +120,16 @@ Tensor Optimizer::grad_slot(const Tensor& param) const {
   return flats_[loc.group].grad_slice(loc.index);
 }
 
+double Optimizer::last_grad_norm() const {
+  if (!pending_norm_sq_.empty()) {
+    double sq = 0.0;
+    for (const Tensor& t : pending_norm_sq_) sq += t.to(Device::cpu()).item();
+    last_grad_norm_ = std::sqrt(sq);
+    pending_norm_sq_.clear();
+  }
+  return last_grad_norm_;
+}
+
 double global_grad_norm(const Optimizer& opt) {
   double sq = 0.0;
   for (size_t g = 0; g < opt.num_groups(); ++g) {
@@ -144,8 +154,18 @@ void Optimizer::step() {
   if (!prepared_) prepare_grads(1.0, /*check=*/false);
   prepared_ = false;
   const std::vector<std::vector<bool>>& had = had_;
-  last_grad_norm_ = global_grad_norm(*this);
-  if (clip_norm_ > 0) {
+  pending_norm_sq_.clear();
+  if (clip_norm_ <= 0) {
+    last_grad_norm_ = 0;
+    for (size_t g = 0; g < groups_.size(); ++g) {
+      const FlatBuffer& f = update_flat(g);
+      if (f.numel() == 0) continue;
+      optim_kernels::UpdateDeviceScope on(f.device());
+      pending_norm_sq_.push_back(Tensor::empty({1}, DType::F64, f.device()));
+      optim_kernels::sum_squares_to(f.all(f.grads()), pending_norm_sq_.back().data<double>());
+    }
+  } else {
+    last_grad_norm_ = global_grad_norm(*this);
     KOLO_CHECK(std::isfinite(last_grad_norm_), kind_, ": gradient norm is ", last_grad_norm_,
                " at step ", step_ + 1, "; cannot clip a non-finite gradient");
     // torch.nn.utils.clip_grad_norm_: scale by max/(norm + 1e-6) only when that is below 1.

@@ -78,7 +78,9 @@ class Optimizer {
   int64_t step_count() const { return step_; }
   // max_norm <= 0 disables clipping. The pre-clip global norm of the last step is kept for logging.
   void set_clip_grad_norm(double max_norm) { clip_norm_ = max_norm; }
-  double last_grad_norm() const { return last_grad_norm_; }
+  // Without clipping, step() only enqueues the norm's reduction on the update device, so a step has no host
+  // wait; the first call after the step reads it back (and waits for it there).
+  double last_grad_norm() const;
 
   size_t num_groups() const { return groups_.size(); }
   const ParamGroup& group(size_t g) const { return groups_[g]; }
@@ -123,7 +125,8 @@ class Optimizer {
   double lr_;
   double default_weight_decay_;
   double clip_norm_ = 0;
-  double last_grad_norm_ = 0;
+  mutable double last_grad_norm_ = 0;
+  mutable std::vector<Tensor> pending_norm_sq_;  // per group, f64 on its device: not read back yet
   int64_t step_ = 0;
 };
 

@@ -99,6 +99,8 @@ double cpu_sum_squares(Device, std::span<const float> x) {
   return s;
 }
 
+void cpu_sum_squares_to(Device d, std::span<const float> x, double* out) { *out = cpu_sum_squares(d, x); }
+
 void cpu_scale_inplace(Device, std::span<float> x, float s) {
   const int64_t n = static_cast<int64_t>(x.size());
   float* a = x.data();
@@ -168,6 +170,10 @@ void lamb_update(std::span<float> param, std::span<const float> grad, std::span<
 
 double sum_squares(std::span<const float> x) { return optim_sum_squares_kernel()(t_update_device)(t_update_device, x); }
 
+void sum_squares_to(std::span<const float> x, double* out) {
+  optim_sum_squares_to_kernel()(t_update_device)(t_update_device, x, out);
+}
+
 void scale_inplace(std::span<float> x, float s) {
   optim_scale_inplace_kernel()(t_update_device)(t_update_device, x, s);
 }
@@ -188,6 +194,7 @@ KOLO_DEFINE_KERNEL(optim_sgd_update);
 KOLO_DEFINE_KERNEL(optim_adam_update);
 KOLO_DEFINE_KERNEL(optim_lamb_update);
 KOLO_DEFINE_KERNEL(optim_sum_squares);
+KOLO_DEFINE_KERNEL(optim_sum_squares_to);
 KOLO_DEFINE_KERNEL(optim_scale_inplace);
 KOLO_DEFINE_KERNEL(optim_unscale_to_f32);
 KOLO_DEFINE_KERNEL(optim_cast_from_f32);
@@ -195,6 +202,7 @@ KOLO_REGISTER_KERNEL(optim_sgd_update, CPU, optim_kernels::cpu_sgd_update);
 KOLO_REGISTER_KERNEL(optim_adam_update, CPU, optim_kernels::cpu_adam_update);
 KOLO_REGISTER_KERNEL(optim_lamb_update, CPU, optim_kernels::cpu_lamb_update);
 KOLO_REGISTER_KERNEL(optim_sum_squares, CPU, optim_kernels::cpu_sum_squares);
+KOLO_REGISTER_KERNEL(optim_sum_squares_to, CPU, optim_kernels::cpu_sum_squares_to);
 KOLO_REGISTER_KERNEL(optim_scale_inplace, CPU, optim_kernels::cpu_scale_inplace);
 KOLO_REGISTER_KERNEL(optim_unscale_to_f32, CPU, optim_kernels::cpu_unscale_to_f32);
 KOLO_REGISTER_KERNEL(optim_cast_from_f32, CPU, optim_kernels::cpu_cast_from_f32);

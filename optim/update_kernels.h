@@ -64,6 +64,9 @@ void lamb_update(std::span<float> param, std::span<const float> grad, std::span<
 
 // Sum of squares in double (norms of gradients and parameters for clipping and trust ratios).
 double sum_squares(std::span<const float> x);
+// The same written to *out, one double on the update device (host memory for the CPU), without waiting for
+// it: the caller reads *out once the update stream got there (Optimizer::last_grad_norm).
+void sum_squares_to(std::span<const float> x, double* out);
 // x *= s.
 void scale_inplace(std::span<float> x, float s);
 
@@ -101,6 +104,7 @@ KOLO_DECLARE_KERNEL(optim_adam_update, void(Device, std::span<float>, std::span<
 KOLO_DECLARE_KERNEL(optim_lamb_update, void(Device, std::span<float>, std::span<const float>, std::span<float>,
                                             std::span<float>, std::span<float>, const optim_kernels::LambParams&));
 KOLO_DECLARE_KERNEL(optim_sum_squares, double(Device, std::span<const float>));
+KOLO_DECLARE_KERNEL(optim_sum_squares_to, void(Device, std::span<const float>, double*));
 KOLO_DECLARE_KERNEL(optim_scale_inplace, void(Device, std::span<float>, float));
 KOLO_DECLARE_KERNEL(optim_unscale_to_f32, bool(Device, const void*, DType, std::span<float>, float, bool));
 KOLO_DECLARE_KERNEL(optim_cast_from_f32, void(Device, std::span<const float>, void*, DType));

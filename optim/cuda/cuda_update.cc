@@ -76,13 +76,17 @@ void cuda_lamb_update(Device dev, std::span<float> param, std::span<const float>
               static_cast<int64_t>(param.size()), a, partials.data<double>(), current_cuda_stream_native(dev.index));
 }
 
-// Returns a host value, so this one waits for the stream (callers: gradient-norm clipping, LARS norms).
-double cuda_sum_squares(Device dev, std::span<const float> x) {
+void cuda_sum_squares_to(Device dev, std::span<const float> x, double* out) {
   CudaDeviceGuard guard(dev.index);
   Tensor partials = scratch_f64(dev, sum_squares_partials_size());
-  Tensor out = scratch_f64(dev, 1);
-  launch_sum_squares(x.data(), static_cast<int64_t>(x.size()), partials.data<double>(), out.data<double>(),
+  launch_sum_squares(x.data(), static_cast<int64_t>(x.size()), partials.data<double>(), out,
                      current_cuda_stream_native(dev.index));
+}
+
+// Returns a host value, so this one waits for the stream (callers: gradient-norm clipping, LARS norms).
+double cuda_sum_squares(Device dev, std::span<const float> x) {
+  Tensor out = scratch_f64(dev, 1);
+  cuda_sum_squares_to(dev, x, out.data<double>());
   return out.to(Device::cpu()).item();
 }
 
@@ -120,6 +124,7 @@ KOLO_REGISTER_KERNEL(optim_sgd_update, CUDA, optim_cuda::cuda_sgd_update);
 KOLO_REGISTER_KERNEL(optim_adam_update, CUDA, optim_cuda::cuda_adam_update);
 KOLO_REGISTER_KERNEL(optim_lamb_update, CUDA, optim_cuda::cuda_lamb_update);
 KOLO_REGISTER_KERNEL(optim_sum_squares, CUDA, optim_cuda::cuda_sum_squares);
+KOLO_REGISTER_KERNEL(optim_sum_squares_to, CUDA, optim_cuda::cuda_sum_squares_to);
 KOLO_REGISTER_KERNEL(optim_scale_inplace, CUDA, optim_cuda::cuda_scale_inplace);
 KOLO_REGISTER_KERNEL(optim_unscale_to_f32, CUDA, optim_cuda::cuda_unscale_to_f32);
 KOLO_REGISTER_KERNEL(optim_cast_from_f32, CUDA, optim_cuda::cuda_cast_from_f32);

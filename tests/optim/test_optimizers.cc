@@ -162,6 +162,26 @@ TEST(Optimizer, GlobalNormClipping) {
   expect_near(a, {-0.9, 0}, 1e-6);
 }
 
+// Without clipping the norm is reduced during step() and read back on demand: it is the norm of that
+// step's gradients however late it is read, and steps without a read in between each report their own.
+TEST(Optimizer, GradNormWithoutClippingIsTheStepsNorm) {
+  Tensor a = param({0, 0}), b = param({0});
+  Sgd opt({{"a", a}, {"b", b}}, SgdOptions{.lr = 1.0});
+  set_grad(a, {3, 0});
+  set_grad(b, {4});
+  opt.step();
+  expect_near(a, {-3, 0}, 1e-6);
+  EXPECT_NEAR(opt.last_grad_norm(), 5.0, 1e-6);
+  EXPECT_NEAR(opt.last_grad_norm(), 5.0, 1e-6);
+  set_grad(a, {0, 6});
+  set_grad(b, {8});
+  opt.step();
+  set_grad(a, {0.6f, 0});
+  set_grad(b, {0.8f});
+  opt.step();
+  EXPECT_NEAR(opt.last_grad_norm(), 1.0, 1e-6);
+}
+
 TEST(FlatBuffer, PacksParametersAndBindsGradients) {
   Tensor w = param({1, 2, 3, 4, 5, 6}, {2, 3}), b = param({7, 8});
   Sgd opt({{"w", w}, {"b", b}}, SgdOptions{.lr = 0.5});
