@@ -44,10 +44,10 @@ EncoderLayer::EncoderLayer(const TransformerConfig& c, Generator& gen) : Module(
 Tensor EncoderLayer::forward(const Tensor& x, const Tensor& mask) {
   // Post-norm: x = LN(x + drop(f(x))); pre-norm: x = x + drop(f(LN(x))).
   Tensor h = pre_norm_ ? self_attn_norm_->forward(x) : x;
-  Tensor y = add(x, dropout_->forward(self_attn_->forward(h, h, mask)));
+  Tensor y = dropout_->forward_add(x, self_attn_->forward(h, h, mask));
   if (!pre_norm_) y = self_attn_norm_->forward(y);
   h = pre_norm_ ? ffn_norm_->forward(y) : y;
-  y = add(y, dropout_->forward(ffn_->forward(h)));
+  y = dropout_->forward_add(y, ffn_->forward(h));
   if (!pre_norm_) y = ffn_norm_->forward(y);
   return note(y);
 }
@@ -67,13 +67,13 @@ DecoderLayer::DecoderLayer(const TransformerConfig& c, Generator& gen) : Module(
 Tensor DecoderLayer::forward(const Tensor& x, const Tensor& memory, const Tensor& self_mask,
                              const Tensor& memory_mask, AttentionCache* self_cache, AttentionCache* encoder_cache) {
   Tensor h = pre_norm_ ? self_attn_norm_->forward(x) : x;
-  Tensor y = add(x, dropout_->forward(self_attn_->forward(h, h, self_mask, self_cache)));
+  Tensor y = dropout_->forward_add(x, self_attn_->forward(h, h, self_mask, self_cache));
   if (!pre_norm_) y = self_attn_norm_->forward(y);
   h = pre_norm_ ? encoder_attn_norm_->forward(y) : y;
-  y = add(y, dropout_->forward(encoder_attn_->forward(h, memory, memory_mask, encoder_cache, true)));
+  y = dropout_->forward_add(y, encoder_attn_->forward(h, memory, memory_mask, encoder_cache, true));
   if (!pre_norm_) y = encoder_attn_norm_->forward(y);
   h = pre_norm_ ? ffn_norm_->forward(y) : y;
-  y = add(y, dropout_->forward(ffn_->forward(h)));
+  y = dropout_->forward_add(y, ffn_->forward(h));
   if (!pre_norm_) y = ffn_norm_->forward(y);
   return note(y);
 }

@@ -2,10 +2,23 @@
 // reproducible and the backward regenerates the mask instead of storing it.
 #include "core/autograd/grad_mode.h"
 #include "core/autograd/node.h"
+#include "core/ops/elementwise.h"
 #include "core/ops/kernels/nn.h"
 #include "core/ops/nn.h"
 
 namespace kolo {
+
+namespace {
+
+// The backward of dropout: the same mask (same counters) applied to the gradient.
+Tensor dropout_grad(const Tensor& g, double p, uint64_t seed, uint64_t base) {
+  Tensor gc = g.contiguous();
+  Tensor gx = Tensor::empty(gc.shape(), gc.dtype(), gc.device());
+  dropout_apply_kernel()(gc.device())(gc, Tensor(), p, seed, base, gx);
+  return gx;
+}
+
+}  // namespace
 
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
   KOLO_CHECK(p >= 0.0 && p <= 1.0, "dropout: probability ", p, " outside [0, 1] for ", x.describe());
@@ -19,13 +32,34 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
   const uint64_t seed = gen.seed();
   const uint64_t base = gen.reserve(static_cast<uint64_t>(x.numel()));
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dropout_apply_kernel()(x.device())(xc, p, seed, base, y);
+  dropout_apply_kernel()(x.device())(xc, Tensor(), p, seed, base, y);
   autograd::record("dropout", {x}, {&y}, [p, seed, base](const std::vector<Tensor>& g) -> std::vector<Tensor> {
-    Tensor gc = g[0].contiguous();
-    Tensor gx = Tensor::empty(gc.shape(), gc.dtype(), gc.device());
-    dropout_apply_kernel()(gc.device())(gc, p, seed, base, gx);
-    return {gx};
+    return {dropout_grad(g[0], p, seed, base)};
   });
+  return y;
+}
+
+Tensor dropout_add(const Tensor& residual, const Tensor& x, double p, bool training, Generator& gen) {
+  KOLO_CHECK(p >= 0.0 && p <= 1.0, "dropout_add: probability ", p, " outside [0, 1] for ", x.describe());
+  KOLO_CHECK(is_floating(x.dtype()), "dropout_add: needs a floating tensor, got ", x.describe());
+  if (!training || p == 0.0) return add(residual, x);
+  if (residual.shape() != x.shape() || residual.dtype() != x.dtype() || residual.device() != x.device() ||
+      residual.is_sparse())
+    return add(residual, dropout(x, p, training, gen));
+  Tensor xc, rc;
+  {
+    NoGradGuard ng;
+    xc = x.contiguous();
+    rc = residual.contiguous();
+  }
+  const uint64_t seed = gen.seed();
+  const uint64_t base = gen.reserve(static_cast<uint64_t>(x.numel()));
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  dropout_apply_kernel()(x.device())(xc, rc, p, seed, base, y);
+  autograd::record("dropout_add", {residual, x}, {&y},
+                   [p, seed, base](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+                     return {g[0], dropout_grad(g[0], p, seed, base)};
+                   });
   return y;
 }
 

@@ -311,6 +311,29 @@ TEST(Dropout, GradientUsesTheForwardMask) {
   for (size_t i = 0; i < yv.size(); ++i) EXPECT_DOUBLE_EQ(gv[i], yv[i] / 2.0);
 }
 
+// The fused residual form: the composite's values and mask (f32: both round once per element), the same
+// generator counters, gradients for both inputs, and the composite fallback for shapes that broadcast.
+TEST(Dropout, DropoutAddEqualsAddOfDropout) {
+  Tensor r = rand_input({6, 9}, 21).to(DType::F32), x = rand_input({6, 9}, 22).to(DType::F32);
+  Generator g1(7), g2(7);
+  const auto fused = dropout_add(r, x, 0.3, true, g1).to_vector<float>();
+  const auto composite = add(r, dropout(x, 0.3, true, g2)).to_vector<float>();
+  EXPECT_EQ(fused, composite);
+  EXPECT_EQ(g1.offset(), g2.offset());
+  EXPECT_EQ(dropout_add(r, x, 0.3, false, g1).to_vector<float>(), add(r, x).to_vector<float>());
+  Tensor bias = rand_input({9}, 23).to(DType::F32);
+  Generator g3(7), g4(7);
+  EXPECT_EQ(dropout_add(bias, x, 0.3, true, g3).to_vector<float>(),
+            add(bias, dropout(x, 0.3, true, g4)).to_vector<float>());
+  EXPECT_THROW(dropout_add(r, x, -0.1, true, g1), Error);
+  expect_gradcheck(
+      [](const std::vector<Tensor>& in) {
+        Generator g(99);
+        return dropout_add(in[0], in[1], 0.4, true, g);
+      },
+      {rand_input({7, 5}, 24), rand_input({7, 5}, 25)});
+}
+
 // ---------------------------------------------------------------- embedding
 
 TEST(Embedding, GathersRowsWithRowSparseGradient) {

@@ -122,16 +122,23 @@ TEST_F(GpuTest, LayerNormForwardBackwardWithAndWithoutAffine) {
       }
 }
 
+// Plain dropout and the fused residual form (residual + dropout(x)), the vector path ({1000, 32}: 16-byte
+// aligned rows) and the scalar tail ({1001, 33}).
 TEST_F(GpuTest, DropoutMatchesCpuMaskExactly) {
   for (DType t : kFloat)
-    for (double p : {0.0, 0.1, 0.5, 1.0}) {
-      Tensor x = random_cpu({1001, 33}, t, -1.0, 1.0, 41);
-      Tensor y = Tensor::empty(x.shape(), t);
-      dropout_apply_kernel()(Device::cpu())(x, p, 1234, 777, y);
-      Tensor dx = gpu_copy(x), dy = Tensor::empty(x.shape(), t, gpu());
-      dropout_apply_kernel()(gpu())(dx, p, 1234, 777, dy);
-      EXPECT_LE(relative_error(dy, y), t == DType::F64 ? 0.0 : 1e-7) << dtype_name(t) << " p=" << p;
-    }
+    for (double p : {0.0, 0.1, 0.5, 1.0})
+      for (const Shape& shape : {Shape{1001, 33}, Shape{1000, 32}})
+        for (bool with_residual : {false, true}) {
+          Tensor x = random_cpu(shape, t, -1.0, 1.0, 41);
+          Tensor r = with_residual ? random_cpu(shape, t, -1.0, 1.0, 42) : Tensor();
+          Tensor y = Tensor::empty(x.shape(), t);
+          dropout_apply_kernel()(Device::cpu())(x, r, p, 1234, 777, y);
+          Tensor dx = gpu_copy(x), dr = with_residual ? gpu_copy(r) : Tensor();
+          Tensor dy = Tensor::empty(x.shape(), t, gpu());
+          dropout_apply_kernel()(gpu())(dx, dr, p, 1234, 777, dy);
+          EXPECT_LE(relative_error(dy, y), t == DType::F64 ? 0.0 : 1e-7)
+              << dtype_name(t) << " p=" << p << " residual=" << with_residual << " " << shape_str(shape);
+        }
 }
 
 TEST_F(GpuTest, EmbeddingGatherContiguousStridedAndBadIds) {

@@ -6,19 +6,21 @@
 namespace kolo {
 namespace {
 
-void cpu_dropout_apply(const Tensor& x, double p, uint64_t seed, uint64_t base, Tensor& y) {
+void cpu_dropout_apply(const Tensor& x, const Tensor& residual, double p, uint64_t seed, uint64_t base, Tensor& y) {
   const int64_t n = x.numel();
   cpu::dispatch_floating(x.dtype(), "dropout", [&](auto tag) {
     using T = decltype(tag);
     using A = cpu::AccOf<T>;
     const T* px = static_cast<const T*>(x.data_ptr());
+    const T* pr = residual.defined() ? static_cast<const T*>(residual.data_ptr()) : nullptr;
     T* py = static_cast<T*>(y.data_ptr());
     const float pf = static_cast<float>(p);
     const A keep_scale = p < 1.0 ? static_cast<A>(1.0 / (1.0 - p)) : A(0);
 #pragma omp parallel for schedule(static) if (n > 32768)
     for (int64_t i = 0; i < n; ++i) {
       const bool keep = Generator::uniform01(seed, base + static_cast<uint64_t>(i)) >= pf;
-      py[i] = cpu::store_as<T>(keep ? cpu::load_as<A>(px[i]) * keep_scale : A(0));
+      const A d = keep ? cpu::load_as<A>(px[i]) * keep_scale : A(0);
+      py[i] = cpu::store_as<T>(pr ? cpu::load_as<A>(pr[i]) + d : d);
     }
   });
 }

@@ -11,8 +11,8 @@
 
 #include "core/device/cuda/cuda_check.h"
 #include "core/ops/cuda/attention_launch.h"
-#include "core/ops/cuda/random.cuh"
 #include "core/ops/cuda/cuda_dtype.cuh"
+#include "core/ops/cuda/random.cuh"
 
 namespace kolo::cuda {
 

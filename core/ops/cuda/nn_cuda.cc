@@ -84,9 +84,10 @@ void cuda_layer_norm_bwd(const Tensor& gy, const Tensor& x, const Tensor& weight
                               cuda::mut_ptr_or_null(gb), partial.get(), ctx.stream());
 }
 
-void cuda_dropout_apply(const Tensor& x, double p, uint64_t seed, uint64_t base, Tensor& y) {
-  cuda::KernelContext ctx("dropout", {&x, &y});
-  cuda::launch_dropout(x.dtype(), x.data_ptr(), p, seed, base, x.numel(), y.data_ptr(), ctx.stream());
+void cuda_dropout_apply(const Tensor& x, const Tensor& residual, double p, uint64_t seed, uint64_t base, Tensor& y) {
+  cuda::KernelContext ctx("dropout", {&x, &y});  // the op checked that a residual is on this device
+  cuda::launch_dropout(x.dtype(), x.data_ptr(), cuda::ptr_or_null(residual), p, seed, base, x.numel(), y.data_ptr(),
+                       ctx.stream());
 }
 
 void cuda_embedding_gather(const Tensor& weight, const Tensor& indices, Tensor& out) {

@@ -52,8 +52,10 @@ KOLO_DECLARE_KERNEL(layer_norm_bwd, void(const Tensor& gy, const Tensor& x, cons
 
 // Inverted dropout on contiguous x: element i is kept iff Generator::uniform01(seed, base + i) >= p, and
 // kept elements are scaled by 1 / (1 - p) (p == 1 drops everything). The backward applies the same call
-// to the gradient, so no mask is stored.
-KOLO_DECLARE_KERNEL(dropout_apply, void(const Tensor& x, double p, uint64_t seed, uint64_t base, Tensor& y));
+// to the gradient, so no mask is stored. With a defined `residual` (contiguous, x's shape and dtype) y is
+// residual + dropout(x) in one pass, rounded once: the post-dropout residual add of a Transformer layer.
+KOLO_DECLARE_KERNEL(dropout_apply, void(const Tensor& x, const Tensor& residual, double p, uint64_t seed,
+                                        uint64_t base, Tensor& y));
 
 // out[i, :] = weight[indices[i], :]; weight 2-D with any strides, indices i64 contiguous [N], out
 // contiguous [N, D]. Ids outside [0, V) throw.
