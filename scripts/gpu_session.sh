@@ -6,7 +6,7 @@
 #   scripts/gpu_session.sh STEP[,STEP...] [anchors dir], steps run in the order given:
 #     build  configure + build into $KOLO_GPU_BUILD (default /tmp/kolo-gpu); ~65 s on 16 cores
 #     test   ctest -L gpu (the NCCL np2 tests skip themselves on one GPU)
-#     bench  resnet_bench 256 bf16 nhwc, the Transformer-big step profile, and, with an anchors dir holding
+#     bench  resnet_bench 256 bf16 nhwc, attention_bench, the Transformer-big step profile, and, with an anchors dir holding
 #            resnet_anchor.py / transformer_anchor.py, PyTorch eager on the same device right after
 #     nccl   2+ GPUs: kolo_allreduce_bench --device cuda, one rank per GPU (raw NCCL beside kolo in the same binary)
 #     resnet2, transformer2
@@ -60,6 +60,8 @@ do_test() {
 
 do_bench() {
   step 200 "kolo resnet_bench 256 bf16 nhwc" "$build/benchmarks/gpu/resnet_bench" 256 bf16 nhwc 20
+  step 100 "kolo attention_bench (tile, GEMM and fused paths at Transformer-big shapes)" \
+    "$build/benchmarks/gpu/attention_bench"
   step 300 "kolo train_transformer big 256x64 bf16 (profile of the last 2 steps)" \
     env KOLO_PROFILE_KERNELS=2 "$build/examples/train_transformer" --device cuda --model big --dropout 0.1 \
     --dataset synthetic --vocab 32768 --min_len 63 --max_len 63 --tokens_per_rank 16384 --steps 20 \
