@@ -130,16 +130,16 @@ double Optimizer::last_grad_norm() const {
   return last_grad_norm_;
 }
 
-double global_grad_norm(const Optimizer& opt) {
-  double sq = 0.0;
-  for (size_t g = 0; g < opt.num_groups(); ++g) {
-    const FlatBuffer& f = opt.update_flat(g);
-    if (f.numel() > 0) {
-      optim_kernels::UpdateDeviceScope on(f.device());
-      sq += optim_kernels::sum_squares(f.all(f.grads()));
-    }
+void Optimizer::queue_grad_norm() {
+  pending_norm_sq_.clear();
+  last_grad_norm_ = 0;
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    const FlatBuffer& f = update_flat(g);
+    if (f.numel() == 0) continue;
+    optim_kernels::UpdateDeviceScope on(f.device());
+    pending_norm_sq_.push_back(Tensor::empty({1}, DType::F64, f.device()));
+    optim_kernels::sum_squares_to(f.all(f.grads()), pending_norm_sq_.back().data<double>());
   }
-  return std::sqrt(sq);
 }
 
 std::span<float> Optimizer::GroupView::run_span(const Run& r, const Tensor& buffer) const {
@@ -154,22 +154,14 @@ void Optimizer::step() {
   if (!prepared_) prepare_grads(1.0, /*check=*/false);
   prepared_ = false;
   const std::vector<std::vector<bool>>& had = had_;
-  pending_norm_sq_.clear();
-  if (clip_norm_ <= 0) {
-    last_grad_norm_ = 0;
-    for (size_t g = 0; g < groups_.size(); ++g) {
-      const FlatBuffer& f = update_flat(g);
-      if (f.numel() == 0) continue;
-      optim_kernels::UpdateDeviceScope on(f.device());
-      pending_norm_sq_.push_back(Tensor::empty({1}, DType::F64, f.device()));
-      optim_kernels::sum_squares_to(f.all(f.grads()), pending_norm_sq_.back().data<double>());
-    }
-  } else {
-    last_grad_norm_ = global_grad_norm(*this);
-    KOLO_CHECK(std::isfinite(last_grad_norm_), kind_, ": gradient norm is ", last_grad_norm_,
-               " at step ", step_ + 1, "; cannot clip a non-finite gradient");
+  queue_grad_norm();
+  if (clip_norm_ > 0) {
+    // Clipping needs the norm on the host: the one wait of a clipped step.
+    const double norm = last_grad_norm();
+    KOLO_CHECK(std::isfinite(norm), kind_, ": gradient norm is ", norm, " at step ", step_ + 1,
+               "; cannot clip a non-finite gradient");
     // torch.nn.utils.clip_grad_norm_: scale by max/(norm + 1e-6) only when that is below 1.
-    const double coef = clip_norm_ / (last_grad_norm_ + 1e-6);
+    const double coef = clip_norm_ / (norm + 1e-6);
     if (coef < 1.0)
       for (size_t g = 0; g < groups_.size(); ++g) {
         const FlatBuffer& f = update_flat(g);

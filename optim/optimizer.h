@@ -78,8 +78,9 @@ class Optimizer {
   int64_t step_count() const { return step_; }
   // max_norm <= 0 disables clipping. The pre-clip global norm of the last step is kept for logging.
   void set_clip_grad_norm(double max_norm) { clip_norm_ = max_norm; }
-  // Without clipping, step() only enqueues the norm's reduction on the update device, so a step has no host
-  // wait; the first call after the step reads it back (and waits for it there).
+  // Global L2 norm over the f32 gradient buffers (update_flat) of all groups. step() only enqueues its
+  // reduction on the update device, so an unclipped step has no host wait; the first call after the step
+  // reads it back (and waits for it there).
   double last_grad_norm() const;
 
   size_t num_groups() const { return groups_.size(); }
@@ -127,11 +128,8 @@ class Optimizer {
   double clip_norm_ = 0;
   mutable double last_grad_norm_ = 0;
   mutable std::vector<Tensor> pending_norm_sq_;  // per group, f64 on its device: not read back yet
+  void queue_grad_norm();                        // fills pending_norm_sq_ from the gathered gradients
   int64_t step_ = 0;
 };
-
-// Global L2 norm over the f32 gradient buffers (update_flat) of all groups, after gathering (used by
-// step's clipping).
-double global_grad_norm(const Optimizer& opt);
 
 }  // namespace kolo

@@ -18,11 +18,15 @@ Tensor dropout_grad(const Tensor& g, double p, uint64_t seed, uint64_t base) {
   return gx;
 }
 
+void check_args(const char* op, const Tensor& x, double p) {
+  KOLO_CHECK(p >= 0.0 && p <= 1.0, op, ": probability ", p, " outside [0, 1] for ", x.describe());
+  KOLO_CHECK(is_floating(x.dtype()), op, ": needs a floating tensor, got ", x.describe());
+}
+
 }  // namespace
 
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
-  KOLO_CHECK(p >= 0.0 && p <= 1.0, "dropout: probability ", p, " outside [0, 1] for ", x.describe());
-  KOLO_CHECK(is_floating(x.dtype()), "dropout: needs a floating tensor, got ", x.describe());
+  check_args("dropout", x, p);
   if (!training || p == 0.0) return x;
   Tensor xc;
   {
@@ -40,8 +44,7 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
 }
 
 Tensor dropout_add(const Tensor& residual, const Tensor& x, double p, bool training, Generator& gen) {
-  KOLO_CHECK(p >= 0.0 && p <= 1.0, "dropout_add: probability ", p, " outside [0, 1] for ", x.describe());
-  KOLO_CHECK(is_floating(x.dtype()), "dropout_add: needs a floating tensor, got ", x.describe());
+  check_args("dropout_add", x, p);
   if (!training || p == 0.0) return add(residual, x);
   if (residual.shape() != x.shape() || residual.dtype() != x.dtype() || residual.device() != x.device() ||
       residual.is_sparse())

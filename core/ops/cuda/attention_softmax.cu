@@ -38,9 +38,7 @@ __device__ __forceinline__ bool row_of(const RowParams& pr, RowRef& ref) {
 
 // Dropout factor of column j of global row g.
 __device__ __forceinline__ float keep_factor(const RowParams& pr, int64_t g, int64_t j) {
-  if (pr.dropout_p <= 0.0f) return 1.0f;
-  const uint64_t c = pr.base + static_cast<uint64_t>(g * pr.s.tk + j);
-  return uniform01(pr.seed, c) >= pr.dropout_p ? pr.keep_scale : 0.0f;
+  return dropout_factor(pr.seed, pr.base + static_cast<uint64_t>(g * pr.s.tk + j), pr.dropout_p, pr.keep_scale);
 }
 
 template <typename T>

@@ -88,9 +88,7 @@ __device__ __forceinline__ void store_rows(const float* stage, int row0, int n, 
 
 // Dropout factor of column j of global score row g (same counters as the CPU and the other CUDA paths).
 __device__ __forceinline__ float keep_factor(const TileParams& pr, int64_t g, int j) {
-  if (pr.dropout_p <= 0.0f) return 1.0f;
-  const uint64_t c = pr.base + static_cast<uint64_t>(g * pr.s.tk + j);
-  return uniform01(pr.seed, c) >= pr.dropout_p ? pr.keep_scale : 0.0f;
+  return dropout_factor(pr.seed, pr.base + static_cast<uint64_t>(g * pr.s.tk + j), pr.dropout_p, pr.keep_scale);
 }
 
 // The head this block owns.

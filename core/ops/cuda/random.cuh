@@ -20,4 +20,11 @@ __device__ __forceinline__ float uniform01(uint64_t seed, uint64_t counter) {
   return static_cast<float>(counter_hash(seed, counter) >> 40) * (1.0f / 16777216.0f);
 }
 
+// Inverted dropout's factor for the draw at `counter`: keep_scale (1 / (1 - p)) when kept, 0 when dropped,
+// 1 when p <= 0 (no draw).
+__device__ __forceinline__ float dropout_factor(uint64_t seed, uint64_t counter, float p, float keep_scale) {
+  if (p <= 0.0f) return 1.0f;
+  return uniform01(seed, counter) >= p ? keep_scale : 0.0f;
+}
+
 }  // namespace kolo::cuda
