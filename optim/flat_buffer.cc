@@ -51,8 +51,10 @@ bool shares_storage(const Tensor& g, const Tensor& flat) {
 
 void FlatBuffer::bind_grads() {
   if (!grads_.defined()) return;
-  grads_.zero_();
-  for (size_t i = 0; i < params_.size(); ++i) params_[i].set_grad(grad_slice(i));
+  for (size_t i = 0; i < params_.size(); ++i) {
+    params_[i].zero_grad();
+    params_[i].set_grad_slot(grad_slice(i));
+  }
 }
 
 std::vector<bool> FlatBuffer::gather_grads() {

@@ -4,9 +4,11 @@
 //
 // Re-pointing swaps each parameter's TensorImpl storage/offset in place, so every handle the model holds
 // sees the packed memory; views of a parameter taken *before* packing keep the old storage, so build the
-// optimizer before caching such views. Gradients: bind_grads() zeroes the flat gradient and sets each
-// parameter's grad to its slice, so AccumulateGrad sums in place into the buffer. A gradient that arrives
-// in another form (row-sparse, or replaced by set_grad) is copied/densified into its slice by gather_grads().
+// optimizer before caching such views. Gradients: bind_grads() drops each parameter's gradient and makes its
+// slice the gradient's slot (Tensor::set_grad_slot), so the backward's first gradient is copied into the
+// buffer and later ones sum in place. A slot no gradient reached holds an earlier step's values until
+// gather_grads() zeroes it; a gradient that arrives in another form (row-sparse, or replaced by set_grad)
+// is copied/densified into its slice there.
 #pragma once
 
 #include <cstdint>
@@ -40,7 +42,7 @@ class FlatBuffer {
   Tensor grad_slice(size_t i) const;                // parameter i's gradient slot, shaped like it
   Tensor state_like() const;                        // a zeroed buffer of the same size for optimizer state
 
-  // Zeroes the flat gradient and binds each parameter's grad to its slot.
+  // Drops every parameter's gradient and binds its slice as the gradient's slot.
   void bind_grads();
   // Brings every parameter's current gradient into its slot (no-op for bound ones, zeros for missing).
   // Returns, per parameter, whether it had a gradient this step.

@@ -35,15 +35,15 @@ std::vector<bool> MasterWeights::load_grads(const FlatBuffer& model, float inv_s
     if (finite) *finite = true;
     return had;
   }
+  // A slot no gradient reached holds an earlier step's values (possibly non-finite): zero it before the pass.
+  for (size_t i = 0; i < model.size(); ++i)
+    if (!model.params()[i].grad().defined()) model.grad_slice(i).zero_();
   // The usual case, every gradient in its bound slot, is this one pass.
   ok = optim_kernels::unscale_to_f32(model.grads().data_ptr(), model_dtype_, master_.all(master_.grads()),
                                      inv_scale, check);
   for (size_t i = 0; i < model.size(); ++i) {
     const Tensor g = model.params()[i].grad();
-    if (!g.defined()) {
-      master_.grad_slice(i).zero_();
-      continue;
-    }
+    if (!g.defined()) continue;
     had[i] = true;
     if (model.is_bound(i, g)) continue;
     Tensor slot = master_.grad_slice(i);

@@ -46,7 +46,11 @@ std::vector<Tensor> AccumulateGrad::backward(std::vector<Tensor>& grads) {
   AutogradMeta& m = meta_of(leaf_t);
   Tensor g = grads[0];
   if (!g.is_sparse() && (g.dtype() != leaf->dtype)) g = g.to(leaf->dtype);
-  if (!m.grad.defined()) {
+  if (!m.grad.defined() && !g.is_sparse() && m.grad_slot.defined() && m.grad_slot.shape() == g.shape()) {
+    NoGradGuard ng;
+    m.grad = m.grad_slot;
+    m.grad.copy_(g);
+  } else if (!m.grad.defined()) {
     // The incoming buffer may alias a tensor the graph still holds; own a copy before accumulating into it.
     m.grad = g.is_sparse() ? g : g.contiguous().same(g) ? g.clone() : g.contiguous();
   } else if (m.keep_sparse_grad && (m.grad.is_sparse() || g.is_sparse())) {

@@ -51,6 +51,7 @@ struct AutogradMeta {
   bool requires_grad = false;
   bool keep_sparse_grad = false;
   Tensor grad;
+  Tensor grad_slot;  // see Tensor::set_grad_slot
   std::shared_ptr<Node> grad_fn;
   uint32_t output_nr = 0;
   std::weak_ptr<Node> grad_accumulator;

@@ -14,7 +14,7 @@ namespace {
 Tensor dropout_grad(const Tensor& g, double p, uint64_t seed, uint64_t base) {
   Tensor gc = g.contiguous();
   Tensor gx = Tensor::empty(gc.shape(), gc.dtype(), gc.device());
-  dropout_apply_kernel()(gc.device())(gc, Tensor(), p, seed, base, gx);
+  dropout_apply_kernel()(gc.device())(gc, Tensor(), false, p, seed, base, gx);
   return gx;
 }
 
@@ -36,9 +36,31 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
   const uint64_t seed = gen.seed();
   const uint64_t base = gen.reserve(static_cast<uint64_t>(x.numel()));
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dropout_apply_kernel()(x.device())(xc, Tensor(), p, seed, base, y);
+  dropout_apply_kernel()(x.device())(xc, Tensor(), false, p, seed, base, y);
   autograd::record("dropout", {x}, {&y}, [p, seed, base](const std::vector<Tensor>& g) -> std::vector<Tensor> {
     return {dropout_grad(g[0], p, seed, base)};
+  });
+  return y;
+}
+
+Tensor relu_dropout(const Tensor& x, double p, bool training, Generator& gen) {
+  check_args("relu_dropout", x, p);
+  if (!training || p == 0.0) return relu(x);
+  Tensor xc;
+  {
+    NoGradGuard ng;
+    xc = x.contiguous();
+  }
+  const uint64_t seed = gen.seed();
+  const uint64_t base = gen.reserve(static_cast<uint64_t>(x.numel()));
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  dropout_apply_kernel()(x.device())(xc, Tensor(), true, p, seed, base, y);
+  Tensor yd = y.detach();
+  autograd::record("relu_dropout", {x}, {&y}, [p, yd](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+    Tensor gc = g[0].contiguous();
+    Tensor gx = Tensor::empty(gc.shape(), gc.dtype(), gc.device());
+    relu_dropout_backward_kernel()(gc.device())(gc, yd, p, gx);
+    return {gx};
   });
   return y;
 }
@@ -58,7 +80,7 @@ Tensor dropout_add(const Tensor& residual, const Tensor& x, double p, bool train
   const uint64_t seed = gen.seed();
   const uint64_t base = gen.reserve(static_cast<uint64_t>(x.numel()));
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dropout_apply_kernel()(x.device())(xc, rc, p, seed, base, y);
+  dropout_apply_kernel()(x.device())(xc, rc, false, p, seed, base, y);
   autograd::record("dropout_add", {residual, x}, {&y},
                    [p, seed, base](const std::vector<Tensor>& g) -> std::vector<Tensor> {
                      return {g[0], dropout_grad(g[0], p, seed, base)};

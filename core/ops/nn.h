@@ -24,6 +24,8 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
 // Inverted dropout with keep-probability 1-p; the mask comes from (gen.seed, counters), so it is
 // reproducible. Identity when !training or p == 0.
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen);
+// dropout(relu(x), p, training, gen) with the same mask, in one pass; its backward reads only the output.
+Tensor relu_dropout(const Tensor& x, double p, bool training, Generator& gen);
 // residual + dropout(x, p, training, gen) with the same mask, fused into one pass when the two have one shape
 // and dtype (rounded once, where the composite rounds dropout's output first); otherwise the composite.
 Tensor dropout_add(const Tensor& residual, const Tensor& x, double p, bool training, Generator& gen);

@@ -430,6 +430,15 @@ void Tensor::set_grad(const Tensor& g) {
   m->grad = g;
 }
 
+void Tensor::set_grad_slot(const Tensor& slot) {
+  KOLO_CHECK(!slot.defined() || (slot.shape() == shape() && slot.dtype() == dtype() && slot.device() == device() &&
+                                 slot.is_contiguous() && !slot.is_sparse()),
+             "set_grad_slot: slot ", slot.describe(), " for ", describe(), " must be dense, contiguous and alike");
+  auto& m = impl().autograd;
+  if (!m) m = std::make_shared<autograd::AutogradMeta>();
+  m->grad_slot = slot;
+}
+
 void Tensor::zero_grad() {
   if (impl().autograd) impl().autograd->grad = Tensor();
 }

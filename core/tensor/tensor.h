@@ -133,6 +133,10 @@ class Tensor {
   Tensor grad() const;          // undefined until a backward pass reached this tensor
   void set_grad(const Tensor& g);
   void zero_grad();             // drops the gradient (next backward starts fresh)
+  // Where this leaf's gradient lands while grad() is undefined: the first dense gradient of the leaf's shape,
+  // dtype and device is copied into `slot`, which becomes grad(); later ones add to it. An optimizer's flat
+  // buffer binds its slices this way, so a step needs no zero fill and no read of zeros. Undefined unbinds.
+  void set_grad_slot(const Tensor& slot);
   std::shared_ptr<autograd::Node> grad_fn() const;
   // Frees the graph's saved tensors as it goes; `retain_graph` keeps them for another backward through it.
   void backward(const Tensor& grad = Tensor(), bool retain_graph = false) const;

@@ -82,6 +82,6 @@ FeedForward::FeedForward(int64_t dim, int64_t hidden, double activation_dropout,
   dropout_ = register_module("dropout", std::make_shared<Dropout>(activation_dropout, init::fork_seed(gen)));
 }
 
-Tensor FeedForward::forward(const Tensor& x) { return note(fc2_->forward(dropout_->forward(relu(fc1_->forward(x))))); }
+Tensor FeedForward::forward(const Tensor& x) { return note(fc2_->forward(dropout_->forward_relu(fc1_->forward(x)))); }
 
 }  // namespace kolo::models

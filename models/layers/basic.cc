@@ -47,6 +47,8 @@ Dropout::Dropout(double p, uint64_t seed) : Module("Dropout"), p_(p), gen_(seed)
 
 Tensor Dropout::forward(const Tensor& x) { return note(dropout(x, p_, is_training(), gen_)); }
 
+Tensor Dropout::forward_relu(const Tensor& x) { return note(relu_dropout(x, p_, is_training(), gen_)); }
+
 Tensor Dropout::forward_add(const Tensor& residual, const Tensor& x) {
   return note(dropout_add(residual, x, p_, is_training(), gen_));
 }

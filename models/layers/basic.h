@@ -51,6 +51,8 @@ class Dropout : public Module {
  public:
   Dropout(double p, uint64_t seed);
   Tensor forward(const Tensor& x);
+  // forward(relu(x)), fused into one pass (relu_dropout).
+  Tensor forward_relu(const Tensor& x);
   // residual + forward(x), fused into one pass (dropout_add).
   Tensor forward_add(const Tensor& residual, const Tensor& x);
   double p() const { return p_; }

@@ -334,6 +334,34 @@ TEST(Dropout, DropoutAddEqualsAddOfDropout) {
       {rand_input({7, 5}, 24), rand_input({7, 5}, 25)});
 }
 
+// dropout(relu(x)) in one pass: the composite's values, counters and gradient (taken from the output alone),
+// relu in evaluation, and gradcheck.
+TEST(Dropout, ReluDropoutEqualsDropoutOfRelu) {
+  for (double p : {0.0, 0.3, 1.0}) {
+    Tensor x1 = rand_input({6, 9}, 26).to(DType::F32).detach().set_requires_grad(true);
+    Tensor x2 = x1.detach().set_requires_grad(true);
+    Generator g1(7), g2(7);
+    Tensor fused = relu_dropout(x1, p, true, g1), composite = dropout(relu(x2), p, true, g2);
+    EXPECT_EQ(fused.to_vector<float>(), composite.to_vector<float>()) << "p=" << p;
+    EXPECT_EQ(g1.offset(), g2.offset());
+    Tensor w = rand_input({6, 9}, 27).to(DType::F32).detach();
+    sum(mul(fused, w)).backward();
+    sum(mul(composite, w)).backward();
+    EXPECT_EQ(x1.grad().to_vector<float>(), x2.grad().to_vector<float>()) << "p=" << p;
+  }
+  Tensor x = rand_input({4, 5}, 28).to(DType::F32);
+  Generator g(1);
+  EXPECT_EQ(relu_dropout(x, 0.3, false, g).to_vector<float>(), relu(x).to_vector<float>());
+  EXPECT_EQ(g.offset(), 0u);
+  EXPECT_THROW(relu_dropout(x, 1.5, true, g), Error);
+  expect_gradcheck(
+      [](const std::vector<Tensor>& in) {
+        Generator gen(99);
+        return relu_dropout(in[0], 0.4, true, gen);
+      },
+      {rand_input({7, 5}, 29)});
+}
+
 // ---------------------------------------------------------------- embedding
 
 TEST(Embedding, GathersRowsWithRowSparseGradient) {

@@ -122,22 +122,33 @@ TEST_F(GpuTest, LayerNormForwardBackwardWithAndWithoutAffine) {
       }
 }
 
-// Plain dropout and the fused residual form (residual + dropout(x)), the vector path ({1000, 32}: 16-byte
+// Plain dropout, the fused residual form (residual + dropout(x)) and dropout(relu(x)) with its backward, the
+// vector path ({1000, 32}: 16-byte
 // aligned rows) and the scalar tail ({1001, 33}).
 TEST_F(GpuTest, DropoutMatchesCpuMaskExactly) {
   for (DType t : kFloat)
     for (double p : {0.0, 0.1, 0.5, 1.0})
       for (const Shape& shape : {Shape{1001, 33}, Shape{1000, 32}})
-        for (bool with_residual : {false, true}) {
+        for (bool with_residual : {false, true})
+        for (bool relu : {false, true}) {
           Tensor x = random_cpu(shape, t, -1.0, 1.0, 41);
           Tensor r = with_residual ? random_cpu(shape, t, -1.0, 1.0, 42) : Tensor();
           Tensor y = Tensor::empty(x.shape(), t);
-          dropout_apply_kernel()(Device::cpu())(x, r, p, 1234, 777, y);
+          dropout_apply_kernel()(Device::cpu())(x, r, relu, p, 1234, 777, y);
           Tensor dx = gpu_copy(x), dr = with_residual ? gpu_copy(r) : Tensor();
           Tensor dy = Tensor::empty(x.shape(), t, gpu());
-          dropout_apply_kernel()(gpu())(dx, dr, p, 1234, 777, dy);
-          EXPECT_LE(relative_error(dy, y), t == DType::F64 ? 0.0 : 1e-7)
-              << dtype_name(t) << " p=" << p << " residual=" << with_residual << " " << shape_str(shape);
+          dropout_apply_kernel()(gpu())(dx, dr, relu, p, 1234, 777, dy);
+          const std::string what = std::string(dtype_name(t)) + " p=" + std::to_string(p) +
+                                   " residual=" + std::to_string(with_residual) + " relu=" + std::to_string(relu) +
+                                   " " + shape_str(shape);
+          EXPECT_LE(relative_error(dy, y), t == DType::F64 ? 0.0 : 1e-7) << what;
+          if (!relu || with_residual) continue;
+          // dropout(relu(x))'s backward from y alone.
+          Tensor g = random_cpu(shape, t, -1.0, 1.0, 43), gx = Tensor::empty(shape, t);
+          relu_dropout_backward_kernel()(Device::cpu())(g, y, p, gx);
+          Tensor dg = gpu_copy(g), dgx = Tensor::empty(shape, t, gpu());
+          relu_dropout_backward_kernel()(gpu())(dg, dy, p, dgx);
+          EXPECT_LE(relative_error(dgx, gx), t == DType::F64 ? 0.0 : 1e-7) << what << " backward";
         }
 }
 

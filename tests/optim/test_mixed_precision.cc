@@ -99,6 +99,16 @@ TEST(MixedPrecision, Fp16OverflowSkipsAndBacksOffThenGrows) {
   }
   EXPECT_EQ(scaler.scale(), 1024);  // two finite steps in a row
   EXPECT_EQ(opt.step_count(), 2);
+  // Another overflow leaves Inf in b's slot; the next step reaches only w, and b's stale slot must neither
+  // fail the check nor reach b.
+  backward_linear(opt, ps, 100.0, scaler.scale());
+  EXPECT_FALSE(scaler.unscale_and_update(opt));
+  backward_linear(opt, {ps[0]}, 1.0, scaler.scale());
+  ASSERT_TRUE(scaler.unscale_and_update(opt));
+  EXPECT_EQ(opt.master_weights(0)->flat().grads().to_vector<float>(),
+            (std::vector<float>{1.0f, 1.0f, 1.0f, 1.0f, 0.0f, 0.0f}));
+  opt.step();
+  EXPECT_EQ(ps[1].tensor.to_vector<float>(), std::vector<float>(2, 0.5f));
 }
 
 TEST(MixedPrecision, Fp16GradientsBelowF16RangeSurviveScalingAndUnscaleInF32) {

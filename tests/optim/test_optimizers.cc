@@ -191,16 +191,26 @@ TEST(FlatBuffer, PacksParametersAndBindsGradients) {
   EXPECT_EQ(w.storage(), b.storage());
   EXPECT_EQ(b.offset() - w.offset(), 6);
   opt.zero_grad();
-  ASSERT_TRUE(w.grad().defined());
-  EXPECT_EQ(w.grad().storage(), opt.flat(0).grads().storage());
-  // Backward accumulates in place into the bound slots: loss = sum(x @ w^T + b) over 2 rows of ones.
+  EXPECT_FALSE(w.grad().defined());  // bound as a slot: the first gradient is copied there
+  // The first backward lands in the bound slots, a second sums in place: loss = sum(x @ w^T + b) over 2 rows.
   Tensor x = Tensor::ones({2, 3});
   sum(linear(x, w, b)).backward();
+  ASSERT_TRUE(w.grad().defined());
   EXPECT_EQ(w.grad().storage(), opt.flat(0).grads().storage());
+  EXPECT_EQ(b.grad().offset(), opt.flat(0).grads().offset() + 6);
   expect_near(opt.flat(0).grads(), {2, 2, 2, 2, 2, 2, 2, 2}, 0);
+  sum(linear(x, w, b)).backward();
+  expect_near(opt.flat(0).grads(), {4, 4, 4, 4, 4, 4, 4, 4}, 0);
   opt.step();
-  expect_near(w, {0, 1, 2, 3, 4, 5}, 1e-7);
-  expect_near(b, {6, 7}, 1e-7);
+  expect_near(w, {-1, 0, 1, 2, 3, 4}, 1e-7);
+  expect_near(b, {5, 6}, 1e-7);
+  // A step where only w gets a gradient: b's slot still holds the last step's 4s until the step zeroes it.
+  opt.zero_grad();
+  sum(mul(w, Tensor::ones({2, 3}))).backward();
+  EXPECT_FALSE(b.grad().defined());
+  opt.step();
+  expect_near(opt.flat(0).grads(), {1, 1, 1, 1, 1, 1, 0, 0}, 0);
+  expect_near(b, {5, 6}, 1e-7);
   EXPECT_EQ(opt.grad_slot(b).numel(), 2);
   EXPECT_THROW(opt.grad_slot(param({1})), Error);
 }

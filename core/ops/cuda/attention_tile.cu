@@ -1,8 +1,9 @@
 // Tensor-core fused attention for short sequences (the tile path of attention_launch.h). A block owns one
 // head: its Q, K, V (and dO) rows sit in shared memory, the [Tq, Tk] scores never leave it, and every product
 // is a WMMA bf16/f16 GEMM with f32 accumulation. Warp w owns rows [16w, 16w + 16) of every row-tiled matrix,
-// so the forward needs no block barrier after the loads; the backward needs one, between the softmax
-// gradient (rows of queries) and the key-side products dK, dV (columns).
+// so the forward needs no block barrier after the loads; the backward needs two: between the softmax
+// gradient (rows of queries) and the key-side products dK, dV (columns), and after those products, before
+// the memory they read is reused for staging.
 //
 // Sequences of Transformer-big training (64 tokens, 16 heads of 64) make attention memory-bound: one head
 // reads 24 KiB and does 1 MFLOP forward. The GEMM path spends most of its time writing and re-reading the
@@ -33,11 +34,15 @@ struct Layout {
   static constexpr int ldh = D + kPadH;                  // Q, K, V, dO rows (half)
   static constexpr int ldp = kT + kPadH;                 // P, dS rows (half)
   static constexpr int ldf = (D > kT ? D : kT) + kPadF;  // f32 scores, dP, and output staging rows
+  // P and dS live in the f32 rows their warp computed them from (16 half rows of ldp fit in 16 f32 rows of
+  // ldf), so their 16-row blocks are this many half elements apart. Sharing the memory is what lets three
+  // backward blocks (five forward) share a multiprocessor instead of two (four).
+  static constexpr int blk = 16 * ldf * 2;
   static constexpr size_t op_bytes = size_t{kT} * ldh * 2;
-  static constexpr size_t p_bytes = size_t{kT} * ldp * 2;
   static constexpr size_t f_bytes = size_t{kT} * ldf * 4;
-  static constexpr size_t fwd_smem = 3 * op_bytes + p_bytes + f_bytes;
-  static constexpr size_t bwd_smem = 4 * op_bytes + 2 * p_bytes + 2 * f_bytes;
+  static constexpr size_t fwd_smem = 3 * op_bytes + f_bytes;
+  static constexpr size_t bwd_smem = 4 * op_bytes + 2 * f_bytes;
+  static_assert(16 * ldp * 2 <= 16 * ldf * 4, "a warp's half rows must fit in its f32 rows");
 };
 
 struct TileParams {
@@ -180,18 +185,17 @@ __device__ __forceinline__ void rows_times_rows_t(const T* x, const T* y, int ro
   }
 }
 
-// stage (16 x D, f32, pitch ldf) = a (16 x 16*nk; row tile `tile` of p, or of p^T when ATrans) times
-// rows [0, 16*nk) of y [kT][ldh].
+// c (16 x D) = a (16 x 16*nk; row block `tile` of p, or column block `tile` of p^T when ATrans) times rows
+// [0, 16*nk) of y [kT][ldh]. p's 16-row blocks are blk elements apart, each of pitch ldp.
 template <typename T, int D, bool ATrans>
-__device__ __forceinline__ void tile_times_rows(const T* p, int tile, int nk, const T* y, float* stage) {
-  constexpr int ldh = Layout<D>::ldh, ldp = Layout<D>::ldp;
+__device__ __forceinline__ void tile_times_rows(const T* p, int tile, int nk, const T* y, Acc16 (&c)[D / 16]) {
+  constexpr int ldh = Layout<D>::ldh, ldp = Layout<D>::ldp, blk = Layout<D>::blk;
   using ALayout = std::conditional_t<ATrans, wmma::col_major, wmma::row_major>;
-  Acc16 c[D / 16];
 #pragma unroll
   for (int n = 0; n < D / 16; ++n) wmma::fill_fragment(c[n], 0.0f);
   for (int kk = 0; kk < nk; ++kk) {
     FragA<T, ALayout> a;
-    wmma::load_matrix_sync(a, ATrans ? p + kk * 16 * ldp + tile * 16 : p + tile * 16 * ldp + kk * 16, ldp);
+    wmma::load_matrix_sync(a, ATrans ? p + kk * blk + tile * 16 : p + tile * blk + kk * 16, ldp);
 #pragma unroll
     for (int n = 0; n < D / 16; ++n) {
       FragB<T, wmma::row_major> bm;
@@ -199,8 +203,13 @@ __device__ __forceinline__ void tile_times_rows(const T* p, int tile, int nk, co
       wmma::mma_sync(c[n], a, bm, c[n]);
     }
   }
+}
+
+// A warp's 16 x D product into f32 staging rows (pitch ldf).
+template <int D>
+__device__ __forceinline__ void stage(const Acc16 (&c)[D / 16], float* rows) {
 #pragma unroll
-  for (int n = 0; n < D / 16; ++n) wmma::store_matrix_sync(stage + n * 16, c[n], Layout<D>::ldf, wmma::mem_row_major);
+  for (int n = 0; n < D / 16; ++n) wmma::store_matrix_sync(rows + n * 16, c[n], Layout<D>::ldf, wmma::mem_row_major);
 }
 
 // Loads the head's q, k, v into the first three operand tiles of smem; returns the memory after them.
@@ -224,9 +233,7 @@ __global__ void __launch_bounds__(kThreads) tile_fwd_kernel(TileParams pr) {
   const int64_t bh = hd.bh, b = hd.b, h = hd.h;
   const int tq = hd.tq, tk = hd.tk;
   T *qs, *ks, *vs;
-  unsigned char* rest = load_qkv<T, D>(pr, hd, smem, qs, ks, vs);
-  T* ps = reinterpret_cast<T*>(rest);
-  float* fs = reinterpret_cast<float*>(ps + kT * L::ldp);
+  float* fs = reinterpret_cast<float*>(load_qkv<T, D>(pr, hd, smem, qs, ks, vs));
   __syncthreads();
   const int warp = threadIdx.x / 32, row0 = warp * 16;
   if (row0 >= tq) return;
@@ -260,9 +267,14 @@ __global__ void __launch_bounds__(kThreads) tile_fwd_kernel(TileParams pr) {
 #pragma unroll
   for (int k = 0; k < kCols; ++k)
     x[k] = x[k] != 0.0f ? x[k] * inv * keep_factor(pr, g, lr.c0 + k) : 0.0f;
-  store_half(ps + i * L::ldp + lr.c0, x);
+  T* ps = reinterpret_cast<T*>(rows);  // P over the scores every lane of the warp has read
   __syncwarp();
-  tile_times_rows<T, D, false>(ps, warp, nk, vs, rows);  // O = P V, staged over this warp's score rows
+  store_half(ps + lr.r * L::ldp + lr.c0, x);
+  __syncwarp();
+  Acc16 o[D / 16];
+  tile_times_rows<T, D, false>(ps, 0, nk, vs, o);  // O = P V
+  __syncwarp();
+  stage<D>(o, rows);
   __syncwarp();
   store_rows<T, D>(rows, row0, tq, pr.o0, b, h, 1.0f);
 }
@@ -277,10 +289,10 @@ __global__ void __launch_bounds__(kThreads) tile_bwd_kernel(TileParams pr) {
   T *qs, *ks, *vs;
   T* gos = reinterpret_cast<T*>(load_qkv<T, D>(pr, hd, smem, qs, ks, vs));
   load_rows<T, D>(pr.gout, b, h, tq, gos);
-  T* ps = gos + kT * L::ldh;
-  T* dss = ps + kT * L::ldp;
-  float* ss = reinterpret_cast<float*>(dss + kT * L::ldp);
+  float* ss = reinterpret_cast<float*>(gos + kT * L::ldh);
   float* dps = ss + kT * L::ldf;
+  T* ps = reinterpret_cast<T*>(ss);    // P over S, block by block (Layout::blk)
+  T* dss = reinterpret_cast<T*>(dps);  // dS over dP
   __syncthreads();
   const int warp = threadIdx.x / 32, row0 = warp * 16;
   const int nq = (tq + 15) / 16, nk = (tk + 15) / 16;
@@ -321,8 +333,9 @@ __global__ void __launch_bounds__(kThreads) tile_bwd_kernel(TileParams pr) {
       dpe[k] = p[k] * (dpe[k] - delta);  // dS
       p[k] = dropped >> k & 1u ? 0.0f : p[k] * kept;
     }
-    store_half(ps + i * L::ldp + lr.c0, p);
-    store_half(dss + i * L::ldp + lr.c0, dpe);
+    __syncwarp();  // every lane has read its S and dP rows
+    store_half(ps + warp * L::blk + lr.r * L::ldp + lr.c0, p);
+    store_half(dss + warp * L::blk + lr.r * L::ldp + lr.c0, dpe);
     if (gs && i < tq) {
 #pragma unroll
       for (int k = 0; k < kCols; ++k)
@@ -330,21 +343,31 @@ __global__ void __launch_bounds__(kThreads) tile_bwd_kernel(TileParams pr) {
     }
   }
   __syncthreads();
-  if (warp < nk) {  // key row tile `warp`: dV = P^T dO, dK = scale dS^T Q
-    float* stage = ss + row0 * L::ldf;
-    tile_times_rows<T, D, true>(ps, warp, nq, gos, stage);
-    __syncwarp();
-    store_rows<T, D>(stage, row0, tk, pr.o2, b, h, 1.0f);
-    __syncwarp();
-    tile_times_rows<T, D, true>(dss, warp, nq, qs, stage);
-    __syncwarp();
-    store_rows<T, D>(stage, row0, tk, pr.o1, b, h, pr.scale);
+  // Key row tile `warp`: dV = P^T dO and dK = scale dS^T Q read every warp's P and dS, so they stay in
+  // registers until all warps are past that point; the staging then reuses this warp's P rows.
+  Acc16 dv[D / 16], dk[D / 16];
+  if (warp < nk) {
+    tile_times_rows<T, D, true>(ps, warp, nq, gos, dv);
+    tile_times_rows<T, D, true>(dss, warp, nq, qs, dk);
   }
-  if (warp < nq) {  // query row tile `warp`: dQ = scale dS K
-    float* stage = dps + row0 * L::ldf;
-    tile_times_rows<T, D, false>(dss, warp, nk, ks, stage);
+  __syncthreads();
+  float* stage_rows = ss + row0 * L::ldf;
+  if (warp < nk) {
+    stage<D>(dv, stage_rows);
     __syncwarp();
-    store_rows<T, D>(stage, row0, tq, pr.o0, b, h, pr.scale);
+    store_rows<T, D>(stage_rows, row0, tk, pr.o2, b, h, 1.0f);
+    __syncwarp();
+    stage<D>(dk, stage_rows);
+    __syncwarp();
+    store_rows<T, D>(stage_rows, row0, tk, pr.o1, b, h, pr.scale);
+  }
+  if (warp < nq) {  // query row tile `warp`: dQ = scale dS K, from this warp's own dS rows
+    __syncwarp();
+    tile_times_rows<T, D, false>(dss, warp, nk, ks, dv);
+    __syncwarp();
+    stage<D>(dv, stage_rows);
+    __syncwarp();
+    store_rows<T, D>(stage_rows, row0, tq, pr.o0, b, h, pr.scale);
   }
 }
 

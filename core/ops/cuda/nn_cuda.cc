@@ -84,10 +84,16 @@ void cuda_layer_norm_bwd(const Tensor& gy, const Tensor& x, const Tensor& weight
                               cuda::mut_ptr_or_null(gb), partial.get(), ctx.stream());
 }
 
-void cuda_dropout_apply(const Tensor& x, const Tensor& residual, double p, uint64_t seed, uint64_t base, Tensor& y) {
+void cuda_dropout_apply(const Tensor& x, const Tensor& residual, bool relu, double p, uint64_t seed, uint64_t base,
+                        Tensor& y) {
   cuda::KernelContext ctx("dropout", {&x, &y});  // the op checked that a residual is on this device
-  cuda::launch_dropout(x.dtype(), x.data_ptr(), cuda::ptr_or_null(residual), p, seed, base, x.numel(), y.data_ptr(),
-                       ctx.stream());
+  cuda::launch_dropout(x.dtype(), x.data_ptr(), cuda::ptr_or_null(residual), relu, p, seed, base, x.numel(),
+                       y.data_ptr(), ctx.stream());
+}
+
+void cuda_relu_dropout_backward(const Tensor& g, const Tensor& y, double p, Tensor& gx) {
+  cuda::KernelContext ctx("relu_dropout_bwd", {&g, &y, &gx});
+  cuda::launch_relu_dropout_bwd(g.dtype(), g.data_ptr(), y.data_ptr(), p, g.numel(), gx.data_ptr(), ctx.stream());
 }
 
 void cuda_embedding_gather(const Tensor& weight, const Tensor& indices, Tensor& out) {
@@ -141,6 +147,7 @@ KOLO_REGISTER_KERNEL(cross_entropy_bwd, CUDA, cuda_cross_entropy_bwd);
 KOLO_REGISTER_KERNEL(layer_norm_fwd, CUDA, cuda_layer_norm_fwd);
 KOLO_REGISTER_KERNEL(layer_norm_bwd, CUDA, cuda_layer_norm_bwd);
 KOLO_REGISTER_KERNEL(dropout_apply, CUDA, cuda_dropout_apply);
+KOLO_REGISTER_KERNEL(relu_dropout_backward, CUDA, cuda_relu_dropout_backward);
 KOLO_REGISTER_KERNEL(embedding_gather, CUDA, cuda_embedding_gather);
 KOLO_REGISTER_KERNEL(attention_fwd, CUDA, cuda_attention_fwd);
 KOLO_REGISTER_KERNEL(attention_bwd, CUDA, cuda_attention_bwd);

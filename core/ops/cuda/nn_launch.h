@@ -36,9 +36,11 @@ void launch_layer_norm_bwd(DType t, const void* gy, const void* x, const void* w
                            const void* rstd, int64_t rows, int64_t d, void* gx, void* gw, void* gb, void* partial,
                            cudaStream_t stream);
 
-// y = residual + dropout(x), residual null for plain dropout.
-void launch_dropout(DType t, const void* x, const void* residual, double p, uint64_t seed, uint64_t base, int64_t n,
-                    void* y, cudaStream_t stream);
+// y = residual + dropout(relu ? relu(x) : x), residual null for plain dropout.
+void launch_dropout(DType t, const void* x, const void* residual, bool relu, double p, uint64_t seed, uint64_t base,
+                    int64_t n, void* y, cudaStream_t stream);
+// gx = y > 0 ? g / (1 - p) : 0, the backward of y = dropout(relu(x)).
+void launch_relu_dropout_bwd(DType t, const void* g, const void* y, double p, int64_t n, void* gx, cudaStream_t stream);
 
 // out[i, :] = weight[idx[i] * row_stride + j * col_stride]; element size `esz` bytes; bad ids counted in *bad.
 void launch_embedding_gather(const void* weight, size_t esz, int64_t v, int64_t d, int64_t row_stride,

@@ -10,6 +10,7 @@ KOLO_DEFINE_KERNEL(cross_entropy_bwd);
 KOLO_DEFINE_KERNEL(layer_norm_fwd);
 KOLO_DEFINE_KERNEL(layer_norm_bwd);
 KOLO_DEFINE_KERNEL(dropout_apply);
+KOLO_DEFINE_KERNEL(relu_dropout_backward);
 KOLO_DEFINE_KERNEL(embedding_gather);
 KOLO_DEFINE_KERNEL(attention_fwd);
 KOLO_DEFINE_KERNEL(attention_bwd);

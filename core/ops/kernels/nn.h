@@ -54,8 +54,12 @@ KOLO_DECLARE_KERNEL(layer_norm_bwd, void(const Tensor& gy, const Tensor& x, cons
 // kept elements are scaled by 1 / (1 - p) (p == 1 drops everything). The backward applies the same call
 // to the gradient, so no mask is stored. With a defined `residual` (contiguous, x's shape and dtype) y is
 // residual + dropout(x) in one pass, rounded once: the post-dropout residual add of a Transformer layer.
-KOLO_DECLARE_KERNEL(dropout_apply, void(const Tensor& x, const Tensor& residual, double p, uint64_t seed,
+// With `relu`, x is first replaced by x > 0 ? x : 0 (a feed-forward block's dropout(relu(x)) in one pass).
+KOLO_DECLARE_KERNEL(dropout_apply, void(const Tensor& x, const Tensor& residual, bool relu, double p, uint64_t seed,
                                         uint64_t base, Tensor& y));
+// The backward of y = dropout(relu(x)) from y alone: an element passes iff it was kept and positive, i.e.
+// iff y > 0, so gx = y > 0 ? g / (1 - p) : 0 (0 everywhere when p == 1). All contiguous, one shape and dtype.
+KOLO_DECLARE_KERNEL(relu_dropout_backward, void(const Tensor& g, const Tensor& y, double p, Tensor& gx));
 
 // out[i, :] = weight[indices[i], :]; weight 2-D with any strides, indices i64 contiguous [N], out
 // contiguous [N, D]. Ids outside [0, V) throw.
