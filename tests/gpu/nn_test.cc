@@ -92,7 +92,7 @@ TEST_F(GpuTest, CrossEntropyRejectsOutOfRangeTargets) {
 
 TEST_F(GpuTest, LayerNormForwardBackwardWithAndWithoutAffine) {
   for (DType t : kFloat)
-    for (int64_t d : {24, 768, 4100})
+    for (int64_t d : {24, 768, 1000, 4100})
       for (bool affine : {true, false}) {
         const int64_t rows = 300;
         Tensor x = random_cpu({rows, d}, t, -2.0, 3.0, 31);

@@ -76,36 +76,49 @@ __global__ void ln_bwd_dx_kernel(const T* __restrict__ gy, const T* __restrict__
   }
 }
 
-// Block (kColTile, kRowLanes): column tile blockIdx.x, row chunk blockIdx.y -> partial sums of gy * xhat and
-// gy per column into pw / pb [chunks, d].
-template <typename T>
+// Block (kColTile, kRowLanes): column tile blockIdx.x of kColTile * W columns, row chunk blockIdx.y ->
+// partial sums of gy * xhat and gy per column into pw / pb [chunks, d]. Each thread reads W consecutive
+// columns of a row with one vector load (W == 1 where d or the pointers do not allow it).
+template <typename T, int W>
 __global__ void ln_bwd_partial_kernel(const T* __restrict__ gy, const T* __restrict__ x,
                                       const Acc<T>* __restrict__ mean, const Acc<T>* __restrict__ rstd, int64_t rows,
                                       int64_t d, int64_t rows_per_chunk, Acc<T>* pw, Acc<T>* pb) {
   using A = Acc<T>;
-  __shared__ A sw[kRowLanes][kColTile + 1];
-  __shared__ A sb[kRowLanes][kColTile + 1];
-  const int64_t col = static_cast<int64_t>(blockIdx.x) * kColTile + threadIdx.x;
+  __shared__ A sw[kRowLanes][W][kColTile];  // [lane][column within the vector][thread]: no bank conflicts
+  __shared__ A sb[kRowLanes][W][kColTile];
+  const int64_t col = (static_cast<int64_t>(blockIdx.x) * kColTile + threadIdx.x) * W;
   const int64_t r0 = static_cast<int64_t>(blockIdx.y) * rows_per_chunk;
   const int64_t r1 = min(rows, r0 + rows_per_chunk);
-  A aw = 0, ab = 0;
+  A aw[W] = {}, ab[W] = {};
   if (col < d) {
     for (int64_t r = r0 + threadIdx.y; r < r1; r += kRowLanes) {
-      const A gi = convert<A>(gy[r * d + col]);
-      aw += gi * (convert<A>(x[r * d + col]) - mean[r]) * rstd[r];
-      ab += gi;
+      const Vec<T, W> g = *reinterpret_cast<const Vec<T, W>*>(gy + r * d + col);
+      const Vec<T, W> xv = *reinterpret_cast<const Vec<T, W>*>(x + r * d + col);
+      const A mu = mean[r], rs = rstd[r];
+#pragma unroll
+      for (int j = 0; j < W; ++j) {
+        const A gi = convert<A>(g.v[j]);
+        aw[j] += gi * (convert<A>(xv.v[j]) - mu) * rs;
+        ab[j] += gi;
+      }
     }
   }
-  sw[threadIdx.y][threadIdx.x] = aw;
-  sb[threadIdx.y][threadIdx.x] = ab;
+#pragma unroll
+  for (int j = 0; j < W; ++j) {
+    sw[threadIdx.y][j][threadIdx.x] = aw[j];
+    sb[threadIdx.y][j][threadIdx.x] = ab[j];
+  }
   __syncthreads();
   if (threadIdx.y == 0 && col < d) {
-    for (int k = 1; k < kRowLanes; ++k) {
-      aw += sw[k][threadIdx.x];
-      ab += sb[k][threadIdx.x];
+#pragma unroll
+    for (int j = 0; j < W; ++j) {
+      for (int k = 1; k < kRowLanes; ++k) {
+        aw[j] += sw[k][j][threadIdx.x];
+        ab[j] += sb[k][j][threadIdx.x];
+      }
+      pw[blockIdx.y * d + col + j] = aw[j];
+      pb[blockIdx.y * d + col + j] = ab[j];
     }
-    pw[blockIdx.y * d + col] = aw;
-    pb[blockIdx.y * d + col] = ab;
   }
 }
 
@@ -125,8 +138,12 @@ __global__ void ln_bwd_finish_kernel(const Acc<T>* pw, const Acc<T>* pb, int64_t
 }
 
 // Row chunks of the parameter-gradient reduction: enough blocks to fill the device, at least 64 rows each.
+// Counted for the vector width of the dtype whichever width a launch takes, so the partial buffer sized
+// from it fits both.
+template <typename T>
 int64_t chunks_for(int64_t rows, int64_t d) {
-  const int64_t col_tiles = (d + kColTile - 1) / kColTile;
+  const int64_t tile = int64_t{kColTile} * vec_width<T>();
+  const int64_t col_tiles = (d + tile - 1) / tile;
   const int64_t want = std::max<int64_t>(1, (4 * sm_count() + col_tiles - 1) / col_tiles);
   return std::max<int64_t>(1, std::min(want, (rows + 63) / 64));
 }
@@ -154,8 +171,12 @@ void launch_layer_norm_fwd(DType t, const void* x, const void* weight, const voi
 }
 
 size_t layer_norm_bwd_partial_bytes(DType t, int64_t rows, int64_t d) {
-  const size_t acc = t == DType::F64 ? sizeof(double) : sizeof(float);
-  return 2 * static_cast<size_t>(chunks_for(rows, d) * d) * acc;
+  size_t bytes = 0;
+  dispatch_float_dtype(t, "layer_norm backward", [&](auto tag) {
+    using T = decltype(tag);
+    bytes = 2 * static_cast<size_t>(chunks_for<T>(rows, d) * d) * sizeof(Acc<T>);
+  });
+  return bytes;
 }
 
 void launch_layer_norm_bwd(DType t, const void* gy, const void* x, const void* weight, const void* mean,
@@ -174,14 +195,21 @@ void launch_layer_norm_bwd(DType t, const void* gy, const void* x, const void* w
       KOLO_CUDA_CHECK_LAUNCH();
     }
     if (!gw && !gb) return;
-    const int64_t chunks = chunks_for(rows, d);
+    const int64_t chunks = chunks_for<T>(rows, d);
     A* pw = static_cast<A*>(partial);
     A* pb = pw + chunks * d;
     const int64_t per_chunk = (rows + chunks - 1) / chunks;
-    const dim3 grid(static_cast<unsigned>((d + kColTile - 1) / kColTile), static_cast<unsigned>(chunks));
-    ln_bwd_partial_kernel<T><<<grid, dim3(kColTile, kRowLanes), 0, stream>>>(
-        static_cast<const T*>(gy), static_cast<const T*>(x), static_cast<const A*>(mean),
-        static_cast<const A*>(rstd), rows, d, per_chunk, pw, pb);
+    auto partials = [&](auto w) {
+      constexpr int W = decltype(w)::value;
+      const dim3 grid(static_cast<unsigned>((d + int64_t{kColTile} * W - 1) / (int64_t{kColTile} * W)),
+                      static_cast<unsigned>(chunks));
+      ln_bwd_partial_kernel<T, W><<<grid, dim3(kColTile, kRowLanes), 0, stream>>>(
+          static_cast<const T*>(gy), static_cast<const T*>(x), static_cast<const A*>(mean),
+          static_cast<const A*>(rstd), rows, d, per_chunk, pw, pb);
+    };
+    constexpr int kW = vec_width<T>();
+    if (kW > 1 && d % kW == 0 && aligned16(gy) && aligned16(x)) partials(std::integral_constant<int, kW>{});
+    else partials(std::integral_constant<int, 1>{});
     KOLO_CUDA_CHECK_LAUNCH();
     ln_bwd_finish_kernel<T><<<grid_for(d, kThreads), kThreads, 0, stream>>>(pw, pb, chunks, d, static_cast<T*>(gw),
                                                                             static_cast<T*>(gb));
