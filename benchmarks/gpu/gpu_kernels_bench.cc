@@ -7,6 +7,7 @@
 #include "core/ops/kernels/basic.h"
 #include "core/ops/kernels/elementwise.h"
 #include "core/ops/kernels/linalg.h"
+#include "core/ops/kernels/nn.h"
 
 using namespace kolo;
 using kolo::bench::median_ms;
@@ -33,8 +34,7 @@ int main() {
   std::printf("%-40s %13s %15s\n", "kernel", "median", "bandwidth");
   row("copy f32 (cudaMemcpyAsync)", 8.0 * n, median_ms([&] { copy_kernel()(g)(c, a); }));
   row("copy f32 -> bf16", 6.0 * n, median_ms([&] { copy_kernel()(g)(h, a); }));
-  row("copy f32 transposed 16384x16384", 8.0 * n,
-      median_ms([&] {
+  row("copy f32 transposed 16384x16384", 8.0 * n, median_ms([&] {
         Tensor cv = c.view({16384, 16384});
         copy_kernel()(g)(cv, a.view({16384, 16384}).transpose(0, 1));
       }));
@@ -49,12 +49,38 @@ int main() {
   Tensor s2 = Tensor::empty({16384}, DType::F32, g);
   row("reduce_rows sum f32 (16384 rows)", 4.0 * n,
       median_ms([&] { reduce_rows_kernel()(g)(ReduceOp::Sum, a, n / 16384, s2); }));
-  row("reduce_mid sum f32 [1, 16384*32, 512]", 4.0 * n / 32,
-      median_ms([&] {
+  row("reduce_mid sum f32 [1, 16384*32, 512]", 4.0 * n / 32, median_ms([&] {
         Tensor x = a.slice(0, 0, n / 32);
         Tensor o = s2.slice(0, 0, 512);
         reduce_mid_kernel()(g)(ReduceOp::Sum, x, 1, n / 32 / 512, 512, o);
       }));
+  {
+    // Transformer-big's memory-bound kernels at its shapes: 16384 tokens of d_model 1024 (layer norm, the
+    // residual dropout) and of the 4096-wide feed-forward hidden (dropout(relu(x)) and its backward).
+    const int64_t rows = 16384, d = 1024, ff = 4096;
+    Tensor x = Tensor::uniform({rows, d}, -1, 1, gen, DType::BF16, g),
+           gy = Tensor::uniform({rows, d}, -1, 1, gen, DType::BF16, g);
+    Tensor w = Tensor::uniform({d}, 0.5, 1.5, gen, DType::BF16, g),
+           bias = Tensor::uniform({d}, -1, 1, gen, DType::BF16, g);
+    Tensor y = Tensor::empty({rows, d}, DType::BF16, g), gx = Tensor::empty({rows, d}, DType::BF16, g);
+    Tensor mean = Tensor::empty({rows}, DType::F32, g), rstd = Tensor::empty({rows}, DType::F32, g);
+    Tensor gw = Tensor::empty({d}, DType::BF16, g), gb = Tensor::empty({d}, DType::BF16, g);
+    const double tok = 2.0 * rows * d;  // bytes of one [16384, 1024] bf16 tensor
+    row("layer_norm fwd bf16 16384x1024", 2 * tok,
+        median_ms([&] { layer_norm_fwd_kernel()(g)(x, w, bias, 1e-5, y, mean, rstd); }));
+    row("layer_norm bwd bf16 16384x1024", 3 * tok,
+        median_ms([&] { layer_norm_bwd_kernel()(g)(gy, x, w, mean, rstd, gx, gw, gb); }));
+    row("dropout_add bf16 16384x1024 p=0.1", 3 * tok,
+        median_ms([&] { dropout_apply_kernel()(g)(x, gy, false, 0.1, 1, 0, y); }));
+    Tensor hx = Tensor::uniform({rows, ff}, -1, 1, gen, DType::BF16, g), hy = Tensor::empty({rows, ff}, DType::BF16, g);
+    Tensor hg = Tensor::uniform({rows, ff}, -1, 1, gen, DType::BF16, g),
+           hgx = Tensor::empty({rows, ff}, DType::BF16, g);
+    const double hid = 2.0 * rows * ff;
+    row("relu_dropout fwd bf16 16384x4096", 2 * hid,
+        median_ms([&] { dropout_apply_kernel()(g)(hx, Tensor(), true, 0.1, 1, 0, hy); }));
+    row("relu_dropout bwd bf16 16384x4096", 3 * hid,
+        median_ms([&] { relu_dropout_backward_kernel()(g)(hg, hy, 0.1, hgx); }));
+  }
   for (DType t : {DType::BF16, DType::F32}) {
     const int64_t m = 8192;
     Tensor x = Tensor::uniform({1, m, m}, -1, 1, gen, t, g), y = Tensor::uniform({1, m, m}, -1, 1, gen, t, g);

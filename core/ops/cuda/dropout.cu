@@ -12,8 +12,8 @@ namespace kolo::cuda {
 namespace {
 
 template <typename T, int W>
-__global__ void dropout_kernel(const T* __restrict__ x, const T* __restrict__ r, bool relu, float p,
-                               Acc<T> keep_scale, uint64_t seed, uint64_t base, int64_t n, T* __restrict__ y) {
+__global__ void dropout_kernel(const T* __restrict__ x, const T* __restrict__ r, bool relu, float p, Acc<T> keep_scale,
+                               uint64_t seed, uint64_t base, int64_t n, T* __restrict__ y) {
   using A = Acc<T>;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -37,8 +37,8 @@ __global__ void dropout_kernel(const T* __restrict__ x, const T* __restrict__ r,
 }
 
 template <typename T, int W>
-__global__ void relu_dropout_bwd_kernel(const T* __restrict__ g, const T* __restrict__ y, Acc<T> keep_scale,
-                                        int64_t n, T* __restrict__ gx) {
+__global__ void relu_dropout_bwd_kernel(const T* __restrict__ g, const T* __restrict__ y, Acc<T> keep_scale, int64_t n,
+                                        T* __restrict__ gx) {
   using A = Acc<T>;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -73,12 +73,12 @@ void launch_dropout(DType t, const void* x, const void* residual, bool relu, dou
     const int threads = 256;
     if (vec) {
       dropout_kernel<T, W><<<grid_for((n + W - 1) / W, threads), threads, 0, stream>>>(
-          static_cast<const T*>(x), static_cast<const T*>(residual), relu, static_cast<float>(p), keep_scale, seed, base, n,
-          static_cast<T*>(y));
+          static_cast<const T*>(x), static_cast<const T*>(residual), relu, static_cast<float>(p), keep_scale, seed,
+          base, n, static_cast<T*>(y));
     } else {
       dropout_kernel<T, 1><<<grid_for(n, threads), threads, 0, stream>>>(
-          static_cast<const T*>(x), static_cast<const T*>(residual), relu, static_cast<float>(p), keep_scale, seed, base, n,
-          static_cast<T*>(y));
+          static_cast<const T*>(x), static_cast<const T*>(residual), relu, static_cast<float>(p), keep_scale, seed,
+          base, n, static_cast<T*>(y));
     }
   });
   KOLO_CUDA_CHECK_LAUNCH();
@@ -95,7 +95,8 @@ void launch_relu_dropout_bwd(DType t, const void* g, const void* y, double p, in
     const T *gt = static_cast<const T*>(g), *yt = static_cast<const T*>(y);
     T* out = static_cast<T*>(gx);
     if (aligned16(g) && aligned16(y) && aligned16(gx))
-      relu_dropout_bwd_kernel<T, W><<<grid_for((n + W - 1) / W, threads), threads, 0, stream>>>(gt, yt, keep_scale, n, out);
+      relu_dropout_bwd_kernel<T, W>
+          <<<grid_for((n + W - 1) / W, threads), threads, 0, stream>>>(gt, yt, keep_scale, n, out);
     else
       relu_dropout_bwd_kernel<T, 1><<<grid_for(n, threads), threads, 0, stream>>>(gt, yt, keep_scale, n, out);
   });
