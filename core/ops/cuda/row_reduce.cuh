@@ -79,37 +79,77 @@ __device__ __forceinline__ MaxSum<A> group_combine(MaxSum<A> v, MaxSum<A>* smem)
                            [](MaxSum<A> a, MaxSum<A> b) { return combine(a, b); });
 }
 
+// Vectors (or, unaligned, elements) a thread loads before using any of them. A loop that used each load
+// before issuing the next would wait one memory round trip per vector; a row of 1024 bf16 is 4 vectors per
+// lane of a warp, so one batch covers it.
+constexpr int kRowBatch = 4;
+
 // Calls f(i, value as A) for the elements of row `r` (length n) owned by thread `t` of a group of TPR,
-// with 16-byte vector loads when the row is aligned for them.
+// with 16-byte vector loads when the row is aligned for them. The order of the calls is ascending i per
+// thread, as a plain strided loop's.
 template <int TPR, typename T, typename A, typename F>
 __device__ __forceinline__ void for_row(const T* __restrict__ r, int64_t n, int t, F&& f) {
   constexpr int W = vec_width<T>();
   if (W > 1 && n % W == 0 && (reinterpret_cast<uintptr_t>(r) & 15u) == 0) {
     const auto* rv = reinterpret_cast<const Vec<T, W>*>(r);
-    for (int64_t v = t; v < n / W; v += TPR) {
-      const Vec<T, W> x = rv[v];
+    const int64_t nv = n / W;
+    for (int64_t v0 = t; v0 < nv; v0 += kRowBatch * TPR) {
+      Vec<T, W> x[kRowBatch];
 #pragma unroll
-      for (int j = 0; j < W; ++j) f(v * W + j, convert<A>(x.v[j]));
+      for (int u = 0; u < kRowBatch; ++u)
+        if (v0 + u * TPR < nv) x[u] = rv[v0 + u * TPR];
+#pragma unroll
+      for (int u = 0; u < kRowBatch; ++u) {
+        if (v0 + u * TPR >= nv) break;
+#pragma unroll
+        for (int j = 0; j < W; ++j) f((v0 + u * TPR) * W + j, convert<A>(x[u].v[j]));
+      }
     }
   } else {
-    for (int64_t i = t; i < n; i += TPR) f(i, convert<A>(r[i]));
+    for (int64_t i0 = t; i0 < n; i0 += kRowBatch * TPR) {
+      T x[kRowBatch];
+#pragma unroll
+      for (int u = 0; u < kRowBatch; ++u)
+        if (i0 + u * TPR < n) x[u] = r[i0 + u * TPR];
+#pragma unroll
+      for (int u = 0; u < kRowBatch; ++u) {
+        if (i0 + u * TPR >= n) break;
+        f(i0 + u * TPR, convert<A>(x[u]));
+      }
+    }
   }
 }
 
-// Writes row `r` (length n) from g(i) -> A with vector stores where aligned; same ownership as for_row.
+// Writes row `r` (length n) from g(i) -> A with vector stores where aligned; same ownership as for_row. The
+// values of a batch are all computed before any is stored, so g's loads are in flight together.
 template <int TPR, typename T, typename G>
 __device__ __forceinline__ void write_row(T* __restrict__ r, int64_t n, int t, G&& g) {
   constexpr int W = vec_width<T>();
   if (W > 1 && n % W == 0 && (reinterpret_cast<uintptr_t>(r) & 15u) == 0) {
     auto* rv = reinterpret_cast<Vec<T, W>*>(r);
-    for (int64_t v = t; v < n / W; v += TPR) {
-      Vec<T, W> x;
+    const int64_t nv = n / W;
+    for (int64_t v0 = t; v0 < nv; v0 += kRowBatch * TPR) {
+      Vec<T, W> x[kRowBatch];
 #pragma unroll
-      for (int j = 0; j < W; ++j) x.v[j] = convert<T>(g(v * W + j));
-      rv[v] = x;
+      for (int u = 0; u < kRowBatch; ++u)
+        if (v0 + u * TPR < nv) {
+#pragma unroll
+          for (int j = 0; j < W; ++j) x[u].v[j] = convert<T>(g((v0 + u * TPR) * W + j));
+        }
+#pragma unroll
+      for (int u = 0; u < kRowBatch; ++u)
+        if (v0 + u * TPR < nv) rv[v0 + u * TPR] = x[u];
     }
   } else {
-    for (int64_t i = t; i < n; i += TPR) r[i] = convert<T>(g(i));
+    for (int64_t i0 = t; i0 < n; i0 += kRowBatch * TPR) {
+      T x[kRowBatch];
+#pragma unroll
+      for (int u = 0; u < kRowBatch; ++u)
+        if (i0 + u * TPR < n) x[u] = convert<T>(g(i0 + u * TPR));
+#pragma unroll
+      for (int u = 0; u < kRowBatch; ++u)
+        if (i0 + u * TPR < n) r[i0 + u * TPR] = x[u];
+    }
   }
 }
 
