@@ -1,6 +1,8 @@
 // ResNet-50 training-step throughput on one GPU (synthetic data, as tf_cnn_benchmarks): forward, label
 // cross-entropy, backward and a plain SGD update through models/resnet.h. Prints images/sec lines.
-// Usage: resnet_bench [batch] [bf16|f32] [nhwc|nchw] [steps]
+// Usage: resnet_bench [batch] [bf16|f32] [nhwc|nchw] [steps] [eager|graph]
+// graph: after the warm-up, one step is captured as a CUDA graph (core/device/cuda/cuda_graph.h) and the
+// timed steps replay it, which removes the host's per-kernel launch cost.
 // KOLO_PROFILE_KERNELS=N: afterwards, N more steps under KernelProfiler, printed as a per-kernel table.
 #include <cuda_runtime_api.h>
 
@@ -12,6 +14,7 @@
 
 #include "core/autograd/grad_mode.h"
 #include "core/device/cuda/cuda_backend.h"
+#include "core/device/cuda/cuda_graph.h"
 #include "core/device/device_backend.h"
 #include "core/ops/kernel_profiler.h"
 #include "core/ops/elementwise.h"
@@ -24,6 +27,7 @@ int main(int argc, char** argv) {
   const bool bf16 = argc > 2 ? std::string(argv[2]) == "bf16" : true;
   const bool nhwc = argc > 3 ? std::string(argv[3]) == "nhwc" : true;
   const int steps = argc > 4 ? std::atoi(argv[4]) : 20;
+  const bool use_graph = argc > 5 && std::string(argv[5]) == "graph";
   const int warm = 5;
   if (cuda_device_count() == 0) {
     std::printf("no CUDA device\n");
@@ -53,21 +57,26 @@ int main(int argc, char** argv) {
     }
   };
   for (int i = 0; i < warm; ++i) step();
+  CudaGraph graph(0);
+  if (use_graph) {
+    graph.capture(step);
+    graph.replay();  // the first launch of a graph costs more than the others
+  }
   cudaDeviceSynchronize();
   const auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < steps; ++i) step();
+  for (int i = 0; i < steps; ++i) use_graph ? graph.replay() : step();
   cudaDeviceSynchronize();
   const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   size_t free_b = 0, total_b = 0;
   cudaMemGetInfo(&free_b, &total_b);
   // Peak bytes handed out by the caching allocator: the figure comparable to torch.cuda.max_memory_allocated.
   const MemoryStats mem = device_backend(DeviceType::CUDA).allocator(0).stats();
-  std::printf("kolo resnet50 batch=%lld dtype=%s layout=%s: %.0f img/s (%.1f ms/step), peak allocated %.1f GiB, "
+  std::printf("kolo resnet50 batch=%lld dtype=%s layout=%s %s: %.0f img/s (%.1f ms/step), peak allocated %.1f GiB, "
               "reserved %.1f GiB, device used %.1f GiB\n",
-              static_cast<long long>(batch), bf16 ? "bf16" : "f32", nhwc ? "nhwc" : "nchw",
+              static_cast<long long>(batch), bf16 ? "bf16" : "f32", nhwc ? "nhwc" : "nchw", use_graph ? "graph" : "eager",
               static_cast<double>(batch * steps) / dt, 1e3 * dt / steps, static_cast<double>(mem.peak) / (1 << 30),
               static_cast<double>(mem.reserved) / (1 << 30), static_cast<double>(total_b - free_b) / (1 << 30));
-  if (const char* p = std::getenv("KOLO_PROFILE_KERNELS")) {
+  if (const char* p = std::getenv("KOLO_PROFILE_KERNELS"); p && !use_graph) {
     const int n = std::max(1, std::atoi(p));
     KernelProfiler::start();
     const auto p0 = std::chrono::steady_clock::now();

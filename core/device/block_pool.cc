@@ -143,7 +143,7 @@ size_t BlockPool::release_free_segments() {
   for (FreeSet* set : {&small_free_, &large_free_}) {
     for (auto it = set->begin(); it != set->end();) {
       Block* b = *it;
-      if (b->prev || b->next) {
+      if (b->prev || b->next || pinned_.count(b->stream)) {
         ++it;
         continue;
       }

@@ -10,7 +10,8 @@
 //   larger ones a segment of their size rounded to 2 MiB; when such a segment cannot be had (memory short,
 //   or an allocator's limit), one of exactly the rounded request.
 // Blocks belong to a stream key (opaque; nullptr for CPU memory): a freed block is reused only by requests
-// on the same stream, whose work runs in order after the previous owner's.
+// on the same stream, whose work runs in order after the previous owner's. A pinned key's segments are never
+// given back to the system, even wholly free: a captured CUDA graph replays into them.
 // Not thread-safe: the allocators call it under their own lock.
 #pragma once
 
@@ -48,8 +49,10 @@ class BlockPool {
   bool owns(const void* ptr) const { return live_.count(const_cast<void*>(ptr)) != 0; }
   size_t block_size(const void* ptr) const;         // of a live block
   const void* block_stream(const void* ptr) const;  // of a live block
-  // Gives the segments with no block in use back to the system; returns the bytes released.
+  // Gives the segments with no block in use back to the system, except pinned keys'; returns the bytes released.
   size_t release_free_segments();
+  void pin(const void* stream) { pinned_.insert(stream); }
+  void unpin(const void* stream) { pinned_.erase(stream); }
 
   size_t allocated() const { return allocated_; }  // bytes of the blocks handed out
   size_t reserved() const { return reserved_; }    // bytes of all segments
@@ -84,6 +87,7 @@ class BlockPool {
   size_t large_align_;
   FreeSet small_free_, large_free_;
   std::unordered_map<void*, Block*> live_;
+  std::set<const void*> pinned_;
   size_t allocated_ = 0, reserved_ = 0, segments_ = 0;
 };
 

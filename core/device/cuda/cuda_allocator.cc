@@ -130,12 +130,14 @@ void* CudaCachingAllocator::allocate(size_t bytes, cudaStream_t stream) {
   std::lock_guard<std::mutex> lock(mu_);
   stats_.allocations++;
   if (!pending_.empty()) collect_pending_locked();
+  const auto priv = private_.find(stream);
+  const void* key = priv == private_.end() ? static_cast<const void*>(stream) : priv->second;
   bool cached = false;
-  void* p = pool_.allocate(bytes, stream, &cached);
+  void* p = pool_.allocate(bytes, key, &cached);
   if (!p) {
     // The pool released its wholly free segments already; blocks parked on other streams' events may free more.
     release_cached_locked();
-    p = pool_.allocate(bytes, stream, &cached);
+    p = pool_.allocate(bytes, key, &cached);
   }
   stats_.reserved = pool_.reserved();
   KOLO_CHECK(p != nullptr, kind_ == Kind::Device ? "CUDA" : "pinned host", " allocator on cuda:", device_,
@@ -171,9 +173,37 @@ void CudaCachingAllocator::deallocate(void* ptr, size_t) {
 void CudaCachingAllocator::record_stream(void* ptr, cudaStream_t stream) {
   std::lock_guard<std::mutex> lock(mu_);
   KOLO_CHECK(pool_.owns(ptr), "record_stream: ", ptr, " is not a live block of the allocator on cuda:", device_);
-  if (stream == pool_.block_stream(ptr) && kind_ == Kind::Device) return;
+  const void* key = pool_.block_stream(ptr);
+  const auto priv = private_stream_.find(key);
+  if (kind_ == Kind::Device && stream == (priv == private_stream_.end() ? key : priv->second)) return;
   std::vector<cudaStream_t>& streams = used_on_[ptr];
   if (std::find(streams.begin(), streams.end(), stream) == streams.end()) streams.push_back(stream);
+}
+
+void CudaCachingAllocator::begin_private_pool(cudaStream_t stream, const void* key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  KOLO_CHECK(kind_ == Kind::Device, "begin_private_pool: pinned host memory has no stream pools");
+  KOLO_CHECK(!private_.count(stream), "begin_private_pool: stream ", static_cast<void*>(stream), " on cuda:", device_,
+             " already allocates from a private pool");
+  KOLO_CHECK(!private_stream_.count(key) || private_stream_[key] == stream, "begin_private_pool: key ", key,
+             " belongs to another stream");
+  private_[stream] = key;
+  private_stream_[key] = stream;
+  pool_.pin(key);
+}
+
+void CudaCachingAllocator::end_private_pool(cudaStream_t stream) {
+  std::lock_guard<std::mutex> lock(mu_);
+  private_.erase(stream);
+}
+
+void CudaCachingAllocator::release_private_pool(const void* key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = private_stream_.find(key);
+  if (it == private_stream_.end()) return;
+  if (auto p = private_.find(it->second); p != private_.end() && p->second == key) private_.erase(p);
+  private_stream_.erase(it);
+  pool_.unpin(key);
 }
 
 bool CudaCachingAllocator::owns(const void* ptr) const {

@@ -11,6 +11,12 @@
 // each such stream and the block returns to the pool only after those events complete (polled on the next
 // allocation), again without a host sync.
 //
+// Private pools (CUDA graph capture): between begin_private_pool(stream, key) and end_private_pool(stream),
+// allocations on `stream` come from blocks of their own key, which no other allocation is given and whose
+// memory stays reserved until release_private_pool(key): a captured graph replays into the same addresses,
+// so they must not change owner while it exists. Blocks of the pool freed during capture are reused within
+// it, in the stream order the graph keeps.
+//
 // Limit: KOLO_CUDA_MEMORY_LIMIT (bytes, with an optional K/M/G/T suffix) caps the reserved bytes of each
 // device allocator; set_limit() does the same from C++. When a request would pass the limit or cudaMalloc
 // fails, cached segments are released and the request retried once; then it throws kolo::Error with the stats.
@@ -41,6 +47,10 @@ class CudaCachingAllocator final : public Allocator {
   void deallocate(void* ptr, size_t bytes) override;
   // `ptr` (a live block of this allocator) is also used by work on `stream`.
   void record_stream(void* ptr, cudaStream_t stream);
+  // See "Private pools" above. A stream has at most one private pool at a time; `key` is any unique address.
+  void begin_private_pool(cudaStream_t stream, const void* key);
+  void end_private_pool(cudaStream_t stream);
+  void release_private_pool(const void* key);
   bool owns(const void* ptr) const;
 
   MemoryStats stats() const override;
@@ -72,6 +82,8 @@ class CudaCachingAllocator final : public Allocator {
   size_t limit_ = 0;
   bool closing_ = false;  // in the destructor: the driver may be unloading, errors are ignored
   std::unordered_map<void*, std::vector<cudaStream_t>> used_on_;  // other streams recorded per live block
+  std::unordered_map<cudaStream_t, const void*> private_;         // streams allocating from a private pool
+  std::unordered_map<const void*, cudaStream_t> private_stream_;  // each private key's stream
   std::vector<Pending> pending_;
   std::vector<cudaEvent_t> spare_events_;
   MemoryStats stats_;
