@@ -3,6 +3,7 @@
 // gradients are column sums over rows, reduced per row chunk into a partial buffer and then across chunks
 // in a fixed order (no atomics: deterministic).
 #include <algorithm>
+#include <initializer_list>
 
 #include "core/device/cuda/cuda_check.h"
 #include "core/ops/cuda/nn_launch.h"
@@ -73,6 +74,123 @@ __global__ void ln_bwd_dx_kernel(const T* __restrict__ gy, const T* __restrict__
       const A gh = w ? gi * convert<A>(w[i]) : gi;
       return rs * (gh - mg - (convert<A>(xr[i]) - mu) * rs * mgx);
     });
+  }
+}
+
+// Rows of at most 32 * kRowBatch vectors (1024 bf16 or 512 f32 values: Transformer-big's d_model in bf16)
+// are held in a warp's registers: every element of x, gy and the weight is loaded once, all of a lane's
+// loads in flight together, where the generic kernels read the row again for each pass. Sums run in the
+// generic kernels' order, so the results are the same.
+template <typename T>
+bool row_in_registers(int64_t d, std::initializer_list<const void*> ptrs) {
+  constexpr int W = vec_width<T>();
+  if (W == 1 || d % W != 0 || d / W > 32 * kRowBatch) return false;
+  for (const void* p : ptrs)
+    if (p && !aligned16(p)) return false;
+  return true;
+}
+
+template <typename T, int W = vec_width<T>()>
+__device__ __forceinline__ void load_row(const T* __restrict__ r, int64_t nv, int lane, Vec<T, W> (&out)[kRowBatch]) {
+  const auto* rv = reinterpret_cast<const Vec<T, W>*>(r);
+#pragma unroll
+  for (int u = 0; u < kRowBatch; ++u)
+    if (lane + 32 * u < nv) out[u] = rv[lane + 32 * u];
+}
+
+template <typename T>
+__global__ void ln_fwd_reg_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
+                                  double eps, int64_t rows, int64_t d, T* __restrict__ y, Acc<T>* __restrict__ mean,
+                                  Acc<T>* __restrict__ rstd) {
+  using A = Acc<T>;
+  constexpr int W = vec_width<T>();
+  const int lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  const int64_t nv = d / W;
+  for (int64_t row = static_cast<int64_t>(blockIdx.x) * warps + threadIdx.x / 32; row < rows;
+       row += static_cast<int64_t>(gridDim.x) * warps) {
+    Vec<T, W> xv[kRowBatch];
+    load_row(x + row * d, nv, lane, xv);
+    A s = 0;
+#pragma unroll
+    for (int u = 0; u < kRowBatch; ++u)
+      if (lane + 32 * u < nv)
+#pragma unroll
+        for (int j = 0; j < W; ++j) s += convert<A>(xv[u].v[j]);
+    const A mu = warp_sum(s) / static_cast<A>(d);
+    A v2 = 0;
+#pragma unroll
+    for (int u = 0; u < kRowBatch; ++u)
+      if (lane + 32 * u < nv)
+#pragma unroll
+        for (int j = 0; j < W; ++j) v2 += (convert<A>(xv[u].v[j]) - mu) * (convert<A>(xv[u].v[j]) - mu);
+    const A rs = A(1) / sqrt(warp_sum(v2) / static_cast<A>(d) + static_cast<A>(eps));
+    if (lane == 0) {
+      mean[row] = mu;
+      rstd[row] = rs;
+    }
+    auto* yr = reinterpret_cast<Vec<T, W>*>(y + row * d);
+#pragma unroll
+    for (int u = 0; u < kRowBatch; ++u) {
+      const int64_t v = lane + 32 * u;
+      if (v >= nv) break;
+      Vec<T, W> wv, bv, o;
+      if (w) wv = reinterpret_cast<const Vec<T, W>*>(w)[v];
+      if (b) bv = reinterpret_cast<const Vec<T, W>*>(b)[v];
+#pragma unroll
+      for (int j = 0; j < W; ++j) {
+        A h = (convert<A>(xv[u].v[j]) - mu) * rs;
+        if (w) h *= convert<A>(wv.v[j]);
+        if (b) h += convert<A>(bv.v[j]);
+        o.v[j] = convert<T>(h);
+      }
+      yr[v] = o;
+    }
+  }
+}
+
+template <typename T>
+__global__ void ln_bwd_dx_reg_kernel(const T* __restrict__ gy, const T* __restrict__ x, const T* __restrict__ w,
+                                     const Acc<T>* __restrict__ mean, const Acc<T>* __restrict__ rstd, int64_t rows,
+                                     int64_t d, T* __restrict__ gx) {
+  using A = Acc<T>;
+  constexpr int W = vec_width<T>();
+  const int lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  const int64_t nv = d / W;
+  for (int64_t row = static_cast<int64_t>(blockIdx.x) * warps + threadIdx.x / 32; row < rows;
+       row += static_cast<int64_t>(gridDim.x) * warps) {
+    Vec<T, W> gv[kRowBatch], xv[kRowBatch], wv[kRowBatch];
+    load_row(gy + row * d, nv, lane, gv);
+    load_row(x + row * d, nv, lane, xv);
+    if (w) load_row(w, nv, lane, wv);
+    const A mu = mean[row], rs = rstd[row];
+    A sg = 0, sgx = 0;
+#pragma unroll
+    for (int u = 0; u < kRowBatch; ++u)
+      if (lane + 32 * u < nv)
+#pragma unroll
+        for (int j = 0; j < W; ++j) {
+          const A gi = convert<A>(gv[u].v[j]);
+          const A gh = w ? gi * convert<A>(wv[u].v[j]) : gi;
+          sg += gh;
+          sgx += gh * (convert<A>(xv[u].v[j]) - mu) * rs;
+        }
+    const A inv_d = A(1) / static_cast<A>(d);
+    const A mg = warp_sum(sg) * inv_d;
+    const A mgx = warp_sum(sgx) * inv_d;
+    auto* out = reinterpret_cast<Vec<T, W>*>(gx + row * d);
+#pragma unroll
+    for (int u = 0; u < kRowBatch; ++u) {
+      const int64_t v = lane + 32 * u;
+      if (v >= nv) break;
+      Vec<T, W> o;
+#pragma unroll
+      for (int j = 0; j < W; ++j) {
+        const A gi = convert<A>(gv[u].v[j]);
+        const A gh = w ? gi * convert<A>(wv[u].v[j]) : gi;
+        o.v[j] = convert<T>(rs * (gh - mg - (convert<A>(xv[u].v[j]) - mu) * rs * mgx));
+      }
+      out[v] = o;
+    }
   }
 }
 
@@ -161,6 +279,12 @@ void launch_layer_norm_fwd(DType t, const void* x, const void* weight, const voi
   if (rows == 0 || d == 0) return;
   dispatch_float_dtype(t, "layer_norm", [&](auto tag) {
     using T = decltype(tag);
+    if (row_in_registers<T>(d, {x, weight, bias, y})) {
+      ln_fwd_reg_kernel<T><<<grid_for(rows * 32, kThreads), kThreads, 0, stream>>>(
+          static_cast<const T*>(x), static_cast<const T*>(weight), static_cast<const T*>(bias), eps, rows, d,
+          static_cast<T*>(y), static_cast<Acc<T>*>(mean), static_cast<Acc<T>*>(rstd));
+      return;
+    }
     by_row_length(rows, d, [&](auto tpr, int grid) {
       ln_fwd_kernel<decltype(tpr)::value, T><<<grid, kThreads, 0, stream>>>(
           static_cast<const T*>(x), static_cast<const T*>(weight), static_cast<const T*>(bias), eps, rows, d,
@@ -186,7 +310,12 @@ void launch_layer_norm_bwd(DType t, const void* gy, const void* x, const void* w
   dispatch_float_dtype(t, "layer_norm backward", [&](auto tag) {
     using T = decltype(tag);
     using A = Acc<T>;
-    if (rows > 0) {
+    if (rows > 0 && row_in_registers<T>(d, {gy, x, weight, gx})) {
+      ln_bwd_dx_reg_kernel<T><<<grid_for(rows * 32, kThreads), kThreads, 0, stream>>>(
+          static_cast<const T*>(gy), static_cast<const T*>(x), static_cast<const T*>(weight),
+          static_cast<const A*>(mean), static_cast<const A*>(rstd), rows, d, static_cast<T*>(gx));
+      KOLO_CUDA_CHECK_LAUNCH();
+    } else if (rows > 0) {
       by_row_length(rows, d, [&](auto tpr, int grid) {
         ln_bwd_dx_kernel<decltype(tpr)::value, T><<<grid, kThreads, 0, stream>>>(
             static_cast<const T*>(gy), static_cast<const T*>(x), static_cast<const T*>(weight),
