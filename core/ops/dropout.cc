@@ -10,11 +10,30 @@ namespace kolo {
 
 namespace {
 
+// The generator counters of one dropout call.
+struct Counters {
+  uint64_t seed = 0, base = 0;
+};
+
+// y = [residual +] dropout([relu](x)) through the kernel slot, with counters reserved from `gen` into `c`.
+Tensor apply(const Tensor& x, const Tensor& residual, bool relu, double p, Generator& gen, Counters& c) {
+  Tensor xc, rc;
+  {
+    NoGradGuard ng;
+    xc = x.contiguous();
+    if (residual.defined()) rc = residual.contiguous();
+  }
+  c = {gen.seed(), gen.reserve(static_cast<uint64_t>(x.numel()))};
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  dropout_apply_kernel()(x.device())(xc, rc, relu, p, c.seed, c.base, y);
+  return y;
+}
+
 // The backward of dropout: the same mask (same counters) applied to the gradient.
-Tensor dropout_grad(const Tensor& g, double p, uint64_t seed, uint64_t base) {
+Tensor dropout_grad(const Tensor& g, double p, const Counters& c) {
   Tensor gc = g.contiguous();
   Tensor gx = Tensor::empty(gc.shape(), gc.dtype(), gc.device());
-  dropout_apply_kernel()(gc.device())(gc, Tensor(), false, p, seed, base, gx);
+  dropout_apply_kernel()(gc.device())(gc, Tensor(), false, p, c.seed, c.base, gx);
   return gx;
 }
 
@@ -28,17 +47,10 @@ void check_args(const char* op, const Tensor& x, double p) {
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
   check_args("dropout", x, p);
   if (!training || p == 0.0) return x;
-  Tensor xc;
-  {
-    NoGradGuard ng;
-    xc = x.contiguous();
-  }
-  const uint64_t seed = gen.seed();
-  const uint64_t base = gen.reserve(static_cast<uint64_t>(x.numel()));
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dropout_apply_kernel()(x.device())(xc, Tensor(), false, p, seed, base, y);
-  autograd::record("dropout", {x}, {&y}, [p, seed, base](const std::vector<Tensor>& g) -> std::vector<Tensor> {
-    return {dropout_grad(g[0], p, seed, base)};
+  Counters c;
+  Tensor y = apply(x, Tensor(), false, p, gen, c);
+  autograd::record("dropout", {x}, {&y}, [p, c](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+    return {dropout_grad(g[0], p, c)};
   });
   return y;
 }
@@ -46,15 +58,8 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
 Tensor relu_dropout(const Tensor& x, double p, bool training, Generator& gen) {
   check_args("relu_dropout", x, p);
   if (!training || p == 0.0) return relu(x);
-  Tensor xc;
-  {
-    NoGradGuard ng;
-    xc = x.contiguous();
-  }
-  const uint64_t seed = gen.seed();
-  const uint64_t base = gen.reserve(static_cast<uint64_t>(x.numel()));
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dropout_apply_kernel()(x.device())(xc, Tensor(), true, p, seed, base, y);
+  Counters c;
+  Tensor y = apply(x, Tensor(), true, p, gen, c);
   Tensor yd = y.detach();
   autograd::record("relu_dropout", {x}, {&y}, [p, yd](const std::vector<Tensor>& g) -> std::vector<Tensor> {
     Tensor gc = g[0].contiguous();
@@ -71,20 +76,11 @@ Tensor dropout_add(const Tensor& residual, const Tensor& x, double p, bool train
   if (residual.shape() != x.shape() || residual.dtype() != x.dtype() || residual.device() != x.device() ||
       residual.is_sparse())
     return add(residual, dropout(x, p, training, gen));
-  Tensor xc, rc;
-  {
-    NoGradGuard ng;
-    xc = x.contiguous();
-    rc = residual.contiguous();
-  }
-  const uint64_t seed = gen.seed();
-  const uint64_t base = gen.reserve(static_cast<uint64_t>(x.numel()));
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dropout_apply_kernel()(x.device())(xc, rc, false, p, seed, base, y);
-  autograd::record("dropout_add", {residual, x}, {&y},
-                   [p, seed, base](const std::vector<Tensor>& g) -> std::vector<Tensor> {
-                     return {g[0], dropout_grad(g[0], p, seed, base)};
-                   });
+  Counters c;
+  Tensor y = apply(x, residual, false, p, gen, c);
+  autograd::record("dropout_add", {residual, x}, {&y}, [p, c](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+    return {g[0], dropout_grad(g[0], p, c)};
+  });
   return y;
 }
 

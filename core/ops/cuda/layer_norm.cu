@@ -90,6 +90,15 @@ bool row_in_registers(int64_t d, std::initializer_list<const void*> ptrs) {
   return true;
 }
 
+// Calls f(row) for the rows this warp owns (one warp per row, grid-stride).
+template <typename F>
+__device__ __forceinline__ void for_warp_rows(int64_t rows, F&& f) {
+  const int warps = blockDim.x / 32;
+  for (int64_t row = static_cast<int64_t>(blockIdx.x) * warps + threadIdx.x / 32; row < rows;
+       row += static_cast<int64_t>(gridDim.x) * warps)
+    f(row);
+}
+
 template <typename T, int W = vec_width<T>()>
 __device__ __forceinline__ void load_row(const T* __restrict__ r, int64_t nv, int lane, Vec<T, W> (&out)[kRowBatch]) {
   const auto* rv = reinterpret_cast<const Vec<T, W>*>(r);
@@ -104,10 +113,9 @@ __global__ void ln_fwd_reg_kernel(const T* __restrict__ x, const T* __restrict__
                                   Acc<T>* __restrict__ rstd) {
   using A = Acc<T>;
   constexpr int W = vec_width<T>();
-  const int lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  const int lane = threadIdx.x % 32;
   const int64_t nv = d / W;
-  for (int64_t row = static_cast<int64_t>(blockIdx.x) * warps + threadIdx.x / 32; row < rows;
-       row += static_cast<int64_t>(gridDim.x) * warps) {
+  for_warp_rows(rows, [&](int64_t row) {
     Vec<T, W> xv[kRowBatch];
     load_row(x + row * d, nv, lane, xv);
     A s = 0;
@@ -145,7 +153,7 @@ __global__ void ln_fwd_reg_kernel(const T* __restrict__ x, const T* __restrict__
       }
       yr[v] = o;
     }
-  }
+  });
 }
 
 template <typename T>
@@ -154,10 +162,9 @@ __global__ void ln_bwd_dx_reg_kernel(const T* __restrict__ gy, const T* __restri
                                      int64_t d, T* __restrict__ gx) {
   using A = Acc<T>;
   constexpr int W = vec_width<T>();
-  const int lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  const int lane = threadIdx.x % 32;
   const int64_t nv = d / W;
-  for (int64_t row = static_cast<int64_t>(blockIdx.x) * warps + threadIdx.x / 32; row < rows;
-       row += static_cast<int64_t>(gridDim.x) * warps) {
+  for_warp_rows(rows, [&](int64_t row) {
     Vec<T, W> gv[kRowBatch], xv[kRowBatch], wv[kRowBatch];
     load_row(gy + row * d, nv, lane, gv);
     load_row(x + row * d, nv, lane, xv);
@@ -191,7 +198,7 @@ __global__ void ln_bwd_dx_reg_kernel(const T* __restrict__ gy, const T* __restri
       }
       out[v] = o;
     }
-  }
+  });
 }
 
 // Block (kColTile, kRowLanes): column tile blockIdx.x of kColTile * W columns, row chunk blockIdx.y ->
