@@ -26,6 +26,9 @@ void CudaGraph::capture(const std::function<void()>& fn) {
   CudaDeviceGuard guard(device_);
   const cudaStream_t stream = current_cuda_stream_native(device_);
   CudaCachingAllocator& alloc = cuda_device_allocator(device_);
+  // The warm-up steps left their blocks cached for the stream; the pool cannot use them, so give the free
+  // segments back first, or the device would hold the step's memory twice.
+  alloc.empty_cache();
   // Relaxed mode: the allocator may call cudaMalloc and query other streams' events while capturing.
   KOLO_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed));
   alloc.begin_private_pool(stream, this);

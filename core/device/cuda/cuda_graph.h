@@ -4,7 +4,8 @@
 //
 // What may be captured: work on the current stream whose shapes, pointers and scalar arguments are the same
 // at every replay — a static training step after its warm-up (cuDNN and cuBLASLt choices cached, buffers
-// allocated). Inputs are read from, and results written to, tensors that outlive the graph: refill them
+// allocated). capture() first gives the allocator's free cached segments back to the device, so the pool
+// reuses the memory the warm-up steps held. Inputs are read from, and results written to, tensors that outlive the graph: refill them
 // before replay(). Tensors allocated during capture come from a private pool of the device allocator (see
 // cuda_allocator.h) that stays reserved for the graph, so the replayed kernels find their memory untouched.
 // A host synchronisation during capture (item(), a copy to the host, synchronize()) cannot be captured: the
