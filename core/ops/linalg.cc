@@ -5,6 +5,7 @@
 #include "core/autograd/grad_mode.h"
 #include "core/autograd/node.h"
 #include "core/ops/elementwise.h"
+#include "core/ops/kernels/elementwise.h"
 #include "core/ops/kernels/linalg.h"
 #include "core/ops/reduce.h"
 
@@ -107,40 +108,60 @@ bool has_fused_linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
          bias.device() == x.device();
 }
 
-// x2 [N, in] -> [N, out] through linear_fwd/linear_bwd, recorded as one node with inputs x2, w, bias.
-Tensor fused_linear(const Tensor& x2, const Tensor& w, const Tensor& bias) {
+// x2 [N, in] -> [N, out] through linear_fwd/linear_bwd, recorded as one node with inputs x2, w, bias. With
+// `relu` the output is relu(...): the backward masks the gradient with y > 0 (which is x > 0) first.
+Tensor fused_linear(const Tensor& x2, const Tensor& w, const Tensor& bias, bool relu) {
   const Tensor xd = x2.detach(), wd = w.detach(), bd = bias.detach().contiguous();
   Tensor y = Tensor::empty({x2.size(0), w.size(0)}, x2.dtype(), x2.device());
-  linear_fwd_kernel()(x2.device())(xd, wd, bd, y);
+  linear_fwd_kernel()(x2.device())(xd, wd, bd, relu, y);
   const bool gx = x2.requires_grad(), gw = w.requires_grad(), gb = bias.requires_grad();
-  autograd::record("linear", {x2, w, bias}, {&y},
-                   [xd, wd, gx, gw, gb](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+  const Tensor yd = relu ? y.detach() : Tensor();
+  autograd::record(relu ? "linear_relu" : "linear", {x2, w, bias}, {&y},
+                   [xd, wd, yd, gx, gw, gb](const std::vector<Tensor>& g) -> std::vector<Tensor> {
                      const Device dev = xd.device();
+                     Tensor gy = g[0].detach();
+                     if (yd.defined()) {
+                       Tensor masked = Tensor::empty(yd.shape(), yd.dtype(), dev);
+                       unary_backward_kernel()(dev)(UnaryOp::Relu, gy.contiguous(), yd, yd, masked);
+                       gy = masked;
+                     }
                      Tensor dx = gx ? Tensor::empty(xd.shape(), xd.dtype(), dev) : Tensor();
                      Tensor dw = gw ? Tensor::empty(wd.shape(), wd.dtype(), dev) : Tensor();
                      Tensor db = gb ? Tensor::empty({wd.size(0)}, wd.dtype(), dev) : Tensor();
-                     linear_bwd_kernel()(dev)(g[0].detach(), xd, wd, dx, dw, db);
+                     linear_bwd_kernel()(dev)(gy, xd, wd, dx, dw, db);
                      return {dx, dw, db};
                    });
   return y;
 }
 
+void check_linear(const char* op, const Tensor& x, const Tensor& w, const Tensor& bias) {
+  KOLO_CHECK(w.dim() == 2, op, ": weight must be [out, in], got ", w.describe());
+  KOLO_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), op, ": input ", x.describe(), " does not match weight ",
+             w.describe());
+  if (bias.defined())
+    KOLO_CHECK(bias.dim() == 1 && bias.size(0) == w.size(0), op, ": bias ", bias.describe(),
+               " does not match weight ", w.describe());
+}
+
 }  // namespace
 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
-  KOLO_CHECK(w.dim() == 2, "linear: weight must be [out, in], got ", w.describe());
-  KOLO_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), "linear: input ", x.describe(), " does not match weight ",
-             w.describe());
-  if (bias.defined())
-    KOLO_CHECK(bias.dim() == 1 && bias.size(0) == w.size(0), "linear: bias ", bias.describe(),
-               " does not match weight ", w.describe());
+  check_linear("linear", x, w, bias);
   Shape lead(x.shape().begin(), x.shape().end() - 1);
   Tensor x2 = x.reshape({-1, w.size(1)});
-  Tensor y = has_fused_linear(x, w, bias) ? fused_linear(x2, w, bias)
+  Tensor y = has_fused_linear(x, w, bias) ? fused_linear(x2, w, bias, false)
                                           : (bias.defined() ? add(matmul(x2, w.transpose(0, 1)), bias)
                                                             : matmul(x2, w.transpose(0, 1)));
   lead.push_back(w.size(0));
   return y.reshape(lead);
+}
+
+Tensor linear_relu(const Tensor& x, const Tensor& w, const Tensor& bias) {
+  check_linear("linear_relu", x, w, bias);
+  if (!has_fused_linear(x, w, bias)) return relu(linear(x, w, bias));
+  Shape lead(x.shape().begin(), x.shape().end() - 1);
+  lead.push_back(w.size(0));
+  return fused_linear(x.reshape({-1, w.size(1)}), w, bias, true).reshape(lead);
 }
 
 }  // namespace kolo

@@ -9,5 +9,8 @@ namespace kolo {
 Tensor matmul(const Tensor& a, const Tensor& b);
 // y = x @ w^T + bias with w [out, in] (PyTorch's layout); x [..., in]; bias optional.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias = Tensor());
+// relu(linear(x, w, bias)); where the device fuses linear layers, the ReLU is applied by the GEMM's epilogue
+// and the backward reads only the output (no pass over the pre-activation in either direction).
+Tensor linear_relu(const Tensor& x, const Tensor& w, const Tensor& bias = Tensor());
 
 }  // namespace kolo

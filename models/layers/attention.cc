@@ -82,6 +82,11 @@ FeedForward::FeedForward(int64_t dim, int64_t hidden, double activation_dropout,
   dropout_ = register_module("dropout", std::make_shared<Dropout>(activation_dropout, init::fork_seed(gen)));
 }
 
-Tensor FeedForward::forward(const Tensor& x) { return note(fc2_->forward(dropout_->forward_relu(fc1_->forward(x)))); }
+Tensor FeedForward::forward(const Tensor& x) {
+  // Without activation dropout (Transformer-big's setting) the ReLU rides on fc1's GEMM epilogue; with it,
+  // ReLU and dropout share one pass.
+  const Tensor h = dropout_->active() ? dropout_->forward_relu(fc1_->forward(x)) : fc1_->forward_relu(x);
+  return note(fc2_->forward(h));
+}
 
 }  // namespace kolo::models

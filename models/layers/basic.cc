@@ -22,6 +22,8 @@ Linear::Linear(int64_t in, int64_t out, bool bias, Generator& gen, LinearInit in
 
 Tensor Linear::forward(const Tensor& x) const { return note(linear(x, weight_, bias_)); }
 
+Tensor Linear::forward_relu(const Tensor& x) const { return note(linear_relu(x, weight_, bias_)); }
+
 LayerNorm::LayerNorm(int64_t dim, double eps) : Module("LayerNorm"), eps_(eps) {
   weight_ = register_parameter("weight", Tensor::ones({dim}));
   bias_ = register_parameter("bias", Tensor::zeros({dim}));

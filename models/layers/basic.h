@@ -16,6 +16,7 @@ class Linear : public Module {
  public:
   Linear(int64_t in, int64_t out, bool bias, Generator& gen, LinearInit init = LinearInit::kTorchDefault);
   Tensor forward(const Tensor& x) const;
+  Tensor forward_relu(const Tensor& x) const;  // relu(forward(x)), fused where the device allows (linear_relu)
   const Tensor& weight() const { return weight_; }
   const Tensor& bias() const { return bias_; }
 
@@ -56,6 +57,7 @@ class Dropout : public Module {
   // residual + forward(x), fused into one pass (dropout_add).
   Tensor forward_add(const Tensor& residual, const Tensor& x);
   double p() const { return p_; }
+  bool active() const { return p_ > 0.0 && is_training(); }  // whether forward() drops anything
 
  private:
   double p_;

@@ -37,6 +37,8 @@ TEST(Linalg, BatchedBroadcastAndGradients) {
                    {rand_input({2, 5, 4}, 3), rand_input({2, 5, 3}, 4)});
   expect_gradcheck([](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); },
                    {rand_input({2, 3, 4}, 5), rand_input({6, 4}, 6), rand_input({6}, 7)});
+  expect_gradcheck([](const std::vector<Tensor>& in) { return linear_relu(in[0], in[1], in[2]); },
+                   {rand_input({2, 3, 4}, 8), rand_input({6, 4}, 9), rand_input({6}, 10)});
 }
 
 TEST(Linalg, Float32AndBf16) {
@@ -53,4 +55,5 @@ TEST(Linalg, ShapeErrors) {
   EXPECT_THROW(matmul(Tensor::zeros({2, 3}), Tensor::zeros({4, 2})), Error);
   EXPECT_THROW(matmul(Tensor::zeros({3}), Tensor::zeros({3, 2})), Error);
   EXPECT_THROW(linear(Tensor::zeros({2, 3}), Tensor::zeros({4, 5})), Error);
+  EXPECT_THROW(linear_relu(Tensor::zeros({2, 3}), Tensor::zeros({4, 3}), Tensor::zeros({5})), Error);
 }

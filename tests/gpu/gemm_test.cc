@@ -103,22 +103,25 @@ TEST_F(GpuTest, GemmBiasGradientEpilogue) {
   }
 }
 
-// linear with bias: fused kernels on the GPU, matmul + add on the CPU; 3-D input, strided weight view.
+// linear (and linear_relu) with bias: fused kernels on the GPU, matmul + add (+ relu) on the CPU; 3-D input,
+// strided weight view.
 TEST_F(GpuTest, LinearWithBiasMatchesCpuComposite) {
+  for (bool with_relu : {false, true})
   for (DType t : {DType::F32, DType::BF16}) {
     Tensor x = random_cpu({4, 9, 40}, t, -1, 1, 21), w_t = random_cpu({40, 24}, t, -1, 1, 22);
     Tensor b = random_cpu({24}, t, -1, 1, 23), gy = random_cpu({4, 9, 24}, t, -1, 1, 24);
     auto run = [&](Device dev) {
       Tensor xd = x.to(dev).detach().set_requires_grad(true), bd = b.to(dev).detach().set_requires_grad(true);
       Tensor wt = w_t.to(dev).detach().set_requires_grad(true);
-      Tensor y = linear(xd, wt.transpose(0, 1), bd);
+      Tensor y = with_relu ? linear_relu(xd, wt.transpose(0, 1), bd) : linear(xd, wt.transpose(0, 1), bd);
       y.backward(gy.to(dev));
       return std::vector<Tensor>{y, xd.grad(), wt.grad(), bd.grad()};
     };
     const std::vector<Tensor> want = run(Device::cpu()), got = run(gpu());
     const char* names[] = {"y", "grad x", "grad w", "grad bias"};
     for (size_t i = 0; i < want.size(); ++i)
-      EXPECT_LE(relative_error(got[i], want[i]), t == DType::F32 ? 1e-5 : 1e-2) << dtype_name(t) << " " << names[i];
+      EXPECT_LE(relative_error(got[i], want[i]), t == DType::F32 ? 1e-5 : 1e-2)
+          << dtype_name(t) << (with_relu ? " relu " : " ") << names[i];
   }
 }
 

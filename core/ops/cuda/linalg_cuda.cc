@@ -1,6 +1,6 @@
 // Registers the CUDA implementations of the linalg kernel slots (core/ops/kernels/linalg.h) on cuBLASLt: gemm,
-// and linear layers with the bias added by the GEMM epilogue and its gradient reduced by the weight-gradient
-// GEMM (BGRAD epilogue), so neither needs a pass of its own over the activations.
+// and linear layers with the bias (and a following ReLU) applied by the GEMM epilogue and the bias gradient
+// reduced by the weight-gradient GEMM (BGRAD epilogue), so none needs a pass of its own over the activations.
 #include "core/ops/cuda/gemm_lt.h"
 #include "core/ops/kernels/elementwise.h"
 #include "core/ops/kernels/linalg.h"
@@ -13,9 +13,12 @@ void cuda_gemm(const Tensor& a, const Tensor& b, Tensor& c, bool trans_a, bool t
   cuda::gemm(a, b, c, trans_a, trans_b, alpha, beta);
 }
 
-void cuda_linear_fwd(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
+void cuda_linear_fwd(const Tensor& x, const Tensor& w, const Tensor& bias, bool relu, Tensor& y) {
   Tensor y3 = y.unsqueeze(0);
-  cuda::gemm(x.unsqueeze(0), w.unsqueeze(0), y3, false, true, 1.0, 0.0, cuda::GemmEpilogue::Bias, bias);
+  const Tensor x3 = x.unsqueeze(0), w3 = w.unsqueeze(0);
+  if (relu && cuda::try_gemm(x3, w3, y3, false, true, 1.0, 0.0, cuda::GemmEpilogue::ReluBias, bias)) return;
+  cuda::gemm(x3, w3, y3, false, true, 1.0, 0.0, cuda::GemmEpilogue::Bias, bias);
+  if (relu) unary_kernel()(y.device())(UnaryOp::Relu, y, y);
 }
 
 // gb = column sums of gy, for where the epilogue is not available.

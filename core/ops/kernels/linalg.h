@@ -12,10 +12,11 @@ namespace kolo {
 KOLO_DECLARE_KERNEL(gemm, void(const Tensor& a, const Tensor& b, Tensor& c, bool trans_a, bool trans_b,
                                double alpha, double beta));
 
-// Linear layer with bias in one pass: y = x @ w^T + bias. x [N, in] with unit stride in one dim, w [out, in]
-// (same rule), bias [out] contiguous, y contiguous [N, out]; one floating dtype. Optional per device: the
-// linear op composes gemm and add where a device registers none (the CPU does).
-KOLO_DECLARE_KERNEL(linear_fwd, void(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y));
+// Linear layer with bias in one pass: y = x @ w^T + bias, or with `relu` y = relu(x @ w^T + bias). x [N, in]
+// with unit stride in one dim, w [out, in] (same rule), bias [out] contiguous, y contiguous [N, out]; one
+// floating dtype. Optional per device: the linear op composes gemm, add and relu where a device registers
+// none (the CPU does).
+KOLO_DECLARE_KERNEL(linear_fwd, void(const Tensor& x, const Tensor& w, const Tensor& bias, bool relu, Tensor& y));
 // Its gradients from gy [N, out] (any strides): gx = gy @ w [N, in], gw = gy^T @ x [out, in] and
 // gb = column sums of gy [out], each contiguous and written only when defined.
 KOLO_DECLARE_KERNEL(linear_bwd, void(const Tensor& gy, const Tensor& x, const Tensor& w, Tensor& gx, Tensor& gw,
