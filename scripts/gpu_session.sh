@@ -6,7 +6,8 @@
 #   scripts/gpu_session.sh STEP[,STEP...] [anchors dir], steps run in the order given:
 #     build  configure + build into $KOLO_GPU_BUILD (default /tmp/kolo-gpu); ~65 s on 16 cores
 #     test   ctest -L gpu (the NCCL np2 tests skip themselves on one GPU)
-#     bench  resnet_bench 256 bf16 nhwc, attention_bench, the Transformer-big step profile, and, with an anchors dir holding
+#     bench  resnet_bench 256 bf16 nhwc (eager and as a CUDA graph), train_resnet, gpu_kernels_bench,
+#            attention_bench, the Transformer-big step profile, and, with an anchors dir holding
 #            resnet_anchor.py / transformer_anchor.py, PyTorch eager on the same device right after
 #     nccl   2+ GPUs: kolo_allreduce_bench --device cuda, one rank per GPU (raw NCCL beside kolo in the same binary)
 #     resnet2, transformer2
@@ -60,6 +61,11 @@ do_test() {
 
 do_bench() {
   step 200 "kolo resnet_bench 256 bf16 nhwc" "$build/benchmarks/gpu/resnet_bench" 256 bf16 nhwc 20
+  step 200 "kolo resnet_bench 256 bf16 nhwc, the step as a CUDA graph" "$build/benchmarks/gpu/resnet_bench" 256 bf16 \
+    nhwc 20 graph
+  step 200 "kolo train_resnet resnet50 b256 bf16 (the training program: DistributedOptimizer, masters)" \
+    "$build/examples/train_resnet" --model resnet50 --batch_size 256 --num_batches 60 --device cuda --bf16
+  step 100 "kolo gpu_kernels_bench (memory-bound kernels in GB/s)" "$build/benchmarks/gpu/gpu_kernels_bench"
   step 100 "kolo attention_bench (tile, GEMM and fused paths at Transformer-big shapes)" \
     "$build/benchmarks/gpu/attention_bench"
   step 300 "kolo train_transformer big 256x64 bf16 (profile of the last 2 steps)" \
