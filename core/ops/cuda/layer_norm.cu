@@ -156,19 +156,25 @@ __global__ void ln_fwd_reg_kernel(const T* __restrict__ x, const T* __restrict__
   });
 }
 
-template <typename T>
+// The input gradient of register rows; with kParams also the weight and bias gradients' partial sums: a
+// lane owns the same columns in every row, so it sums gy * xhat and gy for them across its warp's rows, the
+// block adds its warps' sums in a fixed order, and pw / pb [gridDim.x, d] get one row per block. This saves
+// the partial kernel's second read of gy and x.
+template <typename T, bool kParams>
 __global__ void ln_bwd_dx_reg_kernel(const T* __restrict__ gy, const T* __restrict__ x, const T* __restrict__ w,
                                      const Acc<T>* __restrict__ mean, const Acc<T>* __restrict__ rstd, int64_t rows,
-                                     int64_t d, T* __restrict__ gx) {
+                                     int64_t d, T* __restrict__ gx, Acc<T>* __restrict__ pw, Acc<T>* __restrict__ pb) {
   using A = Acc<T>;
   constexpr int W = vec_width<T>();
   const int lane = threadIdx.x % 32;
   const int64_t nv = d / W;
+  Vec<T, W> wv[kRowBatch];
+  if (w) load_row(w, nv, lane, wv);
+  A aw[kRowBatch][W] = {}, ab[kRowBatch][W] = {};
   for_warp_rows(rows, [&](int64_t row) {
-    Vec<T, W> gv[kRowBatch], xv[kRowBatch], wv[kRowBatch];
+    Vec<T, W> gv[kRowBatch], xv[kRowBatch];
     load_row(gy + row * d, nv, lane, gv);
     load_row(x + row * d, nv, lane, xv);
-    if (w) load_row(w, nv, lane, wv);
     const A mu = mean[row], rs = rstd[row];
     A sg = 0, sgx = 0;
 #pragma unroll
@@ -177,9 +183,14 @@ __global__ void ln_bwd_dx_reg_kernel(const T* __restrict__ gy, const T* __restri
 #pragma unroll
         for (int j = 0; j < W; ++j) {
           const A gi = convert<A>(gv[u].v[j]);
+          const A xh = (convert<A>(xv[u].v[j]) - mu) * rs;
           const A gh = w ? gi * convert<A>(wv[u].v[j]) : gi;
           sg += gh;
-          sgx += gh * (convert<A>(xv[u].v[j]) - mu) * rs;
+          sgx += gh * xh;
+          if constexpr (kParams) {
+            aw[u][j] += gi * xh;
+            ab[u][j] += gi;
+          }
         }
     const A inv_d = A(1) / static_cast<A>(d);
     const A mg = warp_sum(sg) * inv_d;
@@ -199,6 +210,27 @@ __global__ void ln_bwd_dx_reg_kernel(const T* __restrict__ gy, const T* __restri
       out[v] = o;
     }
   });
+  if constexpr (kParams) {
+    constexpr int kWarps = kThreads / 32;
+    __shared__ A red[kWarps][32 * kRowBatch * W];  // one row of column sums per warp
+    const int warp = threadIdx.x / 32;
+    for (int q = 0; q < 2; ++q) {
+#pragma unroll
+      for (int u = 0; u < kRowBatch; ++u)
+        if (lane + 32 * u < nv)
+#pragma unroll
+          for (int j = 0; j < W; ++j) red[warp][(lane + 32 * u) * W + j] = q ? ab[u][j] : aw[u][j];
+      __syncthreads();
+      A* out = q ? pb : pw;
+      for (int64_t c = threadIdx.x; c < d; c += blockDim.x) {
+        A s = 0;
+#pragma unroll
+        for (int k = 0; k < kWarps; ++k) s += red[k][c];
+        out[blockIdx.x * d + c] = s;
+      }
+      __syncthreads();
+    }
+  }
 }
 
 // Block (kColTile, kRowLanes): column tile blockIdx.x of kColTile * W columns, row chunk blockIdx.y ->
@@ -317,10 +349,25 @@ void launch_layer_norm_bwd(DType t, const void* gy, const void* x, const void* w
   dispatch_float_dtype(t, "layer_norm backward", [&](auto tag) {
     using T = decltype(tag);
     using A = Acc<T>;
+    const int64_t chunks = chunks_for<T>(rows, d);
+    A* pw = static_cast<A*>(partial);
+    A* pb = pw + chunks * d;
     if (rows > 0 && row_in_registers<T>(d, {gy, x, weight, gx})) {
-      ln_bwd_dx_reg_kernel<T><<<grid_for(rows * 32, kThreads), kThreads, 0, stream>>>(
-          static_cast<const T*>(gy), static_cast<const T*>(x), static_cast<const T*>(weight),
-          static_cast<const A*>(mean), static_cast<const A*>(rstd), rows, d, static_cast<T*>(gx));
+      const auto* gyt = static_cast<const T*>(gy);
+      const auto *xt = static_cast<const T*>(x), *wt = static_cast<const T*>(weight);
+      const auto *mt = static_cast<const A*>(mean), *rt = static_cast<const A*>(rstd);
+      if (gw || gb) {
+        // One row of partial sums per block: `chunks` blocks, the partial buffer's size.
+        ln_bwd_dx_reg_kernel<T, true><<<static_cast<unsigned>(chunks), kThreads, 0, stream>>>(
+            gyt, xt, wt, mt, rt, rows, d, static_cast<T*>(gx), pw, pb);
+        KOLO_CUDA_CHECK_LAUNCH();
+        ln_bwd_finish_kernel<T><<<grid_for(d, kThreads), kThreads, 0, stream>>>(pw, pb, chunks, d, static_cast<T*>(gw),
+                                                                                static_cast<T*>(gb));
+        KOLO_CUDA_CHECK_LAUNCH();
+        return;
+      }
+      ln_bwd_dx_reg_kernel<T, false><<<grid_for(rows * 32, kThreads), kThreads, 0, stream>>>(
+          gyt, xt, wt, mt, rt, rows, d, static_cast<T*>(gx), nullptr, nullptr);
       KOLO_CUDA_CHECK_LAUNCH();
     } else if (rows > 0) {
       by_row_length(rows, d, [&](auto tpr, int grid) {
@@ -331,9 +378,6 @@ void launch_layer_norm_bwd(DType t, const void* gy, const void* x, const void* w
       KOLO_CUDA_CHECK_LAUNCH();
     }
     if (!gw && !gb) return;
-    const int64_t chunks = chunks_for<T>(rows, d);
-    A* pw = static_cast<A*>(partial);
-    A* pb = pw + chunks * d;
     const int64_t per_chunk = (rows + chunks - 1) / chunks;
     auto partials = [&](auto w) {
       constexpr int W = decltype(w)::value;
