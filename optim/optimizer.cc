@@ -50,6 +50,30 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups, double lr, double weight_de
 void Optimizer::set_lr(double lr) {
   KOLO_CHECK(lr >= 0 && std::isfinite(lr), kind_, ": learning rate must be finite and >= 0, got ", lr);
   lr_ = lr;
+  write_lr_at();
+}
+
+void Optimizer::write_lr_at() {
+  NoGradGuard ng;
+  for (size_t g = 0; g < lr_at_.size(); ++g) lr_at_[g].fill_(lr_ * groups_[g].lr_mult);
+}
+
+void Optimizer::set_capturable(bool on) {
+  KOLO_CHECK(!on || capturable_rule(), kind_, ": its update takes per-step values from the host, so it cannot be ",
+             "captured in a CUDA graph (SGD can)");
+  lr_at_.clear();
+  if (!on) return;
+  NoGradGuard ng;
+  for (size_t g = 0; g < groups_.size(); ++g) lr_at_.push_back(Tensor::empty({1}, DType::F32, update_flat(g).device()));
+  write_lr_at();
+}
+
+void Optimizer::note_replayed_step() {
+  KOLO_CHECK(capturable(), kind_, ": note_replayed_step() without set_capturable(true)");
+  for (size_t g = 0; g < had_.size(); ++g)
+    for (size_t i = 0; i < had_[g].size(); ++i)
+      if (had_[g][i]) ++param_steps_[g][i];
+  ++step_;
 }
 
 void Optimizer::zero_grad() {
@@ -175,6 +199,7 @@ void Optimizer::step() {
     GroupView v;
     v.index = g;
     v.lr = lr_ * groups_[g].lr_mult;
+    if (!lr_at_.empty()) v.lr_at = lr_at_[g].data<float>();
     v.weight_decay = groups_[g].weight_decay.value_or(default_weight_decay_);
     v.exclude_from_adaptation = groups_[g].exclude_from_adaptation;
     v.flat = &update_flat(g);
@@ -242,6 +267,7 @@ void Optimizer::load_state_dict(const OptimizerState& s) {
                  p.tensor.describe(), masters_[g] ? " has another shape" : " has none (it is not bf16/f16)");
     }
   lr_ = scalar("lr");
+  write_lr_at();
   step_ = static_cast<int64_t>(scalar("step"));
   for (size_t g = 0; g < groups_.size(); ++g)
     for (size_t i = 0; i < groups_[g].params.size(); ++i) {

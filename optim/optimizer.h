@@ -3,8 +3,9 @@
 // step(): (1) bring every gradient into its group's flat gradient buffer (FlatBuffer::gather_grads),
 // (2) optionally clip all gradients to a global L2 norm, (3) call the subclass's update_group() once per
 // group with flat spans of parameters, gradients and state. Parameters whose gradient is undefined this
-// step are skipped entirely (as torch.optim does for grad == None); bound gradient slots are always
-// defined (zero when nothing flowed), so with zero_grad() they are updated with a zero gradient.
+// step are skipped entirely (as torch.optim does for grad == None). zero_grad() drops the gradients and
+// binds each parameter's slot (Tensor::set_grad_slot), so a parameter the backward does not reach is
+// skipped, as after torch's zero_grad(set_to_none=True).
 //
 // Mixed precision: a group of bf16/f16 parameters gets f32 master weights (optim/master_weights.h). The
 // model's tensors, their flat gradient slots (grad_slot, flat) and hence DistributedOptimizer stay in the low
@@ -47,6 +48,7 @@ class Optimizer {
   struct GroupView {
     size_t index = 0;
     double lr = 0;             // optimizer lr * lr_mult
+    const float* lr_at = nullptr;  // capturable(): the same value in update-device memory, read at run time
     double weight_decay = 0;
     bool exclude_from_adaptation = false;
     const FlatBuffer* flat = nullptr;      // f32: the parameters themselves, or their master weights
@@ -63,7 +65,7 @@ class Optimizer {
   Optimizer& operator=(const Optimizer&) = delete;
 
   void step();
-  // Zeroes the flat gradient buffers and binds each parameter's grad to its slot.
+  // Drops the gradients and binds each parameter's flat-buffer slot as the place its next gradient lands.
   void zero_grad();
   // Brings this step's gradients into the f32 buffers the update reads, multiplied by inv_scale, and
   // returns whether all of them are finite. f32 groups are scaled in place; bf16/f16 groups are converted
@@ -76,6 +78,16 @@ class Optimizer {
   double lr() const { return lr_; }
   void set_lr(double lr);
   int64_t step_count() const { return step_; }
+
+  // CUDA graph capture of step(): with capturable on, the update reads each group's learning rate from
+  // update-device memory that set_lr() writes (with a kernel, outside any capture), so a replayed step
+  // follows the schedule. Call set_lr() before the captured region, not inside it. Optimizers whose rule
+  // takes other per-step values from the host (Adam's bias corrections, LARS's and LAMB's trust ratios)
+  // refuse with kolo::Error. After each replay of a captured step(), note_replayed_step() advances the step
+  // counts the replay did not (the checkpointed state).
+  void set_capturable(bool on);
+  bool capturable() const { return !lr_at_.empty(); }
+  void note_replayed_step();
   // max_norm <= 0 disables clipping. The pre-clip global norm of the last step is kept for logging.
   void set_clip_grad_norm(double max_norm) { clip_norm_ = max_norm; }
   // Global L2 norm over the f32 gradient buffers (update_flat) of all groups. step() only enqueues its
@@ -104,6 +116,8 @@ class Optimizer {
 
  protected:
   virtual void update_group(const GroupView& view) = 0;
+  // Whether update_group honours GroupView::lr_at and takes nothing else per step from the host.
+  virtual bool capturable_rule() const { return false; }
 
  private:
   struct Location {
@@ -130,6 +144,8 @@ class Optimizer {
   mutable std::vector<Tensor> pending_norm_sq_;  // per group, f64 on its device: not read back yet
   void queue_grad_norm();                        // fills pending_norm_sq_ from the gathered gradients
   int64_t step_ = 0;
+  std::vector<Tensor> lr_at_;  // [group] f32 [1] on the update device while capturable
+  void write_lr_at();
 };
 
 }  // namespace kolo

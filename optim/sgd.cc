@@ -22,6 +22,7 @@ void Sgd::update_group(const GroupView& v) {
     h.weight_decay = static_cast<float>(v.weight_decay);
     h.nesterov = opt_.nesterov;
     h.first_step = r.step == 1;
+    h.lr_at = v.lr_at;
     auto sub = [&](const Tensor& t) { return v.run_span(r, t); };
     optim_kernels::sgd_update(sub(f.values()), sub(f.grads()), sub((*v.state)[0]), h);
   }

@@ -21,6 +21,7 @@ class Sgd final : public Optimizer {
 
  protected:
   void update_group(const GroupView& view) override;
+  bool capturable_rule() const override { return true; }
 
  private:
   SgdOptions opt_;

@@ -28,6 +28,9 @@ struct SgdParams {
   bool nesterov = false;
   bool first_step = false;  // momentum buffer starts as the first gradient
   float trust = 1.0f;
+  // When set, the learning rate is read from here (memory of the update device) when the update runs, not
+  // taken from `lr`: a CUDA graph that captured the update then follows the value written there later.
+  const float* lr_at = nullptr;
 };
 void sgd_update(std::span<float> param, std::span<const float> grad, std::span<float> momentum_buf,
                 const SgdParams& h);

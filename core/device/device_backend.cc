@@ -10,6 +10,10 @@
 
 namespace kolo {
 
+std::unique_ptr<Graph> DeviceBackend::create_graph(int index) {
+  KOLO_FAIL("device graphs are a CUDA feature; ", Device{type(), index}.str(), " has none");
+}
+
 bool device_available(DeviceType type) {
   if (type == DeviceType::CPU) return true;
 #ifdef KOLO_WITH_CUDA

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "core/device/allocator.h"
+#include "core/device/graph.h"
 #include "core/device/stream.h"
 
 namespace kolo {
@@ -23,6 +24,8 @@ class DeviceBackend {
   // Copies between this backend's memory and host or same-type memory, ordered on the current stream.
   virtual void copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) = 0;
   virtual void synchronize(int index) = 0;
+  // A graph of device work on device `index`; the default (CPU) throws kolo::Error: it has no graphs.
+  virtual std::unique_ptr<Graph> create_graph(int index);
 };
 
 // Throws kolo::Error when the device type was not built in or has no device.

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "core/device/allocator.h"
+#include "core/device/device_backend.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/linalg.h"
 #include "core/autograd/grad_mode.h"
@@ -65,5 +66,15 @@ TEST(Allocator, TrainingStepsDoNotGrowMemory) {
       ASSERT_EQ(alloc.stats().reserved, reserved_after_warmup) << "step " << step;
       ASSERT_EQ(alloc.stats().current, current_after_warmup) << "step " << step;
     }
+  }
+}
+
+// Device graphs are a CUDA feature: the CPU backend refuses to make one, with a message.
+TEST(Allocator, CpuBackendHasNoGraphs) {
+  try {
+    device_backend(DeviceType::CPU).create_graph(0);
+    FAIL() << "the CPU backend made a graph";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("CUDA feature"), std::string::npos) << e.what();
   }
 }

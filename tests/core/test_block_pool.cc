@@ -58,6 +58,26 @@ TEST(BlockPool, RoundsTo512BytesAndSizesSegmentsByRequest) {
   EXPECT_EQ(pool.allocated(), 0u);
 }
 
+// A pinned stream key (a CUDA graph's private pool) keeps its wholly free segments through a release, and
+// gives them up once unpinned; other keys are released as usual.
+TEST(BlockPool, PinnedKeysKeepTheirSegments) {
+  FakeSystem sys;
+  BlockPool pool = sys.make();
+  const int graph = 0, stream = 0;
+  void* g = pool.allocate(4 * MiB, &graph);
+  void* s = pool.allocate(4 * MiB, &stream);
+  pool.pin(&graph);
+  pool.free(g);
+  pool.free(s);
+  EXPECT_EQ(pool.release_free_segments(), 20 * MiB);  // the unpinned key's segment only
+  EXPECT_EQ(pool.reserved(), 20 * MiB);
+  EXPECT_EQ(pool.allocate(4 * MiB, &graph), g);  // the pinned key's memory is still its own
+  pool.free(g);
+  pool.unpin(&graph);
+  EXPECT_EQ(pool.release_free_segments(), 20 * MiB);
+  EXPECT_EQ(pool.reserved(), 0u);
+}
+
 TEST(BlockPool, SplitsASegmentAndReusesTheBestFit) {
   FakeSystem sys;
   BlockPool pool = sys.make();

@@ -1,6 +1,7 @@
 // CUDA Graphs (core/device/cuda/cuda_graph.h): the allocator's private pools, replay of captured work on
-// refilled inputs, a captured training step equal to the same steps run eagerly, and a host synchronisation
-// during capture reported as kolo::Error with the stream still usable.
+// refilled inputs, a captured training step equal to the same steps run eagerly (also through a capturable
+// SGD optimizer whose learning rate changes between replays), and a host synchronisation during capture
+// reported as kolo::Error with the stream still usable.
 #include <string>
 
 #include "core/autograd/grad_mode.h"
@@ -8,6 +9,7 @@
 #include "core/ops/elementwise.h"
 #include "core/ops/linalg.h"
 #include "core/ops/reduce.h"
+#include "optim/sgd.h"
 #include "tests/gpu/gpu_test_util.h"
 
 namespace kolo::testing {
@@ -93,6 +95,44 @@ TEST_F(GpuTest, CapturedTrainingStepMatchesEagerSteps) {
   EXPECT_LT(last, first) << "the replayed steps train";
   for (size_t i = 0; i < 3; ++i)
     EXPECT_LE(relative_error(*graphed.params()[i], *eager.params()[i]), 1e-6) << "parameter " << i;
+}
+
+// SGD with momentum and bf16 parameters (f32 masters) through Optimizer::step, captured once; the learning
+// rate changes before every replay and the replays must follow it, as the eager twin does.
+TEST_F(GpuTest, CapturedOptimizerStepFollowsTheLearningRate) {
+  auto make = [&](uint64_t seed) {
+    return std::vector<NamedParameter>{
+        {"w", random_cpu({8, 16}, DType::F32, -0.3, 0.3, seed).to(gpu()).to(DType::BF16).set_requires_grad(true)},
+        {"b", random_cpu({8}, DType::F32, -0.1, 0.1, seed + 1).to(gpu()).to(DType::BF16).set_requires_grad(true)}};
+  };
+  std::vector<NamedParameter> pe = make(11), pg = make(11);
+  Sgd eager(pe, SgdOptions{.lr = 0.1, .momentum = 0.9}), graphed(pg, SgdOptions{.lr = 0.1, .momentum = 0.9});
+  graphed.set_capturable(true);
+  Tensor x = random_cpu({64, 16}, DType::F32, -1.0, 1.0, 12).to(gpu()).to(DType::BF16);
+  Tensor target = random_cpu({64, 8}, DType::F32, -1.0, 1.0, 13).to(gpu());
+  auto step = [&](Sgd& opt, std::vector<NamedParameter>& p) {
+    opt.zero_grad();
+    mean(square(sub(linear(x, p[0].tensor, p[1].tensor).to(DType::F32), target))).backward();
+    opt.step();
+  };
+  step(eager, pe);  // warm-up, the momentum buffers' first step
+  step(graphed, pg);
+  CudaGraph graph(0);
+  graphed.set_lr(0.05);
+  eager.set_lr(0.05);
+  graph.capture([&] { step(graphed, pg); });
+  graph.replay();  // the captured step's own execution
+  step(eager, pe);
+  for (double lr : {0.2, 0.01, 0.1}) {
+    graphed.set_lr(lr);
+    graph.replay();
+    graphed.note_replayed_step();
+    eager.set_lr(lr);
+    step(eager, pe);
+  }
+  for (size_t i = 0; i < pe.size(); ++i)
+    EXPECT_EQ(relative_error(pg[i].tensor, pe[i].tensor), 0.0) << pe[i].name;
+  EXPECT_EQ(graphed.step_count(), eager.step_count());
 }
 
 TEST_F(GpuTest, HostSyncDuringCaptureThrowsAndLeavesTheStreamUsable) {

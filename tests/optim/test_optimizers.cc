@@ -282,3 +282,30 @@ TEST(Optimizer, RejectsBadParameters) {
   EXPECT_THROW(Sgd({{"d", d}}, SgdOptions{}), Error);                     // not f32
   EXPECT_THROW(Sgd({{"a", param({1})}}, SgdOptions{.lr = -1}), Error);
 }
+
+// Capturable SGD reads its learning rate from memory that set_lr writes (what a captured CUDA graph needs):
+// the same updates as plain SGD across a schedule; rules with other per-step host values refuse.
+TEST(Optimizer, CapturableSgdFollowsSetLr) {
+  Tensor a = param({1, 2, 3}), b = param({1, 2, 3});
+  Sgd plain({{"p", a}}, SgdOptions{.lr = 0.1, .momentum = 0.9});
+  Sgd cap({{"p", b}}, SgdOptions{.lr = 0.1, .momentum = 0.9});
+  cap.set_capturable(true);
+  EXPECT_TRUE(cap.capturable());
+  for (double lr : {0.1, 0.05, 0.2}) {
+    plain.set_lr(lr);
+    cap.set_lr(lr);
+    set_grad(a, {0.5f, -1, 2});
+    set_grad(b, {0.5f, -1, 2});
+    plain.step();
+    cap.step();
+  }
+  EXPECT_EQ(a.to_vector<float>(), b.to_vector<float>());
+  EXPECT_EQ(cap.step_count(), 3);
+  cap.note_replayed_step();
+  EXPECT_EQ(cap.step_count(), 4);
+  EXPECT_DOUBLE_EQ(cap.state_dict().scalars.at("p/step"), 4.0);
+  EXPECT_THROW(plain.note_replayed_step(), Error);
+  Tensor c = param({1});
+  Adam adam({{"c", c}}, AdamOptions{});
+  EXPECT_THROW(adam.set_capturable(true), Error);
+}

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/device/cuda/cuda_check.h"
+#include "core/device/cuda/cuda_graph.h"
 #include "core/device/cuda/deferred_errors.h"
 #include "core/util/env.h"
 
@@ -27,6 +28,10 @@ class CudaBackend final : public DeviceBackend {
   std::unique_ptr<Event> create_event(int index, bool timing) override {
     check_index(index);
     return std::make_unique<CudaEvent>(index, timing);
+  }
+  std::unique_ptr<Graph> create_graph(int index) override {
+    check_index(index);
+    return std::make_unique<CudaGraph>(index);
   }
 
   CudaCachingAllocator& pinned() {

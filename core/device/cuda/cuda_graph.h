@@ -16,20 +16,22 @@
 
 #include <functional>
 
+#include "core/device/graph.h"
+
 namespace kolo {
 
-class CudaGraph {
+class CudaGraph final : public Graph {
  public:
   explicit CudaGraph(int device);
-  ~CudaGraph();
+  ~CudaGraph() override;
   CudaGraph(const CudaGraph&) = delete;
   CudaGraph& operator=(const CudaGraph&) = delete;
 
   // Runs `fn` once under capture (its kernels are recorded, not executed) and instantiates the graph.
   // Throws kolo::Error if `fn` throws or the capture fails; a graph can be captured once.
-  void capture(const std::function<void()>& fn);
+  void capture(const std::function<void()>& fn) override;
   // Launches the captured work on the device's current stream, in order with the work before and after.
-  void replay();
+  void replay() override;
   bool captured() const { return exec_ != nullptr; }
   int device() const { return device_; }
 
