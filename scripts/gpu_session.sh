@@ -65,6 +65,8 @@ do_bench() {
     nhwc 20 graph
   step 200 "kolo train_resnet resnet50 b256 bf16 (the training program: DistributedOptimizer, masters)" \
     "$build/examples/train_resnet" --model resnet50 --batch_size 256 --num_batches 60 --device cuda --bf16
+  step 200 "kolo train_resnet resnet50 b256 bf16 --cuda_graph (the step replayed as a CUDA graph)" \
+    "$build/examples/train_resnet" --model resnet50 --batch_size 256 --num_batches 60 --device cuda --bf16 --cuda_graph
   step 100 "kolo gpu_kernels_bench (memory-bound kernels in GB/s)" "$build/benchmarks/gpu/gpu_kernels_bench"
   step 100 "kolo attention_bench (tile, GEMM and fused paths at Transformer-big shapes)" \
     "$build/benchmarks/gpu/attention_bench"

@@ -5,8 +5,10 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include "core/autograd/grad_mode.h"
+#include "core/device/device_backend.h"
 #include "core/data/image_folder.h"
 #include "core/data/image_loader.h"
 #include "core/ops/nn.h"
@@ -22,6 +24,44 @@
 
 namespace kolo::examples {
 namespace {
+
+// --cuda_graph: the first steps run eagerly (cuDNN and cuBLASLt choices made, the momentum buffers started,
+// memory cached); then one step is captured and every later one replays it on the staged batch. The
+// returned loss is a copy, since each replay overwrites the captured one.
+class GraphStep {
+ public:
+  static constexpr int64_t kEagerSteps = 3;
+
+  GraphStep(models::ResNet& model, Optimizer& opt, Device device) : model_(model), opt_(opt), device_(device) {}
+
+  Tensor run(int64_t index, const Tensor& images, const Tensor& labels) {
+    if (index < kEagerSteps) return step(images, labels);
+    if (!graph_) {
+      graph_ = device_backend(device_.type).create_graph(device_.index);
+      graph_->capture([&] { loss_ = step(images, labels); });  // step() counted this step once already
+    } else {
+      opt_.note_replayed_step();
+    }
+    graph_->replay();
+    NoGradGuard ng;
+    return loss_.clone();
+  }
+
+ private:
+  Tensor step(const Tensor& images, const Tensor& labels) {
+    opt_.zero_grad();
+    Tensor loss = cross_entropy(model_.forward(images), labels);
+    loss.backward();
+    opt_.step();
+    return loss.detach();
+  }
+
+  models::ResNet& model_;
+  Optimizer& opt_;
+  Device device_;
+  std::unique_ptr<Graph> graph_;
+  Tensor loss_;
+};
 
 struct ImageData {
   std::shared_ptr<const data::ImageSource> train, eval;  // eval may be null (synthetic)
@@ -152,7 +192,15 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
   OptimizerFlags of = o.optimizer;
   of.lr = linear_scaling_rule(o.lr, global_batch, o.lr_base_batch);
   std::unique_ptr<Optimizer> inner = make_optimizer(params, of);
-  DistributedOptimizer opt(*inner, rt);
+  // A captured step has no gradient exchange (one rank) and no host reads (no loss scaling): the update
+  // runs on the inner optimizer, which reads its learning rate from device memory.
+  KOLO_CHECK(!o.cuda_graph || (rt.size() == 1 && !device.is_cpu() && o.dataset == "synthetic" &&
+                               o.precision != Precision::F16 && of.name == "sgd"),
+             "--cuda_graph needs one rank on a GPU, synthetic data, f32 or bf16 and SGD; got ", rt.size(),
+             " rank(s), ", device.str(), ", ", o.dataset, ", optimizer ", of.name);
+  std::optional<DistributedOptimizer> dist;
+  if (o.cuda_graph) inner->set_capturable(true);
+  else dist.emplace(*inner, rt);
   broadcast_module(rt, model, 0);  // same start on every rank, buffers included
   inner->reload_master_weights();  // the masters follow the broadcast values
   LossScalerOptions scaler;
@@ -197,6 +245,7 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
 
   ResnetRunResult result;
   result.first_step = step;
+  GraphStep graph_step(model, *inner, device);
   ThroughputMeter meter("images", rt.size(), std::min<int64_t>(10, (total_steps - step) / 5));
   if (log) meter.print_header(*log);
   LossLog losses;
@@ -215,14 +264,18 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
     }
     inner->set_lr((*schedule)(step));
     meter.start_step();
-    opt.zero_grad();
-    timeline.mark("FORWARD");
-    Tensor logits =
-        model.forward(staged ? batch->images : model_input(batch->images, device, dtype, o.channels_last));
-    // f32 whatever the model dtype: cross_entropy computes and returns half logits' loss in f32.
-    Tensor loss = cross_entropy(logits, batch->labels.to(device));
-    precision.backward_and_step(loss, opt);
-    losses.add(loss);
+    if (o.cuda_graph) {
+      losses.add(graph_step.run(step - result.first_step, batch->images, batch->labels));
+    } else {
+      dist->zero_grad();
+      timeline.mark("FORWARD");
+      Tensor logits =
+          model.forward(staged ? batch->images : model_input(batch->images, device, dtype, o.channels_last));
+      // f32 whatever the model dtype: cross_entropy computes and returns half logits' loss in f32.
+      Tensor loss = cross_entropy(logits, batch->labels.to(device));
+      precision.backward_and_step(loss, *dist);
+      losses.add(loss);
+    }
     timeline.end_step();
     meter.end_step(batch->labels.numel());
     ++step;
