@@ -7,6 +7,12 @@
 namespace kolo {
 namespace {
 
+// 1 / (1 - p), the scale of kept elements; 0 when p == 1 drops everything.
+template <typename A>
+A keep_scale_of(double p) {
+  return p < 1.0 ? static_cast<A>(1.0 / (1.0 - p)) : A(0);
+}
+
 void cpu_dropout_apply(const Tensor& x, const Tensor& residual, bool relu, double p, uint64_t seed, uint64_t base,
                        Tensor& y) {
   const int64_t n = x.numel();
@@ -17,7 +23,7 @@ void cpu_dropout_apply(const Tensor& x, const Tensor& residual, bool relu, doubl
     const T* pr = residual.defined() ? static_cast<const T*>(residual.data_ptr()) : nullptr;
     T* py = static_cast<T*>(y.data_ptr());
     const float pf = static_cast<float>(p);
-    const A keep_scale = p < 1.0 ? static_cast<A>(1.0 / (1.0 - p)) : A(0);
+    const A keep_scale = keep_scale_of<A>(p);
 #pragma omp parallel for schedule(static) if (n > 32768)
     for (int64_t i = 0; i < n; ++i) {
       const bool keep = Generator::uniform01(seed, base + static_cast<uint64_t>(i)) >= pf;
@@ -37,7 +43,7 @@ void cpu_relu_dropout_backward(const Tensor& g, const Tensor& y, double p, Tenso
     const T* pg = static_cast<const T*>(g.data_ptr());
     const T* py = static_cast<const T*>(y.data_ptr());
     T* out = static_cast<T*>(gx.data_ptr());
-    const A keep_scale = p < 1.0 ? static_cast<A>(1.0 / (1.0 - p)) : A(0);
+    const A keep_scale = keep_scale_of<A>(p);
 #pragma omp parallel for schedule(static) if (n > 32768)
     for (int64_t i = 0; i < n; ++i)
       out[i] = cpu::store_as<T>(cpu::load_as<A>(py[i]) > A(0) ? cpu::load_as<A>(pg[i]) * keep_scale : A(0));

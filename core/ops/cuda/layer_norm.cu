@@ -79,8 +79,8 @@ __global__ void ln_bwd_dx_kernel(const T* __restrict__ gy, const T* __restrict__
 
 // Rows of at most 32 * kRowBatch vectors (1024 bf16 or 512 f32 values: Transformer-big's d_model in bf16)
 // are held in a warp's registers: every element of x, gy and the weight is loaded once, all of a lane's
-// loads in flight together, where the generic kernels read the row again for each pass. Sums run in the
-// generic kernels' order, so the results are the same.
+// loads in flight together, where the generic kernels read the row again for each pass. Row sums run in the
+// generic kernels' order, so y and gx are the same.
 template <typename T>
 bool row_in_registers(int64_t d, std::initializer_list<const void*> ptrs) {
   constexpr int W = vec_width<T>();
@@ -352,22 +352,21 @@ void launch_layer_norm_bwd(DType t, const void* gy, const void* x, const void* w
     const int64_t chunks = chunks_for<T>(rows, d);
     A* pw = static_cast<A*>(partial);
     A* pb = pw + chunks * d;
+    const bool params = gw || gb;
+    bool partials_done = false;  // the register-row kernel summed the weight/bias partials itself
     if (rows > 0 && row_in_registers<T>(d, {gy, x, weight, gx})) {
       const auto* gyt = static_cast<const T*>(gy);
       const auto *xt = static_cast<const T*>(x), *wt = static_cast<const T*>(weight);
       const auto *mt = static_cast<const A*>(mean), *rt = static_cast<const A*>(rstd);
-      if (gw || gb) {
+      if (params) {
         // One row of partial sums per block: `chunks` blocks, the partial buffer's size.
         ln_bwd_dx_reg_kernel<T, true><<<static_cast<unsigned>(chunks), kThreads, 0, stream>>>(
             gyt, xt, wt, mt, rt, rows, d, static_cast<T*>(gx), pw, pb);
-        KOLO_CUDA_CHECK_LAUNCH();
-        ln_bwd_finish_kernel<T><<<grid_for(d, kThreads), kThreads, 0, stream>>>(pw, pb, chunks, d, static_cast<T*>(gw),
-                                                                                static_cast<T*>(gb));
-        KOLO_CUDA_CHECK_LAUNCH();
-        return;
+        partials_done = true;
+      } else {
+        ln_bwd_dx_reg_kernel<T, false><<<grid_for(rows * 32, kThreads), kThreads, 0, stream>>>(
+            gyt, xt, wt, mt, rt, rows, d, static_cast<T*>(gx), nullptr, nullptr);
       }
-      ln_bwd_dx_reg_kernel<T, false><<<grid_for(rows * 32, kThreads), kThreads, 0, stream>>>(
-          gyt, xt, wt, mt, rt, rows, d, static_cast<T*>(gx), nullptr, nullptr);
       KOLO_CUDA_CHECK_LAUNCH();
     } else if (rows > 0) {
       by_row_length(rows, d, [&](auto tpr, int grid) {
@@ -377,20 +376,22 @@ void launch_layer_norm_bwd(DType t, const void* gy, const void* x, const void* w
       });
       KOLO_CUDA_CHECK_LAUNCH();
     }
-    if (!gw && !gb) return;
-    const int64_t per_chunk = (rows + chunks - 1) / chunks;
-    auto partials = [&](auto w) {
-      constexpr int W = decltype(w)::value;
-      const dim3 grid(static_cast<unsigned>((d + int64_t{kColTile} * W - 1) / (int64_t{kColTile} * W)),
-                      static_cast<unsigned>(chunks));
-      ln_bwd_partial_kernel<T, W><<<grid, dim3(kColTile, kRowLanes), 0, stream>>>(
-          static_cast<const T*>(gy), static_cast<const T*>(x), static_cast<const A*>(mean),
-          static_cast<const A*>(rstd), rows, d, per_chunk, pw, pb);
-    };
-    constexpr int kW = vec_width<T>();
-    if (kW > 1 && d % kW == 0 && aligned16(gy) && aligned16(x)) partials(std::integral_constant<int, kW>{});
-    else partials(std::integral_constant<int, 1>{});
-    KOLO_CUDA_CHECK_LAUNCH();
+    if (!params) return;
+    if (!partials_done) {
+      const int64_t per_chunk = (rows + chunks - 1) / chunks;
+      auto partials = [&](auto w) {
+        constexpr int W = decltype(w)::value;
+        const dim3 grid(static_cast<unsigned>((d + int64_t{kColTile} * W - 1) / (int64_t{kColTile} * W)),
+                        static_cast<unsigned>(chunks));
+        ln_bwd_partial_kernel<T, W><<<grid, dim3(kColTile, kRowLanes), 0, stream>>>(
+            static_cast<const T*>(gy), static_cast<const T*>(x), static_cast<const A*>(mean),
+            static_cast<const A*>(rstd), rows, d, per_chunk, pw, pb);
+      };
+      constexpr int kW = vec_width<T>();
+      if (kW > 1 && d % kW == 0 && aligned16(gy) && aligned16(x)) partials(std::integral_constant<int, kW>{});
+      else partials(std::integral_constant<int, 1>{});
+      KOLO_CUDA_CHECK_LAUNCH();
+    }
     ln_bwd_finish_kernel<T><<<grid_for(d, kThreads), kThreads, 0, stream>>>(pw, pb, chunks, d, static_cast<T*>(gw),
                                                                             static_cast<T*>(gb));
   });
