@@ -40,7 +40,8 @@ int main(int argc, char** argv) {
       ("weight_decay", "L2 weight decay (not on biases and batch-norm)", cxxopts::value<double>()->default_value("1e-4"))
       ("loss_scale", "fp16: initial dynamic loss scale", cxxopts::value<double>()->default_value("65536"))
       ("target_accuracy", "exit with status 2 when the held-out accuracy is below this", cxxopts::value<double>()->default_value("0"))
-      ("cuda_graph", "one rank on a GPU, synthetic data, SGD: replay the training step as a CUDA graph after 3 eager steps");
+      ("cuda_graph", "auto|on|off: replay the training step as a CUDA graph after 3 eager steps (one rank on a GPU, SGD, "
+       "f32 or bf16; auto: wherever that applies)", cxxopts::value<std::string>()->default_value("auto"));
   add_run_flags(options, "10");
   int status = 0;
   try {
@@ -74,7 +75,7 @@ int main(int argc, char** argv) {
     o.warmup_epochs = a["warmup_epochs"].as<double>();
     o.decay_epochs = a["decay_epochs"].as<std::vector<int64_t>>();
     o.loss_scale = a["loss_scale"].as<double>();
-    o.cuda_graph = a.count("cuda_graph") > 0;
+    o.cuda_graph = a["cuda_graph"].as<std::string>();
     read_run_flags(a, o);
     const double target = a["target_accuracy"].as<double>();
 

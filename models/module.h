@@ -87,6 +87,7 @@ class Module {
     if (record_shapes_) last_output_shape_ = y.shape();
     return y;
   }
+  bool recording_shapes() const { return record_shapes_; }
 
  private:
   void check_new_name(const std::string& name) const;

@@ -63,10 +63,10 @@ do_bench() {
   step 200 "kolo resnet_bench 256 bf16 nhwc" "$build/benchmarks/gpu/resnet_bench" 256 bf16 nhwc 20
   step 200 "kolo resnet_bench 256 bf16 nhwc, the step as a CUDA graph" "$build/benchmarks/gpu/resnet_bench" 256 bf16 \
     nhwc 20 graph
-  step 200 "kolo train_resnet resnet50 b256 bf16 (the training program: DistributedOptimizer, masters)" \
+  step 200 "kolo train_resnet resnet50 b256 bf16 (the training program: masters, the step replayed as a CUDA graph)" \
     "$build/examples/train_resnet" --model resnet50 --batch_size 256 --num_batches 60 --device cuda --bf16
-  step 200 "kolo train_resnet resnet50 b256 bf16 --cuda_graph (the step replayed as a CUDA graph)" \
-    "$build/examples/train_resnet" --model resnet50 --batch_size 256 --num_batches 60 --device cuda --bf16 --cuda_graph
+  step 200 "kolo train_resnet resnet50 b256 bf16 --cuda_graph off (eager, DistributedOptimizer at one rank)" \
+    "$build/examples/train_resnet" --model resnet50 --batch_size 256 --num_batches 60 --device cuda --bf16 --cuda_graph off
   step 100 "kolo gpu_kernels_bench (memory-bound kernels in GB/s)" "$build/benchmarks/gpu/gpu_kernels_bench"
   step 100 "kolo attention_bench (tile, GEMM and fused paths at Transformer-big shapes)" \
     "$build/benchmarks/gpu/attention_bench"

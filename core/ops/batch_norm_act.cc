@@ -42,8 +42,9 @@ Tensor fused(const char* op, const Tensor& x_in, const Tensor& residual_in, cons
   const bool gr = residual_in.defined() && residual_in.requires_grad();
   // The output, not the ReLU input, is saved: it gives the mask, and the next layer keeps it alive anyway.
   const Tensor yd = y.detach();
+  const bool with_residual = residual_in.defined();
   autograd::record(op, {x_in, weight, bias, residual_in}, {&y},
-                   [x, w, yd, save_mean, save_invstd, training, channels_last, gx, gw, gb,
+                   [x, w, b, yd, save_mean, save_invstd, training, channels_last, with_residual, gx, gw, gb,
                     gr](const std::vector<Tensor>& grads) -> std::vector<Tensor> {
                      Tensor dy = grads[0].contiguous();
                      const Shape cs{save_mean.size(0)};
@@ -51,8 +52,8 @@ Tensor fused(const char* op, const Tensor& x_in, const Tensor& residual_in, cons
                      Tensor dw = gw ? Tensor::empty(cs, x.dtype(), x.device()) : Tensor();
                      Tensor db = gb ? Tensor::empty(cs, x.dtype(), x.device()) : Tensor();
                      Tensor dr = gr ? Tensor::empty(x.shape(), x.dtype(), x.device()) : Tensor();
-                     batch_norm_act_bwd_kernel()(x.device())(dy, yd, x, w, save_mean, save_invstd, training,
-                                                             channels_last, dx, dw, db, dr);
+                     batch_norm_act_bwd_kernel()(x.device())(dy, yd, x, w, b, save_mean, save_invstd, training,
+                                                             channels_last, with_residual, dx, dw, db, dr);
                      return {dx, dw, db, dr};
                    });
   return y;

@@ -2,6 +2,8 @@
 // device's fused linear kernels where it has them (bias in the GEMM epilogue), else matmul + add.
 #include "core/ops/linalg.h"
 
+#include <array>
+
 #include "core/autograd/grad_mode.h"
 #include "core/autograd/node.h"
 #include "core/ops/elementwise.h"
@@ -143,6 +145,33 @@ void check_linear(const char* op, const Tensor& x, const Tensor& w, const Tensor
                " does not match weight ", w.describe());
 }
 
+// h = relu(x2 w1^T + b1), y = h w2^T + b2 through ffn_fwd/ffn_bwd as one node with inputs x2, w1, b1, w2, b2.
+Tensor fused_feed_forward(const Tensor& x2, const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2) {
+  const Device dev = x2.device();
+  const Tensor xd = x2.detach(), w1d = w1.detach(), b1d = b1.detach().contiguous(), w2d = w2.detach(),
+               b2d = b2.detach().contiguous();
+  Tensor h = Tensor::empty({x2.size(0), w1.size(0)}, x2.dtype(), dev);
+  Tensor y = Tensor::empty({x2.size(0), w2.size(0)}, x2.dtype(), dev);
+  Tensor mask;
+  ffn_fwd_kernel()(dev)(xd, w1d, b1d, w2d, b2d, h, mask, y);
+  const std::array<bool, 5> need{x2.requires_grad(), w1.requires_grad(), b1.requires_grad(), w2.requires_grad(),
+                                 b2.requires_grad()};
+  autograd::record("feed_forward", {x2, w1, b1, w2, b2}, {&y},
+                   [xd, w1d, w2d, h, mask, need](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+                     const Device d = xd.device();
+                     auto grad_like = [&](bool on, const Tensor& t) {
+                       return on ? Tensor::empty(t.shape(), t.dtype(), d) : Tensor();
+                     };
+                     Tensor gx = grad_like(need[0], xd), gw1 = grad_like(need[1], w1d);
+                     Tensor gb1 = need[2] ? Tensor::empty({w1d.size(0)}, w1d.dtype(), d) : Tensor();
+                     Tensor gw2 = grad_like(need[3], w2d);
+                     Tensor gb2 = need[4] ? Tensor::empty({w2d.size(0)}, w2d.dtype(), d) : Tensor();
+                     ffn_bwd_kernel()(d)(g[0].detach(), xd, w1d, h, mask, w2d, gx, gw1, gb1, gw2, gb2);
+                     return {gx, gw1, gb1, gw2, gb2};
+                   });
+  return y;
+}
+
 }  // namespace
 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
@@ -162,6 +191,21 @@ Tensor linear_relu(const Tensor& x, const Tensor& w, const Tensor& bias) {
   Shape lead(x.shape().begin(), x.shape().end() - 1);
   lead.push_back(w.size(0));
   return fused_linear(x.reshape({-1, w.size(1)}), w, bias, true).reshape(lead);
+}
+
+Tensor feed_forward(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2) {
+  check_linear("feed_forward (first layer)", x, w1, b1);
+  KOLO_CHECK(w2.dim() == 2 && w2.size(1) == w1.size(0), "feed_forward: second weight ", w2.describe(),
+             " does not take the first layer's ", w1.size(0), " outputs (weight ", w1.describe(), ")");
+  if (b2.defined())
+    KOLO_CHECK(b2.dim() == 1 && b2.size(0) == w2.size(0), "feed_forward: second bias ", b2.describe(),
+               " does not match weight ", w2.describe());
+  const bool fused = ffn_fwd_kernel().has(x.device().type) && ffn_bwd_kernel().has(x.device().type) &&
+                     has_fused_linear(x, w1, b1) && has_fused_linear(x, w2, b2);
+  if (!fused) return linear(linear_relu(x, w1, b1), w2, b2);
+  Shape lead(x.shape().begin(), x.shape().end() - 1);
+  lead.push_back(w2.size(0));
+  return fused_feed_forward(x.reshape({-1, w1.size(1)}), w1, b1, w2, b2).reshape(lead);
 }
 
 }  // namespace kolo

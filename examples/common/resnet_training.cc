@@ -26,8 +26,10 @@ namespace kolo::examples {
 namespace {
 
 // --cuda_graph: the first steps run eagerly (cuDNN and cuBLASLt choices made, the momentum buffers started,
-// memory cached); then one step is captured and every later one replays it on the staged batch. The
-// returned loss is a copy, since each replay overwrites the captured one.
+// memory cached); then one step is captured on that step's batch tensors, and every later batch of the same
+// shape is copied into them (nothing to copy for a batch staged on the device) and the graph replayed. A batch
+// of another shape (an epoch's last) runs eagerly. The returned loss is a copy, since each replay overwrites
+// the captured one.
 class GraphStep {
  public:
   static constexpr int64_t kEagerSteps = 3;
@@ -35,11 +37,17 @@ class GraphStep {
   GraphStep(models::ResNet& model, Optimizer& opt, Device device) : model_(model), opt_(opt), device_(device) {}
 
   Tensor run(int64_t index, const Tensor& images, const Tensor& labels) {
-    if (index < kEagerSteps) return step(images, labels);
+    if (index < kEagerSteps || (graph_ && (images.shape() != images_.shape() || labels.shape() != labels_.shape())))
+      return step(images, labels);
     if (!graph_) {
+      images_ = images;
+      labels_ = labels;
       graph_ = device_backend(device_.type).create_graph(device_.index);
-      graph_->capture([&] { loss_ = step(images, labels); });  // step() counted this step once already
+      graph_->capture([&] { loss_ = step(images_, labels_); });  // step() counted this step once already
     } else {
+      NoGradGuard ng;
+      if (!images.same(images_)) images_.copy_(images);
+      if (!labels.same(labels_)) labels_.copy_(labels);
       opt_.note_replayed_step();
     }
     graph_->replay();
@@ -60,7 +68,7 @@ class GraphStep {
   Optimizer& opt_;
   Device device_;
   std::unique_ptr<Graph> graph_;
-  Tensor loss_;
+  Tensor images_, labels_, loss_;
 };
 
 struct ImageData {
@@ -194,12 +202,16 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
   std::unique_ptr<Optimizer> inner = make_optimizer(params, of);
   // A captured step has no gradient exchange (one rank) and no host reads (no loss scaling): the update
   // runs on the inner optimizer, which reads its learning rate from device memory.
-  KOLO_CHECK(!o.cuda_graph || (rt.size() == 1 && !device.is_cpu() && o.dataset == "synthetic" &&
-                               o.precision != Precision::F16 && of.name == "sgd"),
-             "--cuda_graph needs one rank on a GPU, synthetic data, f32 or bf16 and SGD; got ", rt.size(),
-             " rank(s), ", device.str(), ", ", o.dataset, ", optimizer ", of.name);
+  KOLO_CHECK(o.cuda_graph == "auto" || o.cuda_graph == "on" || o.cuda_graph == "off", "--cuda_graph '", o.cuda_graph,
+             "': expected auto, on or off");
+  const bool graph_applies =
+      rt.size() == 1 && !device.is_cpu() && o.precision != Precision::F16 && of.name == "sgd";
+  KOLO_CHECK(o.cuda_graph != "on" || graph_applies,
+             "--cuda_graph on needs one rank on a GPU, f32 or bf16 and SGD; got ", rt.size(), " rank(s), ",
+             device.str(), ", ", precision_name(o.precision), ", optimizer ", of.name);
+  const bool use_graph = o.cuda_graph != "off" && graph_applies;
   std::optional<DistributedOptimizer> dist;
-  if (o.cuda_graph) inner->set_capturable(true);
+  if (use_graph) inner->set_capturable(true);
   else dist.emplace(*inner, rt);
   broadcast_module(rt, model, 0);  // same start on every rank, buffers included
   inner->reload_master_weights();  // the masters follow the broadcast values
@@ -239,7 +251,8 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
          << "Batch size: " << global_batch << " global, " << o.batch_size << " per rank\n"
          << "Ranks: " << rt.size() << " (" << rt.backend_name() << "), device " << device.str()
          << ", " << precision_banner(o.precision, precision.loss_scale()) << "\n"
-         << "Optimizer: " << of.name << ", lr " << schedule->describe() << "\n"
+         << "Optimizer: " << of.name << ", lr " << schedule->describe()
+         << (use_graph ? "; the step replayed as a CUDA graph" : "") << "\n"
          << "Steps: " << total_steps << " (" << steps_per_epoch << " per epoch)\n";
   }
 
@@ -264,8 +277,9 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
     }
     inner->set_lr((*schedule)(step));
     meter.start_step();
-    if (o.cuda_graph) {
-      losses.add(graph_step.run(step - result.first_step, batch->images, batch->labels));
+    if (use_graph) {
+      const Tensor images = staged ? batch->images : model_input(batch->images, device, dtype, o.channels_last);
+      losses.add(graph_step.run(step - result.first_step, images, staged ? batch->labels : batch->labels.to(device)));
     } else {
       dist->zero_grad();
       timeline.mark("FORWARD");

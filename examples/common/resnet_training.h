@@ -42,9 +42,9 @@ struct ResnetRunOptions {
   bool summary = false;
   int num_workers = 2;
   bool print = true;         // rank 0 prints progress
-  // One rank on a GPU with synthetic data, SGD, f32 or bf16: after a few eager steps the training step
-  // (forward, backward, SGD update) is captured as a CUDA graph and replayed.
-  bool cuda_graph = false;
+  // auto|on|off. One rank on a GPU, SGD, f32 or bf16: after a few eager steps the training step (forward,
+  // backward, SGD update) is captured as a CUDA graph and replayed. auto: wherever that applies.
+  std::string cuda_graph = "auto";
 };
 
 struct ResnetRunResult {

@@ -39,6 +39,9 @@ TEST(Linalg, BatchedBroadcastAndGradients) {
                    {rand_input({2, 3, 4}, 5), rand_input({6, 4}, 6), rand_input({6}, 7)});
   expect_gradcheck([](const std::vector<Tensor>& in) { return linear_relu(in[0], in[1], in[2]); },
                    {rand_input({2, 3, 4}, 8), rand_input({6, 4}, 9), rand_input({6}, 10)});
+  expect_gradcheck([](const std::vector<Tensor>& in) { return feed_forward(in[0], in[1], in[2], in[3], in[4]); },
+                   {rand_input({2, 3, 4}, 11), rand_input({6, 4}, 12), rand_input({6}, 13), rand_input({5, 6}, 14),
+                    rand_input({5}, 15)});
 }
 
 TEST(Linalg, Float32AndBf16) {
@@ -56,4 +59,8 @@ TEST(Linalg, ShapeErrors) {
   EXPECT_THROW(matmul(Tensor::zeros({3}), Tensor::zeros({3, 2})), Error);
   EXPECT_THROW(linear(Tensor::zeros({2, 3}), Tensor::zeros({4, 5})), Error);
   EXPECT_THROW(linear_relu(Tensor::zeros({2, 3}), Tensor::zeros({4, 3}), Tensor::zeros({5})), Error);
+  const Tensor x = Tensor::zeros({2, 3}), w1 = Tensor::zeros({4, 3}), b1 = Tensor::zeros({4});
+  EXPECT_THROW(feed_forward(x, w1, b1, Tensor::zeros({5, 3}), Tensor::zeros({5})), Error);  // w2 takes 3, not 4
+  EXPECT_THROW(feed_forward(x, w1, b1, Tensor::zeros({5, 4}), Tensor::zeros({4})), Error);  // b2 length
+  EXPECT_THROW(feed_forward(x, Tensor::zeros({4, 2}), b1, Tensor::zeros({5, 4}), Tensor::zeros({5})), Error);
 }

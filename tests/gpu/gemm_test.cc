@@ -125,5 +125,30 @@ TEST_F(GpuTest, LinearWithBiasMatchesCpuComposite) {
   }
 }
 
+// The fused block keeps cuBLASLt's ReLU bit mask (hidden 200 pads each row's mask to 256 bits) and takes h's
+// gradient and b1's through the DRELU_BGRAD epilogue; both widths against the CPU's linear_relu + linear.
+TEST_F(GpuTest, FeedForwardMatchesCpuComposite) {
+  for (int64_t hidden : {200, 256})
+  for (DType t : {DType::F32, DType::BF16}) {
+    Tensor x = random_cpu({3, 11, 48}, t, -1, 1, 31), w1 = random_cpu({hidden, 48}, t, -0.3, 0.3, 32);
+    Tensor b1 = random_cpu({hidden}, t, -0.5, 0.5, 33), w2 = random_cpu({40, hidden}, t, -0.2, 0.2, 34);
+    Tensor b2 = random_cpu({40}, t, -1, 1, 35), gy = random_cpu({3, 11, 40}, t, -1, 1, 36);
+    auto run = [&](Device dev) {
+      std::vector<Tensor> in;
+      for (const Tensor& p : {x, w1, b1, w2, b2}) in.push_back(p.to(dev).detach().set_requires_grad(true));
+      Tensor y = feed_forward(in[0], in[1], in[2], in[3], in[4]);
+      y.backward(gy.to(dev));
+      std::vector<Tensor> out{y};
+      for (const Tensor& p : in) out.push_back(p.grad());
+      return out;
+    };
+    const std::vector<Tensor> want = run(Device::cpu()), got = run(gpu());
+    const char* names[] = {"y", "grad x", "grad w1", "grad b1", "grad w2", "grad b2"};
+    for (size_t i = 0; i < want.size(); ++i)
+      EXPECT_LE(relative_error(got[i], want[i]), t == DType::F32 ? 1e-5 : 2e-2)
+          << dtype_name(t) << " hidden " << hidden << " " << names[i];
+  }
+}
+
 }  // namespace
 }  // namespace kolo

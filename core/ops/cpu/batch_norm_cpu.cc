@@ -417,9 +417,10 @@ void cpu_batch_norm_act_fwd(const Tensor& x, const Tensor& weight, const Tensor&
   });
 }
 
-void cpu_batch_norm_act_bwd(const Tensor& dy, const Tensor& y, const Tensor& x, const Tensor& weight,
+// The mask comes from y whether or not a residual was added (the bias is not needed).
+void cpu_batch_norm_act_bwd(const Tensor& dy, const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor&,
                             const Tensor& save_mean, const Tensor& save_invstd, bool training, bool channels_last,
-                            Tensor& dx, Tensor& dweight, Tensor& dbias, Tensor& dres) {
+                            bool, Tensor& dx, Tensor& dweight, Tensor& dbias, Tensor& dres) {
   dispatch_bn("batch_norm_act", x, [&](auto t, auto s) {
     bn_act_bwd<decltype(t), decltype(s)>(dy, y, x, weight, save_mean, save_invstd, training, channels_last, dx,
                                          dweight, dbias, dres);

@@ -83,19 +83,22 @@ bool try_nhwc_forward(const cuda::KernelContext& ctx, const char* op, const BnLa
   return true;
 }
 
-// Training backward of bn (y undefined) or of relu(bn(x) [+ residual]) given its output y, on the channels-last
-// kernels; false, having done nothing, where they do not apply.
+// Training backward of bn (y undefined), of relu(bn(x) [+ residual]) given its output y, or with relu_from_x
+// of relu(bn(x)) with the mask recomputed from x and (weight, bias), on the channels-last kernels; false,
+// having done nothing, where they do not apply.
 bool try_nhwc_backward(const cuda::KernelContext& ctx, const BnLayout& l, const Tensor& dy, const Tensor& y,
-                       const Tensor& x, const Tensor& weight, const Tensor& save_mean, const Tensor& save_invstd,
-                       bool channels_last, Tensor& dx, Tensor& dweight, Tensor& dbias, Tensor& dresidual) {
+                       bool relu_from_x, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                       const Tensor& save_mean, const Tensor& save_invstd, bool channels_last, Tensor& dx,
+                       Tensor& dweight, Tensor& dbias, Tensor& dresidual) {
   const DType pt = dtype_or(weight, x.dtype());
-  if (!use_nhwc_kernels(x, channels_last, {&weight}) || (dweight.defined() && dweight.dtype() != pt) ||
-      (dbias.defined() && dbias.dtype() != pt))
+  if (!use_nhwc_kernels(x, channels_last, {&weight, &bias}) || (dweight.defined() && dweight.dtype() != pt) ||
+      (dbias.defined() && dbias.dtype() != pt) || (relu_from_x && dtype_or(bias, pt) != pt))
     return false;
   const cuda::BnNhwcShape shape{l.n, l.c};
   cuda::DeviceScratch ws(ctx.device(), std::max<size_t>(cuda::bn_nhwc_workspace_bytes(shape), 16));
-  cuda::launch_bn_nhwc_backward(x.dtype(), shape, dy.data_ptr(), cuda::ptr_or_null(y), x.data_ptr(), pt,
-                                cuda::ptr_or_null(weight), save_mean.data<float>(), save_invstd.data<float>(),
+  cuda::launch_bn_nhwc_backward(x.dtype(), shape, dy.data_ptr(), cuda::ptr_or_null(y), relu_from_x, x.data_ptr(), pt,
+                                cuda::ptr_or_null(weight), relu_from_x ? cuda::ptr_or_null(bias) : nullptr,
+                                save_mean.data<float>(), save_invstd.data<float>(),
                                 cuda::mut_ptr_or_null(dx), cuda::mut_ptr_or_null(dweight),
                                 cuda::mut_ptr_or_null(dbias), cuda::mut_ptr_or_null(dresidual), ws.get(),
                                 ctx.stream());
@@ -182,8 +185,8 @@ void cuda_batch_norm_bwd(const Tensor& dy, const Tensor& x, const Tensor& weight
     return;
   }
   Tensor no_residual;
-  if (try_nhwc_backward(ctx, l, dy, Tensor(), x, weight, save_mean, save_invstd, channels_last, dx, dweight, dbias,
-                        no_residual))
+  if (try_nhwc_backward(ctx, l, dy, Tensor(), false, x, weight, Tensor(), save_mean, save_invstd, channels_last, dx,
+                        dweight, dbias, no_residual))
     return;
   cudnnHandle_t h = cuda::cudnn_handle(ctx.device(), ctx.stream());
   cuda::TensorDesc xd(x.dtype(), l.n, l.c, l.h, 1, l.nhwc, op);
@@ -220,12 +223,15 @@ void cuda_batch_norm_act_fwd(const Tensor& x, const Tensor& weight, const Tensor
 }
 
 void cuda_batch_norm_act_bwd(const Tensor& dy, const Tensor& y, const Tensor& x, const Tensor& weight,
-                             const Tensor& save_mean, const Tensor& save_invstd, bool training, bool channels_last,
-                             Tensor& dx, Tensor& dweight, Tensor& dbias, Tensor& dresidual) {
+                             const Tensor& bias, const Tensor& save_mean, const Tensor& save_invstd, bool training,
+                             bool channels_last, bool with_residual, Tensor& dx, Tensor& dweight, Tensor& dbias,
+                             Tensor& dresidual) {
   const char* op = "batch_norm_act backward";
   cuda::KernelContext ctx(op, {&dy, &y, &x, &save_mean, &save_invstd});
-  if (training && try_nhwc_backward(ctx, layout_of(x, channels_last, op), dy, y, x, weight, save_mean, save_invstd,
-                                    channels_last, dx, dweight, dbias, dresidual))
+  // Without a residual the mask comes from x (already read for the gradients): y is not read at all.
+  const bool from_x = !with_residual && !dresidual.defined();
+  if (training && try_nhwc_backward(ctx, layout_of(x, channels_last, op), dy, from_x ? Tensor() : y, from_x, x, weight,
+                                    bias, save_mean, save_invstd, channels_last, dx, dweight, dbias, dresidual))
     return;
   // The ReLU mask from the output: y > 0 exactly where its input was > 0.
   Tensor dz = Tensor::empty(dy.shape(), dy.dtype(), dy.device());

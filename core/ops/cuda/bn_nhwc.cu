@@ -160,6 +160,13 @@ __global__ void stats_final_kernel(int64_t rows, int64_t c, int gy, int ty, cons
   shift[ch] = (b ? convert<float>(b[ch]) : 0.0f) - m.mean * sc;
 }
 
+// Whether relu(round(x * scale + shift)) > 0, computed as apply_kernel computes it: the backward of a
+// batch norm + ReLU without residual takes its mask from x instead of reading the output.
+template <typename T>
+__device__ __forceinline__ bool relu_passes(float scale, float shift, T x) {
+  return convert<float>(convert<T>(fmaf(scale, convert<float>(x), shift))) > 0.0f;
+}
+
 // y = relu?(round(x * scale + shift) [+ residual]) over [rows, c] flattened into V-wide vectors. The batch-norm
 // result is rounded to T before the residual add, as the unfused composite does.
 template <typename T, int V>
@@ -183,23 +190,27 @@ __global__ void apply_kernel(int64_t vectors, int64_t c, const T* x, const T* re
 }
 
 // dz = dy masked by y > 0 when y is given (the ReLU's gradient), else dy; dx = a*dz + bx*x + d per channel;
-// dresidual = dz when requested.
+// dresidual = dz when requested. With scale/shift instead of y (no residual), the mask is recomputed from x.
 template <typename T, int V>
-__global__ void dx_kernel(int64_t vectors, int64_t c, const T* dy, const T* y, const T* x, const float* a,
-                          const float* bx, const float* d, T* dx, T* dresidual) {
+__global__ void dx_kernel(int64_t vectors, int64_t c, const T* dy, const T* y, const T* x, const float* scale,
+                          const float* shift, const float* a, const float* bx, const float* d, T* dx, T* dresidual) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < vectors;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t ch0 = (i * V) % c;
     Vec<T, V> g = reinterpret_cast<const Vec<T, V>*>(dy)[i];
+    const Vec<T, V> u = reinterpret_cast<const Vec<T, V>*>(x)[i];
     if (y) {
       const Vec<T, V> m = reinterpret_cast<const Vec<T, V>*>(y)[i];
 #pragma unroll
       for (int k = 0; k < V; ++k)
         if (!(convert<float>(m.v[k]) > 0.0f)) g.v[k] = convert<T>(0.0f);
       if (dresidual) reinterpret_cast<Vec<T, V>*>(dresidual)[i] = g;
+    } else if (scale) {
+#pragma unroll
+      for (int k = 0; k < V; ++k)
+        if (!relu_passes<T>(scale[ch0 + k], shift[ch0 + k], u.v[k])) g.v[k] = convert<T>(0.0f);
     }
     if (!dx) continue;
-    const Vec<T, V> u = reinterpret_cast<const Vec<T, V>*>(x)[i];
     Vec<T, V> o;
 #pragma unroll
     for (int k = 0; k < V; ++k)
@@ -209,10 +220,10 @@ __global__ void dx_kernel(int64_t vectors, int64_t c, const T* dy, const T* y, c
 }
 
 // Per-block sums of dz and dz * (x - mean) for V channels per thread (dz = dy, masked by y > 0 when y is
-// given), merged over threadIdx.y in order.
+// given, or by relu_passes when scale/shift are), merged over threadIdx.y in order.
 template <typename T, int V>
-__global__ void grad_partial_kernel(const T* dy, const T* y, const T* x, const float* mean, int64_t rows, int64_t c,
-                                    float* part_dy, float* part_dyx) {
+__global__ void grad_partial_kernel(const T* dy, const T* y, const T* x, const float* mean, const float* scale,
+                                    const float* shift, int64_t rows, int64_t c, float* part_dy, float* part_dyx) {
   extern __shared__ float smem[];
   const int tx = blockDim.x, ty = blockDim.y;
   float* sh_dy = smem;
@@ -220,12 +231,16 @@ __global__ void grad_partial_kernel(const T* dy, const T* y, const T* x, const f
   const int64_t vcol = static_cast<int64_t>(blockIdx.x) * tx + threadIdx.x;
   const bool active = vcol < c / V;
   const int64_t stride = static_cast<int64_t>(gridDim.y) * ty;
-  float sdy[V], sdyx[V], mu[V];
+  float sdy[V], sdyx[V], mu[V], sc[V], sh[V];
 #pragma unroll
   for (int k = 0; k < V; ++k) sdy[k] = sdyx[k] = 0.0f;
   if (active) {
 #pragma unroll
-    for (int k = 0; k < V; ++k) mu[k] = mean[vcol * V + k];
+    for (int k = 0; k < V; ++k) {
+      mu[k] = mean[vcol * V + k];
+      sc[k] = scale ? scale[vcol * V + k] : 0.0f;
+      sh[k] = scale ? shift[vcol * V + k] : 0.0f;
+    }
     for (int64_t r = static_cast<int64_t>(blockIdx.y) * ty + threadIdx.y; r < rows; r += stride) {
       const Vec<T, V> g = reinterpret_cast<const Vec<T, V>*>(dy + r * c)[vcol];
       const Vec<T, V> v = reinterpret_cast<const Vec<T, V>*>(x + r * c)[vcol];
@@ -233,7 +248,8 @@ __global__ void grad_partial_kernel(const T* dy, const T* y, const T* x, const f
       if (y) m = reinterpret_cast<const Vec<T, V>*>(y + r * c)[vcol];
 #pragma unroll
       for (int k = 0; k < V; ++k) {
-        const float gv = y && !(convert<float>(m.v[k]) > 0.0f) ? 0.0f : convert<float>(g.v[k]);
+        const bool off = y ? !(convert<float>(m.v[k]) > 0.0f) : scale && !relu_passes<T>(sc[k], sh[k], v.v[k]);
+        const float gv = off ? 0.0f : convert<float>(g.v[k]);
         sdy[k] += gv;
         sdyx[k] += gv * (convert<float>(v.v[k]) - mu[k]);
       }
@@ -298,17 +314,29 @@ __global__ void grad_final_kernel(int64_t rows, int64_t c, int gy, const float* 
   d[ch] = -wa * sdy / m - bcoef * mean[ch];
 }
 
+// The forward's apply coefficients from the saved statistics, as stats_final_kernel made them.
+template <typename P>
+__global__ void affine_kernel(int64_t c, const P* w, const P* b, const float* mean, const float* invstd, float* scale,
+                              float* shift) {
+  const int64_t ch = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (ch >= c) return;
+  const float sc = invstd[ch] * (w ? convert<float>(w[ch]) : 1.0f);
+  scale[ch] = sc;
+  shift[ch] = (b ? convert<float>(b[ch]) : 0.0f) - mean[ch] * sc;
+}
+
 dim3 final_grid(int64_t c) { return dim3(static_cast<unsigned>(ceil_div(c, kFinalLanes))); }
 dim3 final_block() { return dim3(kFinalLanes, kFinalLanes); }
 
 struct Workspace {
-  float *part1, *part2, *c1, *c2, *c3;
+  float *part1, *part2, *c1, *c2, *c3, *c4, *c5;
 };
 
 Workspace carve(void* ws, const BnNhwcShape& s) {
   float* f = static_cast<float*>(ws);
   const int64_t parts = max_row_blocks(s.rows) * s.c;
-  return {f, f + parts, f + 2 * parts, f + 2 * parts + s.c, f + 2 * parts + 2 * s.c};
+  float* c = f + 2 * parts;
+  return {f, f + parts, c, c + s.c, c + 2 * s.c, c + 3 * s.c, c + 4 * s.c};
 }
 
 template <typename T>
@@ -351,17 +379,17 @@ void launch_apply(const BnNhwcShape& s, const T* x, const T* residual, bool relu
 }
 
 template <typename T, int V>
-void launch_dx(const BnNhwcShape& s, const T* dy, const T* y, const T* x, const Workspace& ws, T* dx, T* dresidual,
-               cudaStream_t stream) {
+void launch_dx(const BnNhwcShape& s, const T* dy, const T* y, const T* x, const float* scale, const float* shift,
+               const Workspace& ws, T* dx, T* dresidual, cudaStream_t stream) {
   const int64_t vectors = s.rows * s.c / V;
-  dx_kernel<T, V><<<grid_for(vectors, kThreads), kThreads, 0, stream>>>(vectors, s.c, dy, y, x, ws.c1, ws.c2, ws.c3,
-                                                                         dx, dresidual);
+  dx_kernel<T, V><<<grid_for(vectors, kThreads), kThreads, 0, stream>>>(vectors, s.c, dy, y, x, scale, shift, ws.c1,
+                                                                         ws.c2, ws.c3, dx, dresidual);
 }
 
 }  // namespace
 
 size_t bn_nhwc_workspace_bytes(const BnNhwcShape& s) {
-  return static_cast<size_t>(2 * max_row_blocks(s.rows) * s.c + 3 * s.c) * sizeof(float);
+  return static_cast<size_t>(2 * max_row_blocks(s.rows) * s.c + 5 * s.c) * sizeof(float);
 }
 
 void launch_bn_nhwc_forward(DType t, const BnNhwcShape& s, const void* x, DType param_t, const void* w,
@@ -405,25 +433,37 @@ void launch_bn_nhwc_forward(DType t, const BnNhwcShape& s, const void* x, DType 
   });
 }
 
-void launch_bn_nhwc_backward(DType t, const BnNhwcShape& s, const void* dy, const void* y, const void* x,
-                             DType param_t, const void* w, const float* save_mean, const float* save_invstd,
-                             void* dx, void* dweight, void* dbias, void* dresidual, void* workspace,
-                             cudaStream_t stream) {
+void launch_bn_nhwc_backward(DType t, const BnNhwcShape& s, const void* dy, const void* y, bool relu_from_x,
+                             const void* x, DType param_t, const void* w, const void* b, const float* save_mean,
+                             const float* save_invstd, void* dx, void* dweight, void* dbias, void* dresidual,
+                             void* workspace, cudaStream_t stream) {
   if (s.rows == 0 || s.c == 0) return;
   const Workspace ws = carve(workspace, s);
+  KOLO_CHECK(!relu_from_x || (!y && !dresidual), "batch_norm backward: a ReLU mask from x has no output or residual");
   dispatch_half_or_float(t, [&](auto tag) {
     using T = decltype(tag);
     const int v = vector_width<T>(s, {dy, y, x, dx, dresidual});
     const Geometry g = geometry(s, v);
     const size_t smem = 2 * static_cast<size_t>(kThreads) * v * sizeof(float);
     const dim3 block(g.tx, g.ty), grid(g.gx, g.gy);
+    const float* scale = relu_from_x ? ws.c4 : nullptr;
+    const float* shift = relu_from_x ? ws.c5 : nullptr;
+    if (relu_from_x) {
+      dispatch_param<T>(t, param_t, "affine parameters", [&](auto ptag) {
+        using P = decltype(ptag);
+        affine_kernel<P><<<static_cast<unsigned>(ceil_div(s.c, kThreads)), kThreads, 0, stream>>>(
+            s.c, static_cast<const P*>(w), static_cast<const P*>(b), save_mean, save_invstd, ws.c4, ws.c5);
+      });
+      KOLO_CUDA_CHECK_LAUNCH();
+    }
+    const T* yt = static_cast<const T*>(y);
+    const T* dyt = static_cast<const T*>(dy);
+    const T* xt = static_cast<const T*>(x);
     if (v == vec_width<T>()) {
-      grad_partial_kernel<T, vec_width<T>()><<<grid, block, smem, stream>>>(
-          static_cast<const T*>(dy), static_cast<const T*>(y), static_cast<const T*>(x), save_mean, s.rows, s.c,
-          ws.part1, ws.part2);
+      grad_partial_kernel<T, vec_width<T>()><<<grid, block, smem, stream>>>(dyt, yt, xt, save_mean, scale, shift,
+                                                                            s.rows, s.c, ws.part1, ws.part2);
     } else {
-      grad_partial_kernel<T, 1><<<grid, block, smem, stream>>>(static_cast<const T*>(dy), static_cast<const T*>(y),
-                                                               static_cast<const T*>(x), save_mean, s.rows, s.c,
+      grad_partial_kernel<T, 1><<<grid, block, smem, stream>>>(dyt, yt, xt, save_mean, scale, shift, s.rows, s.c,
                                                                ws.part1, ws.part2);
     }
     KOLO_CUDA_CHECK_LAUNCH();
@@ -435,13 +475,11 @@ void launch_bn_nhwc_backward(DType t, const BnNhwcShape& s, const void* dy, cons
     });
     KOLO_CUDA_CHECK_LAUNCH();
     if (!dx && !dresidual) return;
-    const T* yt = static_cast<const T*>(y);
     if (v == vec_width<T>()) {
-      launch_dx<T, vec_width<T>()>(s, static_cast<const T*>(dy), yt, static_cast<const T*>(x), ws, static_cast<T*>(dx),
-                                   static_cast<T*>(dresidual), stream);
+      launch_dx<T, vec_width<T>()>(s, dyt, yt, xt, scale, shift, ws, static_cast<T*>(dx), static_cast<T*>(dresidual),
+                                   stream);
     } else {
-      launch_dx<T, 1>(s, static_cast<const T*>(dy), yt, static_cast<const T*>(x), ws, static_cast<T*>(dx),
-                      static_cast<T*>(dresidual), stream);
+      launch_dx<T, 1>(s, dyt, yt, xt, scale, shift, ws, static_cast<T*>(dx), static_cast<T*>(dresidual), stream);
     }
     KOLO_CUDA_CHECK_LAUNCH();
   });

@@ -30,12 +30,14 @@ void launch_bn_nhwc_forward(DType t, const BnNhwcShape& s, const void* x, DType 
                             double eps, const void* residual, bool relu, void* y, float* save_mean,
                             float* save_invstd, void* workspace, cudaStream_t stream);
 
-// Gradients of bn (y == null) or of relu(bn(x) [+ residual]) given its output y (the ReLU mask is y > 0):
-// dz = masked dy; dresidual = dz (may be null); dx (may be null), dweight/dbias (dtype param_t, may be
-// null) as bn's gradients of dz, from x and the saved statistics.
-void launch_bn_nhwc_backward(DType t, const BnNhwcShape& s, const void* dy, const void* y, const void* x,
-                             DType param_t, const void* w, const float* save_mean, const float* save_invstd,
-                             void* dx, void* dweight, void* dbias, void* dresidual, void* workspace,
-                             cudaStream_t stream);
+// Gradients of bn (y == null, relu_from_x false) or of relu(bn(x) [+ residual]) given its output y (the ReLU
+// mask is y > 0), or of relu(bn(x)) without residual with relu_from_x (y == null: the mask is recomputed from x,
+// the saved statistics and w/b as the forward rounded it, so the output is not read): dz = masked dy;
+// dresidual = dz (may be null); dx (may be null), dweight/dbias (dtype param_t, may be null) as bn's
+// gradients of dz, from x and the saved statistics.
+void launch_bn_nhwc_backward(DType t, const BnNhwcShape& s, const void* dy, const void* y, bool relu_from_x,
+                             const void* x, DType param_t, const void* w, const void* b, const float* save_mean,
+                             const float* save_invstd, void* dx, void* dweight, void* dbias, void* dresidual,
+                             void* workspace, cudaStream_t stream);
 
 }  // namespace kolo::cuda

@@ -82,6 +82,8 @@ AlgoCache& algo_cache() {
 
 }  // namespace
 
+int64_t relu_mask_bytes(int64_t m, int64_t n) { return (n + 127) / 128 * 16 * m; }
+
 bool gemm_allow_tf32() {
   static const bool on = env::get_bool("KOLO_ALLOW_TF32", false);
   return on;
@@ -90,7 +92,7 @@ bool gemm_allow_tf32() {
 namespace {
 
 bool run_gemm(const Tensor& a_in, const Tensor& b_in, Tensor& c, bool trans_a, bool trans_b, double alpha,
-              double beta, GemmEpilogue epilogue, const Tensor& bias, bool required) {
+              double beta, GemmEpilogue epilogue, const Tensor& bias, const Tensor& aux, bool required) {
   KernelContext ctx("gemm", {&a_in, &b_in, &c});
   KOLO_CHECK(a_in.dim() == 3 && b_in.dim() == 3 && c.dim() == 3 && c.is_contiguous(), "gemm: expected 3-D a, b and ",
              "contiguous 3-D c, got ", a_in.describe(), ", ", b_in.describe(), ", ", c.describe());
@@ -104,9 +106,10 @@ bool run_gemm(const Tensor& a_in, const Tensor& b_in, Tensor& c, bool trans_a, b
              "gemm: shapes ", a_in.describe(), (trans_a ? "^T" : ""), " @ ", b_in.describe(), (trans_b ? "^T" : ""),
              " -> ", c.describe(), " do not match");
   const bool has_bias = epilogue != GemmEpilogue::None;
-  const bool bias_grad = epilogue == GemmEpilogue::BiasGradA;
+  const bool bias_grad = epilogue == GemmEpilogue::BiasGradA || epilogue == GemmEpilogue::DReluBiasGrad;
+  const bool has_aux = epilogue == GemmEpilogue::ReluAuxBias || epilogue == GemmEpilogue::DReluBiasGrad;
   if (has_bias) {
-    const int64_t len = bias_grad ? m : n;
+    const int64_t len = epilogue == GemmEpilogue::BiasGradA ? m : n;
     KOLO_CHECK(bias.defined() && bias.is_contiguous() && bias.numel() == len && bias.dtype() == c.dtype() &&
                    bias.device() == c.device(),
                "gemm: epilogue needs a contiguous bias of ", len, " elements in ", dtype_name(c.dtype()), " on ",
@@ -114,8 +117,14 @@ bool run_gemm(const Tensor& a_in, const Tensor& b_in, Tensor& c, bool trans_a, b
     KOLO_CHECK(beta == 0.0, "gemm: bias epilogues need beta == 0");
     KOLO_CHECK(!bias_grad || batch == 1, "gemm: the bias-gradient epilogue takes one matrix, got ", c.describe());
   }
-  // Empty problems: the bias gradient falls back to the caller, which reduces (or zero-fills) it itself.
-  if (bias_grad && (c.numel() == 0 || k == 0)) return false;
+  if (has_aux)
+    KOLO_CHECK(batch == 1 && aux.defined() && aux.is_contiguous() && aux.dtype() == DType::U8 &&
+                   aux.numel() == relu_mask_bytes(m, n) && aux.device() == c.device(),
+               "gemm: the ReLU-mask epilogues take one matrix and a contiguous u8 mask of ", relu_mask_bytes(m, n),
+               " bytes on ", c.device().str(), ", got ", c.describe(), " and ",
+               aux.defined() ? aux.describe() : std::string("none"));
+  // Empty problems: bias gradients and masks fall back to the caller, which computes (or zero-fills) them itself.
+  if ((bias_grad || has_aux) && (c.numel() == 0 || k == 0)) return false;
   if (c.numel() == 0) return true;
   if (k == 0) {  // empty product: c = beta * c
     launch_affine(c.data_ptr(), c.data_ptr(), c.dtype(), beta, 0.0, indexer_of<2>(c.shape(), {&c, &c}), c.numel(),
@@ -149,14 +158,25 @@ bool run_gemm(const Tensor& a_in, const Tensor& b_in, Tensor& c, bool trans_a, b
   KOLO_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_TRANSB, &va.op, sizeof(va.op)));
   if (has_bias) {
     // kolo's a is cuBLASLt's B (see gemm_lt.h), so a bias gradient over a is BGRADB.
-    const cublasLtEpilogue_t ep = epilogue == GemmEpilogue::Bias       ? CUBLASLT_EPILOGUE_BIAS
-                                  : epilogue == GemmEpilogue::ReluBias ? CUBLASLT_EPILOGUE_RELU_BIAS
-                                  : epilogue == GemmEpilogue::GeluBias ? CUBLASLT_EPILOGUE_GELU_BIAS
-                                                                       : CUBLASLT_EPILOGUE_BGRADB;
+    const cublasLtEpilogue_t ep = epilogue == GemmEpilogue::Bias          ? CUBLASLT_EPILOGUE_BIAS
+                                  : epilogue == GemmEpilogue::ReluBias    ? CUBLASLT_EPILOGUE_RELU_BIAS
+                                  : epilogue == GemmEpilogue::GeluBias    ? CUBLASLT_EPILOGUE_GELU_BIAS
+                                  : epilogue == GemmEpilogue::ReluAuxBias ? CUBLASLT_EPILOGUE_RELU_AUX_BIAS
+                                  : epilogue == GemmEpilogue::DReluBiasGrad ? CUBLASLT_EPILOGUE_DRELU_BGRAD
+                                                                          : CUBLASLT_EPILOGUE_BGRADB;
     KOLO_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof(ep)));
     const void* bias_ptr = bias.data_ptr();
     KOLO_CUBLAS_CHECK(
         cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_ptr, sizeof(bias_ptr)));
+  }
+  if (has_aux) {
+    // The mask is laid out like cuBLASLt's column-major C^T: n rows (in bits, padded to 128), m columns.
+    const void* aux_ptr = aux.data_ptr();
+    const int64_t aux_ld = (n + 127) / 128 * 128;
+    KOLO_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux_ptr, sizeof(aux_ptr)));
+    KOLO_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld, sizeof(aux_ld)));
   }
 
   using Layout = Owned<cublasLtMatrixLayout_t, decltype(&cublasLtMatrixLayoutDestroy)>;
@@ -181,7 +201,8 @@ bool run_gemm(const Tensor& a_in, const Tensor& b_in, Tensor& c, bool trans_a, b
                                          reinterpret_cast<uintptr_t>(a.data_ptr()) % 16, ',',
                                          reinterpret_cast<uintptr_t>(b.data_ptr()) % 16, ',',
                                          reinterpret_cast<uintptr_t>(c.data_ptr()) % 16, ',',
-                                         has_bias ? reinterpret_cast<uintptr_t>(bias.data_ptr()) % 16 : 0);
+                                         has_bias ? reinterpret_cast<uintptr_t>(bias.data_ptr()) % 16 : 0, ',',
+                                         has_aux ? reinterpret_cast<uintptr_t>(aux.data_ptr()) % 16 : 0);
   cublasLtMatmulAlgo_t algo;
   {
     AlgoCache& cache = algo_cache();
@@ -228,13 +249,13 @@ bool run_gemm(const Tensor& a_in, const Tensor& b_in, Tensor& c, bool trans_a, b
 }  // namespace
 
 void gemm(const Tensor& a, const Tensor& b, Tensor& c, bool trans_a, bool trans_b, double alpha, double beta,
-          GemmEpilogue epilogue, const Tensor& bias) {
-  run_gemm(a, b, c, trans_a, trans_b, alpha, beta, epilogue, bias, true);
+          GemmEpilogue epilogue, const Tensor& bias, const Tensor& aux) {
+  run_gemm(a, b, c, trans_a, trans_b, alpha, beta, epilogue, bias, aux, true);
 }
 
 bool try_gemm(const Tensor& a, const Tensor& b, Tensor& c, bool trans_a, bool trans_b, double alpha, double beta,
-              GemmEpilogue epilogue, const Tensor& bias) {
-  return run_gemm(a, b, c, trans_a, trans_b, alpha, beta, epilogue, bias, false);
+              GemmEpilogue epilogue, const Tensor& bias, const Tensor& aux) {
+  return run_gemm(a, b, c, trans_a, trans_b, alpha, beta, epilogue, bias, aux, false);
 }
 
 }  // namespace kolo::cuda

@@ -4,7 +4,7 @@
 //
 // Fusing saves whole passes over every activation of a ResNet step: the forward writes y once instead of
 // writing bn(x), then bn(x) + r, then relu; the backward takes the ReLU mask from the saved output y (y > 0
-// exactly when the ReLU input was > 0), so no separate ReLU-backward tensor is written or read.
+// exactly when the ReLU input was > 0, or from x itself), so no separate ReLU-backward tensor is written or read.
 #pragma once
 
 #include "core/ops/dispatch.h"
@@ -20,10 +20,12 @@ KOLO_DECLARE_KERNEL(batch_norm_act_fwd,
                          Tensor& running_mean, Tensor& running_var, bool training, double momentum, double eps,
                          bool channels_last, Tensor& y, Tensor& save_mean, Tensor& save_invstd));
 // Gradients from dy and the forward's output y: dz = dy * (y > 0); dresidual (if defined) = dz; dx, dweight,
-// dbias as batch_norm_bwd of dz. Every defined output is overwritten.
+// dbias as batch_norm_bwd of dz. Every defined output is overwritten. Without a residual (`with_residual`
+// false) a kernel may instead recompute the mask from x, the statistics and weight/bias, as its forward
+// rounded bn(x), and not read y (one pass fewer over the activations in each of its two passes).
 KOLO_DECLARE_KERNEL(batch_norm_act_bwd,
-                    void(const Tensor& dy, const Tensor& y, const Tensor& x, const Tensor& weight,
+                    void(const Tensor& dy, const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias,
                          const Tensor& save_mean, const Tensor& save_invstd, bool training, bool channels_last,
-                         Tensor& dx, Tensor& dweight, Tensor& dbias, Tensor& dresidual));
+                         bool with_residual, Tensor& dx, Tensor& dweight, Tensor& dbias, Tensor& dresidual));
 
 }  // namespace kolo

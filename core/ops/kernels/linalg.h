@@ -22,4 +22,16 @@ KOLO_DECLARE_KERNEL(linear_fwd, void(const Tensor& x, const Tensor& w, const Ten
 KOLO_DECLARE_KERNEL(linear_bwd, void(const Tensor& gy, const Tensor& x, const Tensor& w, Tensor& gx, Tensor& gw,
                                      Tensor& gb));
 
+// A feed-forward block as one kernel pair: h = relu(x @ w1^T + b1), y = h @ w2^T + b2, with x [N, in], w1
+// [hidden, in], w2 [out, hidden], biases contiguous, h [N, hidden] and y [N, out] contiguous; one floating
+// dtype. The forward may set `relu_mask` to its own record of h > 0, which the backward then reads in place
+// of h (undefined: the backward masks with h). Optional per device: feed_forward composes linear_relu and
+// linear where a device registers none.
+KOLO_DECLARE_KERNEL(ffn_fwd, void(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2,
+                                  const Tensor& b2, Tensor& h, Tensor& relu_mask, Tensor& y));
+// Its gradients from gy [N, out]: gx [N, in], gw1, gb1, gw2, gb2, each contiguous and written when defined.
+KOLO_DECLARE_KERNEL(ffn_bwd, void(const Tensor& gy, const Tensor& x, const Tensor& w1, const Tensor& h,
+                                  const Tensor& relu_mask, const Tensor& w2, Tensor& gx, Tensor& gw1, Tensor& gb1,
+                                  Tensor& gw2, Tensor& gb2));
+
 }  // namespace kolo
