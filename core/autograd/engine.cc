@@ -16,6 +16,13 @@ struct ReadyOrder {
   bool operator()(const Node* a, const Node* b) const { return a->sequence_nr < b->sequence_nr; }
 };
 
+// A gradient buffer a node may sum into in place: dense, contiguous, and referenced by the buffer alone (an op
+// may return one gradient for several inputs, or a view of a tensor still in use).
+bool exclusive_dense(const Tensor& t) {
+  return t.defined() && !t.is_sparse() && t.is_contiguous() && t.impl_ptr().use_count() == 1 &&
+         t.storage().use_count() == 1;
+}
+
 }  // namespace
 
 void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grad_roots, bool retain_graph) {
@@ -81,7 +88,19 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grad_
         grads[i] = Tensor::zeros(m.shape, m.dtype, m.device);
       }
     }
-    std::vector<Tensor> in_grads = n->backward(grads);
+    // Inputs whose gradient so far the node can sum its own into: the buffer moves to the node, which returns
+    // it (summed) or not (then it goes back and the two are added as usual). Leaves keep their own policy.
+    std::vector<Tensor> into;
+    for (size_t i = 0; i < n->next.size(); ++i) {
+      const Edge& e = n->next[i];
+      if (!e.valid() || !n->sums_into(i) || dynamic_cast<AccumulateGrad*>(e.node.get())) continue;
+      auto it = buffers.find(e.node.get());
+      if (it == buffers.end() || !exclusive_dense(it->second[e.input_nr])) continue;
+      into.resize(n->next.size());
+      into[i] = std::move(it->second[e.input_nr]);
+      it->second[e.input_nr] = Tensor();
+    }
+    std::vector<Tensor> in_grads = into.empty() ? n->backward(grads) : n->backward_into(grads, into);
     if (!retain_graph) n->release_saved();
     KOLO_CHECK(in_grads.empty() || in_grads.size() == n->next.size(), "autograd: ", n->name(), " returned ",
                in_grads.size(), " gradients for ", n->next.size(), " inputs");
@@ -89,6 +108,11 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grad_
       const Edge& e = n->next[i];
       if (!e.valid()) continue;
       Node* m = e.node.get();
+      const bool summed = i < into.size() && into[i].defined();
+      if (summed && !(i < in_grads.size() && in_grads[i].defined() && in_grads[i].same(into[i])))
+        buffer_for(m)[e.input_nr] = std::move(into[i]);  // not taken: back to the buffer, added below
+      else if (summed)
+        into[i] = Tensor();  // taken: the returned gradient is the sum, stored below into the emptied buffer
       if (i < in_grads.size() && in_grads[i].defined()) {
         const auto& meta = m->outputs[e.input_nr];
         KOLO_CHECK(in_grads[i].shape() == meta.shape, "autograd: ", n->name(), " produced a gradient of shape ",

@@ -1,6 +1,8 @@
 // Graph recording, gradient edges and leaf accumulation.
 #include "core/autograd/node.h"
 
+#include <algorithm>
+
 #include "core/autograd/grad_mode.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/shape_ops.h"
@@ -86,19 +88,36 @@ bool any_requires_grad(const std::vector<Tensor>& inputs) {
   return false;
 }
 
-std::vector<Tensor> FunctionNode::backward(std::vector<Tensor>& grad_outputs) {
-  KOLO_CHECK(fn_ != nullptr, "autograd: backward through ", name_,
+void FunctionNode::check_saved() const {
+  KOLO_CHECK(fn_ != nullptr || into_fn_ != nullptr, "autograd: backward through ", name_,
              " a second time, but its saved tensors were freed by the first backward; pass retain_graph = true "
              "to the first backward() to go through the graph again");
-  return fn_(grad_outputs);
 }
 
-void record(const std::string& name, const std::vector<Tensor>& inputs, const std::vector<Tensor*>& outputs,
-            FunctionNode::BackwardFn fn) {
-  if (!any_requires_grad(inputs)) return;
-  auto node = std::make_shared<FunctionNode>(name, std::move(fn));
-  node->next.reserve(inputs.size());
-  for (const Tensor& t : inputs) node->next.push_back(t.defined() && t.requires_grad() ? gradient_edge(t) : Edge{});
+std::vector<Tensor> FunctionNode::backward(std::vector<Tensor>& grad_outputs) {
+  check_saved();
+  if (fn_) return fn_(grad_outputs);
+  return into_fn_(grad_outputs, std::vector<Tensor>(next.size()));
+}
+
+std::vector<Tensor> FunctionNode::backward_into(std::vector<Tensor>& grad_outputs, std::vector<Tensor>& into) {
+  check_saved();
+  if (fn_) return fn_(grad_outputs);
+  return into_fn_(grad_outputs, into);
+}
+
+bool FunctionNode::sums_into(size_t input) const {
+  return std::find(into_inputs_.begin(), into_inputs_.end(), input) != into_inputs_.end();
+}
+
+namespace {
+
+void connect(Node& node, const std::vector<Tensor>& inputs) {
+  node.next.reserve(inputs.size());
+  for (const Tensor& t : inputs) node.next.push_back(t.defined() && t.requires_grad() ? gradient_edge(t) : Edge{});
+}
+
+void attach(const std::shared_ptr<Node>& node, const std::vector<Tensor*>& outputs) {
   for (size_t i = 0; i < outputs.size(); ++i) {
     Tensor& out = *outputs[i];
     node->outputs.push_back({out.shape(), out.dtype(), out.device()});
@@ -107,6 +126,24 @@ void record(const std::string& name, const std::vector<Tensor>& inputs, const st
     m.grad_fn = node;
     m.output_nr = static_cast<uint32_t>(i);
   }
+}
+
+}  // namespace
+
+void record(const std::string& name, const std::vector<Tensor>& inputs, const std::vector<Tensor*>& outputs,
+            FunctionNode::BackwardFn fn) {
+  if (!any_requires_grad(inputs)) return;
+  auto node = std::make_shared<FunctionNode>(name, std::move(fn));
+  connect(*node, inputs);
+  attach(node, outputs);
+}
+
+void record_into(const std::string& name, const std::vector<Tensor>& inputs, const std::vector<Tensor*>& outputs,
+                 std::vector<size_t> into_inputs, FunctionNode::IntoFn fn) {
+  if (!any_requires_grad(inputs)) return;
+  auto node = std::make_shared<FunctionNode>(name, std::move(fn), std::move(into_inputs));
+  connect(*node, inputs);
+  attach(node, outputs);
 }
 
 Tensor add_gradients(const Tensor& a, const Tensor& b) {

@@ -41,6 +41,15 @@ class Node {
   virtual void release_saved() {}
   // Sums a gradient arriving for output `slot` into `buffer`; AccumulateGrad overrides for sparse policy.
   virtual void accumulate_input(Tensor& buffer, const Tensor& grad);
+  // Whether backward_into may sum its gradient for input `input` into an earlier one in place (a GEMM or
+  // convolution with beta = 1, a kernel that reads the earlier sum): one pass fewer over that gradient than
+  // producing it alone and adding the two.
+  virtual bool sums_into(size_t /*input*/) const { return false; }
+  // backward, where `into[i]`, when defined, is input i's gradient so far (dense, contiguous, held by no one
+  // else): the node may add its own gradient for input i into that tensor and return it as input i's gradient.
+  virtual std::vector<Tensor> backward_into(std::vector<Tensor>& grad_outputs, std::vector<Tensor>& /*into*/) {
+    return backward(grad_outputs);
+  }
 
   std::vector<Edge> next;
   std::vector<OutputMeta> outputs;  // to zero-fill gradients of unused outputs
@@ -74,14 +83,27 @@ class AccumulateGrad final : public Node {
 class FunctionNode final : public Node {
  public:
   using BackwardFn = std::function<std::vector<Tensor>(const std::vector<Tensor>& grad_outputs)>;
+  // As BackwardFn, plus Node::backward_into's `into` (undefined entries where there is nothing to sum into).
+  using IntoFn =
+      std::function<std::vector<Tensor>(const std::vector<Tensor>& grad_outputs, const std::vector<Tensor>& into)>;
   FunctionNode(std::string name, BackwardFn fn) : name_(std::move(name)), fn_(std::move(fn)) {}
+  FunctionNode(std::string name, IntoFn fn, std::vector<size_t> into_inputs)
+      : name_(std::move(name)), into_fn_(std::move(fn)), into_inputs_(std::move(into_inputs)) {}
   std::vector<Tensor> backward(std::vector<Tensor>& grad_outputs) override;
+  std::vector<Tensor> backward_into(std::vector<Tensor>& grad_outputs, std::vector<Tensor>& into) override;
+  bool sums_into(size_t input) const override;
   std::string name() const override { return name_; }
-  void release_saved() override { fn_ = nullptr; }  // the closure holds the saved tensors
+  void release_saved() override {  // the closure holds the saved tensors
+    fn_ = nullptr;
+    into_fn_ = nullptr;
+  }
 
  private:
+  void check_saved() const;
   std::string name_;
   BackwardFn fn_;
+  IntoFn into_fn_;
+  std::vector<size_t> into_inputs_;
 };
 
 // The edge a gradient for `t` must flow into (its grad_fn, or the leaf's AccumulateGrad).
@@ -92,6 +114,9 @@ bool any_requires_grad(const std::vector<Tensor>& inputs);
 // requires grad or GradMode is off. `fn` returns one gradient per input (undefined where not needed).
 void record(const std::string& name, const std::vector<Tensor>& inputs, const std::vector<Tensor*>& outputs,
             FunctionNode::BackwardFn fn);
+// As record, for a backward that can sum its gradients of `into_inputs` into earlier ones (Node::backward_into).
+void record_into(const std::string& name, const std::vector<Tensor>& inputs, const std::vector<Tensor*>& outputs,
+                 std::vector<size_t> into_inputs, FunctionNode::IntoFn fn);
 
 // Sum of two gradients with sparse handling: sparse+sparse concatenates rows, sparse+dense sums densely.
 Tensor add_gradients(const Tensor& a, const Tensor& b);

@@ -124,22 +124,28 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, con
   conv2d_fwd_kernel()(x.device())(g, x, w, b, y);
   const bool gx = x_in.requires_grad(), gw = w_in.requires_grad();
   const bool gb = bias_in.defined() && bias_in.requires_grad();
-  autograd::record("conv2d", {x_in, w_in, bias_in}, {&y},
-                   [g, x, w, gx, gw, gb](const std::vector<Tensor>& gr) -> std::vector<Tensor> {
-                     Tensor dy = gr[0].contiguous();
-                     Tensor dx, dw, db;
-                     if (gx) {
-                       dx = Tensor::empty(x.shape(), x.dtype(), x.device());
-                       conv2d_bwd_data_kernel()(x.device())(g, dy, w, dx);
-                     }
-                     if (gw || gb) {
-                       Tensor dw_buf = Tensor::empty(w.shape(), w.dtype(), w.device());
-                       if (gb) db = Tensor::empty({g.o}, x.dtype(), x.device());
-                       conv2d_bwd_weights_kernel()(x.device())(g, x, dy, dw_buf, db);
-                       if (gw) dw = dw_buf;
-                     }
-                     return {dx, dw, db};
-                   });
+  // The input's gradient is summed into an earlier one where there is one (a ResNet block input also feeds
+  // the shortcut): the data-gradient convolution adds instead of a separate pass over both.
+  autograd::record_into(
+      "conv2d", {x_in, w_in, bias_in}, {&y}, {0},
+      [g, x, w, gx, gw, gb](const std::vector<Tensor>& gr, const std::vector<Tensor>& into) -> std::vector<Tensor> {
+        Tensor dy = gr[0].contiguous();
+        Tensor dx, dw, db;
+        if (gx) {
+          const Tensor& acc = into[0];
+          const bool sum =
+              acc.defined() && acc.shape() == x.shape() && acc.dtype() == x.dtype() && acc.device() == x.device();
+          dx = sum ? acc : Tensor::empty(x.shape(), x.dtype(), x.device());
+          conv2d_bwd_data_kernel()(x.device())(g, dy, w, dx, sum);
+        }
+        if (gw || gb) {
+          Tensor dw_buf = Tensor::empty(w.shape(), w.dtype(), w.device());
+          if (gb) db = Tensor::empty({g.o}, x.dtype(), x.device());
+          conv2d_bwd_weights_kernel()(x.device())(g, x, dy, dw_buf, db);
+          if (gw) dw = dw_buf;
+        }
+        return {dx, dw, db};
+      });
   return y;
 }
 

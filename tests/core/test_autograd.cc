@@ -130,3 +130,39 @@ TEST(Autograd, PurelySparseGradientStaysSparse) {
   EXPECT_EQ(w.grad().sparse_indices().numel(), 3);
   EXPECT_EQ(w.grad().to_dense().to_vector<float>(), (std::vector<float>{1, 1, 1, 0, 0, 0, 2, 2, 2, 0, 0, 0}));
 }
+
+// A node that can sum into its input's earlier gradient (record_into): it gets that gradient only when no one
+// else holds it, and the sum it returns becomes the input's gradient.
+TEST(Autograd, SumsIntoAnEarlierGradientOnlyWhenExclusive) {
+  for (bool shared : {false, true}) {
+    Tensor x = Tensor::from_vector<double>({1, 2, 3}, {3}).set_requires_grad(true);
+    Tensor h = x * 2.0;
+    Tensor k = x * 5.0;  // made before the probe, so its backward runs after the probe's
+    bool offered = false;
+    // Created first, so it runs after the consumers below in the backward pass.
+    Tensor probe = h.detach().clone();
+    autograd::record_into("probe", {h}, {&probe}, {0},
+                          [&offered](const std::vector<Tensor>& g, const std::vector<Tensor>& into) {
+                            offered = into[0].defined();
+                            if (!offered) return std::vector<Tensor>{g[0].clone()};
+                            Tensor acc = into[0];
+                            add_(acc, g[0]);
+                            return std::vector<Tensor>{acc};
+                          });
+    Tensor loss;
+    if (shared) {
+      // One gradient tensor handed to both h and k: summing into it in place would change k's gradient too.
+      Tensor both = h.detach().clone();
+      autograd::record("fork", {h, k}, {&both},
+                       [](const std::vector<Tensor>& g) { return std::vector<Tensor>{g[0], g[0]}; });
+      loss = add(sum(probe), sum(both));
+    } else {
+      loss = add(add(sum(probe), sum(h * 3.0)), sum(k));
+    }
+    loss.backward();
+    EXPECT_EQ(offered, !shared);
+    // d/dx: 2 * (1 + 3) + 5 = 13 without sharing; 2 * (1 + 1) + 5 = 9 through the fork.
+    const double want = shared ? 9.0 : 13.0;
+    EXPECT_EQ(x.grad().to_vector<double>(), (std::vector<double>{want, want, want})) << (shared ? "shared" : "exclusive");
+  }
+}

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/ops/kernels/conv.h"
+#include "core/ops/kernels/elementwise.h"
 #ifdef KOLO_WITH_DNNL
 #include "core/ops/cpu/dnnl_conv.h"
 #endif
@@ -201,7 +202,14 @@ void cpu_conv2d_fwd(const ConvGeometry& g, const Tensor& x, const Tensor& w, con
   });
 }
 
-void cpu_conv2d_bwd_data(const ConvGeometry& g, const Tensor& dy, const Tensor& w, Tensor& dx) {
+// Accumulation computes into a temporary and adds (the same passes as the engine's own sum would take).
+void cpu_conv2d_bwd_data(const ConvGeometry& g, const Tensor& dy, const Tensor& w, Tensor& dx, bool accumulate) {
+  if (accumulate) {
+    Tensor part = Tensor::empty(dx.shape(), dx.dtype(), dx.device());
+    cpu_conv2d_bwd_data(g, dy, w, part, false);
+    binary_kernel()(dx.device())(BinaryOp::Add, dx, part, dx);
+    return;
+  }
 #ifdef KOLO_WITH_DNNL
   if (cpu::dnnl_conv_bwd_data(g, dy, w, dx)) return;
 #endif

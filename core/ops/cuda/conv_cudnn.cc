@@ -163,7 +163,8 @@ void cuda_conv2d_fwd(const ConvGeometry& g, const Tensor& x, const Tensor& weigh
   }
 }
 
-void cuda_conv2d_bwd_data(const ConvGeometry& g, const Tensor& dy, const Tensor& weight, Tensor& dx) {
+void cuda_conv2d_bwd_data(const ConvGeometry& g, const Tensor& dy, const Tensor& weight, Tensor& dx,
+                          bool accumulate) {
   const char* op = "conv2d backward (data)";
   cuda::KernelContext ctx(op, {&dy, &weight, &dx});
   check_dtype(op, dy, weight);
@@ -184,7 +185,8 @@ void cuda_conv2d_bwd_data(const ConvGeometry& g, const Tensor& dy, const Tensor&
         cuda::DeviceScratch ws(ctx.device(), std::max<size_t>(c.workspace, 16));
         return cudnnConvolutionBackwardData(h, s.one(), d.w.get(), weight.data_ptr(), d.y.get(), dy.data_ptr(),
                                             d.conv.get(), static_cast<cudnnConvolutionBwdDataAlgo_t>(c.algo),
-                                            ws.get(), c.workspace, s.zero(), d.x.get(), dx.data_ptr());
+                                            ws.get(), c.workspace, accumulate ? s.one() : s.zero(), d.x.get(),
+                                            dx.data_ptr());
       });
 }
 

@@ -39,9 +39,9 @@ struct PoolGeometry {
 // y = conv(x, weight) + bias; bias is [o] or undefined. y is preallocated with x's dtype.
 KOLO_DECLARE_KERNEL(conv2d_fwd, void(const ConvGeometry& g, const Tensor& x, const Tensor& weight,
                                      const Tensor& bias, Tensor& y));
-// dx = conv_transpose(dy, weight); dx preallocated (overwritten).
+// dx = conv_transpose(dy, weight), or with `accumulate` dx += conv_transpose(dy, weight); dx preallocated.
 KOLO_DECLARE_KERNEL(conv2d_bwd_data, void(const ConvGeometry& g, const Tensor& dy, const Tensor& weight,
-                                          Tensor& dx));
+                                          Tensor& dx, bool accumulate));
 // dweight = correlation of x with dy; dbias (if defined) = sum of dy over n, oh, ow. Both overwritten.
 KOLO_DECLARE_KERNEL(conv2d_bwd_weights, void(const ConvGeometry& g, const Tensor& x, const Tensor& dy,
                                              Tensor& dweight, Tensor& dbias));
