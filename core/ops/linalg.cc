@@ -110,29 +110,43 @@ bool has_fused_linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
          bias.device() == x.device();
 }
 
-// x2 [N, in] -> [N, out] through linear_fwd/linear_bwd, recorded as one node with inputs x2, w, bias. With
-// `relu` the output is relu(...): the backward masks the gradient with y > 0 (which is x > 0) first.
-Tensor fused_linear(const Tensor& x2, const Tensor& w, const Tensor& bias, bool relu) {
-  const Tensor xd = x2.detach(), wd = w.detach(), bd = bias.detach().contiguous();
-  Tensor y = Tensor::empty({x2.size(0), w.size(0)}, x2.dtype(), x2.device());
-  linear_fwd_kernel()(x2.device())(xd, wd, bd, relu, y);
-  const bool gx = x2.requires_grad(), gw = w.requires_grad(), gb = bias.requires_grad();
+// The [N, in] gradient buffer of x [..., in] for a fused backward: `into` itself when the engine offered an
+// earlier gradient of x to sum into (then *accumulate is set), else a new one.
+Tensor input_grad_2d(const Tensor& into, const Shape& x_shape, DType dtype, Device dev, int64_t n, int64_t in,
+                     bool* accumulate) {
+  *accumulate = into.defined() && into.shape() == x_shape && into.dtype() == dtype && into.device() == dev;
+  return *accumulate ? into.view({n, in}) : Tensor::empty({n, in}, dtype, dev);
+}
+
+// x [..., in] -> [N, out] through linear_fwd/linear_bwd, recorded as one node with inputs x, w, bias (x
+// itself, not a 2-D view of it, so that x's gradient can be summed into an earlier one: the GEMM adds with
+// beta = 1 where x also feeds other layers or a residual). With `relu` the output is relu(...): the backward
+// masks the gradient with y > 0 (which is x > 0) first.
+Tensor fused_linear(const Tensor& x, const Tensor& w, const Tensor& bias, bool relu) {
+  const Tensor xd = x.detach().reshape({-1, w.size(1)}), wd = w.detach(), bd = bias.detach().contiguous();
+  Tensor y = Tensor::empty({xd.size(0), w.size(0)}, x.dtype(), x.device());
+  linear_fwd_kernel()(x.device())(xd, wd, bd, relu, y);
+  const bool gx = x.requires_grad(), gw = w.requires_grad(), gb = bias.requires_grad();
   const Tensor yd = relu ? y.detach() : Tensor();
-  autograd::record(relu ? "linear_relu" : "linear", {x2, w, bias}, {&y},
-                   [xd, wd, yd, gx, gw, gb](const std::vector<Tensor>& g) -> std::vector<Tensor> {
-                     const Device dev = xd.device();
-                     Tensor gy = g[0].detach();
-                     if (yd.defined()) {
-                       Tensor masked = Tensor::empty(yd.shape(), yd.dtype(), dev);
-                       unary_backward_kernel()(dev)(UnaryOp::Relu, gy.contiguous(), yd, yd, masked);
-                       gy = masked;
-                     }
-                     Tensor dx = gx ? Tensor::empty(xd.shape(), xd.dtype(), dev) : Tensor();
-                     Tensor dw = gw ? Tensor::empty(wd.shape(), wd.dtype(), dev) : Tensor();
-                     Tensor db = gb ? Tensor::empty({wd.size(0)}, wd.dtype(), dev) : Tensor();
-                     linear_bwd_kernel()(dev)(gy, xd, wd, dx, dw, db);
-                     return {dx, dw, db};
-                   });
+  autograd::record_into(
+      relu ? "linear_relu" : "linear", {x, w, bias}, {&y}, {0},
+      [xd, wd, yd, gx, gw, gb, x_shape = x.shape()](const std::vector<Tensor>& g,
+                                                     const std::vector<Tensor>& into) -> std::vector<Tensor> {
+        const Device dev = xd.device();
+        Tensor gy = g[0].detach();
+        if (yd.defined()) {
+          Tensor masked = Tensor::empty(yd.shape(), yd.dtype(), dev);
+          unary_backward_kernel()(dev)(UnaryOp::Relu, gy.contiguous(), yd, yd, masked);
+          gy = masked;
+        }
+        bool accumulate = false;
+        Tensor dx = gx ? input_grad_2d(into[0], x_shape, xd.dtype(), dev, xd.size(0), xd.size(1), &accumulate)
+                       : Tensor();
+        Tensor dw = gw ? Tensor::empty(wd.shape(), wd.dtype(), dev) : Tensor();
+        Tensor db = gb ? Tensor::empty({wd.size(0)}, wd.dtype(), dev) : Tensor();
+        linear_bwd_kernel()(dev)(gy, xd, wd, dx, dw, db, accumulate);
+        return {accumulate ? into[0] : gx ? dx.view(x_shape) : Tensor(), dw, db};
+      });
   return y;
 }
 
@@ -145,30 +159,34 @@ void check_linear(const char* op, const Tensor& x, const Tensor& w, const Tensor
                " does not match weight ", w.describe());
 }
 
-// h = relu(x2 w1^T + b1), y = h w2^T + b2 through ffn_fwd/ffn_bwd as one node with inputs x2, w1, b1, w2, b2.
-Tensor fused_feed_forward(const Tensor& x2, const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2) {
-  const Device dev = x2.device();
-  const Tensor xd = x2.detach(), w1d = w1.detach(), b1d = b1.detach().contiguous(), w2d = w2.detach(),
-               b2d = b2.detach().contiguous();
-  Tensor h = Tensor::empty({x2.size(0), w1.size(0)}, x2.dtype(), dev);
-  Tensor y = Tensor::empty({x2.size(0), w2.size(0)}, x2.dtype(), dev);
+// h = relu(x w1^T + b1), y = h w2^T + b2 through ffn_fwd/ffn_bwd as one node with inputs x, w1, b1, w2, b2
+// (x's gradient summed into an earlier one as fused_linear does).
+Tensor fused_feed_forward(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2) {
+  const Device dev = x.device();
+  const Tensor xd = x.detach().reshape({-1, w1.size(1)}), w1d = w1.detach(), b1d = b1.detach().contiguous(),
+               w2d = w2.detach(), b2d = b2.detach().contiguous();
+  Tensor h = Tensor::empty({xd.size(0), w1.size(0)}, x.dtype(), dev);
+  Tensor y = Tensor::empty({xd.size(0), w2.size(0)}, x.dtype(), dev);
   Tensor mask;
   ffn_fwd_kernel()(dev)(xd, w1d, b1d, w2d, b2d, h, mask, y);
-  const std::array<bool, 5> need{x2.requires_grad(), w1.requires_grad(), b1.requires_grad(), w2.requires_grad(),
+  const std::array<bool, 5> need{x.requires_grad(), w1.requires_grad(), b1.requires_grad(), w2.requires_grad(),
                                  b2.requires_grad()};
-  autograd::record("feed_forward", {x2, w1, b1, w2, b2}, {&y},
-                   [xd, w1d, w2d, h, mask, need](const std::vector<Tensor>& g) -> std::vector<Tensor> {
-                     const Device d = xd.device();
-                     auto grad_like = [&](bool on, const Tensor& t) {
-                       return on ? Tensor::empty(t.shape(), t.dtype(), d) : Tensor();
-                     };
-                     Tensor gx = grad_like(need[0], xd), gw1 = grad_like(need[1], w1d);
-                     Tensor gb1 = need[2] ? Tensor::empty({w1d.size(0)}, w1d.dtype(), d) : Tensor();
-                     Tensor gw2 = grad_like(need[3], w2d);
-                     Tensor gb2 = need[4] ? Tensor::empty({w2d.size(0)}, w2d.dtype(), d) : Tensor();
-                     ffn_bwd_kernel()(d)(g[0].detach(), xd, w1d, h, mask, w2d, gx, gw1, gb1, gw2, gb2);
-                     return {gx, gw1, gb1, gw2, gb2};
-                   });
+  autograd::record_into(
+      "feed_forward", {x, w1, b1, w2, b2}, {&y}, {0},
+      [xd, w1d, w2d, h, mask, need, x_shape = x.shape()](const std::vector<Tensor>& g,
+                                                          const std::vector<Tensor>& into) -> std::vector<Tensor> {
+        const Device d = xd.device();
+        auto grad_like = [&](bool on, const Tensor& t) { return on ? Tensor::empty(t.shape(), t.dtype(), d) : Tensor(); };
+        bool accumulate = false;
+        Tensor gx = need[0] ? input_grad_2d(into[0], x_shape, xd.dtype(), d, xd.size(0), xd.size(1), &accumulate)
+                            : Tensor();
+        Tensor gw1 = grad_like(need[1], w1d);
+        Tensor gb1 = need[2] ? Tensor::empty({w1d.size(0)}, w1d.dtype(), d) : Tensor();
+        Tensor gw2 = grad_like(need[3], w2d);
+        Tensor gb2 = need[4] ? Tensor::empty({w2d.size(0)}, w2d.dtype(), d) : Tensor();
+        ffn_bwd_kernel()(d)(g[0].detach(), xd, w1d, h, mask, w2d, gx, gw1, gb1, gw2, gb2, accumulate);
+        return {accumulate ? into[0] : need[0] ? gx.view(x_shape) : Tensor(), gw1, gb1, gw2, gb2};
+      });
   return y;
 }
 
@@ -177,10 +195,13 @@ Tensor fused_feed_forward(const Tensor& x2, const Tensor& w1, const Tensor& b1, 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
   check_linear("linear", x, w, bias);
   Shape lead(x.shape().begin(), x.shape().end() - 1);
-  Tensor x2 = x.reshape({-1, w.size(1)});
-  Tensor y = has_fused_linear(x, w, bias) ? fused_linear(x2, w, bias, false)
-                                          : (bias.defined() ? add(matmul(x2, w.transpose(0, 1)), bias)
-                                                            : matmul(x2, w.transpose(0, 1)));
+  Tensor y;
+  if (has_fused_linear(x, w, bias)) {
+    y = fused_linear(x, w, bias, false);
+  } else {
+    Tensor x2 = x.reshape({-1, w.size(1)});
+    y = bias.defined() ? add(matmul(x2, w.transpose(0, 1)), bias) : matmul(x2, w.transpose(0, 1));
+  }
   lead.push_back(w.size(0));
   return y.reshape(lead);
 }
@@ -190,7 +211,7 @@ Tensor linear_relu(const Tensor& x, const Tensor& w, const Tensor& bias) {
   if (!has_fused_linear(x, w, bias)) return relu(linear(x, w, bias));
   Shape lead(x.shape().begin(), x.shape().end() - 1);
   lead.push_back(w.size(0));
-  return fused_linear(x.reshape({-1, w.size(1)}), w, bias, true).reshape(lead);
+  return fused_linear(x, w, bias, true).reshape(lead);
 }
 
 Tensor feed_forward(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2) {
@@ -205,7 +226,7 @@ Tensor feed_forward(const Tensor& x, const Tensor& w1, const Tensor& b1, const T
   if (!fused) return linear(linear_relu(x, w1, b1), w2, b2);
   Shape lead(x.shape().begin(), x.shape().end() - 1);
   lead.push_back(w2.size(0));
-  return fused_feed_forward(x.reshape({-1, w1.size(1)}), w1, b1, w2, b2).reshape(lead);
+  return fused_feed_forward(x, w1, b1, w2, b2).reshape(lead);
 }
 
 }  // namespace kolo

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "core/ops/cuda/gemm_lt.h"
+#include "core/ops/elementwise.h"
 #include "core/ops/kernels/linalg.h"
 #include "core/ops/linalg.h"
 #include "core/ops/reduce.h"
@@ -147,6 +148,32 @@ TEST_F(GpuTest, FeedForwardMatchesCpuComposite) {
     for (size_t i = 0; i < want.size(); ++i)
       EXPECT_LE(relative_error(got[i], want[i]), t == DType::F32 ? 1e-5 : 2e-2)
           << dtype_name(t) << " hidden " << hidden << " " << names[i];
+  }
+}
+
+// x feeds two linears, a feed-forward block and a residual: the fused backward GEMMs sum x's gradient into the
+// earlier ones (beta = 1) instead of the engine adding them; the sum must equal the CPU's.
+TEST_F(GpuTest, InputGradientSummedByTheGemmMatchesCpu) {
+  for (DType t : {DType::F32, DType::BF16}) {
+    std::vector<Tensor> params;
+    for (int i = 0; i < 4; ++i) {
+      params.push_back(random_cpu({32, 24}, t, -0.3, 0.3, 40 + 2 * i));
+      params.push_back(random_cpu({32}, t, -0.5, 0.5, 41 + 2 * i));
+    }
+    Tensor w_back = random_cpu({24, 32}, t, -0.3, 0.3, 50), b_back = random_cpu({24}, t, -0.5, 0.5, 51);
+    Tensor x = random_cpu({2, 7, 24}, t, -1, 1, 52), gy = random_cpu({2, 7, 24}, t, -1, 1, 53);
+    auto run = [&](Device dev) {
+      Tensor xd = x.to(dev).detach().set_requires_grad(true);
+      std::vector<Tensor> p;
+      for (const Tensor& q : params) p.push_back(q.to(dev));
+      Tensor h = mul(xd, Tensor::full({1}, 1.5, t, dev));  // a non-leaf with four consumers
+      Tensor a = linear(h, p[0], p[1]), b = linear_relu(h, p[2], p[3]);
+      Tensor c = feed_forward(h, p[4], p[5], w_back.to(dev), b_back.to(dev));
+      Tensor y = add(add(linear(add(a, b), w_back.to(dev).contiguous(), b_back.to(dev)), c), h);
+      y.backward(gy.to(dev));
+      return xd.grad();
+    };
+    EXPECT_LE(relative_error(run(gpu()), run(Device::cpu())), t == DType::F32 ? 1e-5 : 2e-2) << dtype_name(t);
   }
 }
 

@@ -27,11 +27,12 @@ void bias_grad(const Tensor& gy, Tensor& gb) {
   reduce_mid_kernel()(g.device())(ReduceOp::Sum, g, 1, g.size(0), g.size(1), gb);
 }
 
-void cuda_linear_bwd(const Tensor& gy, const Tensor& x, const Tensor& w, Tensor& gx, Tensor& gw, Tensor& gb) {
+void cuda_linear_bwd(const Tensor& gy, const Tensor& x, const Tensor& w, Tensor& gx, Tensor& gw, Tensor& gb,
+                     bool accumulate_gx) {
   const Tensor gy3 = gy.unsqueeze(0);
   if (gx.defined()) {
     Tensor gx3 = gx.unsqueeze(0);
-    cuda::gemm(gy3, w.unsqueeze(0), gx3, false, false, 1.0, 0.0);
+    cuda::gemm(gy3, w.unsqueeze(0), gx3, false, false, 1.0, accumulate_gx ? 1.0 : 0.0);
   }
   if (gw.defined()) {
     Tensor gw3 = gw.unsqueeze(0);
@@ -61,9 +62,10 @@ void cuda_ffn_fwd(const Tensor& x, const Tensor& w1, const Tensor& b1, const Ten
 }
 
 void cuda_ffn_bwd(const Tensor& gy, const Tensor& x, const Tensor& w1, const Tensor& h, const Tensor& relu_mask,
-                  const Tensor& w2, Tensor& gx, Tensor& gw1, Tensor& gb1, Tensor& gw2, Tensor& gb2) {
+                  const Tensor& w2, Tensor& gx, Tensor& gw1, Tensor& gb1, Tensor& gw2, Tensor& gb2,
+                  bool accumulate_gx) {
   Tensor none;
-  cuda_linear_bwd(gy, h, w2, none, gw2, gb2);
+  cuda_linear_bwd(gy, h, w2, none, gw2, gb2, false);
   if (!gx.defined() && !gw1.defined() && !gb1.defined()) return;
   const Device dev = h.device();
   const Tensor gy3 = gy.unsqueeze(0), w23 = w2.unsqueeze(0);
@@ -76,7 +78,7 @@ void cuda_ffn_bwd(const Tensor& gy, const Tensor& x, const Tensor& w1, const Ten
     unary_backward_kernel()(dev)(UnaryOp::Relu, gh, h, h, gh);
     if (gb1.defined()) bias_grad(gh, gb1);
   }
-  cuda_linear_bwd(gh, x, w1, gx, gw1, none);
+  cuda_linear_bwd(gh, x, w1, gx, gw1, none, accumulate_gx);
 }
 
 }  // namespace

@@ -17,10 +17,10 @@ KOLO_DECLARE_KERNEL(gemm, void(const Tensor& a, const Tensor& b, Tensor& c, bool
 // floating dtype. Optional per device: the linear op composes gemm, add and relu where a device registers
 // none (the CPU does).
 KOLO_DECLARE_KERNEL(linear_fwd, void(const Tensor& x, const Tensor& w, const Tensor& bias, bool relu, Tensor& y));
-// Its gradients from gy [N, out] (any strides): gx = gy @ w [N, in], gw = gy^T @ x [out, in] and
-// gb = column sums of gy [out], each contiguous and written only when defined.
+// Its gradients from gy [N, out] (any strides): gx = gy @ w [N, in] (with `accumulate_gx`: gx += gy @ w),
+// gw = gy^T @ x [out, in] and gb = column sums of gy [out], each contiguous and written only when defined.
 KOLO_DECLARE_KERNEL(linear_bwd, void(const Tensor& gy, const Tensor& x, const Tensor& w, Tensor& gx, Tensor& gw,
-                                     Tensor& gb));
+                                     Tensor& gb, bool accumulate_gx));
 
 // A feed-forward block as one kernel pair: h = relu(x @ w1^T + b1), y = h @ w2^T + b2, with x [N, in], w1
 // [hidden, in], w2 [out, hidden], biases contiguous, h [N, hidden] and y [N, out] contiguous; one floating
@@ -29,9 +29,10 @@ KOLO_DECLARE_KERNEL(linear_bwd, void(const Tensor& gy, const Tensor& x, const Te
 // linear where a device registers none.
 KOLO_DECLARE_KERNEL(ffn_fwd, void(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2,
                                   const Tensor& b2, Tensor& h, Tensor& relu_mask, Tensor& y));
-// Its gradients from gy [N, out]: gx [N, in], gw1, gb1, gw2, gb2, each contiguous and written when defined.
+// Its gradients from gy [N, out]: gx [N, in] (added to with `accumulate_gx`), gw1, gb1, gw2, gb2, each
+// contiguous and written when defined.
 KOLO_DECLARE_KERNEL(ffn_bwd, void(const Tensor& gy, const Tensor& x, const Tensor& w1, const Tensor& h,
                                   const Tensor& relu_mask, const Tensor& w2, Tensor& gx, Tensor& gw1, Tensor& gb1,
-                                  Tensor& gw2, Tensor& gb2));
+                                  Tensor& gw2, Tensor& gb2, bool accumulate_gx));
 
 }  // namespace kolo
