@@ -214,5 +214,33 @@ TEST_F(GpuTest, ConvBatchNormPoolOpsMatchCpu) {
     }
 }
 
+// Channels-last max pooling runs kolo's kernels (argmax bytes kept by the forward, a gather backward): values
+// drawn from a few integers make ties, where the first maximum of the window must get the gradient, as on the
+// CPU; 8 channels take the vector path, 3 the scalar one; a forward without grad keeps no argmax.
+TEST_F(GpuTest, MaxPoolChannelsLastTiesAndWidths) {
+  for (DType t : {DType::F32, DType::BF16})
+    for (int64_t c : {8, 3})
+      for (int k : {2, 3}) {
+        Pool2dOptions po;
+        po.kernel = {k, k};
+        po.stride = {2, 2};
+        po.padding = {k / 2 - (k == 2 ? 1 : 0), k / 2 - (k == 2 ? 1 : 0)};
+        po.channels_last = true;
+        const std::string what = std::string(dtype_name(t)) + " c=" + std::to_string(c) + " k=" + std::to_string(k);
+        std::vector<double> vals(static_cast<size_t>(2 * 9 * 7 * c));
+        for (size_t i = 0; i < vals.size(); ++i) vals[i] = static_cast<double>((i * 7919 + i / 5) % 4);
+        Tensor x = Tensor::from_vector<double>(vals, {2, 9, 7, c}).to(t);
+        Tensor xc = x.detach().set_requires_grad(true), xg = x.to(gpu()).set_requires_grad(true);
+        Tensor zc = max_pool2d(xc, po), zg = max_pool2d(xg, po);
+        EXPECT_EQ(relative_error(zg, zc), 0.0) << what << " y";
+        Tensor gz = random_cpu(zc.shape(), t, -1.0, 1.0, 91);
+        zc.backward(gz);
+        zg.backward(gz.to(gpu()));
+        EXPECT_LE(relative_error(xg.grad(), xc.grad()), t == DType::F32 ? 1e-6 : 1e-2) << what << " dx";
+        NoGradGuard ng;
+        EXPECT_EQ(relative_error(max_pool2d(x.to(gpu()), po), zc.detach()), 0.0) << what << " y without grad";
+      }
+}
+
 }  // namespace
 }  // namespace kolo
