@@ -27,6 +27,12 @@ class Downsample : public Module {
     bn_ = register_module("1", std::make_shared<BatchNorm2d>(out, cl));
   }
   Tensor forward(const Tensor& x) { return note(bn_->forward(conv_->forward(x))); }
+  // relu(main_bn(main) + this shortcut of x) with the shortcut's batch norm fused into main_bn's (a summary
+  // run goes through forward(), so that every layer reports its shape).
+  Tensor add_relu(BatchNorm2d& main_bn, const Tensor& main, const Tensor& x) {
+    if (recording_shapes()) return main_bn.forward_add_relu(main, forward(x));
+    return main_bn.forward_dual_add_relu(main, *bn_, conv_->forward(x));
+  }
 
  private:
   std::shared_ptr<Conv2d> conv_;
@@ -48,8 +54,8 @@ class BasicBlock : public ResidualBlock {
   }
   Tensor forward(const Tensor& x) override {
     Tensor y = bn1_->forward_relu(conv1_->forward(x));
-    const Tensor identity = downsample_ ? downsample_->forward(x) : x;
-    return note(bn2_->forward_add_relu(conv2_->forward(y), identity));
+    if (downsample_) return note(downsample_->add_relu(*bn2_, conv2_->forward(y), x));
+    return note(bn2_->forward_add_relu(conv2_->forward(y), x));
   }
 
  private:
@@ -78,8 +84,8 @@ class Bottleneck : public ResidualBlock {
   Tensor forward(const Tensor& x) override {
     Tensor y = bn1_->forward_relu(conv1_->forward(x));
     y = bn2_->forward_relu(conv2_->forward(y));
-    const Tensor identity = downsample_ ? downsample_->forward(x) : x;
-    return note(bn3_->forward_add_relu(conv3_->forward(y), identity));
+    if (downsample_) return note(downsample_->add_relu(*bn3_, conv3_->forward(y), x));
+    return note(bn3_->forward_add_relu(conv3_->forward(y), x));
   }
 
  private:

@@ -2,6 +2,8 @@
 // fused kernel.
 #include "core/ops/batch_norm_act.h"
 
+#include <array>
+
 #include "core/autograd/node.h"
 #include "core/ops/conv.h"
 #include "core/ops/elementwise.h"
@@ -60,6 +62,60 @@ Tensor fused(const char* op, const Tensor& x_in, const Tensor& residual_in, cons
 }
 
 }  // namespace
+
+Tensor batch_norm_dual_add_relu(const Tensor& x_in, const BatchNormParams& p, const Tensor& r_in,
+                                const BatchNormParams& rp, bool training, double momentum, double eps,
+                                bool channels_last) {
+  const char* op = "batch_norm_dual_add_relu";
+  KOLO_CHECK(p.running_mean && p.running_var && rp.running_mean && rp.running_var, op,
+             ": running statistics must be given (tensors, possibly undefined)");
+  check_batch_norm_args(op, x_in, p.weight, p.bias, *p.running_mean, *p.running_var, training, channels_last);
+  check_batch_norm_args(op, r_in, rp.weight, rp.bias, *rp.running_mean, *rp.running_var, training, channels_last);
+  KOLO_CHECK(r_in.shape() == x_in.shape() && r_in.dtype() == x_in.dtype() && r_in.device() == x_in.device(), op,
+             ": shortcut input ", r_in.describe(), " must match the input ", x_in.describe());
+  const Device dev = x_in.device();
+  auto composite = [&] {
+    Tensor shortcut = batch_norm(r_in, rp.weight, rp.bias, *rp.running_mean, *rp.running_var, training, momentum,
+                                 eps, channels_last);
+    return batch_norm_add_relu(x_in, shortcut, p.weight, p.bias, *p.running_mean, *p.running_var, training,
+                               momentum, eps, channels_last);
+  };
+  if (!training || !batch_norm_dual_act_fwd_kernel().has(dev.type) || !batch_norm_dual_act_bwd_kernel().has(dev.type))
+    return composite();
+  auto plain = [](const Tensor& t) { return t.defined() ? t.detach().contiguous() : Tensor(); };
+  const Tensor x = plain(x_in), r = plain(r_in), w = plain(p.weight), b = plain(p.bias), rw = plain(rp.weight),
+               rb = plain(rp.bias);
+  const int64_t c = x.size(channels_last ? x.dim() - 1 : 1);
+  const DType st = x.dtype() == DType::F64 ? DType::F64 : DType::F32;
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), dev);
+  Tensor mean = Tensor::empty({c}, st, dev), invstd = Tensor::empty({c}, st, dev);
+  Tensor r_mean = Tensor::empty({c}, st, dev), r_invstd = Tensor::empty({c}, st, dev);
+  if (!batch_norm_dual_act_fwd_kernel()(dev)(x, w, b, *p.running_mean, *p.running_var, r, rw, rb, *rp.running_mean,
+                                            *rp.running_var, momentum, eps, channels_last, y, mean, invstd, r_mean,
+                                            r_invstd))
+    return composite();
+  const std::array<bool, 6> need{x_in.requires_grad(),
+                                 p.weight.defined() && p.weight.requires_grad(),
+                                 p.bias.defined() && p.bias.requires_grad(),
+                                 r_in.requires_grad(),
+                                 rp.weight.defined() && rp.weight.requires_grad(),
+                                 rp.bias.defined() && rp.bias.requires_grad()};
+  autograd::record(op, {x_in, p.weight, p.bias, r_in, rp.weight, rp.bias}, {&y},
+                   [x, w, b, mean, invstd, r, rw, rb, r_mean, r_invstd, channels_last,
+                    need](const std::vector<Tensor>& grads) -> std::vector<Tensor> {
+                     Tensor dy = grads[0].contiguous();
+                     const Shape cs{mean.size(0)};
+                     auto out = [&](bool on, const Shape& shape) {
+                       return on ? Tensor::empty(shape, x.dtype(), x.device()) : Tensor();
+                     };
+                     Tensor dx = out(need[0], x.shape()), dw = out(need[1], cs), db = out(need[2], cs);
+                     Tensor dr = out(need[3], x.shape()), drw = out(need[4], cs), drb = out(need[5], cs);
+                     batch_norm_dual_act_bwd_kernel()(x.device())(dy, x, w, b, mean, invstd, r, rw, rb, r_mean,
+                                                                  r_invstd, channels_last, dx, dw, db, dr, drw, drb);
+                     return {dx, dw, db, dr, drw, drb};
+                   });
+  return y;
+}
 
 Tensor batch_norm_relu(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& running_mean,
                        Tensor& running_var, bool training, double momentum, double eps, bool channels_last) {

@@ -18,4 +18,17 @@ Tensor batch_norm_add_relu(const Tensor& x, const Tensor& residual, const Tensor
                            Tensor& running_mean, Tensor& running_var, bool training, double momentum = 0.1,
                            double eps = 1e-5, bool channels_last = false);
 
+// The affine parameters and running statistics of one batch norm.
+struct BatchNormParams {
+  Tensor weight, bias;
+  Tensor* running_mean;
+  Tensor* running_var;
+};
+
+// relu(batch_norm(x, p) + batch_norm(r, rp)), both with `training`, momentum and eps: a ResNet block whose
+// shortcut is a convolution + batch norm. Where the device fuses it the shortcut's normalised tensor is never
+// stored (forward: one apply pass reads x and r; backward: one pass for both norms' sums, one for dx and dr).
+Tensor batch_norm_dual_add_relu(const Tensor& x, const BatchNormParams& p, const Tensor& r, const BatchNormParams& rp,
+                                bool training, double momentum = 0.1, double eps = 1e-5, bool channels_last = false);
+
 }  // namespace kolo

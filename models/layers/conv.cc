@@ -55,6 +55,17 @@ Tensor BatchNorm2d::forward_add_relu(const Tensor& x, const Tensor& residual) {
                                   eps_, channels_last_));
 }
 
+Tensor BatchNorm2d::forward_dual_add_relu(const Tensor& x, BatchNorm2d& shortcut, const Tensor& r) {
+  KOLO_CHECK(shortcut.momentum_ == momentum_ && shortcut.eps_ == eps_ && shortcut.channels_last_ == channels_last_,
+             "BatchNorm2d::forward_dual_add_relu: the shortcut's batch norm differs in momentum, eps or layout");
+  KOLO_CHECK(shortcut.is_training() == is_training(),
+             "BatchNorm2d::forward_dual_add_relu: one batch norm is in training mode and the other is not");
+  return note(batch_norm_dual_add_relu(x, {weight_, bias_, &running_mean_, &running_var_}, r,
+                                       {shortcut.weight_, shortcut.bias_, &shortcut.running_mean_,
+                                        &shortcut.running_var_},
+                                       is_training(), momentum_, eps_, channels_last_));
+}
+
 MaxPool2d::MaxPool2d(int64_t kernel, int64_t stride, int64_t padding, bool channels_last) : Module("MaxPool2d") {
   opt_.kernel = {kernel, kernel};
   opt_.stride = {stride, stride};

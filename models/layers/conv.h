@@ -32,6 +32,8 @@ class BatchNorm2d : public Module {
   // relu(forward(x)) and relu(forward(x) + residual) in one fused op (core/ops/batch_norm_act.h).
   Tensor forward_relu(const Tensor& x);
   Tensor forward_add_relu(const Tensor& x, const Tensor& residual);
+  // relu(forward(x) + shortcut.forward(r)) in one fused op (batch_norm_dual_add_relu); same momentum and eps.
+  Tensor forward_dual_add_relu(const Tensor& x, BatchNorm2d& shortcut, const Tensor& r);
   const Tensor& weight() const { return weight_; }
   // gamma = 0: the zero-init-residual trick (the block starts as the identity).
   void zero_weight();

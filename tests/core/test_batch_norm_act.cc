@@ -194,3 +194,24 @@ TEST(BatchNormActErrors, BadInputNamesOpAndShapes) {
   expect_error([&] { batch_norm_add_relu(Tensor::zeros({2, 4}), Tensor(), Tensor(), Tensor(), rm, rv, true); },
                {"batch_norm_add_relu", "undefined"});
 }
+
+// The dual form (shortcut batch norm fused) equals batch_norm then batch_norm_add_relu, running statistics of
+// both included; a mismatched shortcut is refused with both shapes named.
+TEST(BatchNormActCross, DualAddReluIsTheComposite) {
+  Generator g(61);
+  const Tensor x = Tensor::randn({3, 4, 5, 6}, g), r = Tensor::randn({3, 4, 5, 6}, g);
+  const Tensor w = Tensor::uniform({6}, 0.5, 1.5, g), b = Tensor::randn({6}, g);
+  const Tensor rw = Tensor::uniform({6}, 0.5, 1.5, g), rb = Tensor::randn({6}, g);
+  Tensor m1 = Tensor::zeros({6}), v1 = Tensor::ones({6}), m2 = Tensor::zeros({6}), v2 = Tensor::ones({6});
+  const Tensor y = batch_norm_dual_add_relu(x, {w, b, &m1, &v1}, r, {rw, rb, &m2, &v2}, true, 0.1, 1e-5, true);
+  Tensor n1 = Tensor::zeros({6}), u1 = Tensor::ones({6}), n2 = Tensor::zeros({6}), u2 = Tensor::ones({6});
+  const Tensor want = batch_norm_add_relu(x, batch_norm(r, rw, rb, n2, u2, true, 0.1, 1e-5, true), w, b, n1, u1, true,
+                                          0.1, 1e-5, true);
+  EXPECT_EQ(y.to_vector<float>(), want.to_vector<float>());
+  EXPECT_EQ(m2.to_vector<float>(), n2.to_vector<float>());
+  EXPECT_EQ(v1.to_vector<float>(), u1.to_vector<float>());
+  Tensor m3 = Tensor::zeros({6}), v3 = Tensor::ones({6});
+  expect_error([&] { batch_norm_dual_add_relu(x, {w, b, &m1, &v1}, Tensor::zeros({3, 4, 4, 6}), {rw, rb, &m3, &v3},
+                                              true, 0.1, 1e-5, true); },
+               {"batch_norm_dual_add_relu", "shortcut", "[3, 4, 4, 6]", "[3, 4, 5, 6]"});
+}

@@ -91,6 +91,42 @@ TEST_F(GpuBatchNorm, FusedReluAndResidualMatchCpu) {
   }
 }
 
+// relu(bn(x) + bn(r)) with the shortcut's batch norm fused (channels-last: one apply pass; backward: the mask
+// from x and r, both norms' sums in one pass) against the CPU's composite; NCHW takes the GPU's composite.
+TEST_F(GpuBatchNorm, DualAddReluMatchesCpu) {
+  const BnCase cases[] = {{{4, 9, 11, 64}, true}, {{3, 5, 7, 5}, true}, {{2, 6, 5, 7}, false}};
+  for (DType t : {DType::F32, DType::BF16}) {
+    for (const BnCase& bc : cases) {
+      const int64_t c = bc.channels_last ? bc.shape.back() : bc.shape[1];
+      const std::string what =
+          std::string(dtype_name(t)) + " " + shape_str(bc.shape) + (bc.channels_last ? " nhwc" : " nchw");
+      std::vector<Tensor> in{random_cpu(bc.shape, t, -1.0, 1.0, 41), random_cpu({c}, t, 0.5, 1.5, 42),
+                             random_cpu({c}, t, -0.5, 0.5, 43),      random_cpu(bc.shape, t, -2.0, 1.0, 44),
+                             random_cpu({c}, t, 0.5, 1.5, 45),       random_cpu({c}, t, -0.5, 0.5, 46)};
+      Tensor gy = random_cpu(bc.shape, t, -1.0, 1.0, 47);
+      auto run = [&](Device dev) {
+        std::vector<Tensor> v;
+        for (const Tensor& q : in) v.push_back(q.to(dev).set_requires_grad(true));
+        Tensor rm = Tensor::zeros({c}, DType::F32, dev), rv = Tensor::ones({c}, DType::F32, dev);
+        Tensor rrm = Tensor::zeros({c}, DType::F32, dev), rrv = Tensor::ones({c}, DType::F32, dev);
+        Tensor y = batch_norm_dual_add_relu(v[0], {v[1], v[2], &rm, &rv}, v[3], {v[4], v[5], &rrm, &rrv}, true, 0.1,
+                                            1e-5, bc.channels_last);
+        y.backward(gy.to(dev));
+        std::vector<Tensor> out{y, rm, rv, rrm, rrv};
+        for (const Tensor& q : v) out.push_back(q.grad());
+        return out;
+      };
+      const std::vector<Tensor> want = run(Device::cpu()), got = run(gpu());
+      const char* names[] = {"y", "running mean", "running var", "shortcut running mean", "shortcut running var",
+                             "dx", "dw", "db", "dr", "shortcut dw", "shortcut db"};
+      for (size_t i = 0; i < want.size(); ++i) {
+        const double tol = i < 5 ? (t == DType::F32 ? 1e-5 : 2 * tolerance(t)) : (t == DType::F32 ? 1e-4 : 4 * tolerance(t));
+        EXPECT_LE(relative_error(got[i], want[i]), tol) << what << " " << names[i];
+      }
+    }
+  }
+}
+
 TEST_F(GpuBatchNorm, DeterministicAcrossRuns) {
   Tensor x = random_cpu({8, 14, 14, 256}, DType::BF16, -1.0, 1.0, 21).to(gpu());
   Tensor w = random_cpu({256}, DType::BF16, 0.5, 1.5, 22).to(gpu()), b = Tensor::zeros({256}, DType::BF16, gpu());

@@ -240,11 +240,72 @@ void cuda_batch_norm_act_bwd(const Tensor& dy, const Tensor& y, const Tensor& x,
   cuda_batch_norm_bwd(dz, x, weight, save_mean, save_invstd, training, channels_last, dx, dweight, dbias);
 }
 
+// The dual form runs only on the channels-last kernels, with both norms' parameters in one dtype and their
+// running statistics in one dtype; anything else composes (the op's fallback).
+bool dual_applies(const Tensor& x, bool channels_last, const Tensor& w, const Tensor& b, const Tensor& rm,
+                  const Tensor& rv, const Tensor& r, const Tensor& rw, const Tensor& rb, const Tensor& rrm,
+                  const Tensor& rrv) {
+  if (!use_nhwc_kernels(x, channels_last, {&w, &b, &rm, &rv, &r, &rw, &rb, &rrm, &rrv})) return false;
+  const DType pt = dtype_or(w, x.dtype()), st = dtype_or(rm, x.dtype());
+  for (const Tensor* t : {&b, &rw, &rb})
+    if (dtype_or(*t, pt) != pt) return false;
+  for (const Tensor* t : {&rv, &rrm, &rrv})
+    if (dtype_or(*t, st) != st) return false;
+  return rm.defined() == rv.defined() && rrm.defined() == rrv.defined() && rm.defined() == rrm.defined() &&
+         r.dtype() == x.dtype();
+}
+
+cuda::BnNhwcParams nhwc_params(DType pt, const Tensor& w, const Tensor& b, Tensor* rm, Tensor* rv) {
+  return {pt, cuda::ptr_or_null(w), cuda::ptr_or_null(b), rm ? cuda::mut_ptr_or_null(*rm) : nullptr,
+          rv ? cuda::mut_ptr_or_null(*rv) : nullptr};
+}
+
+bool cuda_batch_norm_dual_act_fwd(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& rm, Tensor& rv,
+                                  const Tensor& r, const Tensor& rw, const Tensor& rb, Tensor& rrm, Tensor& rrv,
+                                  double momentum, double eps, bool channels_last, Tensor& y, Tensor& save_mean,
+                                  Tensor& save_invstd, Tensor& r_save_mean, Tensor& r_save_invstd) {
+  const char* op = "batch_norm_dual_add_relu";
+  if (!dual_applies(x, channels_last, w, b, rm, rv, r, rw, rb, rrm, rrv)) return false;
+  cuda::KernelContext ctx(op, {&x, &r, &y, &save_mean, &save_invstd, &r_save_mean, &r_save_invstd});
+  KOLO_CHECK(eps >= CUDNN_BN_MIN_EPSILON, op, ": eps ", eps, " below cuDNN's minimum ", CUDNN_BN_MIN_EPSILON);
+  const BnLayout l = layout_of(x, channels_last, op);
+  const cuda::BnNhwcShape shape{l.n, l.c};
+  const DType pt = dtype_or(w, x.dtype());
+  cuda::DeviceScratch ws(ctx.device(), std::max<size_t>(cuda::bn_nhwc_dual_workspace_bytes(shape), 16));
+  cuda::launch_bn_nhwc_dual_forward(x.dtype(), shape, nhwc_params(pt, w, b, &rm, &rv),
+                                    nhwc_params(pt, rw, rb, &rrm, &rrv), dtype_or(rm, x.dtype()), momentum, eps,
+                                    x.data_ptr(), r.data_ptr(), y.data_ptr(), save_mean.data<float>(),
+                                    save_invstd.data<float>(), r_save_mean.data<float>(), r_save_invstd.data<float>(),
+                                    ws.get(), ctx.stream());
+  return true;
+}
+
+void cuda_batch_norm_dual_act_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& b,
+                                  const Tensor& save_mean, const Tensor& save_invstd, const Tensor& r,
+                                  const Tensor& rw, const Tensor& rb, const Tensor& r_save_mean,
+                                  const Tensor& r_save_invstd, bool channels_last, Tensor& dx, Tensor& dw,
+                                  Tensor& db, Tensor& dr, Tensor& drw, Tensor& drb) {
+  const char* op = "batch_norm_dual_add_relu backward";
+  cuda::KernelContext ctx(op, {&dy, &x, &r, &save_mean, &save_invstd, &r_save_mean, &r_save_invstd});
+  const BnLayout l = layout_of(x, channels_last, op);
+  const cuda::BnNhwcShape shape{l.n, l.c};
+  const DType pt = dtype_or(w, x.dtype());
+  cuda::DeviceScratch ws(ctx.device(), std::max<size_t>(cuda::bn_nhwc_dual_workspace_bytes(shape), 16));
+  cuda::launch_bn_nhwc_dual_backward(x.dtype(), shape, nhwc_params(pt, w, b, nullptr, nullptr),
+                                     nhwc_params(pt, rw, rb, nullptr, nullptr), dy.data_ptr(), x.data_ptr(),
+                                     r.data_ptr(), save_mean.data<float>(), save_invstd.data<float>(),
+                                     r_save_mean.data<float>(), r_save_invstd.data<float>(), cuda::mut_ptr_or_null(dx),
+                                     cuda::mut_ptr_or_null(dw), cuda::mut_ptr_or_null(db), cuda::mut_ptr_or_null(dr),
+                                     cuda::mut_ptr_or_null(drw), cuda::mut_ptr_or_null(drb), ws.get(), ctx.stream());
+}
+
 }  // namespace
 
 KOLO_REGISTER_KERNEL(batch_norm_fwd, CUDA, cuda_batch_norm_fwd);
 KOLO_REGISTER_KERNEL(batch_norm_bwd, CUDA, cuda_batch_norm_bwd);
 KOLO_REGISTER_KERNEL(batch_norm_act_fwd, CUDA, cuda_batch_norm_act_fwd);
 KOLO_REGISTER_KERNEL(batch_norm_act_bwd, CUDA, cuda_batch_norm_act_bwd);
+KOLO_REGISTER_KERNEL(batch_norm_dual_act_fwd, CUDA, cuda_batch_norm_dual_act_fwd);
+KOLO_REGISTER_KERNEL(batch_norm_dual_act_bwd, CUDA, cuda_batch_norm_dual_act_bwd);
 
 }  // namespace kolo

@@ -167,11 +167,21 @@ __device__ __forceinline__ bool relu_passes(float scale, float shift, T x) {
   return convert<float>(convert<T>(fmaf(scale, convert<float>(x), shift))) > 0.0f;
 }
 
+// The same for relu(round(bn(x)) + round(bn(r))), the dual form whose residual is itself batch-normalised.
+template <typename T>
+__device__ __forceinline__ bool relu_passes(float scale, float shift, T x, float rscale, float rshift, T r) {
+  const float v = convert<float>(convert<T>(fmaf(scale, convert<float>(x), shift)));
+  const float w = convert<float>(convert<T>(fmaf(rscale, convert<float>(r), rshift)));
+  return convert<float>(convert<T>(v + w)) > 0.0f;
+}
+
 // y = relu?(round(x * scale + shift) [+ residual]) over [rows, c] flattened into V-wide vectors. The batch-norm
-// result is rounded to T before the residual add, as the unfused composite does.
+// result is rounded to T before the residual add, as the unfused composite does. With rscale/rshift the
+// residual is normalised first (round(residual * rscale + rshift)), as its own batch norm would have stored it.
 template <typename T, int V>
 __global__ void apply_kernel(int64_t vectors, int64_t c, const T* x, const T* residual, bool relu,
-                             const float* scale, const float* shift, T* y) {
+                             const float* scale, const float* shift, const float* rscale, const float* rshift,
+                             T* y) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < vectors;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t ch0 = (i * V) % c;
@@ -182,76 +192,118 @@ __global__ void apply_kernel(int64_t vectors, int64_t c, const T* x, const T* re
 #pragma unroll
     for (int k = 0; k < V; ++k) {
       float v = convert<float>(convert<T>(fmaf(scale[ch0 + k], convert<float>(u.v[k]), shift[ch0 + k])));
-      if (residual) v = convert<float>(convert<T>(v + convert<float>(r.v[k])));
+      if (residual) {
+        const float rv = rscale ? convert<float>(convert<T>(fmaf(rscale[ch0 + k], convert<float>(r.v[k]),
+                                                                 rshift[ch0 + k])))
+                                : convert<float>(r.v[k]);
+        v = convert<float>(convert<T>(v + rv));
+      }
       o.v[k] = convert<T>(relu ? fmaxf(v, 0.0f) : v);
     }
     reinterpret_cast<Vec<T, V>*>(y)[i] = o;
   }
 }
 
+// The second batch norm of the dual form relu(bn(x) + bn(r)) in the backward passes: its input, statistics,
+// apply coefficients (for the mask) and gradient coefficients (dr = a*dz + bx*r + d). r == null: not dual.
+template <typename T>
+struct DualBn {
+  const T* r = nullptr;
+  const float *mean = nullptr, *scale = nullptr, *shift = nullptr, *a = nullptr, *bx = nullptr, *d = nullptr;
+  T* dr = nullptr;
+};
+
 // dz = dy masked by y > 0 when y is given (the ReLU's gradient), else dy; dx = a*dz + bx*x + d per channel;
-// dresidual = dz when requested. With scale/shift instead of y (no residual), the mask is recomputed from x.
+// dresidual = dz when requested. With scale/shift instead of y, the mask is recomputed from x (and, in the
+// dual form, from r too, which also gets its gradient dr).
 template <typename T, int V>
 __global__ void dx_kernel(int64_t vectors, int64_t c, const T* dy, const T* y, const T* x, const float* scale,
-                          const float* shift, const float* a, const float* bx, const float* d, T* dx, T* dresidual) {
+                          const float* shift, const float* a, const float* bx, const float* d, T* dx, T* dresidual,
+                          DualBn<T> du) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < vectors;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t ch0 = (i * V) % c;
     Vec<T, V> g = reinterpret_cast<const Vec<T, V>*>(dy)[i];
     const Vec<T, V> u = reinterpret_cast<const Vec<T, V>*>(x)[i];
+    Vec<T, V> rv;
+    if (du.r) rv = reinterpret_cast<const Vec<T, V>*>(du.r)[i];
     if (y) {
       const Vec<T, V> m = reinterpret_cast<const Vec<T, V>*>(y)[i];
 #pragma unroll
       for (int k = 0; k < V; ++k)
         if (!(convert<float>(m.v[k]) > 0.0f)) g.v[k] = convert<T>(0.0f);
       if (dresidual) reinterpret_cast<Vec<T, V>*>(dresidual)[i] = g;
+    } else if (du.r) {
+#pragma unroll
+      for (int k = 0; k < V; ++k)
+        if (!relu_passes<T>(scale[ch0 + k], shift[ch0 + k], u.v[k], du.scale[ch0 + k], du.shift[ch0 + k], rv.v[k]))
+          g.v[k] = convert<T>(0.0f);
     } else if (scale) {
 #pragma unroll
       for (int k = 0; k < V; ++k)
         if (!relu_passes<T>(scale[ch0 + k], shift[ch0 + k], u.v[k])) g.v[k] = convert<T>(0.0f);
     }
-    if (!dx) continue;
-    Vec<T, V> o;
+    if (dx) {
+      Vec<T, V> o;
 #pragma unroll
-    for (int k = 0; k < V; ++k)
-      o.v[k] = convert<T>(a[ch0 + k] * convert<float>(g.v[k]) + bx[ch0 + k] * convert<float>(u.v[k]) + d[ch0 + k]);
-    reinterpret_cast<Vec<T, V>*>(dx)[i] = o;
+      for (int k = 0; k < V; ++k)
+        o.v[k] = convert<T>(a[ch0 + k] * convert<float>(g.v[k]) + bx[ch0 + k] * convert<float>(u.v[k]) + d[ch0 + k]);
+      reinterpret_cast<Vec<T, V>*>(dx)[i] = o;
+    }
+    if (du.dr) {
+      Vec<T, V> o;
+#pragma unroll
+      for (int k = 0; k < V; ++k)
+        o.v[k] = convert<T>(du.a[ch0 + k] * convert<float>(g.v[k]) + du.bx[ch0 + k] * convert<float>(rv.v[k]) +
+                            du.d[ch0 + k]);
+      reinterpret_cast<Vec<T, V>*>(du.dr)[i] = o;
+    }
   }
 }
 
-// Per-block sums of dz and dz * (x - mean) for V channels per thread (dz = dy, masked by y > 0 when y is
-// given, or by relu_passes when scale/shift are), merged over threadIdx.y in order.
+// Per-block sums of dz, dz * (x - mean) and, in the dual form, dz * (r - r's mean) for V channels per thread
+// (dz = dy, masked by y > 0 when y is given, or by relu_passes when scale/shift are), merged over threadIdx.y
+// in order.
 template <typename T, int V>
 __global__ void grad_partial_kernel(const T* dy, const T* y, const T* x, const float* mean, const float* scale,
-                                    const float* shift, int64_t rows, int64_t c, float* part_dy, float* part_dyx) {
+                                    const float* shift, int64_t rows, int64_t c, float* part_dy, float* part_dyx,
+                                    DualBn<T> du, float* part_dyr) {
   extern __shared__ float smem[];
   const int tx = blockDim.x, ty = blockDim.y;
   float* sh_dy = smem;
   float* sh_dyx = smem + ty * tx * V;
+  float* sh_dyr = smem + 2 * ty * tx * V;  // dual form only (the launch sizes smem for it)
   const int64_t vcol = static_cast<int64_t>(blockIdx.x) * tx + threadIdx.x;
   const bool active = vcol < c / V;
   const int64_t stride = static_cast<int64_t>(gridDim.y) * ty;
-  float sdy[V], sdyx[V], mu[V], sc[V], sh[V];
+  float sdy[V], sdyx[V], sdyr[V], mu[V], sc[V], sh[V], rmu[V], rsc[V], rsh[V];
 #pragma unroll
-  for (int k = 0; k < V; ++k) sdy[k] = sdyx[k] = 0.0f;
+  for (int k = 0; k < V; ++k) sdy[k] = sdyx[k] = sdyr[k] = 0.0f;
   if (active) {
 #pragma unroll
     for (int k = 0; k < V; ++k) {
       mu[k] = mean[vcol * V + k];
       sc[k] = scale ? scale[vcol * V + k] : 0.0f;
       sh[k] = scale ? shift[vcol * V + k] : 0.0f;
+      rmu[k] = du.r ? du.mean[vcol * V + k] : 0.0f;
+      rsc[k] = du.r ? du.scale[vcol * V + k] : 0.0f;
+      rsh[k] = du.r ? du.shift[vcol * V + k] : 0.0f;
     }
     for (int64_t r = static_cast<int64_t>(blockIdx.y) * ty + threadIdx.y; r < rows; r += stride) {
       const Vec<T, V> g = reinterpret_cast<const Vec<T, V>*>(dy + r * c)[vcol];
       const Vec<T, V> v = reinterpret_cast<const Vec<T, V>*>(x + r * c)[vcol];
-      Vec<T, V> m;
+      Vec<T, V> m, w;
       if (y) m = reinterpret_cast<const Vec<T, V>*>(y + r * c)[vcol];
+      if (du.r) w = reinterpret_cast<const Vec<T, V>*>(du.r + r * c)[vcol];
 #pragma unroll
       for (int k = 0; k < V; ++k) {
-        const bool off = y ? !(convert<float>(m.v[k]) > 0.0f) : scale && !relu_passes<T>(sc[k], sh[k], v.v[k]);
+        const bool off = y      ? !(convert<float>(m.v[k]) > 0.0f)
+                         : du.r ? !relu_passes<T>(sc[k], sh[k], v.v[k], rsc[k], rsh[k], w.v[k])
+                                : scale && !relu_passes<T>(sc[k], sh[k], v.v[k]);
         const float gv = off ? 0.0f : convert<float>(g.v[k]);
         sdy[k] += gv;
         sdyx[k] += gv * (convert<float>(v.v[k]) - mu[k]);
+        if (du.r) sdyr[k] += gv * (convert<float>(w.v[k]) - rmu[k]);
       }
     }
   }
@@ -260,6 +312,7 @@ __global__ void grad_partial_kernel(const T* dy, const T* y, const T* x, const f
   for (int k = 0; k < V; ++k) {
     sh_dy[slot + k] = sdy[k];
     sh_dyx[slot + k] = sdyx[k];
+    if (du.r) sh_dyr[slot + k] = sdyr[k];
   }
   __syncthreads();
   if (threadIdx.y != 0 || !active) return;
@@ -269,6 +322,7 @@ __global__ void grad_partial_kernel(const T* dy, const T* y, const T* x, const f
     for (int k = 0; k < V; ++k) {
       sdy[k] += sh_dy[other + k];
       sdyx[k] += sh_dyx[other + k];
+      if (du.r) sdyr[k] += sh_dyr[other + k];
     }
   }
   const int64_t base = static_cast<int64_t>(blockIdx.y) * c + vcol * V;
@@ -276,6 +330,7 @@ __global__ void grad_partial_kernel(const T* dy, const T* y, const T* x, const f
   for (int k = 0; k < V; ++k) {
     part_dy[base + k] = sdy[k];
     part_dyx[base + k] = sdyx[k];
+    if (du.r) part_dyr[base + k] = sdyr[k];
   }
 }
 
@@ -328,15 +383,28 @@ __global__ void affine_kernel(int64_t c, const P* w, const P* b, const float* me
 dim3 final_grid(int64_t c) { return dim3(static_cast<unsigned>(ceil_div(c, kFinalLanes))); }
 dim3 final_block() { return dim3(kFinalLanes, kFinalLanes); }
 
+// Scratch carved from the caller's workspace: the per-block partials (three arrays in the dual form) and
+// per-channel coefficients: c1..c3 the dx pass's (a, bx, d), c4/c5 the apply scale/shift; rc* the same for
+// the dual form's second batch norm.
 struct Workspace {
-  float *part1, *part2, *c1, *c2, *c3, *c4, *c5;
+  float *part1, *part2, *part3, *c1, *c2, *c3, *c4, *c5, *rc1, *rc2, *rc3, *rc4, *rc5;
 };
 
-Workspace carve(void* ws, const BnNhwcShape& s) {
+Workspace carve(void* ws, const BnNhwcShape& s, bool dual) {
   float* f = static_cast<float*>(ws);
   const int64_t parts = max_row_blocks(s.rows) * s.c;
-  float* c = f + 2 * parts;
-  return {f, f + parts, c, c + s.c, c + 2 * s.c, c + 3 * s.c, c + 4 * s.c};
+  float* c = f + (dual ? 3 : 2) * parts;
+  Workspace w{f, f + parts, dual ? f + 2 * parts : nullptr, c, c + s.c, c + 2 * s.c, c + 3 * s.c, c + 4 * s.c,
+              nullptr, nullptr, nullptr, nullptr, nullptr};
+  if (dual) {
+    float* r = c + 5 * s.c;
+    w.rc1 = r;
+    w.rc2 = r + s.c;
+    w.rc3 = r + 2 * s.c;
+    w.rc4 = r + 3 * s.c;
+    w.rc5 = r + 4 * s.c;
+  }
+  return w;
 }
 
 template <typename T>
@@ -370,20 +438,112 @@ void dispatch_half_or_float(DType t, Fn&& fn) {
   }
 }
 
-template <typename T, int V>
-void launch_apply(const BnNhwcShape& s, const T* x, const T* residual, bool relu, const float* scale,
-                  const float* shift, T* y, cudaStream_t stream) {
-  const int64_t vectors = s.rows * s.c / V;
-  apply_kernel<T, V><<<grid_for(vectors, kThreads), kThreads, 0, stream>>>(vectors, s.c, x, residual, relu, scale,
-                                                                            shift, y);
+// One batch norm's statistics: the partial pass over x, then the final pass (saved and running statistics,
+// and the apply pass's scale/shift).
+template <typename T>
+void launch_stats(DType t, const BnNhwcShape& s, int v, const void* x, DType param_t, const void* w, const void* b,
+                  DType running_t, void* running_mean, void* running_var, double momentum, double eps,
+                  float* save_mean, float* save_invstd, float* part1, float* part2, float* scale, float* shift,
+                  cudaStream_t stream) {
+  const Geometry g = geometry(s, v);
+  const size_t smem = 2 * static_cast<size_t>(kThreads) * v * sizeof(float);
+  const dim3 block(g.tx, g.ty), grid(g.gx, g.gy);
+  const T* xt = static_cast<const T*>(x);
+  if (v == vec_width<T>())
+    stats_partial_kernel<T, vec_width<T>()><<<grid, block, smem, stream>>>(xt, s.rows, s.c, part1, part2);
+  else
+    stats_partial_kernel<T, 1><<<grid, block, smem, stream>>>(xt, s.rows, s.c, part1, part2);
+  KOLO_CUDA_CHECK_LAUNCH();
+  dispatch_param<T>(t, param_t, "affine parameters", [&](auto ptag) {
+    using P = decltype(ptag);
+    dispatch_param<T>(t, running_t, "running statistics", [&](auto rtag) {
+      using R = decltype(rtag);
+      stats_final_kernel<P, R><<<final_grid(s.c), final_block(), 0, stream>>>(
+          s.rows, s.c, g.gy, g.ty, part1, part2, static_cast<const P*>(w), static_cast<const P*>(b),
+          static_cast<R*>(running_mean), static_cast<R*>(running_var), static_cast<float>(momentum),
+          static_cast<float>(eps), save_mean, save_invstd, scale, shift);
+    });
+  });
+  KOLO_CUDA_CHECK_LAUNCH();
 }
 
-template <typename T, int V>
-void launch_dx(const BnNhwcShape& s, const T* dy, const T* y, const T* x, const float* scale, const float* shift,
-               const Workspace& ws, T* dx, T* dresidual, cudaStream_t stream) {
-  const int64_t vectors = s.rows * s.c / V;
-  dx_kernel<T, V><<<grid_for(vectors, kThreads), kThreads, 0, stream>>>(vectors, s.c, dy, y, x, scale, shift, ws.c1,
-                                                                         ws.c2, ws.c3, dx, dresidual);
+template <typename T>
+void launch_apply(const BnNhwcShape& s, int v, const void* x, const void* residual, bool relu, const float* scale,
+                  const float* shift, const float* rscale, const float* rshift, void* y, cudaStream_t stream) {
+  const int64_t vectors = s.rows * s.c / v;
+  const T* xt = static_cast<const T*>(x);
+  const T* rt = static_cast<const T*>(residual);
+  T* yt = static_cast<T*>(y);
+  if (v == vec_width<T>())
+    apply_kernel<T, vec_width<T>()><<<grid_for(vectors, kThreads), kThreads, 0, stream>>>(
+        vectors, s.c, xt, rt, relu, scale, shift, rscale, rshift, yt);
+  else
+    apply_kernel<T, 1><<<grid_for(vectors, kThreads), kThreads, 0, stream>>>(vectors, s.c, xt, rt, relu, scale,
+                                                                             shift, rscale, rshift, yt);
+  KOLO_CUDA_CHECK_LAUNCH();
+}
+
+// The forward's apply coefficients again, from the saved statistics (the backward's mask recomputation).
+template <typename T>
+void launch_affine(DType t, const BnNhwcShape& s, DType param_t, const void* w, const void* b, const float* mean,
+                   const float* invstd, float* scale, float* shift, cudaStream_t stream) {
+  dispatch_param<T>(t, param_t, "affine parameters", [&](auto ptag) {
+    using P = decltype(ptag);
+    affine_kernel<P><<<static_cast<unsigned>(ceil_div(s.c, kThreads)), kThreads, 0, stream>>>(
+        s.c, static_cast<const P*>(w), static_cast<const P*>(b), mean, invstd, scale, shift);
+  });
+  KOLO_CUDA_CHECK_LAUNCH();
+}
+
+template <typename T>
+void launch_grad_final(DType t, const BnNhwcShape& s, int gy, DType param_t, const float* part_dy,
+                       const float* part_dyx, const void* w, const float* mean, const float* invstd, void* dweight,
+                       void* dbias, float* a, float* bx, float* d, cudaStream_t stream) {
+  dispatch_param<T>(t, param_t, "affine parameters", [&](auto ptag) {
+    using P = decltype(ptag);
+    grad_final_kernel<P><<<final_grid(s.c), final_block(), 0, stream>>>(
+        s.rows, s.c, gy, part_dy, part_dyx, static_cast<const P*>(w), mean, invstd, static_cast<P*>(dweight),
+        static_cast<P*>(dbias), a, bx, d);
+  });
+  KOLO_CUDA_CHECK_LAUNCH();
+}
+
+// The backward's two data passes (partial sums, then dx [and dr]) around the final pass(es).
+template <typename T>
+void launch_backward_passes(DType t, const BnNhwcShape& s, int v, const void* dy, const void* y, const void* x,
+                            DType param_t, const void* w, const float* save_mean, const float* save_invstd,
+                            const float* scale, const float* shift, const Workspace& ws, void* dx, void* dweight,
+                            void* dbias, void* dresidual, DualBn<T> du, const void* rw, const float* r_invstd,
+                            void* drweight, void* drbias, cudaStream_t stream) {
+  const Geometry g = geometry(s, v);
+  const size_t smem = (du.r ? 3 : 2) * static_cast<size_t>(kThreads) * v * sizeof(float);
+  const dim3 block(g.tx, g.ty), grid(g.gx, g.gy);
+  const T* dyt = static_cast<const T*>(dy);
+  const T* yt = static_cast<const T*>(y);
+  const T* xt = static_cast<const T*>(x);
+  if (v == vec_width<T>())
+    grad_partial_kernel<T, vec_width<T>()><<<grid, block, smem, stream>>>(
+        dyt, yt, xt, save_mean, scale, shift, s.rows, s.c, ws.part1, ws.part2, du, ws.part3);
+  else
+    grad_partial_kernel<T, 1><<<grid, block, smem, stream>>>(dyt, yt, xt, save_mean, scale, shift, s.rows, s.c,
+                                                             ws.part1, ws.part2, du, ws.part3);
+  KOLO_CUDA_CHECK_LAUNCH();
+  launch_grad_final<T>(t, s, g.gy, param_t, ws.part1, ws.part2, w, save_mean, save_invstd, dweight, dbias, ws.c1,
+                       ws.c2, ws.c3, stream);
+  if (du.r)  // the second batch norm shares the masked dy's sums and has its own sums against r
+    launch_grad_final<T>(t, s, g.gy, param_t, ws.part1, ws.part3, rw, du.mean, r_invstd, drweight, drbias, ws.rc1,
+                         ws.rc2, ws.rc3, stream);
+  if (!dx && !dresidual && !du.dr) return;
+  const int64_t vectors = s.rows * s.c / v;
+  T* dxt = static_cast<T*>(dx);
+  T* drt = static_cast<T*>(dresidual);
+  if (v == vec_width<T>())
+    dx_kernel<T, vec_width<T>()><<<grid_for(vectors, kThreads), kThreads, 0, stream>>>(
+        vectors, s.c, dyt, yt, xt, scale, shift, ws.c1, ws.c2, ws.c3, dxt, drt, du);
+  else
+    dx_kernel<T, 1><<<grid_for(vectors, kThreads), kThreads, 0, stream>>>(vectors, s.c, dyt, yt, xt, scale, shift,
+                                                                          ws.c1, ws.c2, ws.c3, dxt, drt, du);
+  KOLO_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
@@ -392,44 +552,39 @@ size_t bn_nhwc_workspace_bytes(const BnNhwcShape& s) {
   return static_cast<size_t>(2 * max_row_blocks(s.rows) * s.c + 5 * s.c) * sizeof(float);
 }
 
+size_t bn_nhwc_dual_workspace_bytes(const BnNhwcShape& s) {
+  return static_cast<size_t>(3 * max_row_blocks(s.rows) * s.c + 10 * s.c) * sizeof(float);
+}
+
 void launch_bn_nhwc_forward(DType t, const BnNhwcShape& s, const void* x, DType param_t, const void* w,
                             const void* b, DType running_t, void* running_mean, void* running_var, double momentum,
                             double eps, const void* residual, bool relu, void* y, float* save_mean,
                             float* save_invstd, void* workspace, cudaStream_t stream) {
   if (s.rows == 0 || s.c == 0) return;
-  const Workspace ws = carve(workspace, s);
+  const Workspace ws = carve(workspace, s, false);
   dispatch_half_or_float(t, [&](auto tag) {
     using T = decltype(tag);
     const int v = vector_width<T>(s, {x, y, residual});
-    const Geometry g = geometry(s, v);
-    const size_t smem = 2 * static_cast<size_t>(kThreads) * v * sizeof(float);
-    const dim3 block(g.tx, g.ty), grid(g.gx, g.gy);
-    if (v == vec_width<T>()) {
-      stats_partial_kernel<T, vec_width<T>()><<<grid, block, smem, stream>>>(static_cast<const T*>(x), s.rows, s.c,
-                                                                             ws.part1, ws.part2);
-    } else {
-      stats_partial_kernel<T, 1><<<grid, block, smem, stream>>>(static_cast<const T*>(x), s.rows, s.c, ws.part1,
-                                                                ws.part2);
-    }
-    KOLO_CUDA_CHECK_LAUNCH();
-    dispatch_param<T>(t, param_t, "affine parameters", [&](auto ptag) {
-      using P = decltype(ptag);
-      dispatch_param<T>(t, running_t, "running statistics", [&](auto rtag) {
-        using R = decltype(rtag);
-        stats_final_kernel<P, R><<<final_grid(s.c), final_block(), 0, stream>>>(
-            s.rows, s.c, g.gy, g.ty, ws.part1, ws.part2, static_cast<const P*>(w), static_cast<const P*>(b),
-            static_cast<R*>(running_mean), static_cast<R*>(running_var), static_cast<float>(momentum),
-            static_cast<float>(eps), save_mean, save_invstd, ws.c1, ws.c2);
-      });
-    });
-    KOLO_CUDA_CHECK_LAUNCH();
-    const T* r = static_cast<const T*>(residual);
-    if (v == vec_width<T>()) {
-      launch_apply<T, vec_width<T>()>(s, static_cast<const T*>(x), r, relu, ws.c1, ws.c2, static_cast<T*>(y), stream);
-    } else {
-      launch_apply<T, 1>(s, static_cast<const T*>(x), r, relu, ws.c1, ws.c2, static_cast<T*>(y), stream);
-    }
-    KOLO_CUDA_CHECK_LAUNCH();
+    launch_stats<T>(t, s, v, x, param_t, w, b, running_t, running_mean, running_var, momentum, eps, save_mean,
+                    save_invstd, ws.part1, ws.part2, ws.c1, ws.c2, stream);
+    launch_apply<T>(s, v, x, residual, relu, ws.c1, ws.c2, nullptr, nullptr, y, stream);
+  });
+}
+
+void launch_bn_nhwc_dual_forward(DType t, const BnNhwcShape& s, const BnNhwcParams& p, const BnNhwcParams& rp,
+                                 DType running_t, double momentum, double eps, const void* x, const void* r, void* y,
+                                 float* save_mean, float* save_invstd, float* r_save_mean, float* r_save_invstd,
+                                 void* workspace, cudaStream_t stream) {
+  if (s.rows == 0 || s.c == 0) return;
+  const Workspace ws = carve(workspace, s, true);
+  dispatch_half_or_float(t, [&](auto tag) {
+    using T = decltype(tag);
+    const int v = vector_width<T>(s, {x, r, y});
+    launch_stats<T>(t, s, v, x, p.dtype, p.w, p.b, running_t, p.running_mean, p.running_var, momentum, eps,
+                    save_mean, save_invstd, ws.part1, ws.part2, ws.c4, ws.c5, stream);
+    launch_stats<T>(t, s, v, r, rp.dtype, rp.w, rp.b, running_t, rp.running_mean, rp.running_var, momentum, eps,
+                    r_save_mean, r_save_invstd, ws.part1, ws.part2, ws.rc4, ws.rc5, stream);
+    launch_apply<T>(s, v, x, r, true, ws.c4, ws.c5, ws.rc4, ws.rc5, y, stream);
   });
 }
 
@@ -438,50 +593,41 @@ void launch_bn_nhwc_backward(DType t, const BnNhwcShape& s, const void* dy, cons
                              const float* save_invstd, void* dx, void* dweight, void* dbias, void* dresidual,
                              void* workspace, cudaStream_t stream) {
   if (s.rows == 0 || s.c == 0) return;
-  const Workspace ws = carve(workspace, s);
+  const Workspace ws = carve(workspace, s, false);
   KOLO_CHECK(!relu_from_x || (!y && !dresidual), "batch_norm backward: a ReLU mask from x has no output or residual");
   dispatch_half_or_float(t, [&](auto tag) {
     using T = decltype(tag);
     const int v = vector_width<T>(s, {dy, y, x, dx, dresidual});
-    const Geometry g = geometry(s, v);
-    const size_t smem = 2 * static_cast<size_t>(kThreads) * v * sizeof(float);
-    const dim3 block(g.tx, g.ty), grid(g.gx, g.gy);
-    const float* scale = relu_from_x ? ws.c4 : nullptr;
-    const float* shift = relu_from_x ? ws.c5 : nullptr;
-    if (relu_from_x) {
-      dispatch_param<T>(t, param_t, "affine parameters", [&](auto ptag) {
-        using P = decltype(ptag);
-        affine_kernel<P><<<static_cast<unsigned>(ceil_div(s.c, kThreads)), kThreads, 0, stream>>>(
-            s.c, static_cast<const P*>(w), static_cast<const P*>(b), save_mean, save_invstd, ws.c4, ws.c5);
-      });
-      KOLO_CUDA_CHECK_LAUNCH();
-    }
-    const T* yt = static_cast<const T*>(y);
-    const T* dyt = static_cast<const T*>(dy);
-    const T* xt = static_cast<const T*>(x);
-    if (v == vec_width<T>()) {
-      grad_partial_kernel<T, vec_width<T>()><<<grid, block, smem, stream>>>(dyt, yt, xt, save_mean, scale, shift,
-                                                                            s.rows, s.c, ws.part1, ws.part2);
-    } else {
-      grad_partial_kernel<T, 1><<<grid, block, smem, stream>>>(dyt, yt, xt, save_mean, scale, shift, s.rows, s.c,
-                                                               ws.part1, ws.part2);
-    }
-    KOLO_CUDA_CHECK_LAUNCH();
-    dispatch_param<T>(t, param_t, "affine parameters", [&](auto ptag) {
-      using P = decltype(ptag);
-      grad_final_kernel<P><<<final_grid(s.c), final_block(), 0, stream>>>(
-          s.rows, s.c, g.gy, ws.part1, ws.part2, static_cast<const P*>(w), save_mean, save_invstd,
-          static_cast<P*>(dweight), static_cast<P*>(dbias), ws.c1, ws.c2, ws.c3);
-    });
-    KOLO_CUDA_CHECK_LAUNCH();
-    if (!dx && !dresidual) return;
-    if (v == vec_width<T>()) {
-      launch_dx<T, vec_width<T>()>(s, dyt, yt, xt, scale, shift, ws, static_cast<T*>(dx), static_cast<T*>(dresidual),
-                                   stream);
-    } else {
-      launch_dx<T, 1>(s, dyt, yt, xt, scale, shift, ws, static_cast<T*>(dx), static_cast<T*>(dresidual), stream);
-    }
-    KOLO_CUDA_CHECK_LAUNCH();
+    if (relu_from_x) launch_affine<T>(t, s, param_t, w, b, save_mean, save_invstd, ws.c4, ws.c5, stream);
+    launch_backward_passes<T>(t, s, v, dy, y, x, param_t, w, save_mean, save_invstd, relu_from_x ? ws.c4 : nullptr,
+                              relu_from_x ? ws.c5 : nullptr, ws, dx, dweight, dbias, dresidual, DualBn<T>{}, nullptr,
+                              nullptr, nullptr, nullptr, stream);
+  });
+}
+
+void launch_bn_nhwc_dual_backward(DType t, const BnNhwcShape& s, const BnNhwcParams& p, const BnNhwcParams& rp,
+                                  const void* dy, const void* x, const void* r, const float* save_mean,
+                                  const float* save_invstd, const float* r_save_mean, const float* r_save_invstd,
+                                  void* dx, void* dweight, void* dbias, void* dr, void* drweight, void* drbias,
+                                  void* workspace, cudaStream_t stream) {
+  if (s.rows == 0 || s.c == 0) return;
+  const Workspace ws = carve(workspace, s, true);
+  dispatch_half_or_float(t, [&](auto tag) {
+    using T = decltype(tag);
+    const int v = vector_width<T>(s, {dy, x, r, dx, dr});
+    launch_affine<T>(t, s, p.dtype, p.w, p.b, save_mean, save_invstd, ws.c4, ws.c5, stream);
+    launch_affine<T>(t, s, rp.dtype, rp.w, rp.b, r_save_mean, r_save_invstd, ws.rc4, ws.rc5, stream);
+    DualBn<T> du;
+    du.r = static_cast<const T*>(r);
+    du.mean = r_save_mean;
+    du.scale = ws.rc4;
+    du.shift = ws.rc5;
+    du.a = ws.rc1;
+    du.bx = ws.rc2;
+    du.d = ws.rc3;
+    du.dr = static_cast<T*>(dr);
+    launch_backward_passes<T>(t, s, v, dy, nullptr, x, p.dtype, p.w, save_mean, save_invstd, ws.c4, ws.c5, ws, dx,
+                              dweight, dbias, nullptr, du, rp.w, r_save_invstd, drweight, drbias, stream);
   });
 }
 

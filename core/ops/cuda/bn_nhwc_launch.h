@@ -18,8 +18,16 @@ struct BnNhwcShape {
   int64_t rows, c;
 };
 
-// Scratch bytes the two launchers need for `s` (the caller provides them, e.g. from the caching allocator).
+// One batch norm's affine parameters (dtype of w/b; null: 1/0) and running statistics (null: not tracked).
+struct BnNhwcParams {
+  DType dtype;
+  const void *w, *b;
+  void *running_mean, *running_var;
+};
+
+// Scratch bytes the launchers need for `s` (the caller provides them, e.g. from the caching allocator).
 size_t bn_nhwc_workspace_bytes(const BnNhwcShape& s);
+size_t bn_nhwc_dual_workspace_bytes(const BnNhwcShape& s);  // the dual launchers'
 
 // y = bn(x) = (x - mean) * invstd * w + b with the batch statistics, then + residual (may be null) and ReLU
 // when `relu`; each step rounded to t as the unfused ops would. `param_t` is the dtype of w/b (null: 1/0),
@@ -39,5 +47,21 @@ void launch_bn_nhwc_backward(DType t, const BnNhwcShape& s, const void* dy, cons
                              const void* x, DType param_t, const void* w, const void* b, const float* save_mean,
                              const float* save_invstd, void* dx, void* dweight, void* dbias, void* dresidual,
                              void* workspace, cudaStream_t stream);
+
+// The dual form y = relu(round(bn_p(x)) + round(bn_rp(r))), a ResNet block whose shortcut is a strided 1x1
+// convolution + batch norm: the shortcut's normalised values are made inside the apply pass instead of being
+// written by their own batch norm and read back. Both batch norms' statistics as launch_bn_nhwc_forward's.
+void launch_bn_nhwc_dual_forward(DType t, const BnNhwcShape& s, const BnNhwcParams& p, const BnNhwcParams& rp,
+                                 DType running_t, double momentum, double eps, const void* x, const void* r, void* y,
+                                 float* save_mean, float* save_invstd, float* r_save_mean, float* r_save_invstd,
+                                 void* workspace, cudaStream_t stream);
+
+// Its gradients: the ReLU mask recomputed from x and r (y is not read), one pass for the sums of both batch
+// norms, one pass writing dx and dr (each may be null); parameter gradients in each one's dtype.
+void launch_bn_nhwc_dual_backward(DType t, const BnNhwcShape& s, const BnNhwcParams& p, const BnNhwcParams& rp,
+                                  const void* dy, const void* x, const void* r, const float* save_mean,
+                                  const float* save_invstd, const float* r_save_mean, const float* r_save_invstd,
+                                  void* dx, void* dweight, void* dbias, void* dr, void* drweight, void* drbias,
+                                  void* workspace, cudaStream_t stream);
 
 }  // namespace kolo::cuda

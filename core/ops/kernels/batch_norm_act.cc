@@ -5,5 +5,7 @@ namespace kolo {
 
 KOLO_DEFINE_KERNEL(batch_norm_act_fwd);
 KOLO_DEFINE_KERNEL(batch_norm_act_bwd);
+KOLO_DEFINE_KERNEL(batch_norm_dual_act_fwd);
+KOLO_DEFINE_KERNEL(batch_norm_dual_act_bwd);
 
 }  // namespace kolo

@@ -28,4 +28,23 @@ KOLO_DECLARE_KERNEL(batch_norm_act_bwd,
                          const Tensor& save_mean, const Tensor& save_invstd, bool training, bool channels_last,
                          bool with_residual, Tensor& dx, Tensor& dweight, Tensor& dbias, Tensor& dresidual));
 
+// Training-mode y = relu(bn(x) + bn_r(r)) with two batch norms (weight, bias, running statistics each), each
+// rounded to x's dtype before the add, as batch_norm then batch_norm_add_relu: a ResNet block whose shortcut
+// is a convolution + batch norm, without the shortcut's normalised tensor in memory. Optional per device and
+// per case: returns false, having done nothing, where the device has no kernel for it (the op then composes).
+KOLO_DECLARE_KERNEL(batch_norm_dual_act_fwd,
+                    bool(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& running_mean,
+                         Tensor& running_var, const Tensor& r, const Tensor& r_weight, const Tensor& r_bias,
+                         Tensor& r_running_mean, Tensor& r_running_var, double momentum, double eps,
+                         bool channels_last, Tensor& y, Tensor& save_mean, Tensor& save_invstd, Tensor& r_save_mean,
+                         Tensor& r_save_invstd));
+// Its gradients from dy, x, r, the parameters and the saved statistics (the ReLU mask is recomputed, y is not
+// needed). Every defined output is overwritten.
+KOLO_DECLARE_KERNEL(batch_norm_dual_act_bwd,
+                    void(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                         const Tensor& save_mean, const Tensor& save_invstd, const Tensor& r, const Tensor& r_weight,
+                         const Tensor& r_bias, const Tensor& r_save_mean, const Tensor& r_save_invstd,
+                         bool channels_last, Tensor& dx, Tensor& dweight, Tensor& dbias, Tensor& dr,
+                         Tensor& dr_weight, Tensor& dr_bias));
+
 }  // namespace kolo
