@@ -1,5 +1,7 @@
 // Channels-last max pooling (see pool_nhwc_launch.h). One thread owns V adjacent channels of one output
 // (forward) or input (backward) position, so every load and store is one vector over the channel dim.
+#include <type_traits>
+
 #include "core/device/cuda/cuda_check.h"
 #include "core/ops/cuda/cuda_dtype.cuh"
 #include "core/ops/cuda/pool_nhwc_launch.h"
@@ -14,17 +16,27 @@ struct alignas(V) Bytes {
   uint8_t v[V];
 };
 
+// Position (n, row, col) and first channel of vector i of an [n, h, w, c] tensor read V channels at a time.
+struct Pixel {
+  int64_t n, row, col, c0;
+};
+
+template <int V>
+__device__ __forceinline__ Pixel pixel_of(int64_t i, int64_t h, int64_t w, int64_t c) {
+  const int64_t cv = c / V;
+  int64_t r = i / cv;
+  const int64_t col = r % w;
+  r /= w;
+  return {r / h, r % h, col, (i % cv) * V};
+}
+
 template <typename T, int V>
 __global__ void max_pool_forward_kernel(MaxPoolNhwcShape s, const T* x, T* y, uint8_t* argmax) {
-  const int64_t cv = s.c / V, total = s.n * s.oh * s.ow * cv;
+  const int64_t total = s.n * s.oh * s.ow * (s.c / V);
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t c0 = (i % cv) * V;
-    int64_t r = i / cv;
-    const int64_t ox = r % s.ow;
-    r /= s.ow;
-    const int64_t oy = r % s.oh;
-    const int64_t n = r / s.oh;
+    const Pixel px = pixel_of<V>(i, s.oh, s.ow, s.c);
+    const int64_t n = px.n, oy = px.row, ox = px.col, c0 = px.c0;
     const int64_t y0 = oy * s.sh - s.ph, x0 = ox * s.sw - s.pw;
     float best[V];
     int pos[V];
@@ -73,15 +85,11 @@ __device__ __forceinline__ void covering(int64_t i, int k, int stride, int pad, 
 
 template <typename T, int V>
 __global__ void max_pool_backward_kernel(MaxPoolNhwcShape s, const T* dy, const uint8_t* argmax, T* dx) {
-  const int64_t cv = s.c / V, total = s.n * s.h * s.w * cv;
+  const int64_t total = s.n * s.h * s.w * (s.c / V);
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t c0 = (i % cv) * V;
-    int64_t r = i / cv;
-    const int64_t ix = r % s.w;
-    r /= s.w;
-    const int64_t iy = r % s.h;
-    const int64_t n = r / s.h;
+    const Pixel px = pixel_of<V>(i, s.h, s.w, s.c);
+    const int64_t n = px.n, iy = px.row, ix = px.col, c0 = px.c0;
     int64_t oy0, oy1, ox0, ox1;
     covering(iy, s.kh, s.sh, s.ph, s.oh, oy0, oy1);
     covering(ix, s.kw, s.sw, s.pw, s.ow, ox0, ox1);
@@ -133,6 +141,15 @@ int width_for(const MaxPoolNhwcShape& s, std::initializer_list<const void*> ptrs
   return w;
 }
 
+// fn(std::integral_constant<int, V>) for the vector width v (8, 4, 2 or 1).
+template <typename Fn>
+void with_width(int v, Fn&& fn) {
+  if (v == 8) fn(std::integral_constant<int, 8>{});
+  else if (v == 4) fn(std::integral_constant<int, 4>{});
+  else if (v == 2) fn(std::integral_constant<int, 2>{});
+  else fn(std::integral_constant<int, 1>{});
+}
+
 }  // namespace
 
 bool max_pool_nhwc_supported(DType t, const MaxPoolNhwcShape& s) {
@@ -146,15 +163,11 @@ void launch_max_pool_nhwc_forward(DType t, const MaxPoolNhwcShape& s, const void
     using T = decltype(tag);
     const int v = width_for<T>(s, {x, y});
     const int64_t work = s.n * s.oh * s.ow * (s.c / v);
-    auto go = [&](auto vt) {
+    with_width(v, [&](auto vt) {
       constexpr int V = decltype(vt)::value;
       max_pool_forward_kernel<T, V><<<grid_for(work, kThreads), kThreads, 0, stream>>>(
           s, static_cast<const T*>(x), static_cast<T*>(y), argmax);
-    };
-    if (v == 8) go(std::integral_constant<int, 8>{});
-    else if (v == 4) go(std::integral_constant<int, 4>{});
-    else if (v == 2) go(std::integral_constant<int, 2>{});
-    else go(std::integral_constant<int, 1>{});
+    });
     KOLO_CUDA_CHECK_LAUNCH();
   });
 }
@@ -166,15 +179,11 @@ void launch_max_pool_nhwc_backward(DType t, const MaxPoolNhwcShape& s, const voi
     using T = decltype(tag);
     const int v = width_for<T>(s, {dy, dx});
     const int64_t work = s.n * s.h * s.w * (s.c / v);
-    auto go = [&](auto vt) {
+    with_width(v, [&](auto vt) {
       constexpr int V = decltype(vt)::value;
       max_pool_backward_kernel<T, V><<<grid_for(work, kThreads), kThreads, 0, stream>>>(
           s, static_cast<const T*>(dy), argmax, static_cast<T*>(dx));
-    };
-    if (v == 8) go(std::integral_constant<int, 8>{});
-    else if (v == 4) go(std::integral_constant<int, 4>{});
-    else if (v == 2) go(std::integral_constant<int, 2>{});
-    else go(std::integral_constant<int, 1>{});
+    });
     KOLO_CUDA_CHECK_LAUNCH();
   });
 }
