@@ -226,8 +226,10 @@ bool run_gemm(const Tensor& a_in, const Tensor& b_in, Tensor& c, bool trans_a, b
       int found = 0;
       const cublasStatus_t st =
           cublasLtMatmulAlgoGetHeuristic(handle, op.h, la.h, lb.h, lc.h, lc.h, pref.h, 1, &result, &found);
-      if (st != CUBLAS_STATUS_NOT_SUPPORTED || required) KOLO_CUBLAS_CHECK(st);
-      if (st == CUBLAS_STATUS_NOT_SUPPORTED) found = 0;
+      // An optional epilogue the heuristic rejects in any way (not supported, or an attribute combination it
+      // calls invalid) falls back to the caller's separate pass; a plain GEMM must succeed.
+      if (required) KOLO_CUBLAS_CHECK(st);
+      if (st != CUBLAS_STATUS_SUCCESS) found = 0;
       cache.algos.emplace(key, std::make_pair(found > 0, result.algo));
       KOLO_CHECK(found > 0 || !required, "gemm: cuBLASLt has no algorithm for ", a_in.describe(), " @ ",
                  b_in.describe(), " -> ", c.describe());
