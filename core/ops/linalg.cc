@@ -223,7 +223,8 @@ Tensor feed_forward(const Tensor& x, const Tensor& w1, const Tensor& b1, const T
                " does not match weight ", w2.describe());
   const bool fused = ffn_fwd_kernel().has(x.device().type) && ffn_bwd_kernel().has(x.device().type) &&
                      has_fused_linear(x, w1, b1) && has_fused_linear(x, w2, b2);
-  if (!fused) return linear(linear_relu(x, w1, b1), w2, b2);
+  // Without a backward to come the mask is not worth writing: the layers' own epilogues do the forward.
+  if (!fused || !autograd::any_requires_grad({x, w1, b1, w2, b2})) return linear(linear_relu(x, w1, b1), w2, b2);
   Shape lead(x.shape().begin(), x.shape().end() - 1);
   lead.push_back(w2.size(0));
   return fused_feed_forward(x, w1, b1, w2, b2).reshape(lead);
