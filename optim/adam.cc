@@ -25,6 +25,8 @@ void Adam::update_group(const GroupView& v) {
     h.weight_decay = static_cast<float>(v.weight_decay);
     h.decoupled = decoupled_;
     h.step = r.step;
+    h.lr_at = v.lr_at;
+    h.step_at = v.step_at;
     auto sub = [&](const Tensor& t) { return v.run_span(r, t); };
     optim_kernels::adam_update(sub(f.values()), sub(f.grads()), sub((*v.state)[0]), sub((*v.state)[1]), h);
   }

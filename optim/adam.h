@@ -30,6 +30,7 @@ class Adam : public Optimizer {
  protected:
   Adam(std::vector<ParamGroup> groups, const AdamOptions& opt, bool decoupled);
   void update_group(const GroupView& view) override;
+  bool capturable_rule() const override { return true; }
 
  private:
   AdamOptions opt_;

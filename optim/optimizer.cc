@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/autograd/grad_mode.h"
+#include "core/ops/elementwise.h"
 #include "optim/update_kernels.h"
 
 namespace kolo {
@@ -58,14 +59,30 @@ void Optimizer::write_lr_at() {
   for (size_t g = 0; g < lr_at_.size(); ++g) lr_at_[g].fill_(lr_ * groups_[g].lr_mult);
 }
 
+// A group's step count is its parameters' (one run per group is what a capturable rule relies on; the first
+// parameter's count stands for the group, and a group whose counts differ is refused by the rule at its step).
+void Optimizer::write_step_at() {
+  NoGradGuard ng;
+  for (size_t g = 0; g < step_at_.size(); ++g)
+    step_at_[g].fill_(param_steps_[g].empty() ? 0.0 : static_cast<double>(param_steps_[g][0]));
+}
+
 void Optimizer::set_capturable(bool on) {
   KOLO_CHECK(!on || capturable_rule(), kind_, ": its update takes per-step values from the host, so it cannot be ",
-             "captured in a CUDA graph (SGD can)");
+             "captured in a CUDA graph (SGD and Adam can)");
   lr_at_.clear();
+  step_at_.clear();
+  one_at_.clear();
   if (!on) return;
   NoGradGuard ng;
-  for (size_t g = 0; g < groups_.size(); ++g) lr_at_.push_back(Tensor::empty({1}, DType::F32, update_flat(g).device()));
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    const Device dev = update_flat(g).device();
+    lr_at_.push_back(Tensor::empty({1}, DType::F32, dev));
+    step_at_.push_back(Tensor::empty({1}, DType::F32, dev));
+    one_at_.push_back(Tensor::ones({1}, DType::F32, dev));
+  }
   write_lr_at();
+  write_step_at();
 }
 
 void Optimizer::note_replayed_step() {
@@ -178,6 +195,15 @@ void Optimizer::step() {
   if (!prepared_) prepare_grads(1.0, /*check=*/false);
   prepared_ = false;
   const std::vector<std::vector<bool>>& had = had_;
+  // A captured step replays one update per group over all of its parameters, with the group's step count
+  // read from device memory: every parameter must have a gradient and the same count. Checked before
+  // anything changes.
+  for (size_t g = 0; g < step_at_.size(); ++g)
+    for (size_t i = 0; i < had[g].size(); ++i)
+      KOLO_CHECK(had[g][i] && param_steps_[g][i] == param_steps_[g][0], kind_, ": a capturable step needs every ",
+                 "parameter of group ", g, " with a gradient and at the group's step count; '",
+                 groups_[g].params[i].name, "' ", had[g][i] ? "is at step " : "has no gradient, at step ",
+                 param_steps_[g][i], " against ", param_steps_[g][0]);
   queue_grad_norm();
   if (clip_norm_ > 0) {
     // Clipping needs the norm on the host: the one wait of a clipped step.
@@ -216,6 +242,10 @@ void Optimizer::step() {
     if (v.runs.empty()) continue;
     // The subclass's update rules run on the device holding this group's flat buffers.
     optim_kernels::UpdateDeviceScope on(flats_[g].device());
+    if (!step_at_.empty()) {
+      add_(step_at_[g], one_at_[g]);
+      v.step_at = step_at_[g].data<float>();
+    }
     update_group(v);
     if (masters_[g]) masters_[g]->store(flats_[g]);
   }
@@ -285,6 +315,7 @@ void Optimizer::load_state_dict(const OptimizerState& s) {
       auto m = s.tensors.find(p.name + "/master");
       master.copy_(m != s.tensors.end() ? m->second : p.tensor.detach());
     }
+  write_step_at();
   for (size_t g = 0; g < groups_.size(); ++g)
     if (masters_[g]) {
       optim_kernels::UpdateDeviceScope on(flats_[g].device());

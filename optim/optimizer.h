@@ -49,6 +49,9 @@ class Optimizer {
     size_t index = 0;
     double lr = 0;             // optimizer lr * lr_mult
     const float* lr_at = nullptr;  // capturable(): the same value in update-device memory, read at run time
+    // capturable(): the group's step count (this step included) as a float in update-device memory, advanced
+    // there by step() itself, so a replay counts too; rules that use it need one run per group.
+    const float* step_at = nullptr;
     double weight_decay = 0;
     bool exclude_from_adaptation = false;
     const FlatBuffer* flat = nullptr;      // f32: the parameters themselves, or their master weights
@@ -81,9 +84,10 @@ class Optimizer {
 
   // CUDA graph capture of step(): with capturable on, the update reads each group's learning rate from
   // update-device memory that set_lr() writes (with a kernel, outside any capture), so a replayed step
-  // follows the schedule. Call set_lr() before the captured region, not inside it. Optimizers whose rule
-  // takes other per-step values from the host (Adam's bias corrections, LARS's and LAMB's trust ratios)
-  // refuse with kolo::Error. After each replay of a captured step(), note_replayed_step() advances the step
+  // follows the schedule, and each group's step count from update-device memory that step() advances with
+  // a kernel of its own (Adam's bias corrections). Call set_lr() before the captured region, not inside it.
+  // Optimizers whose rule takes other per-step values from the host (LARS's and LAMB's trust ratios) refuse
+  // with kolo::Error. After each replay of a captured step(), note_replayed_step() advances the host's step
   // counts the replay did not (the checkpointed state).
   void set_capturable(bool on);
   bool capturable() const { return !lr_at_.empty(); }
@@ -144,8 +148,11 @@ class Optimizer {
   mutable std::vector<Tensor> pending_norm_sq_;  // per group, f64 on its device: not read back yet
   void queue_grad_norm();                        // fills pending_norm_sq_ from the gathered gradients
   int64_t step_ = 0;
-  std::vector<Tensor> lr_at_;  // [group] f32 [1] on the update device while capturable
+  std::vector<Tensor> lr_at_;    // [group] f32 [1] on the update device while capturable
+  std::vector<Tensor> step_at_;  // [group] f32 [1]: the group's step count there, advanced by step()
+  std::vector<Tensor> one_at_;   // [group] f32 [1] holding 1, the increment
   void write_lr_at();
+  void write_step_at();
 };
 
 }  // namespace kolo

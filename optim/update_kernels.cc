@@ -41,13 +41,14 @@ void cpu_adam_update(Device, std::span<float> param, std::span<const float> grad
   const float* g = grad.data();
   float* m = exp_avg.data();
   float* v = exp_avg_sq.data();
-  const double t = static_cast<double>(h.step);
+  const double t = h.step_at ? static_cast<double>(*h.step_at) : static_cast<double>(h.step);
+  const float lr = h.lr_at ? *h.lr_at : h.lr;
   const float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(h.beta1), t));
   const float bc2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(h.beta2), t)));
-  const float step_size = h.lr / bc1;
+  const float step_size = lr / bc1;
   const float b1 = h.beta1, b2 = h.beta2, eps = h.eps;
   const float l2 = h.decoupled ? 0.0f : h.weight_decay;
-  const float shrink = h.decoupled ? 1.0f - h.lr * h.weight_decay : 1.0f;
+  const float shrink = h.decoupled ? 1.0f - lr * h.weight_decay : 1.0f;
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
     const float gi = g[i] + l2 * p[i];

@@ -46,6 +46,10 @@ struct AdamParams {
   float weight_decay = 0.0f;
   bool decoupled = false;  // AdamW
   int64_t step = 1;
+  // When set, read from here (update-device memory) when the update runs instead of `lr` / `step` (the step
+  // count as a float): a captured update then follows the schedule and the advancing step count.
+  const float* lr_at = nullptr;
+  const float* step_at = nullptr;
 };
 void adam_update(std::span<float> param, std::span<const float> grad, std::span<float> exp_avg,
                  std::span<float> exp_avg_sq, const AdamParams& h);

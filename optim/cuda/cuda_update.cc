@@ -51,6 +51,12 @@ void cuda_adam_update(Device dev, std::span<float> param, std::span<const float>
   a.eps = h.eps;
   a.l2 = h.decoupled ? 0.0f : h.weight_decay;
   a.shrink = h.decoupled ? 1.0f - h.lr * h.weight_decay : 1.0f;
+  KOLO_CHECK(!h.lr_at == !h.step_at, "adam: a capturable update reads both its learning rate and its step count ",
+             "from device memory");
+  a.lr_at = h.lr_at;
+  a.step_at = h.step_at;
+  a.weight_decay = h.weight_decay;
+  a.decoupled = h.decoupled;
   launch_adam(param.data(), grad.data(), exp_avg.data(), exp_avg_sq.data(), static_cast<int64_t>(param.size()), a,
               current_cuda_stream_native(dev.index));
 }

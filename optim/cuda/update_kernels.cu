@@ -93,6 +93,13 @@ __global__ void sgd_kernel(float* __restrict__ p, const float* __restrict__ g, f
 template <bool kVec>
 __global__ void adam_kernel(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
                             float* __restrict__ v, int64_t n, AdamArgs a) {
+  if (a.step_at) {  // capturable (lr_at is set too): this run's coefficients from device memory
+    const float lr = *a.lr_at;
+    const float t = *a.step_at;
+    a.step_size = lr / (1.0f - powf(a.beta1, t));
+    a.bc2_sqrt = sqrtf(1.0f - powf(a.beta2, t));
+    a.shrink = a.decoupled ? 1.0f - lr * a.weight_decay : 1.0f;
+  }
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   int64_t start = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   int64_t done = 0;

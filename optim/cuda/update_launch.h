@@ -23,6 +23,12 @@ struct SgdArgs {
 };
 struct AdamArgs {
   float step_size, bc2_sqrt, beta1, beta2, eps, l2, shrink;
+  // Device memory read when the kernel runs (null: the host values above): step_size, bc2_sqrt and shrink
+  // are then made from lr, the step count and weight_decay there.
+  const float* lr_at;
+  const float* step_at;
+  float weight_decay;
+  bool decoupled;
 };
 struct LambArgs {
   float bc1, bc2, beta1, beta2, eps, weight_decay, lr;

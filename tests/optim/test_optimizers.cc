@@ -306,6 +306,47 @@ TEST(Optimizer, CapturableSgdFollowsSetLr) {
   EXPECT_DOUBLE_EQ(cap.state_dict().scalars.at("p/step"), 4.0);
   EXPECT_THROW(plain.note_replayed_step(), Error);
   Tensor c = param({1});
-  Adam adam({{"c", c}}, AdamOptions{});
-  EXPECT_THROW(adam.set_capturable(true), Error);
+  Lamb lamb({ParamGroup{{{"c", c}}}}, LambOptions{});
+  EXPECT_THROW(lamb.set_capturable(true), Error);
+}
+
+// Capturable AdamW reads its learning rate and its step count (bias corrections) from device memory; step()
+// advances the count there itself, so a replayed step counts. Same updates as plain AdamW across a
+// schedule, also after a state-dict round trip (the count is rewritten from the loaded steps); a group whose
+// parameters are at different step counts is refused.
+TEST(Optimizer, CapturableAdamFollowsLrAndStepCount) {
+  Tensor a = param({1, 2, 3}), b = param({1, 2, 3});
+  const AdamOptions o{.lr = 0.01, .weight_decay = 0.1};
+  AdamW plain({{"p", a}}, o);
+  AdamW cap({{"p", b}}, o);
+  cap.set_capturable(true);
+  auto both = [&](double lr, std::vector<float> g) {
+    plain.set_lr(lr);
+    cap.set_lr(lr);
+    set_grad(a, g);
+    set_grad(b, g);
+    plain.step();
+    cap.step();
+  };
+  both(0.01, {0.5f, -1, 2});
+  both(0.02, {-0.25f, 3, 1});
+  AdamW resumed({{"p", b}}, o);
+  resumed.set_capturable(true);
+  resumed.load_state_dict(cap.state_dict());
+  plain.set_lr(0.005);
+  resumed.set_lr(0.005);
+  set_grad(a, {1, 1, -1});
+  set_grad(b, {1, 1, -1});
+  plain.step();
+  resumed.step();
+  EXPECT_EQ(a.to_vector<float>(), b.to_vector<float>());
+  EXPECT_EQ(resumed.step_count(), 3);
+
+  Tensor c = param({1}), d = param({2});
+  Adam mixed({{"c", c}, {"d", d}}, AdamOptions{});
+  mixed.set_capturable(true);
+  set_grad(c, {1});
+  EXPECT_THROW(mixed.step(), Error);  // d has no gradient
+  EXPECT_EQ(c.to_vector<float>(), std::vector<float>{1});
+  EXPECT_EQ(mixed.step_count(), 0);
 }
