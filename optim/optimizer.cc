@@ -59,8 +59,8 @@ void Optimizer::write_lr_at() {
   for (size_t g = 0; g < lr_at_.size(); ++g) lr_at_[g].fill_(lr_ * groups_[g].lr_mult);
 }
 
-// A group's step count is its parameters' (one run per group is what a capturable rule relies on; the first
-// parameter's count stands for the group, and a group whose counts differ is refused by the rule at its step).
+// A group's step count is its parameters' (the first one's stands for the group; step() refuses a capturable
+// step whose parameters' counts differ).
 void Optimizer::write_step_at() {
   NoGradGuard ng;
   for (size_t g = 0; g < step_at_.size(); ++g)

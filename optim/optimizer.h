@@ -50,7 +50,7 @@ class Optimizer {
     double lr = 0;             // optimizer lr * lr_mult
     const float* lr_at = nullptr;  // capturable(): the same value in update-device memory, read at run time
     // capturable(): the group's step count (this step included) as a float in update-device memory, advanced
-    // there by step() itself, so a replay counts too; rules that use it need one run per group.
+    // there by step() itself, so a replay counts too; step() then makes one run of the whole group.
     const float* step_at = nullptr;
     double weight_decay = 0;
     bool exclude_from_adaptation = false;
@@ -120,7 +120,8 @@ class Optimizer {
 
  protected:
   virtual void update_group(const GroupView& view) = 0;
-  // Whether update_group honours GroupView::lr_at and takes nothing else per step from the host.
+  // Whether update_group honours GroupView::lr_at (and step_at where it needs the step count) and takes
+  // nothing else per step from the host.
   virtual bool capturable_rule() const { return false; }
 
  private:

@@ -16,10 +16,12 @@ struct ReadyOrder {
   bool operator()(const Node* a, const Node* b) const { return a->sequence_nr < b->sequence_nr; }
 };
 
-// A gradient buffer a node may sum into in place: dense, contiguous, and referenced by the buffer alone (an op
-// may return one gradient for several inputs, or a view of a tensor still in use).
-bool exclusive_dense(const Tensor& t) {
-  return t.defined() && !t.is_sparse() && t.is_contiguous() && t.impl_ptr().use_count() == 1 &&
+// A gradient buffer a node may sum into in place: dense, contiguous, of the input's shape, dtype and device,
+// and referenced by the buffer alone (an op may return one gradient for several inputs, or a view of a tensor
+// still in use).
+bool offerable(const Tensor& t, const OutputMeta& input) {
+  return t.defined() && !t.is_sparse() && t.is_contiguous() && t.shape() == input.shape &&
+         t.dtype() == input.dtype && t.device() == input.device && t.impl_ptr().use_count() == 1 &&
          t.storage().use_count() == 1;
 }
 
@@ -95,7 +97,7 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grad_
       const Edge& e = n->next[i];
       if (!e.valid() || !n->sums_into(i) || dynamic_cast<AccumulateGrad*>(e.node.get())) continue;
       auto it = buffers.find(e.node.get());
-      if (it == buffers.end() || !exclusive_dense(it->second[e.input_nr])) continue;
+      if (it == buffers.end() || !offerable(it->second[e.input_nr], e.node->outputs[e.input_nr])) continue;
       into.resize(n->next.size());
       into[i] = std::move(it->second[e.input_nr]);
       it->second[e.input_nr] = Tensor();

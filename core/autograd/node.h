@@ -45,8 +45,9 @@ class Node {
   // convolution with beta = 1, a kernel that reads the earlier sum): one pass fewer over that gradient than
   // producing it alone and adding the two.
   virtual bool sums_into(size_t /*input*/) const { return false; }
-  // backward, where `into[i]`, when defined, is input i's gradient so far (dense, contiguous, held by no one
-  // else): the node may add its own gradient for input i into that tensor and return it as input i's gradient.
+  // backward, where `into[i]`, when defined, is input i's gradient so far (dense, contiguous, of input i's
+  // shape, dtype and device, held by no one else): the node may add its own gradient for input i into that
+  // tensor and return it as input i's gradient.
   virtual std::vector<Tensor> backward_into(std::vector<Tensor>& grad_outputs, std::vector<Tensor>& /*into*/) {
     return backward(grad_outputs);
   }

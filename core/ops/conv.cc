@@ -132,10 +132,8 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, con
         Tensor dy = gr[0].contiguous();
         Tensor dx, dw, db;
         if (gx) {
-          const Tensor& acc = into[0];
-          const bool sum =
-              acc.defined() && acc.shape() == x.shape() && acc.dtype() == x.dtype() && acc.device() == x.device();
-          dx = sum ? acc : Tensor::empty(x.shape(), x.dtype(), x.device());
+          const bool sum = into[0].defined();
+          dx = sum ? into[0] : Tensor::empty(x.shape(), x.dtype(), x.device());
           conv2d_bwd_data_kernel()(x.device())(g, dy, w, dx, sum);
         }
         if (gw || gb) {

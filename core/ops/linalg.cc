@@ -110,11 +110,10 @@ bool has_fused_linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
          bias.device() == x.device();
 }
 
-// The [N, in] gradient buffer of x [..., in] for a fused backward: `into` itself when the engine offered an
+// The [N, in] gradient buffer of x [..., in] for a fused backward: a view of `into` when the engine offered an
 // earlier gradient of x to sum into (then *accumulate is set), else a new one.
-Tensor input_grad_2d(const Tensor& into, const Shape& x_shape, DType dtype, Device dev, int64_t n, int64_t in,
-                     bool* accumulate) {
-  *accumulate = into.defined() && into.shape() == x_shape && into.dtype() == dtype && into.device() == dev;
+Tensor input_grad_2d(const Tensor& into, DType dtype, Device dev, int64_t n, int64_t in, bool* accumulate) {
+  *accumulate = into.defined();
   return *accumulate ? into.view({n, in}) : Tensor::empty({n, in}, dtype, dev);
 }
 
@@ -140,7 +139,7 @@ Tensor fused_linear(const Tensor& x, const Tensor& w, const Tensor& bias, bool r
           gy = masked;
         }
         bool accumulate = false;
-        Tensor dx = gx ? input_grad_2d(into[0], x_shape, xd.dtype(), dev, xd.size(0), xd.size(1), &accumulate)
+        Tensor dx = gx ? input_grad_2d(into[0], xd.dtype(), dev, xd.size(0), xd.size(1), &accumulate)
                        : Tensor();
         Tensor dw = gw ? Tensor::empty(wd.shape(), wd.dtype(), dev) : Tensor();
         Tensor db = gb ? Tensor::empty({wd.size(0)}, wd.dtype(), dev) : Tensor();
@@ -178,7 +177,7 @@ Tensor fused_feed_forward(const Tensor& x, const Tensor& w1, const Tensor& b1, c
         const Device d = xd.device();
         auto grad_like = [&](bool on, const Tensor& t) { return on ? Tensor::empty(t.shape(), t.dtype(), d) : Tensor(); };
         bool accumulate = false;
-        Tensor gx = need[0] ? input_grad_2d(into[0], x_shape, xd.dtype(), d, xd.size(0), xd.size(1), &accumulate)
+        Tensor gx = need[0] ? input_grad_2d(into[0], xd.dtype(), d, xd.size(0), xd.size(1), &accumulate)
                             : Tensor();
         Tensor gw1 = grad_like(need[1], w1d);
         Tensor gb1 = need[2] ? Tensor::empty({w1d.size(0)}, w1d.dtype(), d) : Tensor();

@@ -229,7 +229,7 @@ void cuda_batch_norm_act_bwd(const Tensor& dy, const Tensor& y, const Tensor& x,
   const char* op = "batch_norm_act backward";
   cuda::KernelContext ctx(op, {&dy, &y, &x, &save_mean, &save_invstd});
   // Without a residual the mask comes from x (already read for the gradients): y is not read at all.
-  const bool from_x = !with_residual && !dresidual.defined();
+  const bool from_x = !with_residual;
   if (training && try_nhwc_backward(ctx, layout_of(x, channels_last, op), dy, from_x ? Tensor() : y, from_x, x, weight,
                                     bias, save_mean, save_invstd, channels_last, dx, dweight, dbias, dresidual))
     return;

@@ -160,19 +160,24 @@ __global__ void stats_final_kernel(int64_t rows, int64_t c, int gy, int ty, cons
   shift[ch] = (b ? convert<float>(b[ch]) : 0.0f) - m.mean * sc;
 }
 
-// Whether relu(round(x * scale + shift)) > 0, computed as apply_kernel computes it: the backward of a
-// batch norm + ReLU without residual takes its mask from x instead of reading the output.
+// bn(x) = x * scale + shift rounded to T, as the unfused batch norm stores it. The forward's apply pass and
+// the backward's mask recomputation both go through here, so the mask matches the stored output exactly.
 template <typename T>
-__device__ __forceinline__ bool relu_passes(float scale, float shift, T x) {
-  return convert<float>(convert<T>(fmaf(scale, convert<float>(x), shift))) > 0.0f;
+__device__ __forceinline__ float bn_rounded(float scale, float shift, T x) {
+  return convert<float>(convert<T>(fmaf(scale, convert<float>(x), shift)));
 }
 
-// The same for relu(round(bn(x)) + round(bn(r))), the dual form whose residual is itself batch-normalised.
+// Whether relu(bn(x)) > 0: the backward of a batch norm + ReLU without residual takes its mask from x
+// instead of reading the output.
+template <typename T>
+__device__ __forceinline__ bool relu_passes(float scale, float shift, T x) {
+  return bn_rounded<T>(scale, shift, x) > 0.0f;
+}
+
+// The same for relu(round(bn(x) + bn(r))), the dual form whose residual is itself batch-normalised.
 template <typename T>
 __device__ __forceinline__ bool relu_passes(float scale, float shift, T x, float rscale, float rshift, T r) {
-  const float v = convert<float>(convert<T>(fmaf(scale, convert<float>(x), shift)));
-  const float w = convert<float>(convert<T>(fmaf(rscale, convert<float>(r), rshift)));
-  return convert<float>(convert<T>(v + w)) > 0.0f;
+  return convert<float>(convert<T>(bn_rounded<T>(scale, shift, x) + bn_rounded<T>(rscale, rshift, r))) > 0.0f;
 }
 
 // y = relu?(round(x * scale + shift) [+ residual]) over [rows, c] flattened into V-wide vectors. The batch-norm
@@ -191,11 +196,9 @@ __global__ void apply_kernel(int64_t vectors, int64_t c, const T* x, const T* re
     Vec<T, V> o;
 #pragma unroll
     for (int k = 0; k < V; ++k) {
-      float v = convert<float>(convert<T>(fmaf(scale[ch0 + k], convert<float>(u.v[k]), shift[ch0 + k])));
+      float v = bn_rounded<T>(scale[ch0 + k], shift[ch0 + k], u.v[k]);
       if (residual) {
-        const float rv = rscale ? convert<float>(convert<T>(fmaf(rscale[ch0 + k], convert<float>(r.v[k]),
-                                                                 rshift[ch0 + k])))
-                                : convert<float>(r.v[k]);
+        const float rv = rscale ? bn_rounded<T>(rscale[ch0 + k], rshift[ch0 + k], r.v[k]) : convert<float>(r.v[k]);
         v = convert<float>(convert<T>(v + rv));
       }
       o.v[k] = convert<T>(relu ? fmaxf(v, 0.0f) : v);
