@@ -6,6 +6,7 @@
 // tolerance, in NCHW and NHWC.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <map>
 
 #include "core/autograd/grad_mode.h"
@@ -212,6 +213,43 @@ TEST_F(GpuTest, ConvBatchNormPoolOpsMatchCpu) {
         EXPECT_LE(relative_error(pg.grad(), pc.grad()), tol) << what << (maxp ? " max" : " avg") << " pool dx";
       }
     }
+}
+
+// Pointwise channels-last convolutions forced onto the cuBLASLt GEMM (KOLO_CONV_GEMM=always, read at each
+// shape's first use, so these shapes are used nowhere else): forward, bias, the weight gradient, and the input
+// gradient of two convolutions of one input, the second summed into the first's by the GEMM (beta = 1).
+TEST_F(GpuTest, PointwiseConvolutionAsGemmMatchesCpu) {
+  ::setenv("KOLO_CONV_GEMM", "always", 1);
+  for (DType t : {DType::F32, DType::BF16}) {
+    const double tol = t == DType::F32 ? 1e-5 : 2e-2;
+    const int64_t c = t == DType::F32 ? 24 : 40;
+    Tensor x = random_cpu({2, 6, 5, c}, t, -1.0, 1.0, 90);
+    Tensor w1 = random_cpu({48, 1, 1, c}, t, -0.3, 0.3, 91), w2 = random_cpu({48, 1, 1, c}, t, -0.3, 0.3, 92);
+    Tensor b = random_cpu({48}, t, -0.1, 0.1, 93);
+    Conv2dOptions o;
+    o.channels_last = true;
+    auto run = [&](Device d, Tensor& gx, Tensor& gw1, Tensor& gw2, Tensor& gb) {
+      Tensor xd = x.to(d).set_requires_grad(true), w1d = w1.to(d).set_requires_grad(true);
+      Tensor w2d = w2.to(d).set_requires_grad(true), bd = b.to(d).set_requires_grad(true);
+      Tensor y = add(conv2d(xd, w1d, bd, o), mul(conv2d(xd, w2d, Tensor(), o), conv2d(xd, w2d, Tensor(), o)));
+      y.backward(random_cpu(y.shape(), t, -1.0, 1.0, 94).to(d));
+      gx = xd.grad().to(Device::cpu());
+      gw1 = w1d.grad().to(Device::cpu());
+      gw2 = w2d.grad().to(Device::cpu());
+      gb = bd.grad().to(Device::cpu());
+      return y.detach().to(Device::cpu());
+    };
+    Tensor cx, cw1, cw2, cb, gx, gw1, gw2, gb;
+    Tensor yc = run(Device::cpu(), cx, cw1, cw2, cb);
+    Tensor yg = run(gpu(), gx, gw1, gw2, gb);
+    const std::string what = dtype_name(t);
+    EXPECT_LE(relative_error(yg, yc), tol) << what;
+    EXPECT_LE(relative_error(gx, cx), tol) << what << " dx";
+    EXPECT_LE(relative_error(gw1, cw1), tol) << what << " dw1";
+    EXPECT_LE(relative_error(gw2, cw2), tol) << what << " dw2";
+    EXPECT_LE(relative_error(gb, cb), tol) << what << " db";
+  }
+  ::unsetenv("KOLO_CONV_GEMM");
 }
 
 // Channels-last max pooling runs kolo's kernels (argmax bytes kept by the forward, a gather backward): values

@@ -2,7 +2,14 @@
 // each (direction, geometry, dtype, device) is chosen once by cudnnFind* (timed runs on cuDNN's own buffers,
 // fastest successful one within the workspace limit) and cached for the process; bf16/f16 run on tensor
 // cores with f32 accumulation, f32 stays in exact FMA math unless KOLO_ALLOW_TF32 is set (as GEMMs).
+//
+// A pointwise convolution (1x1, stride 1, unpadded, ungrouped, channels-last) is a GEMM over the N*H*W pixel
+// rows: y[M, O] = x[M, C] w[O, C]^T, dx = dy w, dw = dy^T x. For these shapes cuBLASLt's GEMM is one more
+// candidate: at first use it is timed against cuDNN's first choice on the call's shapes and kept when faster
+// (KOLO_CONV_GEMM=off turns the candidate off, =always skips the timing; KOLO_LOG_LEVEL=debug logs each decision).
 #include <algorithm>
+#include <limits>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -12,8 +19,10 @@
 #include "core/ops/cuda/channel_launch.h"
 #include "core/ops/cuda/cuda_tensor.h"
 #include "core/ops/cuda/cudnn_common.h"
+#include "core/ops/cuda/gemm_lt.h"
 #include "core/ops/kernels/conv.h"
 #include "core/util/env.h"
+#include "core/util/logging.h"
 
 namespace kolo {
 namespace {
@@ -60,6 +69,65 @@ struct Choice {
   int algo = 0;
   size_t workspace = 0;
 };
+
+constexpr int kGemmAlgo = -1;  // the cuBLASLt GEMM of a pointwise convolution
+
+bool pointwise(const ConvGeometry& g) {
+  return g.channels_last && g.kh == 1 && g.kw == 1 && g.stride[0] == 1 && g.stride[1] == 1 &&
+         g.padding[0] == 0 && g.padding[1] == 0 && g.groups == 1;
+}
+
+// The operands of a pointwise convolution as the 3-D matrices gemm() takes.
+Tensor pixels(const Tensor& t, int64_t channels) { return t.view({1, t.numel() / channels, channels}); }
+
+// Mean device time of `launch` over a few runs after a warm-up; infinity when it fails.
+template <typename Launch>
+float time_ms(cudaStream_t stream, Launch&& launch) {
+  constexpr int kRuns = 3;
+  constexpr float kFailed = std::numeric_limits<float>::infinity();
+  cudaEvent_t ev[2];
+  KOLO_CUDA_CHECK(cudaEventCreate(&ev[0]));
+  KOLO_CUDA_CHECK(cudaEventCreate(&ev[1]));
+  const std::unique_ptr<cudaEvent_t, void (*)(cudaEvent_t*)> owned(ev, [](cudaEvent_t* e) {
+    cudaEventDestroy(e[0]);
+    cudaEventDestroy(e[1]);
+  });
+  if (launch() != CUDNN_STATUS_SUCCESS) return kFailed;
+  KOLO_CUDA_CHECK(cudaEventRecord(ev[0], stream));
+  for (int i = 0; i < kRuns; ++i)
+    if (launch() != CUDNN_STATUS_SUCCESS) return kFailed;
+  KOLO_CUDA_CHECK(cudaEventRecord(ev[1], stream));
+  KOLO_CUDA_CHECK(cudaEventSynchronize(ev[1]));
+  float ms = 0;
+  KOLO_CUDA_CHECK(cudaEventElapsedTime(&ms, ev[0], ev[1]));
+  return ms / kRuns;
+}
+
+// For a pointwise convolution, puts the GEMM ahead of cuDNN's ranking when it runs faster than cuDNN's first
+// choice; `launch(choice)` runs one candidate into a scratch output. KOLO_CONV_GEMM (read at each shape's first
+// use): auto (timed), always (no timing), off. Not timed while the stream is being captured (timing
+// synchronises): the ranking stays cuDNN's.
+template <typename Launch>
+void offer_gemm(const char* op, const ConvGeometry& g, cudaStream_t stream, std::vector<Choice>& ranked,
+                Launch&& launch) {
+  if (!pointwise(g)) return;
+  const std::string mode = env::get("KOLO_CONV_GEMM").value_or("auto");
+  KOLO_CHECK(mode == "auto" || mode == "always" || mode == "off", "KOLO_CONV_GEMM must be auto, always or off, got '",
+             mode, "'");
+  if (mode == "off") return;
+  if (mode == "always") {
+    ranked.insert(ranked.begin(), Choice{kGemmAlgo, 0});
+    return;
+  }
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  KOLO_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
+  if (capture != cudaStreamCaptureStatusNone) return;
+  const float cudnn_ms = time_ms(stream, [&] { return launch(ranked.front()); });
+  const float gemm_ms = time_ms(stream, [&] { return launch(Choice{kGemmAlgo, 0}); });
+  KOLO_LOG(Debug, op, " ", g.str(), ": cuDNN algorithm ", ranked.front().algo, " ", cudnn_ms, " ms, GEMM ", gemm_ms,
+           " ms");
+  if (gemm_ms < cudnn_ms) ranked.insert(ranked.begin(), Choice{kGemmAlgo, 0});
+}
 
 // Algorithm cache: key -> the successful algorithms within the workspace limit, fastest first. Process-wide
 // like cuDNN's own handle state; filled once per shape. cuDNN times its candidates on its own buffers, and an
@@ -141,6 +209,17 @@ void cuda_conv2d_fwd(const ConvGeometry& g, const Tensor& x, const Tensor& weigh
   ConvDescs d(g, x.dtype(), op);
   const std::string key = cache_key("fwd", g, x.dtype(), ctx.device());
   const cuda::CudnnScalars s(x.dtype());
+  auto launch = [&](const Choice& c, Tensor& out) {
+    if (c.algo == kGemmAlgo) {
+      Tensor out2 = pixels(out, g.o);
+      cuda::gemm(pixels(x, g.c), weight.view({1, g.o, g.c}), out2, false, true, 1.0, 0.0);
+      return CUDNN_STATUS_SUCCESS;
+    }
+    cuda::DeviceScratch ws(ctx.device(), std::max<size_t>(c.workspace, 16));
+    return cudnnConvolutionForward(h, s.one(), d.x.get(), x.data_ptr(), d.w.get(), weight.data_ptr(), d.conv.get(),
+                                   static_cast<cudnnConvolutionFwdAlgo_t>(c.algo), ws.get(), c.workspace, s.zero(),
+                                   d.y.get(), out.data_ptr());
+  };
   run_ranked(
       op, key,
       [&] {
@@ -148,14 +227,12 @@ void cuda_conv2d_fwd(const ConvGeometry& g, const Tensor& x, const Tensor& weigh
         int n = 0;
         KOLO_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(h, d.x.get(), d.w.get(), d.conv.get(), d.y.get(),
                                                               CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
-        return rank(perf, n, op, key);
+        std::vector<Choice> ranked = rank(perf, n, op, key);
+        Tensor scratch = Tensor::empty(y.shape(), y.dtype(), y.device());
+        offer_gemm(op, g, ctx.stream(), ranked, [&](const Choice& c) { return launch(c, scratch); });
+        return ranked;
       },
-      [&](const Choice& c) {
-        cuda::DeviceScratch ws(ctx.device(), std::max<size_t>(c.workspace, 16));
-        return cudnnConvolutionForward(h, s.one(), d.x.get(), x.data_ptr(), d.w.get(), weight.data_ptr(),
-                                       d.conv.get(), static_cast<cudnnConvolutionFwdAlgo_t>(c.algo), ws.get(),
-                                       c.workspace, s.zero(), d.y.get(), y.data_ptr());
-      });
+      [&](const Choice& c) { return launch(c, y); });
   if (bias.defined()) {
     check_dtype(op, x, bias);
     cuda::TensorDesc bd(bias.dtype(), 1, g.o, 1, 1, false, op);
@@ -170,8 +247,19 @@ void cuda_conv2d_bwd_data(const ConvGeometry& g, const Tensor& dy, const Tensor&
   check_dtype(op, dy, weight);
   cudnnHandle_t h = cuda::cudnn_handle(ctx.device(), ctx.stream());
   ConvDescs d(g, dy.dtype(), op);
-  const std::string key = cache_key("bwd_data", g, dy.dtype(), ctx.device());
+  const std::string key = cache_key(accumulate ? "bwd_data+" : "bwd_data", g, dy.dtype(), ctx.device());
   const cuda::CudnnScalars s(dy.dtype());
+  auto launch = [&](const Choice& c, Tensor& out) {
+    if (c.algo == kGemmAlgo) {
+      Tensor out2 = pixels(out, g.c);
+      cuda::gemm(pixels(dy, g.o), weight.view({1, g.o, g.c}), out2, false, false, 1.0, accumulate ? 1.0 : 0.0);
+      return CUDNN_STATUS_SUCCESS;
+    }
+    cuda::DeviceScratch ws(ctx.device(), std::max<size_t>(c.workspace, 16));
+    return cudnnConvolutionBackwardData(h, s.one(), d.w.get(), weight.data_ptr(), d.y.get(), dy.data_ptr(),
+                                        d.conv.get(), static_cast<cudnnConvolutionBwdDataAlgo_t>(c.algo), ws.get(),
+                                        c.workspace, accumulate ? s.one() : s.zero(), d.x.get(), out.data_ptr());
+  };
   run_ranked(
       op, key,
       [&] {
@@ -179,15 +267,13 @@ void cuda_conv2d_bwd_data(const ConvGeometry& g, const Tensor& dy, const Tensor&
         int n = 0;
         KOLO_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(
             h, d.w.get(), d.y.get(), d.conv.get(), d.x.get(), CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf));
-        return rank(perf, n, op, key);
+        std::vector<Choice> ranked = rank(perf, n, op, key);
+        // Timed into scratch (zeroed, as the sum's values do not change the time) so dx keeps what it holds.
+        Tensor scratch = Tensor::zeros(dx.shape(), dx.dtype(), dx.device());
+        offer_gemm(op, g, ctx.stream(), ranked, [&](const Choice& c) { return launch(c, scratch); });
+        return ranked;
       },
-      [&](const Choice& c) {
-        cuda::DeviceScratch ws(ctx.device(), std::max<size_t>(c.workspace, 16));
-        return cudnnConvolutionBackwardData(h, s.one(), d.w.get(), weight.data_ptr(), d.y.get(), dy.data_ptr(),
-                                            d.conv.get(), static_cast<cudnnConvolutionBwdDataAlgo_t>(c.algo),
-                                            ws.get(), c.workspace, accumulate ? s.one() : s.zero(), d.x.get(),
-                                            dx.data_ptr());
-      });
+      [&](const Choice& c) { return launch(c, dx); });
 }
 
 void cuda_conv2d_bwd_weights(const ConvGeometry& g, const Tensor& x, const Tensor& dy, Tensor& dweight,
@@ -199,6 +285,17 @@ void cuda_conv2d_bwd_weights(const ConvGeometry& g, const Tensor& x, const Tenso
   ConvDescs d(g, x.dtype(), op);
   const std::string key = cache_key("bwd_filter", g, x.dtype(), ctx.device());
   const cuda::CudnnScalars s(x.dtype());
+  auto launch = [&](const Choice& c, Tensor& out) {
+    if (c.algo == kGemmAlgo) {
+      Tensor out2 = out.view({1, g.o, g.c});
+      cuda::gemm(pixels(dy, g.o), pixels(x, g.c), out2, true, false, 1.0, 0.0);
+      return CUDNN_STATUS_SUCCESS;
+    }
+    cuda::DeviceScratch ws(ctx.device(), std::max<size_t>(c.workspace, 16));
+    return cudnnConvolutionBackwardFilter(h, s.one(), d.x.get(), x.data_ptr(), d.y.get(), dy.data_ptr(),
+                                          d.conv.get(), static_cast<cudnnConvolutionBwdFilterAlgo_t>(c.algo),
+                                          ws.get(), c.workspace, s.zero(), d.w.get(), out.data_ptr());
+  };
   run_ranked(
       op, key,
       [&] {
@@ -206,14 +303,12 @@ void cuda_conv2d_bwd_weights(const ConvGeometry& g, const Tensor& x, const Tenso
         int n = 0;
         KOLO_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(
             h, d.x.get(), d.y.get(), d.conv.get(), d.w.get(), CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf));
-        return rank(perf, n, op, key);
+        std::vector<Choice> ranked = rank(perf, n, op, key);
+        Tensor scratch = Tensor::empty(dweight.shape(), dweight.dtype(), dweight.device());
+        offer_gemm(op, g, ctx.stream(), ranked, [&](const Choice& c) { return launch(c, scratch); });
+        return ranked;
       },
-      [&](const Choice& c) {
-        cuda::DeviceScratch ws(ctx.device(), std::max<size_t>(c.workspace, 16));
-        return cudnnConvolutionBackwardFilter(h, s.one(), d.x.get(), x.data_ptr(), d.y.get(), dy.data_ptr(),
-                                              d.conv.get(), static_cast<cudnnConvolutionBwdFilterAlgo_t>(c.algo),
-                                              ws.get(), c.workspace, s.zero(), d.w.get(), dweight.data_ptr());
-      });
+      [&](const Choice& c) { return launch(c, dweight); });
   if (dbias.defined()) {
     // Bias gradient: per-channel sums of dy, accumulated in f32 (f64) and stored in the bias dtype.
     const cuda::ChannelView v = g.channels_last ? cuda::ChannelView{g.n * g.oh * g.ow, g.o, 1}
