@@ -27,6 +27,8 @@ go 40 "transformer" && timeout 60 $T 2>&1 | grep -iE "total|error|peak" | tail -
 go 50 "PyTorch resnet eager bf16" && timeout 60 /opt/torch/.venv/bin/python /tmp/ra.py 2>&1 | tail -2
 go 50 "PyTorch transformer eager bf16" && timeout 60 /opt/torch/.venv/bin/python /tmp/ta.py 2>&1 | tail -2
 go 35 "resnet --cuda_graph off" && R --cuda_graph off
+go 35 "resnet KOLO_CONV_GEMM=off (pointwise convolutions on cuDNN only)" && KOLO_CONV_GEMM=off R
 go 35 "transformer profile" && KOLO_PROFILE_KERNELS=2 timeout 50 $T 2>&1 | grep -A24 "device ms"
 go 30 "resnet profile --cuda_graph off" && KOLO_PROFILE_KERNELS=3 timeout 45 build-gpu/examples/train_resnet $A --cuda_graph off 2>&1 | grep -A22 "device ms"
+go 30 "pointwise convolution choices" && KOLO_LOG_LEVEL=debug timeout 40 build-gpu/examples/train_resnet $A --num_batches 2 2>&1 | grep -E "GEMM [0-9.]+ ms" | sed -E 's/^.*(conv2d[^:]*): /\1 /' | head -40
 echo "=== done at $((SECONDS - t0)) s"
