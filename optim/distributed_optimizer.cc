@@ -162,7 +162,10 @@ DistributedOptimizer::DistributedOptimizer(Optimizer& inner, Runtime& runtime, D
   }
 }
 
-bool DistributedOptimizerOptions::default_wait_on_device() { return env::get_bool("KOLO_DEVICE_WAIT", false); }
+std::optional<bool> DistributedOptimizerOptions::default_wait_on_device() {
+  if (!env::get("KOLO_DEVICE_WAIT")) return std::nullopt;
+  return env::get_bool("KOLO_DEVICE_WAIT", false);
+}
 
 DistributedOptimizer::~DistributedOptimizer() = default;
 
@@ -199,7 +202,7 @@ void DistributedOptimizer::synchronize() {
   // wait_on_device, device gradients are waited for on the compute stream (Handle::wait_device): the host
   // goes on to enqueue the update and the next step while the last buckets are still reduced.
   const int ranks = s.rt.process_set_size(s.opt.process_set);
-  const bool on_device = s.opt.wait_on_device || ranks == 1;
+  const bool on_device = s.opt.wait_on_device.value_or(ranks == 1);
   std::exception_ptr failure;
   try {
     if (on_device)

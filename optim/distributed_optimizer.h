@@ -55,12 +55,13 @@ struct DistributedOptimizerOptions {
   // Checked in step() after the exchange, so all ranks agree (see optim/nonfinite_guard.h).
   NonfinitePolicy nonfinite = NonfinitePolicy::Ignore;
   // Device gradients: step() makes the compute stream wait for the exchange (Handle::wait_device) instead
-  // of waiting on the host for it. Default from KOLO_DEVICE_WAIT (0: wait on the host). Measured on two
-  // H200s (benchmarks/RESULTS.md, session 5): ResNet-50 1.9% faster on one GPU, 2.2% slower on two;
-  // Transformer-big unchanged. A process set of one rank always waits on the device: with nobody to drift
-  // from, a host wait only drains the GPU before the next step (session 7, one H200: Transformer-big +0.7%).
-  bool wait_on_device = default_wait_on_device();
-  static bool default_wait_on_device();
+  // of waiting on the host for it. Unset: KOLO_DEVICE_WAIT (0 or 1) where set, else on the device for a
+  // process set of one rank and on the host for more. Measured on two H200s (benchmarks/RESULTS.md, session
+  // 5): ResNet-50 1.9% faster on one GPU, 2.2% slower on two; Transformer-big unchanged. At one rank, with
+  // nobody to drift from, a host wait only drains the GPU before the next step (session 7, one H200:
+  // Transformer-big +0.7%).
+  std::optional<bool> wait_on_device = default_wait_on_device();
+  static std::optional<bool> default_wait_on_device();
 };
 
 // Bytes exchanged, cumulative since construction or reset_stats().
