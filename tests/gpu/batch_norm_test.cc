@@ -106,7 +106,7 @@ TEST_F(GpuBatchNorm, DualAddReluMatchesCpu) {
       Tensor gy = random_cpu(bc.shape, t, -1.0, 1.0, 47);
       auto run = [&](Device dev) {
         std::vector<Tensor> v;
-        for (const Tensor& q : in) v.push_back(q.to(dev).set_requires_grad(true));
+        for (const Tensor& q : in) v.push_back(q.detach().to(dev).set_requires_grad(true));
         Tensor rm = Tensor::zeros({c}, DType::F32, dev), rv = Tensor::ones({c}, DType::F32, dev);
         Tensor rrm = Tensor::zeros({c}, DType::F32, dev), rrv = Tensor::ones({c}, DType::F32, dev);
         Tensor y = batch_norm_dual_add_relu(v[0], {v[1], v[2], &rm, &rv}, v[3], {v[4], v[5], &rrm, &rrv}, true, 0.1,

@@ -146,7 +146,7 @@ TEST_F(GpuTest, FeedForwardMatchesCpuComposite) {
     const std::vector<Tensor> want = run(Device::cpu()), got = run(gpu());
     const char* names[] = {"y", "grad x", "grad w1", "grad b1", "grad w2", "grad b2"};
     for (size_t i = 0; i < want.size(); ++i)
-      EXPECT_LE(relative_error(got[i], want[i]), t == DType::F32 ? 1e-5 : 2e-2)
+      EXPECT_LE(relative_error(got[i], want[i]), t == DType::F32 ? 1e-5 : 3e-2)
           << dtype_name(t) << " hidden " << hidden << " " << names[i];
   }
 }
@@ -173,7 +173,7 @@ TEST_F(GpuTest, InputGradientSummedByTheGemmMatchesCpu) {
       y.backward(gy.to(dev));
       return xd.grad();
     };
-    EXPECT_LE(relative_error(run(gpu()), run(Device::cpu())), t == DType::F32 ? 1e-5 : 2e-2) << dtype_name(t);
+    EXPECT_LE(relative_error(run(gpu()), run(Device::cpu())), t == DType::F32 ? 1e-5 : 3e-2) << dtype_name(t);
   }
 }
 

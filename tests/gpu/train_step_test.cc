@@ -229,8 +229,8 @@ TEST_F(GpuTest, PointwiseConvolutionAsGemmMatchesCpu) {
     Conv2dOptions o;
     o.channels_last = true;
     auto run = [&](Device d, Tensor& gx, Tensor& gw1, Tensor& gw2, Tensor& gb) {
-      Tensor xd = x.to(d).set_requires_grad(true), w1d = w1.to(d).set_requires_grad(true);
-      Tensor w2d = w2.to(d).set_requires_grad(true), bd = b.to(d).set_requires_grad(true);
+      Tensor xd = x.detach().to(d).set_requires_grad(true), w1d = w1.detach().to(d).set_requires_grad(true);
+      Tensor w2d = w2.detach().to(d).set_requires_grad(true), bd = b.detach().to(d).set_requires_grad(true);
       Tensor y = add(conv2d(xd, w1d, bd, o), mul(conv2d(xd, w2d, Tensor(), o), conv2d(xd, w2d, Tensor(), o)));
       y.backward(random_cpu(y.shape(), t, -1.0, 1.0, 94).to(d));
       gx = xd.grad().to(Device::cpu());
