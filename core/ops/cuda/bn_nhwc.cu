@@ -4,7 +4,12 @@
 // and reads them with one vector load per row, so a warp reads whole rows), blockIdx.y strides over rows.
 // Each block leaves one partial per channel; a one-thread-per-channel pass merges the partials in block order
 // and turns them into per-channel coefficients, so the elementwise passes are one fused multiply-add.
+// The elementwise passes walk the same 2-D grid, so each thread loads its channels' coefficients into
+// registers once (indexing them per element cost one L1 load per coefficient per element: the dual form's
+// backward needs ten). Every pass issues the loads of several rows before using any (memory-level
+// parallelism at the occupancy the registers allow); the order in which a thread accumulates is unchanged.
 #include <algorithm>
+#include <type_traits>
 
 #include "core/device/cuda/cuda_check.h"
 #include "core/ops/cuda/bn_nhwc_launch.h"
@@ -14,6 +19,14 @@ namespace kolo::cuda {
 namespace {
 
 constexpr int kThreads = 256;
+
+// Where a backward pass finds the ReLU mask: nowhere (plain batch norm), in the forward's output y, in x
+// (recomputed with the apply coefficients), or in x and r (the dual form).
+enum class Mask { None, FromY, FromX, Dual };
+
+// Rows whose loads the backward kernels issue together: one in the dual form, whose three inputs and two
+// norms' coefficients would spill past 128 registers with two.
+constexpr int grad_loads(Mask m) { return m == Mask::Dual ? 1 : 2; }
 
 struct Geometry {
   int tx, ty;  // block: tx threads across channel vectors, ty across rows
@@ -35,10 +48,42 @@ Geometry geometry(const BnNhwcShape& s, int v) {
   return g;
 }
 
+// The elementwise passes' grid: the reductions' blocks, with row blocks enough to fill the device.
+Geometry elementwise_geometry(const BnNhwcShape& s, int v, int loads) {
+  Geometry g = geometry(s, v);
+  const int64_t want = std::max<int64_t>(1, 8 * sm_count() / g.gx);
+  g.gy = static_cast<int>(std::max<int64_t>(1, std::min(ceil_div(s.rows, int64_t{g.ty} * loads), want)));
+  return g;
+}
+
+// Calls fn(std::integral_constant<Mask, m>).
+template <typename Fn>
+void with_mask(Mask m, Fn&& fn) {
+  switch (m) {
+    case Mask::None: fn(std::integral_constant<Mask, Mask::None>{}); return;
+    case Mask::FromY: fn(std::integral_constant<Mask, Mask::FromY>{}); return;
+    case Mask::FromX: fn(std::integral_constant<Mask, Mask::FromX>{}); return;
+    case Mask::Dual: fn(std::integral_constant<Mask, Mask::Dual>{}); return;
+  }
+}
+
+// Calls fn(std::integral_constant<int, W>) with W = T's vector width when v is that width, else 1.
+template <typename T, typename Fn>
+void with_width(int v, Fn&& fn) {
+  if (v == vec_width<T>())
+    fn(std::integral_constant<int, vec_width<T>()>{});
+  else
+    fn(std::integral_constant<int, 1>{});
+}
+
 // Rows visited by a thread starting at `start` with stride `stride`.
 __device__ __forceinline__ float rows_seen(int64_t rows, int64_t start, int64_t stride) {
   return start < rows ? static_cast<float>((rows - 1 - start) / stride + 1) : 0.0f;
 }
+
+// Rows whose loads a thread issues together in each pass. The elementwise and gradient kernels are bounded to
+// 128 registers, so two 256-thread blocks fit on an SM, with 4 to 8 16-byte loads in flight per thread.
+constexpr int kStatsLoads = 4, kApplyLoads = 4;
 
 // Per-block statistics of V channels per thread, merged over threadIdx.y in order (Chan et al.'s update).
 template <typename T, int V>
@@ -64,13 +109,20 @@ __global__ void stats_partial_kernel(const T* x, int64_t rows, int64_t c, float*
       shift[k] = convert<float>(v0.v[k]);
       s1[k] = s2[k] = 0.0f;
     }
-    for (int64_t r = first + stride; r < rows; r += stride) {
-      const Vec<T, V> v = reinterpret_cast<const Vec<T, V>*>(x + r * c)[vcol];
+    for (int64_t r = first + stride; r < rows; r += kStatsLoads * stride) {
+      Vec<T, V> v[kStatsLoads];
 #pragma unroll
-      for (int k = 0; k < V; ++k) {
-        const float d = convert<float>(v.v[k]) - shift[k];
-        s1[k] += d;
-        s2[k] = fmaf(d, d, s2[k]);
+      for (int j = 0; j < kStatsLoads; ++j)
+        if (r + j * stride < rows) v[j] = reinterpret_cast<const Vec<T, V>*>(x + (r + j * stride) * c)[vcol];
+#pragma unroll
+      for (int j = 0; j < kStatsLoads; ++j) {
+        if (r + j * stride >= rows) break;
+#pragma unroll
+        for (int k = 0; k < V; ++k) {
+          const float d = convert<float>(v[j].v[k]) - shift[k];
+          s1[k] += d;
+          s2[k] = fmaf(d, d, s2[k]);
+        }
       }
     }
     const float n = rows_seen(rows, first, stride);
@@ -180,30 +232,58 @@ __device__ __forceinline__ bool relu_passes(float scale, float shift, T x, float
   return convert<float>(convert<T>(bn_rounded<T>(scale, shift, x) + bn_rounded<T>(rscale, rshift, r))) > 0.0f;
 }
 
-// y = relu?(round(x * scale + shift) [+ residual]) over [rows, c] flattened into V-wide vectors. The batch-norm
-// result is rounded to T before the residual add, as the unfused composite does. With rscale/rshift the
-// residual is normalised first (round(residual * rscale + rshift)), as its own batch norm would have stored it.
-template <typename T, int V>
-__global__ void apply_kernel(int64_t vectors, int64_t c, const T* x, const T* residual, bool relu,
-                             const float* scale, const float* shift, const float* rscale, const float* rshift,
-                             T* y) {
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < vectors;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t ch0 = (i * V) % c;
-    const Vec<T, V> u = reinterpret_cast<const Vec<T, V>*>(x)[i];
-    Vec<T, V> r;
-    if (residual) r = reinterpret_cast<const Vec<T, V>*>(residual)[i];
-    Vec<T, V> o;
+// Loads coefficient array `p` (may be null) for V channels from `ch0` into registers.
+template <int V>
+__device__ __forceinline__ void load_coef(const float* p, int64_t ch0, float (&out)[V]) {
 #pragma unroll
-    for (int k = 0; k < V; ++k) {
-      float v = bn_rounded<T>(scale[ch0 + k], shift[ch0 + k], u.v[k]);
-      if (residual) {
-        const float rv = rscale ? bn_rounded<T>(rscale[ch0 + k], rshift[ch0 + k], r.v[k]) : convert<float>(r.v[k]);
-        v = convert<float>(convert<T>(v + rv));
-      }
-      o.v[k] = convert<T>(relu ? fmaxf(v, 0.0f) : v);
+  for (int k = 0; k < V; ++k) out[k] = p ? p[ch0 + k] : 0.0f;
+}
+
+// y = relu?(round(x * scale + shift) [+ residual]) over [rows, c] in V-wide channel vectors, on the reduction
+// passes' 2-D grid. The batch-norm result is rounded to T before the residual add, as the unfused composite
+// does. With rscale/rshift the residual is normalised first (round(residual * rscale + rshift)), as its own
+// batch norm would have stored it.
+template <typename T, int V>
+__global__ void __launch_bounds__(kThreads, 2) apply_kernel(int64_t rows, int64_t c, const T* x, const T* residual, bool relu, const float* scale,
+                             const float* shift, const float* rscale, const float* rshift, T* y) {
+  const int64_t cv = c / V;
+  const int64_t vcol = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (vcol >= cv) return;
+  float sc[V], sh[V], rsc[V], rsh[V];
+  load_coef<V>(scale, vcol * V, sc);
+  load_coef<V>(shift, vcol * V, sh);
+  load_coef<V>(rscale, vcol * V, rsc);
+  load_coef<V>(rshift, vcol * V, rsh);
+  const Vec<T, V>* xv = reinterpret_cast<const Vec<T, V>*>(x) + vcol;
+  const Vec<T, V>* rv = reinterpret_cast<const Vec<T, V>*>(residual) + vcol;
+  Vec<T, V>* yv = reinterpret_cast<Vec<T, V>*>(y) + vcol;
+  const int64_t stride = static_cast<int64_t>(gridDim.y) * blockDim.y;
+  for (int64_t r0 = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y; r0 < rows;
+       r0 += kApplyLoads * stride) {
+    Vec<T, V> u[kApplyLoads], q[kApplyLoads];
+#pragma unroll
+    for (int j = 0; j < kApplyLoads; ++j) {
+      const int64_t r = r0 + j * stride;
+      if (r >= rows) break;
+      u[j] = xv[r * cv];
+      if (residual) q[j] = rv[r * cv];
     }
-    reinterpret_cast<Vec<T, V>*>(y)[i] = o;
+#pragma unroll
+    for (int j = 0; j < kApplyLoads; ++j) {
+      const int64_t r = r0 + j * stride;
+      if (r >= rows) break;
+      Vec<T, V> o;
+#pragma unroll
+      for (int k = 0; k < V; ++k) {
+        float v = bn_rounded<T>(sc[k], sh[k], u[j].v[k]);
+        if (residual) {
+          const float w = rscale ? bn_rounded<T>(rsc[k], rsh[k], q[j].v[k]) : convert<float>(q[j].v[k]);
+          v = convert<float>(convert<T>(v + w));
+        }
+        o.v[k] = convert<T>(relu ? fmaxf(v, 0.0f) : v);
+      }
+      yv[r * cv] = o;
+    }
   }
 }
 
@@ -216,61 +296,96 @@ struct DualBn {
   T* dr = nullptr;
 };
 
-// dz = dy masked by y > 0 when y is given (the ReLU's gradient), else dy; dx = a*dz + bx*x + d per channel;
-// dresidual = dz when requested. With scale/shift instead of y, the mask is recomputed from x (and, in the
-// dual form, from r too, which also gets its gradient dr).
-template <typename T, int V>
-__global__ void dx_kernel(int64_t vectors, int64_t c, const T* dy, const T* y, const T* x, const float* scale,
+// Per-thread state of the backward passes for V channels: the mask's apply coefficients (both norms' in the
+// dual form) and dz = dy with the mask applied.
+template <typename T, int V, Mask M>
+struct MaskCoef {
+  float sc[V], sh[V], rsc[V], rsh[V];
+  __device__ __forceinline__ void load(const float* scale, const float* shift, const DualBn<T>& du, int64_t ch0) {
+    if constexpr (M == Mask::FromX || M == Mask::Dual) {
+      load_coef<V>(scale, ch0, sc);
+      load_coef<V>(shift, ch0, sh);
+    }
+    if constexpr (M == Mask::Dual) {
+      load_coef<V>(du.scale, ch0, rsc);
+      load_coef<V>(du.shift, ch0, rsh);
+    }
+  }
+  // dz for element k from dy's, x's, y's and r's values there (y and r only read in their modes).
+  __device__ __forceinline__ float dz(int k, T g, T x, T y, T r) const {
+    bool on = true;
+    if constexpr (M == Mask::FromY) on = convert<float>(y) > 0.0f;
+    if constexpr (M == Mask::FromX) on = relu_passes<T>(sc[k], sh[k], x);
+    if constexpr (M == Mask::Dual) on = relu_passes<T>(sc[k], sh[k], x, rsc[k], rsh[k], r);
+    return on ? convert<float>(g) : 0.0f;
+  }
+};
+
+// dx = a*dz + bx*x + d per channel (dz: dy with the mask applied); dresidual = dz when requested (FromY);
+// in the dual form dr = a'*dz + bx'*r + d' with the second norm's coefficients. On the reduction passes'
+// 2-D grid, the coefficients in registers.
+template <typename T, int V, Mask M>
+__global__ void __launch_bounds__(kThreads, 2) dx_kernel(int64_t rows, int64_t c, const T* dy, const T* y, const T* x, const float* scale,
                           const float* shift, const float* a, const float* bx, const float* d, T* dx, T* dresidual,
                           DualBn<T> du) {
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < vectors;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t ch0 = (i * V) % c;
-    Vec<T, V> g = reinterpret_cast<const Vec<T, V>*>(dy)[i];
-    const Vec<T, V> u = reinterpret_cast<const Vec<T, V>*>(x)[i];
-    Vec<T, V> rv;
-    if (du.r) rv = reinterpret_cast<const Vec<T, V>*>(du.r)[i];
-    if (y) {
-      const Vec<T, V> m = reinterpret_cast<const Vec<T, V>*>(y)[i];
+  constexpr int L = grad_loads(M);
+  const int64_t cv = c / V;
+  const int64_t vcol = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (vcol >= cv) return;
+  MaskCoef<T, V, M> mc;
+  mc.load(scale, shift, du, vcol * V);
+  float ca[V], cb[V], cd[V], ra[V], rb[V], rd[V];
+  load_coef<V>(a, vcol * V, ca);
+  load_coef<V>(bx, vcol * V, cb);
+  load_coef<V>(d, vcol * V, cd);
+  if constexpr (M == Mask::Dual) {
+    load_coef<V>(du.a, vcol * V, ra);
+    load_coef<V>(du.bx, vcol * V, rb);
+    load_coef<V>(du.d, vcol * V, rd);
+  }
+  const int64_t stride = static_cast<int64_t>(gridDim.y) * blockDim.y;
+  auto at = [&](const T* p, int64_t r) { return reinterpret_cast<const Vec<T, V>*>(p + r * c)[vcol]; };
+  auto out = [&](T* p, int64_t r) -> Vec<T, V>& { return reinterpret_cast<Vec<T, V>*>(p + r * c)[vcol]; };
+  for (int64_t r0 = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y; r0 < rows;
+       r0 += L * stride) {
+    Vec<T, V> g[L], u[L], m[L];
 #pragma unroll
-      for (int k = 0; k < V; ++k)
-        if (!(convert<float>(m.v[k]) > 0.0f)) g.v[k] = convert<T>(0.0f);
-      if (dresidual) reinterpret_cast<Vec<T, V>*>(dresidual)[i] = g;
-    } else if (du.r) {
-#pragma unroll
-      for (int k = 0; k < V; ++k)
-        if (!relu_passes<T>(scale[ch0 + k], shift[ch0 + k], u.v[k], du.scale[ch0 + k], du.shift[ch0 + k], rv.v[k]))
-          g.v[k] = convert<T>(0.0f);
-    } else if (scale) {
-#pragma unroll
-      for (int k = 0; k < V; ++k)
-        if (!relu_passes<T>(scale[ch0 + k], shift[ch0 + k], u.v[k])) g.v[k] = convert<T>(0.0f);
+    for (int j = 0; j < L; ++j) {
+      const int64_t r = r0 + j * stride;
+      if (r >= rows) break;
+      g[j] = at(dy, r);
+      u[j] = at(x, r);
+      if constexpr (M == Mask::FromY) m[j] = at(y, r);
+      if constexpr (M == Mask::Dual) m[j] = at(du.r, r);
     }
-    if (dx) {
-      Vec<T, V> o;
 #pragma unroll
-      for (int k = 0; k < V; ++k)
-        o.v[k] = convert<T>(a[ch0 + k] * convert<float>(g.v[k]) + bx[ch0 + k] * convert<float>(u.v[k]) + d[ch0 + k]);
-      reinterpret_cast<Vec<T, V>*>(dx)[i] = o;
-    }
-    if (du.dr) {
-      Vec<T, V> o;
+    for (int j = 0; j < L; ++j) {
+      const int64_t r = r0 + j * stride;
+      if (r >= rows) break;
+      Vec<T, V> z, o, ro;
 #pragma unroll
-      for (int k = 0; k < V; ++k)
-        o.v[k] = convert<T>(du.a[ch0 + k] * convert<float>(g.v[k]) + du.bx[ch0 + k] * convert<float>(rv.v[k]) +
-                            du.d[ch0 + k]);
-      reinterpret_cast<Vec<T, V>*>(du.dr)[i] = o;
+      for (int k = 0; k < V; ++k) {
+        const float gv = mc.dz(k, g[j].v[k], u[j].v[k], m[j].v[k], m[j].v[k]);
+        z.v[k] = convert<T>(gv);
+        o.v[k] = convert<T>(ca[k] * gv + cb[k] * convert<float>(u[j].v[k]) + cd[k]);
+        if constexpr (M == Mask::Dual) ro.v[k] = convert<T>(ra[k] * gv + rb[k] * convert<float>(m[j].v[k]) + rd[k]);
+      }
+      if (dx) out(dx, r) = o;
+      if constexpr (M == Mask::FromY)
+        if (dresidual) out(dresidual, r) = z;
+      if constexpr (M == Mask::Dual)
+        if (du.dr) out(du.dr, r) = ro;
     }
   }
 }
 
-// Per-block sums of dz, dz * (x - mean) and, in the dual form, dz * (r - r's mean) for V channels per thread
-// (dz = dy, masked by y > 0 when y is given, or by relu_passes when scale/shift are), merged over threadIdx.y
-// in order.
-template <typename T, int V>
-__global__ void grad_partial_kernel(const T* dy, const T* y, const T* x, const float* mean, const float* scale,
+// Per-block sums of dz, dz * (x - mean) and, in the dual form, dz * (r - r's mean) for V channels per thread,
+// merged over threadIdx.y in order.
+template <typename T, int V, Mask M>
+__global__ void __launch_bounds__(kThreads, 2) grad_partial_kernel(const T* dy, const T* y, const T* x, const float* mean, const float* scale,
                                     const float* shift, int64_t rows, int64_t c, float* part_dy, float* part_dyx,
                                     DualBn<T> du, float* part_dyr) {
+  constexpr int L = grad_loads(M);
   extern __shared__ float smem[];
   const int tx = blockDim.x, ty = blockDim.y;
   float* sh_dy = smem;
@@ -279,34 +394,37 @@ __global__ void grad_partial_kernel(const T* dy, const T* y, const T* x, const f
   const int64_t vcol = static_cast<int64_t>(blockIdx.x) * tx + threadIdx.x;
   const bool active = vcol < c / V;
   const int64_t stride = static_cast<int64_t>(gridDim.y) * ty;
-  float sdy[V], sdyx[V], sdyr[V], mu[V], sc[V], sh[V], rmu[V], rsc[V], rsh[V];
+  constexpr bool dual = M == Mask::Dual;
+  float sdy[V], sdyx[V], sdyr[V], mu[V], rmu[V];
 #pragma unroll
   for (int k = 0; k < V; ++k) sdy[k] = sdyx[k] = sdyr[k] = 0.0f;
   if (active) {
+    MaskCoef<T, V, M> mc;
+    mc.load(scale, shift, du, vcol * V);
+    load_coef<V>(mean, vcol * V, mu);
+    if constexpr (dual) load_coef<V>(du.mean, vcol * V, rmu);
+    auto at = [&](const T* p, int64_t r) { return reinterpret_cast<const Vec<T, V>*>(p + r * c)[vcol]; };
+    for (int64_t r0 = static_cast<int64_t>(blockIdx.y) * ty + threadIdx.y; r0 < rows; r0 += L * stride) {
+      Vec<T, V> g[L], v[L], m[L];
 #pragma unroll
-    for (int k = 0; k < V; ++k) {
-      mu[k] = mean[vcol * V + k];
-      sc[k] = scale ? scale[vcol * V + k] : 0.0f;
-      sh[k] = scale ? shift[vcol * V + k] : 0.0f;
-      rmu[k] = du.r ? du.mean[vcol * V + k] : 0.0f;
-      rsc[k] = du.r ? du.scale[vcol * V + k] : 0.0f;
-      rsh[k] = du.r ? du.shift[vcol * V + k] : 0.0f;
-    }
-    for (int64_t r = static_cast<int64_t>(blockIdx.y) * ty + threadIdx.y; r < rows; r += stride) {
-      const Vec<T, V> g = reinterpret_cast<const Vec<T, V>*>(dy + r * c)[vcol];
-      const Vec<T, V> v = reinterpret_cast<const Vec<T, V>*>(x + r * c)[vcol];
-      Vec<T, V> m, w;
-      if (y) m = reinterpret_cast<const Vec<T, V>*>(y + r * c)[vcol];
-      if (du.r) w = reinterpret_cast<const Vec<T, V>*>(du.r + r * c)[vcol];
+      for (int j = 0; j < L; ++j) {
+        const int64_t r = r0 + j * stride;
+        if (r >= rows) break;
+        g[j] = at(dy, r);
+        v[j] = at(x, r);
+        if constexpr (M == Mask::FromY) m[j] = at(y, r);
+        if constexpr (dual) m[j] = at(du.r, r);
+      }
 #pragma unroll
-      for (int k = 0; k < V; ++k) {
-        const bool off = y      ? !(convert<float>(m.v[k]) > 0.0f)
-                         : du.r ? !relu_passes<T>(sc[k], sh[k], v.v[k], rsc[k], rsh[k], w.v[k])
-                                : scale && !relu_passes<T>(sc[k], sh[k], v.v[k]);
-        const float gv = off ? 0.0f : convert<float>(g.v[k]);
-        sdy[k] += gv;
-        sdyx[k] += gv * (convert<float>(v.v[k]) - mu[k]);
-        if (du.r) sdyr[k] += gv * (convert<float>(w.v[k]) - rmu[k]);
+      for (int j = 0; j < L; ++j) {
+        if (r0 + j * stride >= rows) break;
+#pragma unroll
+        for (int k = 0; k < V; ++k) {
+          const float gv = mc.dz(k, g[j].v[k], v[j].v[k], m[j].v[k], m[j].v[k]);
+          sdy[k] += gv;
+          sdyx[k] += gv * (convert<float>(v[j].v[k]) - mu[k]);
+          if constexpr (dual) sdyr[k] += gv * (convert<float>(m[j].v[k]) - rmu[k]);
+        }
       }
     }
   }
@@ -315,7 +433,7 @@ __global__ void grad_partial_kernel(const T* dy, const T* y, const T* x, const f
   for (int k = 0; k < V; ++k) {
     sh_dy[slot + k] = sdy[k];
     sh_dyx[slot + k] = sdyx[k];
-    if (du.r) sh_dyr[slot + k] = sdyr[k];
+    if constexpr (dual) sh_dyr[slot + k] = sdyr[k];
   }
   __syncthreads();
   if (threadIdx.y != 0 || !active) return;
@@ -325,7 +443,7 @@ __global__ void grad_partial_kernel(const T* dy, const T* y, const T* x, const f
     for (int k = 0; k < V; ++k) {
       sdy[k] += sh_dy[other + k];
       sdyx[k] += sh_dyx[other + k];
-      if (du.r) sdyr[k] += sh_dyr[other + k];
+      if constexpr (dual) sdyr[k] += sh_dyr[other + k];
     }
   }
   const int64_t base = static_cast<int64_t>(blockIdx.y) * c + vcol * V;
@@ -333,7 +451,7 @@ __global__ void grad_partial_kernel(const T* dy, const T* y, const T* x, const f
   for (int k = 0; k < V; ++k) {
     part_dy[base + k] = sdy[k];
     part_dyx[base + k] = sdyx[k];
-    if (du.r) part_dyr[base + k] = sdyr[k];
+    if constexpr (dual) part_dyr[base + k] = sdyr[k];
   }
 }
 
@@ -451,11 +569,10 @@ void launch_stats(DType t, const BnNhwcShape& s, int v, const void* x, DType par
   const Geometry g = geometry(s, v);
   const size_t smem = 2 * static_cast<size_t>(kThreads) * v * sizeof(float);
   const dim3 block(g.tx, g.ty), grid(g.gx, g.gy);
-  const T* xt = static_cast<const T*>(x);
-  if (v == vec_width<T>())
-    stats_partial_kernel<T, vec_width<T>()><<<grid, block, smem, stream>>>(xt, s.rows, s.c, part1, part2);
-  else
-    stats_partial_kernel<T, 1><<<grid, block, smem, stream>>>(xt, s.rows, s.c, part1, part2);
+  with_width<T>(v, [&](auto w) {
+    stats_partial_kernel<T, decltype(w)::value>
+        <<<grid, block, smem, stream>>>(static_cast<const T*>(x), s.rows, s.c, part1, part2);
+  });
   KOLO_CUDA_CHECK_LAUNCH();
   dispatch_param<T>(t, param_t, "affine parameters", [&](auto ptag) {
     using P = decltype(ptag);
@@ -473,16 +590,12 @@ void launch_stats(DType t, const BnNhwcShape& s, int v, const void* x, DType par
 template <typename T>
 void launch_apply(const BnNhwcShape& s, int v, const void* x, const void* residual, bool relu, const float* scale,
                   const float* shift, const float* rscale, const float* rshift, void* y, cudaStream_t stream) {
-  const int64_t vectors = s.rows * s.c / v;
-  const T* xt = static_cast<const T*>(x);
-  const T* rt = static_cast<const T*>(residual);
-  T* yt = static_cast<T*>(y);
-  if (v == vec_width<T>())
-    apply_kernel<T, vec_width<T>()><<<grid_for(vectors, kThreads), kThreads, 0, stream>>>(
-        vectors, s.c, xt, rt, relu, scale, shift, rscale, rshift, yt);
-  else
-    apply_kernel<T, 1><<<grid_for(vectors, kThreads), kThreads, 0, stream>>>(vectors, s.c, xt, rt, relu, scale,
-                                                                             shift, rscale, rshift, yt);
+  const Geometry g = elementwise_geometry(s, v, kApplyLoads);
+  with_width<T>(v, [&](auto w) {
+    apply_kernel<T, decltype(w)::value><<<dim3(g.gx, g.gy), dim3(g.tx, g.ty), 0, stream>>>(
+        s.rows, s.c, static_cast<const T*>(x), static_cast<const T*>(residual), relu, scale, shift, rscale, rshift,
+        static_cast<T*>(y));
+  });
   KOLO_CUDA_CHECK_LAUNCH();
 }
 
@@ -520,16 +633,17 @@ void launch_backward_passes(DType t, const BnNhwcShape& s, int v, const void* dy
                             void* drweight, void* drbias, cudaStream_t stream) {
   const Geometry g = geometry(s, v);
   const size_t smem = (du.r ? 3 : 2) * static_cast<size_t>(kThreads) * v * sizeof(float);
-  const dim3 block(g.tx, g.ty), grid(g.gx, g.gy);
+  const Mask mask = du.r ? Mask::Dual : y ? Mask::FromY : scale ? Mask::FromX : Mask::None;
   const T* dyt = static_cast<const T*>(dy);
   const T* yt = static_cast<const T*>(y);
   const T* xt = static_cast<const T*>(x);
-  if (v == vec_width<T>())
-    grad_partial_kernel<T, vec_width<T>()><<<grid, block, smem, stream>>>(
-        dyt, yt, xt, save_mean, scale, shift, s.rows, s.c, ws.part1, ws.part2, du, ws.part3);
-  else
-    grad_partial_kernel<T, 1><<<grid, block, smem, stream>>>(dyt, yt, xt, save_mean, scale, shift, s.rows, s.c,
-                                                             ws.part1, ws.part2, du, ws.part3);
+  with_mask(mask, [&](auto m) {
+    with_width<T>(v, [&](auto w) {
+      grad_partial_kernel<T, decltype(w)::value, decltype(m)::value><<<dim3(g.gx, g.gy), dim3(g.tx, g.ty), smem,
+                                                                       stream>>>(
+          dyt, yt, xt, save_mean, scale, shift, s.rows, s.c, ws.part1, ws.part2, du, ws.part3);
+    });
+  });
   KOLO_CUDA_CHECK_LAUNCH();
   launch_grad_final<T>(t, s, g.gy, param_t, ws.part1, ws.part2, w, save_mean, save_invstd, dweight, dbias, ws.c1,
                        ws.c2, ws.c3, stream);
@@ -537,15 +651,14 @@ void launch_backward_passes(DType t, const BnNhwcShape& s, int v, const void* dy
     launch_grad_final<T>(t, s, g.gy, param_t, ws.part1, ws.part3, rw, du.mean, r_invstd, drweight, drbias, ws.rc1,
                          ws.rc2, ws.rc3, stream);
   if (!dx && !dresidual && !du.dr) return;
-  const int64_t vectors = s.rows * s.c / v;
-  T* dxt = static_cast<T*>(dx);
-  T* drt = static_cast<T*>(dresidual);
-  if (v == vec_width<T>())
-    dx_kernel<T, vec_width<T>()><<<grid_for(vectors, kThreads), kThreads, 0, stream>>>(
-        vectors, s.c, dyt, yt, xt, scale, shift, ws.c1, ws.c2, ws.c3, dxt, drt, du);
-  else
-    dx_kernel<T, 1><<<grid_for(vectors, kThreads), kThreads, 0, stream>>>(vectors, s.c, dyt, yt, xt, scale, shift,
-                                                                          ws.c1, ws.c2, ws.c3, dxt, drt, du);
+  const Geometry e = elementwise_geometry(s, v, grad_loads(mask));
+  with_mask(mask, [&](auto m) {
+    with_width<T>(v, [&](auto w) {
+      dx_kernel<T, decltype(w)::value, decltype(m)::value><<<dim3(e.gx, e.gy), dim3(e.tx, e.ty), 0, stream>>>(
+          s.rows, s.c, dyt, yt, xt, scale, shift, ws.c1, ws.c2, ws.c3, static_cast<T*>(dx),
+          static_cast<T*>(dresidual), du);
+    });
+  });
   KOLO_CUDA_CHECK_LAUNCH();
 }
 
