@@ -255,7 +255,7 @@ __global__ void __launch_bounds__(kThreads, 2) apply_kernel(int64_t rows, int64_
   load_coef<V>(rscale, vcol * V, rsc);
   load_coef<V>(rshift, vcol * V, rsh);
   const Vec<T, V>* xv = reinterpret_cast<const Vec<T, V>*>(x) + vcol;
-  const Vec<T, V>* rv = reinterpret_cast<const Vec<T, V>*>(residual) + vcol;
+  const Vec<T, V>* rv = residual ? reinterpret_cast<const Vec<T, V>*>(residual) + vcol : nullptr;
   Vec<T, V>* yv = reinterpret_cast<Vec<T, V>*>(y) + vcol;
   const int64_t stride = static_cast<int64_t>(gridDim.y) * blockDim.y;
   for (int64_t r0 = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y; r0 < rows;
