@@ -239,23 +239,29 @@ __device__ __forceinline__ void load_coef(const float* p, int64_t ch0, float (&o
   for (int k = 0; k < V; ++k) out[k] = p ? p[ch0 + k] : 0.0f;
 }
 
+// What the apply pass adds to bn(x) before the ReLU: nothing, the residual as it is, or the residual through
+// its own batch norm (the dual form).
+enum class Residual { None, Plain, Normalised };
+
 // y = relu?(round(x * scale + shift) [+ residual]) over [rows, c] in V-wide channel vectors, on the reduction
 // passes' 2-D grid. The batch-norm result is rounded to T before the residual add, as the unfused composite
-// does. With rscale/rshift the residual is normalised first (round(residual * rscale + rshift)), as its own
-// batch norm would have stored it.
-template <typename T, int V>
-__global__ void __launch_bounds__(kThreads, 2) apply_kernel(int64_t rows, int64_t c, const T* x, const T* residual, bool relu, const float* scale,
-                             const float* shift, const float* rscale, const float* rshift, T* y) {
+// does. A normalised residual is round(residual * rscale + rshift), as its own batch norm would have stored it.
+template <typename T, int V, Residual R>
+__global__ void __launch_bounds__(kThreads, 2)
+    apply_kernel(int64_t rows, int64_t c, const T* x, const T* residual, bool relu, const float* scale,
+                 const float* shift, const float* rscale, const float* rshift, T* y) {
   const int64_t cv = c / V;
   const int64_t vcol = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (vcol >= cv) return;
   float sc[V], sh[V], rsc[V], rsh[V];
   load_coef<V>(scale, vcol * V, sc);
   load_coef<V>(shift, vcol * V, sh);
-  load_coef<V>(rscale, vcol * V, rsc);
-  load_coef<V>(rshift, vcol * V, rsh);
+  if constexpr (R == Residual::Normalised) {
+    load_coef<V>(rscale, vcol * V, rsc);
+    load_coef<V>(rshift, vcol * V, rsh);
+  }
   const Vec<T, V>* xv = reinterpret_cast<const Vec<T, V>*>(x) + vcol;
-  const Vec<T, V>* rv = residual ? reinterpret_cast<const Vec<T, V>*>(residual) + vcol : nullptr;
+  const Vec<T, V>* rv = R == Residual::None ? nullptr : reinterpret_cast<const Vec<T, V>*>(residual) + vcol;
   Vec<T, V>* yv = reinterpret_cast<Vec<T, V>*>(y) + vcol;
   const int64_t stride = static_cast<int64_t>(gridDim.y) * blockDim.y;
   for (int64_t r0 = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y; r0 < rows;
@@ -266,7 +272,7 @@ __global__ void __launch_bounds__(kThreads, 2) apply_kernel(int64_t rows, int64_
       const int64_t r = r0 + j * stride;
       if (r >= rows) break;
       u[j] = xv[r * cv];
-      if (residual) q[j] = rv[r * cv];
+      if constexpr (R != Residual::None) q[j] = rv[r * cv];
     }
 #pragma unroll
     for (int j = 0; j < kApplyLoads; ++j) {
@@ -276,10 +282,9 @@ __global__ void __launch_bounds__(kThreads, 2) apply_kernel(int64_t rows, int64_
 #pragma unroll
       for (int k = 0; k < V; ++k) {
         float v = bn_rounded<T>(sc[k], sh[k], u[j].v[k]);
-        if (residual) {
-          const float w = rscale ? bn_rounded<T>(rsc[k], rsh[k], q[j].v[k]) : convert<float>(q[j].v[k]);
-          v = convert<float>(convert<T>(v + w));
-        }
+        if constexpr (R == Residual::Plain) v = convert<float>(convert<T>(v + convert<float>(q[j].v[k])));
+        if constexpr (R == Residual::Normalised)
+          v = convert<float>(convert<T>(v + bn_rounded<T>(rsc[k], rsh[k], q[j].v[k])));
         o.v[k] = convert<T>(relu ? fmaxf(v, 0.0f) : v);
       }
       yv[r * cv] = o;
@@ -380,11 +385,12 @@ __global__ void __launch_bounds__(kThreads, 2) dx_kernel(int64_t rows, int64_t c
 }
 
 // Per-block sums of dz, dz * (x - mean) and, in the dual form, dz * (r - r's mean) for V channels per thread,
-// merged over threadIdx.y in order.
+// merged over threadIdx.y in order. With the mask from y, dz itself is also stored in dz_out when given (the
+// residual's gradient, which the dx pass then reads in place of dy and y: one pass fewer).
 template <typename T, int V, Mask M>
 __global__ void __launch_bounds__(kThreads, 2) grad_partial_kernel(const T* dy, const T* y, const T* x, const float* mean, const float* scale,
                                     const float* shift, int64_t rows, int64_t c, float* part_dy, float* part_dyx,
-                                    DualBn<T> du, float* part_dyr) {
+                                    DualBn<T> du, float* part_dyr, T* dz_out) {
   constexpr int L = grad_loads(M);
   extern __shared__ float smem[];
   const int tx = blockDim.x, ty = blockDim.y;
@@ -418,13 +424,17 @@ __global__ void __launch_bounds__(kThreads, 2) grad_partial_kernel(const T* dy, 
 #pragma unroll
       for (int j = 0; j < L; ++j) {
         if (r0 + j * stride >= rows) break;
+        Vec<T, V> z;
 #pragma unroll
         for (int k = 0; k < V; ++k) {
           const float gv = mc.dz(k, g[j].v[k], v[j].v[k], m[j].v[k], m[j].v[k]);
+          z.v[k] = convert<T>(gv);
           sdy[k] += gv;
           sdyx[k] += gv * (convert<float>(v[j].v[k]) - mu[k]);
           if constexpr (dual) sdyr[k] += gv * (convert<float>(m[j].v[k]) - rmu[k]);
         }
+        if constexpr (M == Mask::FromY)
+          if (dz_out) reinterpret_cast<Vec<T, V>*>(dz_out + (r0 + j * stride) * c)[vcol] = z;
       }
     }
   }
@@ -591,10 +601,18 @@ template <typename T>
 void launch_apply(const BnNhwcShape& s, int v, const void* x, const void* residual, bool relu, const float* scale,
                   const float* shift, const float* rscale, const float* rshift, void* y, cudaStream_t stream) {
   const Geometry g = elementwise_geometry(s, v, kApplyLoads);
-  with_width<T>(v, [&](auto w) {
-    apply_kernel<T, decltype(w)::value><<<dim3(g.gx, g.gy), dim3(g.tx, g.ty), 0, stream>>>(
+  const Residual res = !residual ? Residual::None : rscale ? Residual::Normalised : Residual::Plain;
+  auto launch = [&](auto w, auto r) {
+    apply_kernel<T, decltype(w)::value, decltype(r)::value><<<dim3(g.gx, g.gy), dim3(g.tx, g.ty), 0, stream>>>(
         s.rows, s.c, static_cast<const T*>(x), static_cast<const T*>(residual), relu, scale, shift, rscale, rshift,
         static_cast<T*>(y));
+  };
+  with_width<T>(v, [&](auto w) {
+    switch (res) {
+      case Residual::None: launch(w, std::integral_constant<Residual, Residual::None>{}); return;
+      case Residual::Plain: launch(w, std::integral_constant<Residual, Residual::Plain>{}); return;
+      case Residual::Normalised: launch(w, std::integral_constant<Residual, Residual::Normalised>{}); return;
+    }
   });
   KOLO_CUDA_CHECK_LAUNCH();
 }
@@ -637,11 +655,12 @@ void launch_backward_passes(DType t, const BnNhwcShape& s, int v, const void* dy
   const T* dyt = static_cast<const T*>(dy);
   const T* yt = static_cast<const T*>(y);
   const T* xt = static_cast<const T*>(x);
+  T* dz_out = mask == Mask::FromY ? static_cast<T*>(dresidual) : nullptr;
   with_mask(mask, [&](auto m) {
     with_width<T>(v, [&](auto w) {
       grad_partial_kernel<T, decltype(w)::value, decltype(m)::value><<<dim3(g.gx, g.gy), dim3(g.tx, g.ty), smem,
                                                                        stream>>>(
-          dyt, yt, xt, save_mean, scale, shift, s.rows, s.c, ws.part1, ws.part2, du, ws.part3);
+          dyt, yt, xt, save_mean, scale, shift, s.rows, s.c, ws.part1, ws.part2, du, ws.part3, dz_out);
     });
   });
   KOLO_CUDA_CHECK_LAUNCH();
@@ -650,13 +669,15 @@ void launch_backward_passes(DType t, const BnNhwcShape& s, int v, const void* dy
   if (du.r)  // the second batch norm shares the masked dy's sums and has its own sums against r
     launch_grad_final<T>(t, s, g.gy, param_t, ws.part1, ws.part3, rw, du.mean, r_invstd, drweight, drbias, ws.rc1,
                          ws.rc2, ws.rc3, stream);
-  if (!dx && !dresidual && !du.dr) return;
-  const Geometry e = elementwise_geometry(s, v, grad_loads(mask));
-  with_mask(mask, [&](auto m) {
+  if (!dx && !du.dr && (dz_out || !dresidual)) return;
+  // Where the partial pass stored dz, the dx pass reads it as an unmasked dy.
+  const Mask dx_mask = dz_out ? Mask::None : mask;
+  const Geometry e = elementwise_geometry(s, v, grad_loads(dx_mask));
+  with_mask(dx_mask, [&](auto m) {
     with_width<T>(v, [&](auto w) {
       dx_kernel<T, decltype(w)::value, decltype(m)::value><<<dim3(e.gx, e.gy), dim3(e.tx, e.ty), 0, stream>>>(
-          s.rows, s.c, dyt, yt, xt, scale, shift, ws.c1, ws.c2, ws.c3, static_cast<T*>(dx),
-          static_cast<T*>(dresidual), du);
+          s.rows, s.c, dz_out ? dz_out : dyt, dz_out ? nullptr : yt, xt, scale, shift, ws.c1, ws.c2, ws.c3,
+          static_cast<T*>(dx), dz_out ? nullptr : static_cast<T*>(dresidual), du);
     });
   });
   KOLO_CUDA_CHECK_LAUNCH();
