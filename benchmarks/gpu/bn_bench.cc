@@ -37,10 +37,12 @@ constexpr Layer kLayers[] = {
 
 const char* kind_name(Kind k) { return k == Kind::Relu ? "relu" : k == Kind::AddRelu ? "add+relu" : "dual"; }
 
-// Passes over the activation tensor each direction must make at least: forward reads x for the statistics,
-// then x (and r) to write y; backward reads dy and x for the sums, then again to write dx (and dr).
+// Passes over the activation tensor each direction must make at least: forward reads x (and a normalised r)
+// for the statistics, then x (and r) to write y; backward reads dy and x (and the mask's source, y or r) for
+// the sums, then dy and x again to write dx (and dr) — with a residual, the partial pass writes the
+// residual's gradient dz, which the dx pass reads in place of dy and y.
 double fwd_passes(Kind k) { return k == Kind::Relu ? 3 : k == Kind::AddRelu ? 4 : 5; }
-double bwd_passes(Kind k) { return k == Kind::Relu ? 5 : k == Kind::AddRelu ? 6 : 8; }
+double bwd_passes(Kind k) { return k == Kind::Relu ? 5 : k == Kind::AddRelu ? 7 : 8; }
 
 }  // namespace
 
