@@ -25,6 +25,13 @@ bool offerable(const Tensor& t, const OutputMeta& input) {
          t.storage().use_count() == 1;
 }
 
+// A leaf's gradient slot a node may write into: as offerable, without the ownership test (the slot is the
+// optimizer's flat buffer's view; it holds no gradient yet).
+bool slot_matches(const Tensor& t, const OutputMeta& leaf) {
+  return !t.is_sparse() && t.is_contiguous() && t.shape() == leaf.shape && t.dtype() == leaf.dtype &&
+         t.device() == leaf.device;
+}
+
 }  // namespace
 
 void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grad_roots, bool retain_graph) {
@@ -91,14 +98,29 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grad_
       }
     }
     // Inputs whose gradient so far the node can sum its own into: the buffer moves to the node, which returns
-    // it (summed) or not (then it goes back and the two are added as usual). Leaves keep their own policy.
+    // it (summed) or not (then it goes back and the two are added as usual). A leaf whose bound gradient slot
+    // is still empty, and which gets this one contribution only, offers the slot to a node that writes into
+    // it: the gradient is then made in place instead of copied there by AccumulateGrad.
     std::vector<Tensor> into;
+    std::vector<bool> slot_offer;
     for (size_t i = 0; i < n->next.size(); ++i) {
       const Edge& e = n->next[i];
-      if (!e.valid() || !n->sums_into(i) || dynamic_cast<AccumulateGrad*>(e.node.get())) continue;
+      if (!e.valid()) continue;
+      if (auto* acc = dynamic_cast<AccumulateGrad*>(e.node.get())) {
+        if (!n->writes_into(i) || deps[acc] != 1 || buffers.count(acc)) continue;
+        Tensor slot = acc->empty_slot();
+        if (!slot.defined() || !slot_matches(slot, acc->outputs[e.input_nr])) continue;
+        into.resize(n->next.size());
+        slot_offer.resize(n->next.size());
+        into[i] = std::move(slot);
+        slot_offer[i] = true;
+        continue;
+      }
+      if (!n->sums_into(i)) continue;
       auto it = buffers.find(e.node.get());
       if (it == buffers.end() || !offerable(it->second[e.input_nr], e.node->outputs[e.input_nr])) continue;
       into.resize(n->next.size());
+      slot_offer.resize(n->next.size());
       into[i] = std::move(it->second[e.input_nr]);
       it->second[e.input_nr] = Tensor();
     }
@@ -110,11 +132,12 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grad_
       const Edge& e = n->next[i];
       if (!e.valid()) continue;
       Node* m = e.node.get();
-      const bool summed = i < into.size() && into[i].defined();
-      if (summed && !(i < in_grads.size() && in_grads[i].defined() && in_grads[i].same(into[i])))
+      const bool offered = i < into.size() && into[i].defined();
+      const bool taken = offered && i < in_grads.size() && in_grads[i].defined() && in_grads[i].same(into[i]);
+      if (offered && !taken && !slot_offer[i])
         buffer_for(m)[e.input_nr] = std::move(into[i]);  // not taken: back to the buffer, added below
-      else if (summed)
-        into[i] = Tensor();  // taken: the returned gradient is the sum, stored below into the emptied buffer
+      else if (offered)
+        into[i] = Tensor();  // taken (the returned gradient is the sum, or the filled slot), or a slot not used
       if (i < in_grads.size() && in_grads[i].defined()) {
         const auto& meta = m->outputs[e.input_nr];
         KOLO_CHECK(in_grads[i].shape() == meta.shape, "autograd: ", n->name(), " produced a gradient of shape ",

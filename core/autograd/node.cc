@@ -41,6 +41,13 @@ void AccumulateGrad::accumulate_input(Tensor& buffer, const Tensor& grad) {
   }
 }
 
+Tensor AccumulateGrad::empty_slot() const {
+  auto leaf = leaf_.lock();
+  if (!leaf || !leaf->autograd) return Tensor();
+  const AutogradMeta& m = *leaf->autograd;
+  return m.grad.defined() ? Tensor() : m.grad_slot;
+}
+
 std::vector<Tensor> AccumulateGrad::backward(std::vector<Tensor>& grads) {
   auto leaf = leaf_.lock();
   if (!leaf || !grads[0].defined()) return {};
@@ -51,7 +58,7 @@ std::vector<Tensor> AccumulateGrad::backward(std::vector<Tensor>& grads) {
   if (!m.grad.defined() && !g.is_sparse() && m.grad_slot.defined() && m.grad_slot.shape() == g.shape()) {
     NoGradGuard ng;
     m.grad = m.grad_slot;
-    m.grad.copy_(g);
+    if (!g.same(m.grad_slot)) m.grad.copy_(g);  // same: the producer wrote into the slot (Node::writes_into)
   } else if (!m.grad.defined()) {
     // The incoming buffer may alias a tensor the graph still holds; own a copy before accumulating into it.
     m.grad = g.is_sparse() ? g : g.contiguous().same(g) ? g.clone() : g.contiguous();
@@ -107,7 +114,11 @@ std::vector<Tensor> FunctionNode::backward_into(std::vector<Tensor>& grad_output
 }
 
 bool FunctionNode::sums_into(size_t input) const {
-  return std::find(into_inputs_.begin(), into_inputs_.end(), input) != into_inputs_.end();
+  return std::find(sum_inputs_.begin(), sum_inputs_.end(), input) != sum_inputs_.end();
+}
+
+bool FunctionNode::writes_into(size_t input) const {
+  return std::find(write_inputs_.begin(), write_inputs_.end(), input) != write_inputs_.end();
 }
 
 namespace {
@@ -139,9 +150,12 @@ void record(const std::string& name, const std::vector<Tensor>& inputs, const st
 }
 
 void record_into(const std::string& name, const std::vector<Tensor>& inputs, const std::vector<Tensor*>& outputs,
-                 std::vector<size_t> into_inputs, FunctionNode::IntoFn fn) {
+                 std::vector<size_t> sum_inputs, std::vector<size_t> write_inputs, FunctionNode::IntoFn fn) {
+  for (size_t i : write_inputs)
+    KOLO_CHECK(std::find(sum_inputs.begin(), sum_inputs.end(), i) == sum_inputs.end(), "record_into(", name,
+               "): input ", i, " is both a sum and a write input");
   if (!any_requires_grad(inputs)) return;
-  auto node = std::make_shared<FunctionNode>(name, std::move(fn), std::move(into_inputs));
+  auto node = std::make_shared<FunctionNode>(name, std::move(fn), std::move(sum_inputs), std::move(write_inputs));
   connect(*node, inputs);
   attach(node, outputs);
 }

@@ -51,6 +51,11 @@ class Node {
   virtual std::vector<Tensor> backward_into(std::vector<Tensor>& grad_outputs, std::vector<Tensor>& /*into*/) {
     return backward(grad_outputs);
   }
+  // Whether backward_into may write its gradient for input `input` straight into `into[input]` when that is
+  // a leaf's bound gradient slot (Tensor::set_grad_slot) holding nothing yet, and return it: the gradient is
+  // then not copied into the slot afterwards. An input offers either sums (sums_into) or writes, never both,
+  // so a node knows from the index what an `into` entry holds.
+  virtual bool writes_into(size_t /*input*/) const { return false; }
 
   std::vector<Edge> next;
   std::vector<OutputMeta> outputs;  // to zero-fill gradients of unused outputs
@@ -75,6 +80,9 @@ class AccumulateGrad final : public Node {
   std::vector<Tensor> backward(std::vector<Tensor>& grad_outputs) override;
   std::string name() const override { return "AccumulateGrad"; }
   void accumulate_input(Tensor& buffer, const Tensor& grad) override;
+  // The leaf's bound gradient slot while the leaf has no gradient yet (a producer may write into it), else
+  // undefined.
+  Tensor empty_slot() const;
 
  private:
   std::weak_ptr<TensorImpl> leaf_;
@@ -84,15 +92,20 @@ class AccumulateGrad final : public Node {
 class FunctionNode final : public Node {
  public:
   using BackwardFn = std::function<std::vector<Tensor>(const std::vector<Tensor>& grad_outputs)>;
-  // As BackwardFn, plus Node::backward_into's `into` (undefined entries where there is nothing to sum into).
+  // As BackwardFn, plus Node::backward_into's `into` (undefined entries where nothing is offered; for the
+  // node's sum inputs an earlier gradient to add to, for its write inputs an empty slot to write into).
   using IntoFn =
       std::function<std::vector<Tensor>(const std::vector<Tensor>& grad_outputs, const std::vector<Tensor>& into)>;
   FunctionNode(std::string name, BackwardFn fn) : name_(std::move(name)), fn_(std::move(fn)) {}
-  FunctionNode(std::string name, IntoFn fn, std::vector<size_t> into_inputs)
-      : name_(std::move(name)), into_fn_(std::move(fn)), into_inputs_(std::move(into_inputs)) {}
+  FunctionNode(std::string name, IntoFn fn, std::vector<size_t> sum_inputs, std::vector<size_t> write_inputs)
+      : name_(std::move(name)),
+        into_fn_(std::move(fn)),
+        sum_inputs_(std::move(sum_inputs)),
+        write_inputs_(std::move(write_inputs)) {}
   std::vector<Tensor> backward(std::vector<Tensor>& grad_outputs) override;
   std::vector<Tensor> backward_into(std::vector<Tensor>& grad_outputs, std::vector<Tensor>& into) override;
   bool sums_into(size_t input) const override;
+  bool writes_into(size_t input) const override;
   std::string name() const override { return name_; }
   void release_saved() override {  // the closure holds the saved tensors
     fn_ = nullptr;
@@ -104,7 +117,7 @@ class FunctionNode final : public Node {
   std::string name_;
   BackwardFn fn_;
   IntoFn into_fn_;
-  std::vector<size_t> into_inputs_;
+  std::vector<size_t> sum_inputs_, write_inputs_;
 };
 
 // The edge a gradient for `t` must flow into (its grad_fn, or the leaf's AccumulateGrad).
@@ -115,9 +128,10 @@ bool any_requires_grad(const std::vector<Tensor>& inputs);
 // requires grad or GradMode is off. `fn` returns one gradient per input (undefined where not needed).
 void record(const std::string& name, const std::vector<Tensor>& inputs, const std::vector<Tensor*>& outputs,
             FunctionNode::BackwardFn fn);
-// As record, for a backward that can sum its gradients of `into_inputs` into earlier ones (Node::backward_into).
+// As record, for a backward that can sum its gradients of `sum_inputs` into earlier ones and write those of
+// `write_inputs` into leaves' empty gradient slots (Node::backward_into; the lists must not overlap).
 void record_into(const std::string& name, const std::vector<Tensor>& inputs, const std::vector<Tensor*>& outputs,
-                 std::vector<size_t> into_inputs, FunctionNode::IntoFn fn);
+                 std::vector<size_t> sum_inputs, std::vector<size_t> write_inputs, FunctionNode::IntoFn fn);
 
 // Sum of two gradients with sparse handling: sparse+sparse concatenates rows, sparse+dense sums densely.
 Tensor add_gradients(const Tensor& a, const Tensor& b);

@@ -45,14 +45,18 @@ Tensor fused(const char* op, const Tensor& x_in, const Tensor& residual_in, cons
   // The output, not the ReLU input, is saved: it gives the mask, and the next layer keeps it alive anyway.
   const Tensor yd = y.detach();
   const bool with_residual = residual_in.defined();
-  autograd::record(op, {x_in, weight, bias, residual_in}, {&y},
-                   [x, w, b, yd, save_mean, save_invstd, training, channels_last, with_residual, gx, gw, gb,
-                    gr](const std::vector<Tensor>& grads) -> std::vector<Tensor> {
+  // The affine parameters' gradients go straight into their slots where the engine offers them.
+  autograd::record_into(op, {x_in, weight, bias, residual_in}, {&y}, {}, {1, 2},
+                        [x, w, b, yd, save_mean, save_invstd, training, channels_last, with_residual, gx, gw, gb, gr](
+                            const std::vector<Tensor>& grads, const std::vector<Tensor>& into) -> std::vector<Tensor> {
                      Tensor dy = grads[0].contiguous();
                      const Shape cs{save_mean.size(0)};
+                     auto param_grad = [&](bool on, const Tensor& slot) {
+                       return !on ? Tensor() : slot.defined() ? slot : Tensor::empty(cs, x.dtype(), x.device());
+                     };
                      Tensor dx = gx ? Tensor::empty(x.shape(), x.dtype(), x.device()) : Tensor();
-                     Tensor dw = gw ? Tensor::empty(cs, x.dtype(), x.device()) : Tensor();
-                     Tensor db = gb ? Tensor::empty(cs, x.dtype(), x.device()) : Tensor();
+                     Tensor dw = param_grad(gw, into[1]);
+                     Tensor db = param_grad(gb, into[2]);
                      Tensor dr = gr ? Tensor::empty(x.shape(), x.dtype(), x.device()) : Tensor();
                      batch_norm_act_bwd_kernel()(x.device())(dy, yd, x, w, b, save_mean, save_invstd, training,
                                                              channels_last, with_residual, dx, dw, db, dr);
@@ -100,16 +104,18 @@ Tensor batch_norm_dual_add_relu(const Tensor& x_in, const BatchNormParams& p, co
                                  r_in.requires_grad(),
                                  rp.weight.defined() && rp.weight.requires_grad(),
                                  rp.bias.defined() && rp.bias.requires_grad()};
-  autograd::record(op, {x_in, p.weight, p.bias, r_in, rp.weight, rp.bias}, {&y},
-                   [x, w, b, mean, invstd, r, rw, rb, r_mean, r_invstd, channels_last,
-                    need](const std::vector<Tensor>& grads) -> std::vector<Tensor> {
+  autograd::record_into(op, {x_in, p.weight, p.bias, r_in, rp.weight, rp.bias}, {&y}, {}, {1, 2, 4, 5},
+                        [x, w, b, mean, invstd, r, rw, rb, r_mean, r_invstd, channels_last, need](
+                            const std::vector<Tensor>& grads, const std::vector<Tensor>& into) -> std::vector<Tensor> {
                      Tensor dy = grads[0].contiguous();
                      const Shape cs{mean.size(0)};
-                     auto out = [&](bool on, const Shape& shape) {
-                       return on ? Tensor::empty(shape, x.dtype(), x.device()) : Tensor();
+                     // Input i's gradient: its slot where the engine offers one (parameters), else a new tensor.
+                     auto out = [&](size_t i, const Shape& shape) {
+                       if (!need[i]) return Tensor();
+                       return into[i].defined() ? into[i] : Tensor::empty(shape, x.dtype(), x.device());
                      };
-                     Tensor dx = out(need[0], x.shape()), dw = out(need[1], cs), db = out(need[2], cs);
-                     Tensor dr = out(need[3], x.shape()), drw = out(need[4], cs), drb = out(need[5], cs);
+                     Tensor dx = out(0, x.shape()), dw = out(1, cs), db = out(2, cs);
+                     Tensor dr = out(3, x.shape()), drw = out(4, cs), drb = out(5, cs);
                      batch_norm_dual_act_bwd_kernel()(x.device())(dy, x, w, b, mean, invstd, r, rw, rb, r_mean,
                                                                   r_invstd, channels_last, dx, dw, db, dr, drw, drb);
                      return {dx, dw, db, dr, drw, drb};

@@ -127,7 +127,7 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, con
   // The input's gradient is summed into an earlier one where there is one (a ResNet block input also feeds
   // the shortcut): the data-gradient convolution adds instead of a separate pass over both.
   autograd::record_into(
-      "conv2d", {x_in, w_in, bias_in}, {&y}, {0},
+      "conv2d", {x_in, w_in, bias_in}, {&y}, {0}, {1, 2},
       [g, x, w, gx, gw, gb](const std::vector<Tensor>& gr, const std::vector<Tensor>& into) -> std::vector<Tensor> {
         Tensor dy = gr[0].contiguous();
         Tensor dx, dw, db;
@@ -137,8 +137,9 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, con
           conv2d_bwd_data_kernel()(x.device())(g, dy, w, dx, sum);
         }
         if (gw || gb) {
-          Tensor dw_buf = Tensor::empty(w.shape(), w.dtype(), w.device());
-          if (gb) db = Tensor::empty({g.o}, x.dtype(), x.device());
+          // Written straight into the parameters' gradient slots where the engine offers them.
+          Tensor dw_buf = into[1].defined() ? into[1] : Tensor::empty(w.shape(), w.dtype(), w.device());
+          if (gb) db = into[2].defined() ? into[2] : Tensor::empty({g.o}, x.dtype(), x.device());
           conv2d_bwd_weights_kernel()(x.device())(g, x, dy, dw_buf, db);
           if (gw) dw = dw_buf;
         }
@@ -189,14 +190,17 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, 
   const bool gw = weight.defined() && weight.requires_grad();
   const bool gb = bias.defined() && bias.requires_grad();
   const bool gx = x_in.requires_grad();
-  autograd::record("batch_norm", {x_in, weight, bias}, {&y},
-                   [x, w, save_mean, save_invstd, training, channels_last, gx, gw,
-                    gb](const std::vector<Tensor>& gr) -> std::vector<Tensor> {
+  autograd::record_into("batch_norm", {x_in, weight, bias}, {&y}, {}, {1, 2},
+                        [x, w, save_mean, save_invstd, training, channels_last, gx, gw, gb](
+                            const std::vector<Tensor>& gr, const std::vector<Tensor>& into) -> std::vector<Tensor> {
                      Tensor dy = gr[0].contiguous();
                      const Shape cs{save_mean.size(0)};
+                     auto param_grad = [&](bool on, const Tensor& slot) {
+                       return !on ? Tensor() : slot.defined() ? slot : Tensor::empty(cs, x.dtype(), x.device());
+                     };
                      Tensor dx = gx ? Tensor::empty(x.shape(), x.dtype(), x.device()) : Tensor();
-                     Tensor dw = gw ? Tensor::empty(cs, x.dtype(), x.device()) : Tensor();
-                     Tensor db = gb ? Tensor::empty(cs, x.dtype(), x.device()) : Tensor();
+                     Tensor dw = param_grad(gw, into[1]);
+                     Tensor db = param_grad(gb, into[2]);
                      batch_norm_bwd_kernel()(x.device())(dy, x, w, save_mean, save_invstd, training, channels_last,
                                                          dx, dw, db);
                      return {dx, dw, db};

@@ -46,13 +46,23 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
   if (weight.defined()) inputs.push_back(weight);
   if (bias.defined()) inputs.push_back(bias);
   const bool has_w = weight.defined(), has_b = bias.defined();
-  autograd::record("layer_norm", inputs, {&y},
-                   [xd, wd, mu, rs, need_w, need_b, has_w, has_b](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+  // The weight's and bias's gradients go straight into their slots where the engine offers them.
+  const size_t bias_input = has_w ? 2 : 1;
+  std::vector<size_t> params;
+  if (has_w) params.push_back(1);
+  if (has_b) params.push_back(bias_input);
+  autograd::record_into("layer_norm", inputs, {&y}, {}, params,
+                        [xd, wd, mu, rs, need_w, need_b, has_w, has_b, bias_input](
+                            const std::vector<Tensor>& g, const std::vector<Tensor>& into) -> std::vector<Tensor> {
                      Tensor gy = g[0].contiguous();
                      Tensor gx = Tensor::empty(xd.shape(), xd.dtype(), xd.device());
                      const int64_t d = xd.size(-1);
-                     Tensor gw = need_w ? Tensor::empty({d}, xd.dtype(), xd.device()) : Tensor();
-                     Tensor gb = need_b ? Tensor::empty({d}, xd.dtype(), xd.device()) : Tensor();
+                     auto param_grad = [&](bool on, size_t i) {
+                       if (!on) return Tensor();
+                       return into[i].defined() ? into[i] : Tensor::empty({d}, xd.dtype(), xd.device());
+                     };
+                     Tensor gw = param_grad(need_w, 1);
+                     Tensor gb = param_grad(need_b, bias_input);
                      layer_norm_bwd_kernel()(xd.device())(gy, xd, wd, mu, rs, gx, gw, gb);
                      std::vector<Tensor> out{gx};
                      if (has_w) out.push_back(gw);

@@ -128,7 +128,7 @@ Tensor fused_linear(const Tensor& x, const Tensor& w, const Tensor& bias, bool r
   const bool gx = x.requires_grad(), gw = w.requires_grad(), gb = bias.requires_grad();
   const Tensor yd = relu ? y.detach() : Tensor();
   autograd::record_into(
-      relu ? "linear_relu" : "linear", {x, w, bias}, {&y}, {0},
+      relu ? "linear_relu" : "linear", {x, w, bias}, {&y}, {0}, {1, 2},
       [xd, wd, yd, gx, gw, gb, x_shape = x.shape()](const std::vector<Tensor>& g,
                                                      const std::vector<Tensor>& into) -> std::vector<Tensor> {
         const Device dev = xd.device();
@@ -141,8 +141,9 @@ Tensor fused_linear(const Tensor& x, const Tensor& w, const Tensor& bias, bool r
         bool accumulate = false;
         Tensor dx = gx ? input_grad_2d(into[0], xd.dtype(), dev, xd.size(0), xd.size(1), &accumulate)
                        : Tensor();
-        Tensor dw = gw ? Tensor::empty(wd.shape(), wd.dtype(), dev) : Tensor();
-        Tensor db = gb ? Tensor::empty({wd.size(0)}, wd.dtype(), dev) : Tensor();
+        // Parameter gradients go straight into their slots where the engine offers them.
+        Tensor dw = !gw ? Tensor() : into[1].defined() ? into[1] : Tensor::empty(wd.shape(), wd.dtype(), dev);
+        Tensor db = !gb ? Tensor() : into[2].defined() ? into[2] : Tensor::empty({wd.size(0)}, wd.dtype(), dev);
         linear_bwd_kernel()(dev)(gy, xd, wd, dx, dw, db, accumulate);
         return {accumulate ? into[0] : gx ? dx.view(x_shape) : Tensor(), dw, db};
       });
@@ -171,18 +172,21 @@ Tensor fused_feed_forward(const Tensor& x, const Tensor& w1, const Tensor& b1, c
   const std::array<bool, 5> need{x.requires_grad(), w1.requires_grad(), b1.requires_grad(), w2.requires_grad(),
                                  b2.requires_grad()};
   autograd::record_into(
-      "feed_forward", {x, w1, b1, w2, b2}, {&y}, {0},
+      "feed_forward", {x, w1, b1, w2, b2}, {&y}, {0}, {1, 2, 3, 4},
       [xd, w1d, w2d, h, mask, need, x_shape = x.shape()](const std::vector<Tensor>& g,
                                                           const std::vector<Tensor>& into) -> std::vector<Tensor> {
         const Device d = xd.device();
-        auto grad_like = [&](bool on, const Tensor& t) { return on ? Tensor::empty(t.shape(), t.dtype(), d) : Tensor(); };
+        // Input i's gradient buffer: its slot where the engine offers one, else a new tensor of `shape`.
+        auto grad_of = [&](size_t i, const Tensor& like, const Shape& shape) {
+          return !need[i] ? Tensor() : into[i].defined() ? into[i] : Tensor::empty(shape, like.dtype(), d);
+        };
         bool accumulate = false;
         Tensor gx = need[0] ? input_grad_2d(into[0], xd.dtype(), d, xd.size(0), xd.size(1), &accumulate)
                             : Tensor();
-        Tensor gw1 = grad_like(need[1], w1d);
-        Tensor gb1 = need[2] ? Tensor::empty({w1d.size(0)}, w1d.dtype(), d) : Tensor();
-        Tensor gw2 = grad_like(need[3], w2d);
-        Tensor gb2 = need[4] ? Tensor::empty({w2d.size(0)}, w2d.dtype(), d) : Tensor();
+        Tensor gw1 = grad_of(1, w1d, w1d.shape());
+        Tensor gb1 = grad_of(2, w1d, {w1d.size(0)});
+        Tensor gw2 = grad_of(3, w2d, w2d.shape());
+        Tensor gb2 = grad_of(4, w2d, {w2d.size(0)});
         ffn_bwd_kernel()(d)(g[0].detach(), xd, w1d, h, mask, w2d, gx, gw1, gb1, gw2, gb2, accumulate);
         return {accumulate ? into[0] : need[0] ? gx.view(x_shape) : Tensor(), gw1, gb1, gw2, gb2};
       });

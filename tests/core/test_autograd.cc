@@ -1,10 +1,16 @@
 // Autograd engine: accumulation, shared (tied) parameters, hooks, no_grad, sparse gradients.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <string>
+
 #include "core/autograd/grad_mode.h"
 #include "core/device/allocator.h"
+#include "core/ops/conv.h"
 #include "core/ops/elementwise.h"
+#include "core/ops/kernel_profiler.h"
 #include "core/ops/linalg.h"
+#include "core/ops/nn.h"
 #include "core/ops/reduce.h"
 #include "core/ops/shape_ops.h"
 #include "core/autograd/node.h"
@@ -141,7 +147,7 @@ TEST(Autograd, SumsIntoAnEarlierGradientOnlyWhenExclusive) {
     bool offered = false;
     // Created first, so it runs after the consumers below in the backward pass.
     Tensor probe = h.detach().clone();
-    autograd::record_into("probe", {h}, {&probe}, {0},
+    autograd::record_into("probe", {h}, {&probe}, {0}, {},
                           [&offered](const std::vector<Tensor>& g, const std::vector<Tensor>& into) {
                             offered = into[0].defined();
                             if (!offered) return std::vector<Tensor>{g[0].clone()};
@@ -165,4 +171,83 @@ TEST(Autograd, SumsIntoAnEarlierGradientOnlyWhenExclusive) {
     const double want = shared ? 9.0 : 13.0;
     EXPECT_EQ(x.grad().to_vector<double>(), (std::vector<double>{want, want, want})) << (shared ? "shared" : "exclusive");
   }
+}
+
+// Parameters whose gradient slots are bound (as an optimizer's flat buffer binds them) get their gradients
+// written by the op into the slot itself where the parameter has one use in the graph (Node::writes_into):
+// the slot starts as NaN, so a slot only partly written, or summed into, shows. A parameter used twice gets
+// the sum through the usual path, also in its slot; a second backward pass adds to it.
+TEST(Autograd, ParameterGradientsAreWrittenIntoTheirEmptySlots) {
+  Generator gen(7);
+  Tensor x = Tensor::uniform({2, 5, 6, 3}, -1, 1, gen, DType::F64);
+  Tensor w0 = Tensor::uniform({4, 3, 3, 3}, -0.5, 0.5, gen, DType::F64);
+  Tensor b0 = Tensor::uniform({4}, -0.5, 0.5, gen, DType::F64);
+  Tensor g0 = Tensor::uniform({4}, 0.5, 1.5, gen, DType::F64), h0 = Tensor::uniform({4}, -0.5, 0.5, gen, DType::F64);
+  Tensor ln_w0 = Tensor::uniform({4}, 0.5, 1.5, gen, DType::F64);
+  Tensor ln_b0 = Tensor::uniform({4}, -0.5, 0.5, gen, DType::F64);
+  Tensor fc0 = Tensor::uniform({5, 4}, -0.5, 0.5, gen, DType::F64);
+  Tensor fcb0 = Tensor::uniform({5}, -0.5, 0.5, gen, DType::F64);
+  const std::vector<Tensor> init{w0, b0, g0, h0, ln_w0, ln_b0, fc0, fcb0};
+  // Runs the network once (twice with `passes` 2) and returns the parameters; `bind` binds the slots first,
+  // `shared` applies the convolution weight twice. `copies`: the copy kernels it ran.
+  int64_t copies = 0;
+  auto run = [&](bool bind, bool shared, int passes, Tensor* flat_out) {
+    std::vector<Tensor> p;
+    int64_t total = 0;
+    for (const Tensor& t : init) {
+      p.push_back(t.clone().set_requires_grad(true));
+      total += t.numel();
+    }
+    Tensor flat = Tensor::full({total}, std::nan(""), DType::F64);
+    if (bind) {
+      int64_t off = 0;
+      for (Tensor& t : p) {
+        t.set_grad_slot(flat.slice(0, off, off + t.numel()).view(t.shape()));
+        off += t.numel();
+      }
+    }
+    KernelProfiler::start();
+    for (int pass = 0; pass < passes; ++pass) {
+      Conv2dOptions o;
+      o.padding = {1, 1};
+      o.channels_last = true;
+      Tensor h = conv2d(x, p[0], p[1], o);
+      if (shared) h = conv2d(x, p[0], p[1], o) * h;
+      Tensor rm = Tensor::zeros({4}, DType::F64), rv = Tensor::ones({4}, DType::F64);
+      h = batch_norm(h, p[2], p[3], rm, rv, true, 0.1, 1e-5, true);
+      h = layer_norm(h, p[4], p[5]);
+      Tensor y = linear(h, p[6], p[7]);
+      sum(y * y).backward();
+    }
+    copies = 0;
+    for (const KernelStat& k : KernelProfiler::stop())
+      if (k.name == "copy") copies += k.calls;
+    if (flat_out) *flat_out = flat;
+    return p;
+  };
+  const char* names[] = {"conv w", "conv b", "bn w", "bn b", "ln w", "ln b", "fc w", "fc b"};
+  int64_t copies_single = 0, copies_shared = 0;
+  for (bool shared : {false, true})
+    for (int passes : {1, 2}) {
+      const std::vector<Tensor> want = run(false, shared, passes, nullptr);
+      Tensor flat;
+      const std::vector<Tensor> got = run(true, shared, passes, &flat);
+      if (passes == 1) (shared ? copies_shared : copies_single) = copies;
+      const auto* base = static_cast<const char*>(flat.data_ptr());
+      const auto* end = base + flat.nbytes();
+      for (size_t i = 0; i < got.size(); ++i) {
+        const std::string what =
+            std::string(names[i]) + (shared ? " shared" : "") + " passes " + std::to_string(passes);
+        ASSERT_TRUE(got[i].grad().defined()) << what;
+        const auto* ptr = static_cast<const char*>(got[i].grad().data_ptr());
+        EXPECT_TRUE(ptr >= base && ptr < end) << what << ": the gradient is not in its slot";
+        const std::vector<double> a = got[i].grad().to_vector<double>(), b = want[i].grad().to_vector<double>();
+        ASSERT_EQ(a.size(), b.size()) << what;
+        for (size_t k = 0; k < a.size(); ++k)
+          EXPECT_NEAR(a[k], b[k], 1e-12 * (1 + std::abs(b[k]))) << what << " [" << k << "]";
+      }
+    }
+  // The write path was taken: used twice, the convolution's weight and bias gradients are summed and then
+  // copied into their slots; used once they are written there (the rest of the two runs is the same).
+  EXPECT_EQ(copies_shared - copies_single, 2);
 }
