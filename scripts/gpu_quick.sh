@@ -30,6 +30,7 @@ T="build-gpu/examples/train_transformer --model big --dropout 0.1 --dataset synt
 sed '/run(256, False, False)/d' "$anchors/resnet_anchor.py" > /tmp/ra.py
 sed '/run(256, 64, False)/d' "$anchors/transformer_anchor.py" > /tmp/ta.py
 go 60 test "ctest -L gpu" && timeout 100 ctest --test-dir build-gpu -L gpu --output-on-failure --timeout 90 2>&1 | grep -vE "^\s*$" | tail -25
+go 30 bn_bench "bn_bench (ResNet-50's batch norm layers)" && timeout 40 build-gpu/benchmarks/gpu/bn_bench | tail -19
 go 40 resnet "resnet default (graph)" && R
 go 40 transformer "transformer" && timeout 60 $T 2>&1 | grep -iE "total|error|peak" | tail -3
 go 50 torch_resnet "PyTorch resnet eager bf16" && timeout 60 /opt/torch/.venv/bin/python /tmp/ra.py 2>&1 | tail -2
