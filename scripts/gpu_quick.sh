@@ -41,4 +41,6 @@ go 35 resnet_nogemm "resnet KOLO_CONV_GEMM=off (pointwise convolutions on cuDNN 
 go 35 profile_transformer "transformer profile" && KOLO_PROFILE_KERNELS=2 timeout 50 $T 2>&1 | grep -A24 "device ms"
 go 30 profile_resnet "resnet profile --cuda_graph off" && KOLO_PROFILE_KERNELS=3 timeout 45 build-gpu/examples/train_resnet $A --cuda_graph off 2>&1 | grep -A22 "device ms"
 go 30 conv_choices "pointwise convolution choices" && KOLO_LOG_LEVEL=debug timeout 40 build-gpu/examples/train_resnet $A --num_batches 2 2>&1 | grep -E "GEMM [0-9.]+ ms" | sed -E 's/^.*(conv2d[^:]*): /\1 /' | head -40
+sed -e '/run(256, False, False)/d' -e '/^run(256, True, True)$/d' "$anchors/resnet_anchor.py" > /tmp/rc.py
+go 150 torch_compile "PyTorch resnet torch.compile bf16 (the 1.1x goal's peer)" && timeout 240 /opt/torch/.venv/bin/python /tmp/rc.py --compile 2>&1 | tail -1
 echo "=== done at $((SECONDS - t0)) s"
