@@ -16,20 +16,18 @@ struct ReadyOrder {
   bool operator()(const Node* a, const Node* b) const { return a->sequence_nr < b->sequence_nr; }
 };
 
-// A gradient buffer a node may sum into in place: dense, contiguous, of the input's shape, dtype and device,
-// and referenced by the buffer alone (an op may return one gradient for several inputs, or a view of a tensor
-// still in use).
-bool offerable(const Tensor& t, const OutputMeta& input) {
-  return t.defined() && !t.is_sparse() && t.is_contiguous() && t.shape() == input.shape &&
-         t.dtype() == input.dtype && t.device() == input.device && t.impl_ptr().use_count() == 1 &&
-         t.storage().use_count() == 1;
+// A buffer an op may fill with input `input`'s gradient: dense, contiguous, of the input's shape, dtype and
+// device. As is, that is a leaf's gradient slot a node may write into (the optimizer's flat buffer's view,
+// holding no gradient yet).
+bool slot_matches(const Tensor& t, const OutputMeta& input) {
+  return !t.is_sparse() && t.is_contiguous() && t.shape() == input.shape && t.dtype() == input.dtype &&
+         t.device() == input.device;
 }
 
-// A leaf's gradient slot a node may write into: as offerable, without the ownership test (the slot is the
-// optimizer's flat buffer's view; it holds no gradient yet).
-bool slot_matches(const Tensor& t, const OutputMeta& leaf) {
-  return !t.is_sparse() && t.is_contiguous() && t.shape() == leaf.shape && t.dtype() == leaf.dtype &&
-         t.device() == leaf.device;
+// A gradient buffer a node may sum into in place: as slot_matches, and referenced by the buffer alone (an op
+// may return one gradient for several inputs, or a view of a tensor still in use).
+bool offerable(const Tensor& t, const OutputMeta& input) {
+  return t.defined() && slot_matches(t, input) && t.impl_ptr().use_count() == 1 && t.storage().use_count() == 1;
 }
 
 }  // namespace

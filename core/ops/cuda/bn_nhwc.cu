@@ -326,6 +326,24 @@ struct MaskCoef {
   }
 };
 
+// A backward pass's loads for a thread's V channels of up to L rows from r0, `stride` apart and below `rows`:
+// dy, x and the mask's source (y, or r in the dual form; m is left unset otherwise).
+template <typename T, int V, Mask M, int L>
+__device__ __forceinline__ void load_grad_rows(const T* dy, const T* x, const T* y, const T* r, int64_t c,
+                                               int64_t vcol, int64_t r0, int64_t stride, int64_t rows,
+                                               Vec<T, V> (&g)[L], Vec<T, V> (&u)[L], Vec<T, V> (&m)[L]) {
+  auto at = [&](const T* p, int64_t row) { return reinterpret_cast<const Vec<T, V>*>(p + row * c)[vcol]; };
+#pragma unroll
+  for (int j = 0; j < L; ++j) {
+    const int64_t row = r0 + j * stride;
+    if (row >= rows) break;
+    g[j] = at(dy, row);
+    u[j] = at(x, row);
+    if constexpr (M == Mask::FromY) m[j] = at(y, row);
+    if constexpr (M == Mask::Dual) m[j] = at(r, row);
+  }
+}
+
 // dx = a*dz + bx*x + d per channel (dz: dy with the mask applied); dresidual = dz when requested (FromY);
 // in the dual form dr = a'*dz + bx'*r + d' with the second norm's coefficients. On the reduction passes'
 // 2-D grid, the coefficients in registers.
@@ -349,20 +367,11 @@ __global__ void __launch_bounds__(kThreads, 2) dx_kernel(int64_t rows, int64_t c
     load_coef<V>(du.d, vcol * V, rd);
   }
   const int64_t stride = static_cast<int64_t>(gridDim.y) * blockDim.y;
-  auto at = [&](const T* p, int64_t r) { return reinterpret_cast<const Vec<T, V>*>(p + r * c)[vcol]; };
   auto out = [&](T* p, int64_t r) -> Vec<T, V>& { return reinterpret_cast<Vec<T, V>*>(p + r * c)[vcol]; };
   for (int64_t r0 = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y; r0 < rows;
        r0 += L * stride) {
     Vec<T, V> g[L], u[L], m[L];
-#pragma unroll
-    for (int j = 0; j < L; ++j) {
-      const int64_t r = r0 + j * stride;
-      if (r >= rows) break;
-      g[j] = at(dy, r);
-      u[j] = at(x, r);
-      if constexpr (M == Mask::FromY) m[j] = at(y, r);
-      if constexpr (M == Mask::Dual) m[j] = at(du.r, r);
-    }
+    load_grad_rows<T, V, M, L>(dy, x, y, du.r, c, vcol, r0, stride, rows, g, u, m);
 #pragma unroll
     for (int j = 0; j < L; ++j) {
       const int64_t r = r0 + j * stride;
@@ -409,18 +418,9 @@ __global__ void __launch_bounds__(kThreads, 2) grad_partial_kernel(const T* dy, 
     mc.load(scale, shift, du, vcol * V);
     load_coef<V>(mean, vcol * V, mu);
     if constexpr (dual) load_coef<V>(du.mean, vcol * V, rmu);
-    auto at = [&](const T* p, int64_t r) { return reinterpret_cast<const Vec<T, V>*>(p + r * c)[vcol]; };
     for (int64_t r0 = static_cast<int64_t>(blockIdx.y) * ty + threadIdx.y; r0 < rows; r0 += L * stride) {
       Vec<T, V> g[L], v[L], m[L];
-#pragma unroll
-      for (int j = 0; j < L; ++j) {
-        const int64_t r = r0 + j * stride;
-        if (r >= rows) break;
-        g[j] = at(dy, r);
-        v[j] = at(x, r);
-        if constexpr (M == Mask::FromY) m[j] = at(y, r);
-        if constexpr (dual) m[j] = at(du.r, r);
-      }
+      load_grad_rows<T, V, M, L>(dy, x, y, du.r, c, vcol, r0, stride, rows, g, v, m);
 #pragma unroll
       for (int j = 0; j < L; ++j) {
         if (r0 + j * stride >= rows) break;
@@ -559,15 +559,7 @@ void dispatch_param(DType data_t, DType param_t, const char* what, Fn&& fn) {
   }
 }
 
-template <typename Fn>
-void dispatch_half_or_float(DType t, Fn&& fn) {
-  switch (t) {
-    case DType::F32: fn(float{}); return;
-    case DType::BF16: fn(__nv_bfloat16{}); return;
-    case DType::F16: fn(__half{}); return;
-    default: KOLO_FAIL("batch_norm (channels-last kernels) needs f32, bf16 or f16 data, got ", dtype_name(t));
-  }
-}
+constexpr const char* kOp = "batch_norm (channels-last kernels)";
 
 // One batch norm's statistics: the partial pass over x, then the final pass (saved and running statistics,
 // and the apply pass's scale/shift).
@@ -699,7 +691,7 @@ void launch_bn_nhwc_forward(DType t, const BnNhwcShape& s, const void* x, DType 
                             float* save_invstd, void* workspace, cudaStream_t stream) {
   if (s.rows == 0 || s.c == 0) return;
   const Workspace ws = carve(workspace, s, false);
-  dispatch_half_or_float(t, [&](auto tag) {
+  dispatch_vector_float_dtype(t, kOp, [&](auto tag) {
     using T = decltype(tag);
     const int v = vector_width<T>(s, {x, y, residual});
     launch_stats<T>(t, s, v, x, param_t, w, b, running_t, running_mean, running_var, momentum, eps, save_mean,
@@ -714,7 +706,7 @@ void launch_bn_nhwc_dual_forward(DType t, const BnNhwcShape& s, const BnNhwcPara
                                  void* workspace, cudaStream_t stream) {
   if (s.rows == 0 || s.c == 0) return;
   const Workspace ws = carve(workspace, s, true);
-  dispatch_half_or_float(t, [&](auto tag) {
+  dispatch_vector_float_dtype(t, kOp, [&](auto tag) {
     using T = decltype(tag);
     const int v = vector_width<T>(s, {x, r, y});
     launch_stats<T>(t, s, v, x, p.dtype, p.w, p.b, running_t, p.running_mean, p.running_var, momentum, eps,
@@ -732,7 +724,7 @@ void launch_bn_nhwc_backward(DType t, const BnNhwcShape& s, const void* dy, cons
   if (s.rows == 0 || s.c == 0) return;
   const Workspace ws = carve(workspace, s, false);
   KOLO_CHECK(!relu_from_x || (!y && !dresidual), "batch_norm backward: a ReLU mask from x has no output or residual");
-  dispatch_half_or_float(t, [&](auto tag) {
+  dispatch_vector_float_dtype(t, kOp, [&](auto tag) {
     using T = decltype(tag);
     const int v = vector_width<T>(s, {dy, y, x, dx, dresidual});
     if (relu_from_x) launch_affine<T>(t, s, param_t, w, b, save_mean, save_invstd, ws.c4, ws.c5, stream);
@@ -749,7 +741,7 @@ void launch_bn_nhwc_dual_backward(DType t, const BnNhwcShape& s, const BnNhwcPar
                                   void* workspace, cudaStream_t stream) {
   if (s.rows == 0 || s.c == 0) return;
   const Workspace ws = carve(workspace, s, true);
-  dispatch_half_or_float(t, [&](auto tag) {
+  dispatch_vector_float_dtype(t, kOp, [&](auto tag) {
     using T = decltype(tag);
     const int v = vector_width<T>(s, {dy, x, r, dx, dr});
     launch_affine<T>(t, s, p.dtype, p.w, p.b, save_mean, save_invstd, ws.c4, ws.c5, stream);

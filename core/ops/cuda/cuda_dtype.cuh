@@ -77,6 +77,17 @@ void dispatch_float_dtype(DType t, const char* op, Fn&& fn) {
   }
 }
 
+// Same for the dtypes the 16-byte-vector kernels take (f32, bf16, f16); throws (naming `op`) for the others.
+template <typename Fn>
+void dispatch_vector_float_dtype(DType t, const char* op, Fn&& fn) {
+  switch (t) {
+    case DType::F32: fn(float{}); return;
+    case DType::BF16: fn(__nv_bfloat16{}); return;
+    case DType::F16: fn(__half{}); return;
+    default: KOLO_FAIL(op, " needs f32, bf16 or f16, got ", dtype_name(t));
+  }
+}
+
 // Offsets of element `linear` in each operand of an indexer.
 template <int N>
 __device__ __forceinline__ void strided_offsets(const StridedIndexer<N>& ix, int64_t linear, int64_t (&off)[N]) {

@@ -117,15 +117,7 @@ __global__ void max_pool_backward_kernel(MaxPoolNhwcShape s, const T* dy, const 
   }
 }
 
-template <typename Fn>
-void dispatch_pool_type(DType t, Fn&& fn) {
-  switch (t) {
-    case DType::F32: fn(float{}); return;
-    case DType::BF16: fn(__nv_bfloat16{}); return;
-    case DType::F16: fn(__half{}); return;
-    default: KOLO_FAIL("max_pool2d (channels-last kernels) needs f32, bf16 or f16, got ", dtype_name(t));
-  }
-}
+constexpr const char* kOp = "max_pool2d (channels-last kernels)";
 
 // The widest vector over channels that c and every pointer allow (the argmax bytes align with the data).
 template <typename T>
@@ -159,7 +151,7 @@ bool max_pool_nhwc_supported(DType t, const MaxPoolNhwcShape& s) {
 void launch_max_pool_nhwc_forward(DType t, const MaxPoolNhwcShape& s, const void* x, void* y, uint8_t* argmax,
                                   cudaStream_t stream) {
   if (s.n * s.oh * s.ow * s.c == 0) return;
-  dispatch_pool_type(t, [&](auto tag) {
+  dispatch_vector_float_dtype(t, kOp, [&](auto tag) {
     using T = decltype(tag);
     const int v = width_for<T>(s, {x, y});
     const int64_t work = s.n * s.oh * s.ow * (s.c / v);
@@ -175,7 +167,7 @@ void launch_max_pool_nhwc_forward(DType t, const MaxPoolNhwcShape& s, const void
 void launch_max_pool_nhwc_backward(DType t, const MaxPoolNhwcShape& s, const void* dy, const uint8_t* argmax,
                                    void* dx, cudaStream_t stream) {
   if (s.n * s.h * s.w * s.c == 0) return;
-  dispatch_pool_type(t, [&](auto tag) {
+  dispatch_vector_float_dtype(t, kOp, [&](auto tag) {
     using T = decltype(tag);
     const int v = width_for<T>(s, {dy, dx});
     const int64_t work = s.n * s.h * s.w * (s.c / v);
