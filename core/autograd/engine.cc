@@ -100,7 +100,6 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grad_
     // is still empty, and which gets this one contribution only, offers the slot to a node that writes into
     // it: the gradient is then made in place instead of copied there by AccumulateGrad.
     std::vector<Tensor> into;
-    std::vector<bool> slot_offer;
     for (size_t i = 0; i < n->next.size(); ++i) {
       const Edge& e = n->next[i];
       if (!e.valid()) continue;
@@ -109,16 +108,13 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grad_
         Tensor slot = acc->empty_slot();
         if (!slot.defined() || !slot_matches(slot, acc->outputs[e.input_nr])) continue;
         into.resize(n->next.size());
-        slot_offer.resize(n->next.size());
         into[i] = std::move(slot);
-        slot_offer[i] = true;
         continue;
       }
       if (!n->sums_into(i)) continue;
       auto it = buffers.find(e.node.get());
       if (it == buffers.end() || !offerable(it->second[e.input_nr], e.node->outputs[e.input_nr])) continue;
       into.resize(n->next.size());
-      slot_offer.resize(n->next.size());
       into[i] = std::move(it->second[e.input_nr]);
       it->second[e.input_nr] = Tensor();
     }
@@ -132,7 +128,9 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grad_
       Node* m = e.node.get();
       const bool offered = i < into.size() && into[i].defined();
       const bool taken = offered && i < in_grads.size() && in_grads[i].defined() && in_grads[i].same(into[i]);
-      if (offered && !taken && !slot_offer[i])
+      // An input offers either a sum buffer or a slot (record_into keeps the lists apart): a slot not taken
+      // stays with its leaf, a buffer goes back.
+      if (offered && !taken && !n->writes_into(i))
         buffer_for(m)[e.input_nr] = std::move(into[i]);  // not taken: back to the buffer, added below
       else if (offered)
         into[i] = Tensor();  // taken (the returned gradient is the sum, or the filled slot), or a slot not used

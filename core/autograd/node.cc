@@ -160,6 +160,11 @@ void record_into(const std::string& name, const std::vector<Tensor>& inputs, con
   attach(node, outputs);
 }
 
+Tensor write_target(bool needed, const Tensor& offered, const Shape& shape, DType dtype, Device device) {
+  if (!needed) return Tensor();
+  return offered.defined() ? offered : Tensor::empty(shape, dtype, device);
+}
+
 Tensor add_gradients(const Tensor& a, const Tensor& b) {
   NoGradGuard ng;
   if (a.is_sparse() && b.is_sparse()) {

@@ -132,6 +132,9 @@ void record(const std::string& name, const std::vector<Tensor>& inputs, const st
 // `write_inputs` into leaves' empty gradient slots (Node::backward_into; the lists must not overlap).
 void record_into(const std::string& name, const std::vector<Tensor>& inputs, const std::vector<Tensor*>& outputs,
                  std::vector<size_t> sum_inputs, std::vector<size_t> write_inputs, FunctionNode::IntoFn fn);
+// Where a record_into backward makes a write input's gradient: the slot the engine offered (`offered`, its
+// `into` entry), else a new tensor; undefined when the gradient is not needed.
+Tensor write_target(bool needed, const Tensor& offered, const Shape& shape, DType dtype, Device device);
 
 // Sum of two gradients with sparse handling: sparse+sparse concatenates rows, sparse+dense sums densely.
 Tensor add_gradients(const Tensor& a, const Tensor& b);

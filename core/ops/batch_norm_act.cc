@@ -51,12 +51,9 @@ Tensor fused(const char* op, const Tensor& x_in, const Tensor& residual_in, cons
                             const std::vector<Tensor>& grads, const std::vector<Tensor>& into) -> std::vector<Tensor> {
                      Tensor dy = grads[0].contiguous();
                      const Shape cs{save_mean.size(0)};
-                     auto param_grad = [&](bool on, const Tensor& slot) {
-                       return !on ? Tensor() : slot.defined() ? slot : Tensor::empty(cs, x.dtype(), x.device());
-                     };
                      Tensor dx = gx ? Tensor::empty(x.shape(), x.dtype(), x.device()) : Tensor();
-                     Tensor dw = param_grad(gw, into[1]);
-                     Tensor db = param_grad(gb, into[2]);
+                     Tensor dw = autograd::write_target(gw, into[1], cs, x.dtype(), x.device());
+                     Tensor db = autograd::write_target(gb, into[2], cs, x.dtype(), x.device());
                      Tensor dr = gr ? Tensor::empty(x.shape(), x.dtype(), x.device()) : Tensor();
                      batch_norm_act_bwd_kernel()(x.device())(dy, yd, x, w, b, save_mean, save_invstd, training,
                                                              channels_last, with_residual, dx, dw, db, dr);
@@ -111,8 +108,7 @@ Tensor batch_norm_dual_add_relu(const Tensor& x_in, const BatchNormParams& p, co
                      const Shape cs{mean.size(0)};
                      // Input i's gradient: its slot where the engine offers one (parameters), else a new tensor.
                      auto out = [&](size_t i, const Shape& shape) {
-                       if (!need[i]) return Tensor();
-                       return into[i].defined() ? into[i] : Tensor::empty(shape, x.dtype(), x.device());
+                       return autograd::write_target(need[i], into[i], shape, x.dtype(), x.device());
                      };
                      Tensor dx = out(0, x.shape()), dw = out(1, cs), db = out(2, cs);
                      Tensor dr = out(3, x.shape()), drw = out(4, cs), drb = out(5, cs);

@@ -138,8 +138,8 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, con
         }
         if (gw || gb) {
           // Written straight into the parameters' gradient slots where the engine offers them.
-          Tensor dw_buf = into[1].defined() ? into[1] : Tensor::empty(w.shape(), w.dtype(), w.device());
-          if (gb) db = into[2].defined() ? into[2] : Tensor::empty({g.o}, x.dtype(), x.device());
+          Tensor dw_buf = autograd::write_target(true, into[1], w.shape(), w.dtype(), w.device());
+          db = autograd::write_target(gb, into[2], {g.o}, x.dtype(), x.device());
           conv2d_bwd_weights_kernel()(x.device())(g, x, dy, dw_buf, db);
           if (gw) dw = dw_buf;
         }
@@ -195,12 +195,9 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, 
                             const std::vector<Tensor>& gr, const std::vector<Tensor>& into) -> std::vector<Tensor> {
                      Tensor dy = gr[0].contiguous();
                      const Shape cs{save_mean.size(0)};
-                     auto param_grad = [&](bool on, const Tensor& slot) {
-                       return !on ? Tensor() : slot.defined() ? slot : Tensor::empty(cs, x.dtype(), x.device());
-                     };
                      Tensor dx = gx ? Tensor::empty(x.shape(), x.dtype(), x.device()) : Tensor();
-                     Tensor dw = param_grad(gw, into[1]);
-                     Tensor db = param_grad(gb, into[2]);
+                     Tensor dw = autograd::write_target(gw, into[1], cs, x.dtype(), x.device());
+                     Tensor db = autograd::write_target(gb, into[2], cs, x.dtype(), x.device());
                      batch_norm_bwd_kernel()(x.device())(dy, x, w, save_mean, save_invstd, training, channels_last,
                                                          dx, dw, db);
                      return {dx, dw, db};

@@ -57,12 +57,8 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
                      Tensor gy = g[0].contiguous();
                      Tensor gx = Tensor::empty(xd.shape(), xd.dtype(), xd.device());
                      const int64_t d = xd.size(-1);
-                     auto param_grad = [&](bool on, size_t i) {
-                       if (!on) return Tensor();
-                       return into[i].defined() ? into[i] : Tensor::empty({d}, xd.dtype(), xd.device());
-                     };
-                     Tensor gw = param_grad(need_w, 1);
-                     Tensor gb = param_grad(need_b, bias_input);
+                     Tensor gw = autograd::write_target(need_w, into[1], {d}, xd.dtype(), xd.device());
+                     Tensor gb = autograd::write_target(need_b, into[bias_input], {d}, xd.dtype(), xd.device());
                      layer_norm_bwd_kernel()(xd.device())(gy, xd, wd, mu, rs, gx, gw, gb);
                      std::vector<Tensor> out{gx};
                      if (has_w) out.push_back(gw);

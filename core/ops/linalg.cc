@@ -142,8 +142,8 @@ Tensor fused_linear(const Tensor& x, const Tensor& w, const Tensor& bias, bool r
         Tensor dx = gx ? input_grad_2d(into[0], xd.dtype(), dev, xd.size(0), xd.size(1), &accumulate)
                        : Tensor();
         // Parameter gradients go straight into their slots where the engine offers them.
-        Tensor dw = !gw ? Tensor() : into[1].defined() ? into[1] : Tensor::empty(wd.shape(), wd.dtype(), dev);
-        Tensor db = !gb ? Tensor() : into[2].defined() ? into[2] : Tensor::empty({wd.size(0)}, wd.dtype(), dev);
+        Tensor dw = autograd::write_target(gw, into[1], wd.shape(), wd.dtype(), dev);
+        Tensor db = autograd::write_target(gb, into[2], {wd.size(0)}, wd.dtype(), dev);
         linear_bwd_kernel()(dev)(gy, xd, wd, dx, dw, db, accumulate);
         return {accumulate ? into[0] : gx ? dx.view(x_shape) : Tensor(), dw, db};
       });
@@ -176,9 +176,8 @@ Tensor fused_feed_forward(const Tensor& x, const Tensor& w1, const Tensor& b1, c
       [xd, w1d, w2d, h, mask, need, x_shape = x.shape()](const std::vector<Tensor>& g,
                                                           const std::vector<Tensor>& into) -> std::vector<Tensor> {
         const Device d = xd.device();
-        // Input i's gradient buffer: its slot where the engine offers one, else a new tensor of `shape`.
         auto grad_of = [&](size_t i, const Tensor& like, const Shape& shape) {
-          return !need[i] ? Tensor() : into[i].defined() ? into[i] : Tensor::empty(shape, like.dtype(), d);
+          return autograd::write_target(need[i], into[i], shape, like.dtype(), d);
         };
         bool accumulate = false;
         Tensor gx = need[0] ? input_grad_2d(into[0], xd.dtype(), d, xd.size(0), xd.size(1), &accumulate)
