@@ -52,6 +52,15 @@ void HandleState::finish(const std::string& err) {
   cv.notify_all();
 }
 
+bool HandleState::finish_quietly(const std::string& err) {
+  std::lock_guard<std::mutex> lock(mu);
+  if (finishing) return true;
+  if (callback) return false;
+  finishing = done = true;
+  error = err;
+  return true;
+}
+
 void HandleState::launch(const Tensor& out, std::vector<std::shared_ptr<Event>> done) {
   {
     std::lock_guard<std::mutex> lock(mu);

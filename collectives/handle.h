@@ -46,6 +46,10 @@ struct HandleState {
   bool launched = false;
   std::vector<std::shared_ptr<Event>> device_done;
   void finish(const std::string& err);
+  // finish() for a handle without a callback, minus waking its waiters: returns true once it is done (the
+  // caller then calls cv.notify_all()), false when a callback is set (call finish() instead). Completing a
+  // group's handles first and waking them after lets a thread that waits on each in turn wake only once.
+  bool finish_quietly(const std::string& err);
   void launch(const Tensor& out, std::vector<std::shared_ptr<Event>> done);
 };
 

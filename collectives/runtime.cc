@@ -158,6 +158,7 @@ void Runtime::timeline_span(const std::string& row, const std::string& activity,
 
 Handle Runtime::enqueue(std::vector<std::shared_ptr<TensorEntry>> entries, Callback cb) {
   const auto now = Clock::now();
+  bool wake;
   {
     std::lock_guard<std::mutex> lock(core_->mu);
     if (!core_->health->failure.empty() || core_->stopped || core_->shutdown_requested) {
@@ -173,6 +174,8 @@ Handle Runtime::enqueue(std::vector<std::shared_ptr<TensorEntry>> entries, Callb
                  op_type_name(e->req.op), " '", e->req.name, "': a collective with this name is already in flight on rank ",
                  rank_);
     }
+    // The background thread takes the whole queue at once: only the first request of a batch must wake it.
+    wake = core_->queue.empty();
     for (auto& e : entries) {
       e->req.rank = rank_;
       e->enqueued = now;
@@ -183,7 +186,7 @@ Handle Runtime::enqueue(std::vector<std::shared_ptr<TensorEntry>> entries, Callb
       core_->queue.push_back(e);
     }
   }
-  core_->cv.notify_all();
+  if (wake) core_->cv.notify_all();
   return Handle(entries[0]->state);
 }
 

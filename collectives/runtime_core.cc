@@ -67,8 +67,10 @@ void RuntimeCore::finish_group(const std::vector<std::shared_ptr<TensorEntry>>& 
   for (const auto& e : entries)
     if (e) {
       e->state->output = e->output;
-      e->state->finish(error);
+      if (!e->state->finish_quietly(error)) e->state->finish(error);
     }
+  for (const auto& e : entries)
+    if (e) e->state->cv.notify_all();
 }
 
 void RuntimeCore::complete_launched(bool block) {
@@ -205,7 +207,7 @@ void RuntimeCore::loop(std::promise<void>* started) {
       ++stats.cycles;
       stats.cache_hits += hits;
       if (controller->is_coordinator()) stall_report = controller->last_stall_report();
-      for (const auto& r : resp.responses) {
+      for (auto& r : resp.responses) {
         if (r.op == OpType::Join) {
           joined_done = std::move(join_entry);
           join_value = r.params.at(0).root;
@@ -224,9 +226,9 @@ void RuntimeCore::loop(std::promise<void>* started) {
           }
           continue;
         }
-        for (const auto& p : r.params) {
-          ready.push_back(p);
+        for (auto& p : r.params) {
           cache->put(p);
+          ready.push_back(std::move(p));
         }
       }
     }
@@ -254,9 +256,11 @@ void RuntimeCore::loop(std::promise<void>* started) {
     for (const FusedGroup& g : plan_fusion(ready, threshold)) {
       std::vector<TensorEntry*> items;
       std::vector<Request> params;
-      for (size_t i : g.items) {
+      items.reserve(g.items.size());
+      params.reserve(g.items.size());
+      for (size_t i : g.items) {  // each ready request belongs to one group: moved, not copied
         items.push_back(local[i]);
-        params.push_back(ready[i]);
+        params.push_back(std::move(ready[i]));
       }
       const bool member = executor->process_set(params[0].process_set) != nullptr;
       std::string error;

@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "collectives/config.h"
@@ -56,7 +57,7 @@ struct RuntimeCore {
   mutable std::mutex mu;
   std::condition_variable cv;
   std::vector<std::shared_ptr<TensorEntry>> queue;                // (mu) enqueued, not yet sent to the coordinator
-  std::map<std::string, std::shared_ptr<TensorEntry>> in_flight;  // (mu) by name, until completed
+  std::unordered_map<std::string, std::shared_ptr<TensorEntry>> in_flight;  // (mu) by name, until completed
   std::shared_ptr<TensorEntry> join_entry;                        // (mu)
   bool join_requested = false;                                    // (mu)
   bool shutdown_requested = false;                                // (mu)
