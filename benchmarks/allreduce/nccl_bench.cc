@@ -75,9 +75,12 @@ int run_cuda_allreduce_bench(size_t max_bytes, const std::vector<int64_t>& resne
   cudaStream_t raw_stream = nullptr;
   KOLO_CUDA_CHECK(cudaStreamCreateWithFlags(&raw_stream, cudaStreamNonBlocking));
   auto raw_sync = [&] { KOLO_CUDA_CHECK(cudaStreamSynchronize(raw_stream)); };
+  // Every kolo collective ends in an event the compute stream waits on (or ran on it), so a wait for the
+  // compute stream covers it, as cudaStreamSynchronize covers the raw baseline; poll() then recycles the
+  // done events and raises any NCCL error.
   auto kolo_sync = [&] {
-    nccl.synchronize();
     compute.synchronize();
+    nccl.poll();
   };
   // The controller path: its handles complete once the device work finished, so there is nothing to sync.
   Runtime rt(cfg);
