@@ -224,12 +224,8 @@ void NcclBackend::synchronize() {
   for (;;) {
     poll();
     if (pending_.empty()) return;
-    // Spin (most collectives finish in microseconds; a yield alone costs about one), then yield, then sleep
-    // so peers sharing cores can run.
-    const auto waited = std::chrono::steady_clock::now() - started;
-    if (waited < std::chrono::microseconds(20))
-      continue;
-    if (waited < std::chrono::microseconds(200))
+    // Spin briefly (most collectives finish in microseconds), then sleep so peers sharing cores can run.
+    if (std::chrono::steady_clock::now() - started < std::chrono::microseconds(200))
       std::this_thread::yield();
     else
       std::this_thread::sleep_for(std::chrono::microseconds(50));
