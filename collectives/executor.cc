@@ -424,7 +424,9 @@ std::unique_ptr<DeviceWork> Executor::execute(OpType op, const std::vector<Tenso
       if (!it) continue;
       KOLO_CHECK(it->input.device() == dw->d.device(), op_type_name(op), " '", it->req.name, "': ",
                  it->input.describe(), " is not on this rank's ", dw->d.name(), " device ", dw->d.device().str());
-      if (it->ready_event) dw->ready.push_back(it->ready_event.get());
+      // A group's tensors on one device share their event (runtime.cc): waited for once.
+      if (it->ready_event && (dw->ready.empty() || dw->ready.back() != it->ready_event.get()))
+        dw->ready.push_back(it->ready_event.get());
     }
   }
   if (op == OpType::Allreduce) {

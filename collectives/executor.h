@@ -45,7 +45,8 @@ struct TensorEntry {
   Tensor input;
   Tensor output;                  // allocated at execution for allgather/alltoall/reducescatter
   std::vector<int64_t> splits;    // alltoall
-  std::unique_ptr<Event> ready_event;  // device input: recorded on the compute stream at enqueue
+  std::shared_ptr<Event> ready_event;  // device input: recorded on the compute stream at enqueue (a group's
+                                       // tensors on one device share one)
   const void* ready_stream = nullptr;  // that stream (native handle)
   uint64_t ready_seq = 0;              // process-wide record order of ready events
   std::shared_ptr<HandleState> state;

@@ -280,6 +280,38 @@ TEST(RuntimeGpu, ReadyEventsOfEveryProducingStreamAreWaited) {
   EXPECT_EQ(host_values(b).back(), 2.0 * n);
 }
 
+// A group's tensors share one ready event, recorded on the caller's stream after the last of them was made
+// ready: values written there behind a 100 ms hold are the ones reduced. The caller's stream is a side stream,
+// so only that event orders the collective after the writes; 3 MiB in all, so the group runs on the
+// communication stream, and its prescale kernel there shows a missing wait on one rank too.
+TEST(RuntimeGpu, GroupWaitsForEveryTensorItHolds) {
+  Runtime& rt = *g_rt;
+  const int n = rt.size();
+  auto side = CudaStream::create(g_gpu.index);
+  const int64_t len = 128 * 1024;
+  std::vector<Tensor> ts;
+  std::vector<std::string> names;
+  std::vector<Handle> hs;
+  {
+    CudaStreamGuard guard(*side);
+    for (int k = 0; k < 3; ++k) {
+      ts.push_back(Tensor::zeros({len * (k + 1)}, DType::F32, g_gpu));
+      names.push_back("gpu.group_ready." + std::to_string(k));
+    }
+    ASSERT_EQ(cudaLaunchHostFunc(side->get(), hold_100ms, nullptr), cudaSuccess);
+    for (int k = 0; k < 3; ++k) ts[k].copy_(Tensor::full({len * (k + 1)}, k + 2.0, DType::F32, g_gpu));
+    AllreduceOptions o;
+    o.prescale = 0.5;
+    hs = rt.grouped_allreduce_async(ts, names, o);
+  }
+  wait_all(hs);
+  for (int k = 0; k < 3; ++k) {
+    const auto got = host_values(ts[k]);
+    EXPECT_EQ(got.front(), (k + 2.0) * 0.5 * n) << "tensor " << k;
+    EXPECT_EQ(got.back(), (k + 2.0) * 0.5 * n) << "tensor " << k;
+  }
+}
+
 // A small MLP on the GPU whose parameters come from a fixed seed: identical on every rank.
 struct GpuMlp {
   std::vector<NamedParameter> params;
