@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "benchmarks/allreduce/resnet50_sizes.h"
 #include "collectives/ops.h"
 
 namespace {
@@ -37,24 +38,6 @@ double time_per_call(int iters, F&& f) {
   }
   std::sort(t.begin(), t.end());
   return t[1];
-}
-
-std::vector<int64_t> resnet50_sizes() {
-  std::vector<int64_t> s = {64 * 3 * 7 * 7, 64, 64};
-  const int blocks[] = {3, 4, 6, 3};
-  int64_t in = 64;
-  for (int stage = 0; stage < 4; ++stage) {
-    const int64_t w = 64 << stage, out = w * 4;
-    for (int b = 0; b < blocks[stage]; ++b) {
-      for (int64_t x : {w * in, w, w, w * w * 9, w, w, out * w, out, out}) s.push_back(x);
-      if (b == 0)
-        for (int64_t x : {out * in, out, out}) s.push_back(x);
-      in = out;
-    }
-  }
-  s.push_back(1000 * 2048);
-  s.push_back(1000);
-  return s;
 }
 
 }  // namespace
@@ -84,7 +67,7 @@ int main(int argc, char** argv) {
 #ifdef KOLO_BENCH_NCCL
     int rc = 1;
     try {
-      rc = kolo::bench::run_cuda_allreduce_bench(max_bytes, resnet50_sizes());
+      rc = kolo::bench::run_cuda_allreduce_bench(max_bytes, kolo::bench::resnet50_sizes());
     } catch (const std::exception& e) {
       std::fprintf(stderr, "kolo_allreduce_bench: %s\n", e.what());
     }
@@ -127,7 +110,7 @@ int main(int argc, char** argv) {
     }
 
     // ResNet-50: 161 gradient tensors (25,557,032 floats) fused by kolo vs one buffer of the same size.
-    const auto sizes = resnet50_sizes();
+    const auto sizes = kolo::bench::resnet50_sizes();
     const int64_t total = std::accumulate(sizes.begin(), sizes.end(), int64_t{0});
     std::vector<kolo::Tensor> grads;
     std::vector<std::string> names;
