@@ -196,7 +196,6 @@ Handle Runtime::enqueue(std::vector<std::shared_ptr<TensorEntry>> entries, Callb
     }
     // The background thread takes the whole queue at once: only the first request of a batch must wake it.
     wake = core_->queue.empty();
-    core_->last_enqueue = now;
     for (auto& e : entries) {
       e->req.rank = rank_;
       e->enqueued = now;

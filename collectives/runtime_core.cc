@@ -23,12 +23,6 @@ constexpr auto kEagerWindow = std::chrono::milliseconds(20);
 // blocks in Handle::wait() (the DistributedOptimizer's default host wait among them), they are polled in a
 // spin (yield) instead, so the waiter sees its group complete at once.
 constexpr auto kPollSlice = std::chrono::microseconds(50);
-// A burst of enqueues (the last cycle took several new requests) is gathered until none came for kBurstQuiet or
-// kBurstWindow passed since that cycle, instead of being cycled piecemeal as each arrival wakes this thread:
-// every cycle launches a collective of its own and competes with the enqueuing thread for `mu` and the CUDA
-// driver. A lone request (the last cycle took at most one) is cycled at once.
-constexpr auto kBurstQuiet = std::chrono::microseconds(20);
-constexpr auto kBurstWindow = std::chrono::microseconds(200);
 
 }  // namespace
 
@@ -126,7 +120,6 @@ void RuntimeCore::loop(std::promise<void>* started) {
   bool shutdown_sent = false;
   auto last_cycle = Clock::now();
   auto last_progress = last_cycle;
-  bool burst = false;
   for (;;) {
     std::vector<std::shared_ptr<TensorEntry>> fresh;
     RequestList list;
@@ -146,36 +139,26 @@ void RuntimeCore::loop(std::promise<void>* started) {
       const auto next = eager ? last_cycle + kPollSlice
                               : last_cycle + std::chrono::duration_cast<Clock::duration>(
                                                  std::chrono::duration<double, std::milli>(cycle_ms));
-      // When the next cycle may run: the cycle time (or poll slice) with nothing queued, at once for a lone
-      // request, at the end of its gathering for a burst.
-      auto deadline = [&] {
-        if (queue.empty()) return next;
-        return burst ? std::min(last_enqueue + kBurstQuiet, last_cycle + kBurstWindow) : last_cycle;
+      auto wake = [&] {
+        return !queue.empty() || (shutdown_requested && !shutdown_sent) || (join_requested && !join_sent);
       };
-      auto flagged = [&] { return (shutdown_requested && !shutdown_sent) || (join_requested && !join_sent); };
-      // Waits end early for a flag and, while nothing is queued, for the first request (the only one that
-      // notifies, see Runtime::enqueue); a burst being gathered sleeps out its deadline, then re-reads it.
-      bool gathering = false;
-      auto woken = [&] { return flagged() || (!gathering && !queue.empty()); };
       // Launched device groups complete while this thread waits for the next cycle.
-      while (!flagged() && Clock::now() < deadline()) {
-        gathering = !queue.empty();
+      while (!wake() && Clock::now() < next) {
         if (launched.empty()) {
-          cv.wait_until(lock, deadline(), woken);
+          cv.wait_until(lock, next, wake);
           continue;
         }
         if (health->host_waiters.load() > 0) {
           lock.unlock();
           std::this_thread::yield();
         } else {
-          cv.wait_until(lock, std::min(deadline(), Clock::now() + kPollSlice), woken);
+          cv.wait_until(lock, std::min(next, Clock::now() + kPollSlice), wake);
           lock.unlock();
         }
         complete_launched(false);
         lock.lock();
       }
       fresh.swap(queue);
-      burst = fresh.size() > 1;
       list.shutdown = shutdown_requested;
       list.joined = join_requested;
     }

@@ -9,7 +9,6 @@
 // constructor returns and only read afterwards.
 #pragma once
 
-#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <future>
@@ -59,7 +58,6 @@ struct RuntimeCore {
   std::condition_variable cv;
   std::vector<std::shared_ptr<TensorEntry>> queue;                // (mu) enqueued, not yet sent to the coordinator
   std::unordered_map<std::string, std::shared_ptr<TensorEntry>> in_flight;  // (mu) by name, until completed
-  std::chrono::steady_clock::time_point last_enqueue;             // (mu) of the latest request
   std::shared_ptr<TensorEntry> join_entry;                        // (mu)
   bool join_requested = false;                                    // (mu)
   bool shutdown_requested = false;                                // (mu)
