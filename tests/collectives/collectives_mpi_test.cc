@@ -11,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include "benchmarks/allreduce/resnet50_sizes.h"
 #include "tests/common/collective_values.h"
 #include "tests/common/mpi_gtest.h"
 #include "collectives/controller.h"
@@ -146,27 +147,9 @@ TEST(Collectives, EnqueueOrderDoesNotMatter) {
   }
 }
 
-// torchvision ResNet-50's 161 parameter tensors, in module order.
-std::vector<int64_t> resnet50_sizes() {
-  std::vector<int64_t> s = {64 * 3 * 7 * 7, 64, 64};
-  const int blocks[] = {3, 4, 6, 3};
-  int64_t in = 64;
-  for (int stage = 0; stage < 4; ++stage) {
-    const int64_t w = 64 << stage, out = w * 4;
-    for (int b = 0; b < blocks[stage]; ++b) {
-      for (int64_t x : {w * in, w, w, w * w * 9, w, w, out * w, out, out}) s.push_back(x);
-      if (b == 0) for (int64_t x : {out * in, out, out}) s.push_back(x);
-      in = out;
-    }
-  }
-  s.push_back(1000 * 2048);
-  s.push_back(1000);
-  return s;
-}
-
 TEST(Collectives, ResNet50FusionEqualsOneByOne) {
   Runtime& rt = *g_rt;
-  const auto sizes = resnet50_sizes();
+  const auto sizes = bench::resnet50_sizes();
   ASSERT_EQ(sizes.size(), 161u);
   ASSERT_EQ(std::accumulate(sizes.begin(), sizes.end(), int64_t{0}), 25557032);
   auto data = [&](size_t k) {  // multiples of 1/1024: every sum is exact whatever the reduction order
