@@ -9,7 +9,8 @@
 #     bench  resnet_bench 256 bf16 nhwc (eager and as a CUDA graph), train_resnet, gpu_kernels_bench,
 #            attention_bench, the Transformer-big step profile, and, with an anchors dir holding
 #            resnet_anchor.py / transformer_anchor.py, PyTorch eager on the same device right after
-#     nccl   2+ GPUs: kolo_allreduce_bench --device cuda, one rank per GPU (raw NCCL beside kolo in the same binary)
+#     nccl   2+ GPUs: kolo_allreduce_bench --device cuda, one rank per GPU (raw NCCL beside kolo in the same binary),
+#            then kolo_controller_bench --device cuda (the controller path's cost per tensor)
 #     resnet2, transformer2
 #            2+ GPUs: ResNet-50 / Transformer-big weak scaling 1 -> 2 (-> 4 -> 8, as many as are visible) GPUs
 #            through scripts/scaling_study.py
@@ -91,6 +92,8 @@ do_nccl() {
   need_gpus nccl || return 0
   step 300 "kolo_allreduce_bench --device cuda ($gpus ranks)" \
     mpirun -np "$gpus" --bind-to none -x NCCL_NVLS_ENABLE "$build/benchmarks/allreduce/kolo_allreduce_bench" --device cuda
+  step 60 "kolo_controller_bench --device cuda ($gpus ranks)" \
+    mpirun -np "$gpus" --bind-to none -x NCCL_NVLS_ENABLE "$build/benchmarks/allreduce/kolo_controller_bench" --device cuda
 }
 
 # Rank counts of the weak-scaling sweeps: powers of two up to the visible GPUs (1,2 / 1,2,4 / 1,2,4,8).
