@@ -23,20 +23,16 @@ void RuntimeHealth::check() {
 }
 
 void HandleState::finish(const std::string& err) {
+  if (finish_quietly(err)) {  // the usual case: no callback, the waiters released at once
+    cv.notify_all();
+    return;
+  }
   std::function<void(const std::string&)> cb;
   {
     std::lock_guard<std::mutex> lock(mu);
     if (finishing) return;
     finishing = true;
-    if (!callback) {  // the usual case: release the waiters at once, one lock
-      done = true;
-      error = err;
-    }
     cb = std::move(callback);
-  }
-  if (!cb) {
-    cv.notify_all();
-    return;
   }
   // The callback runs before waiters are released, so whatever it did is visible after wait().
   try {

@@ -25,42 +25,48 @@ Tensor contiguous_input(const Tensor& t, const char* op, const std::string& name
   return t.is_contiguous() ? t : t.contiguous();
 }
 
-// Entries read their `input`s: record where each lives and, for device tensors, an event on the calling
-// thread's current (compute) stream that the communication stream will wait on — no host sync here. One event
-// per device covers all of a group's tensors there: they were all made ready before it is recorded.
-void bind_inputs(const std::vector<TensorEntry*>& entries) {
-  std::vector<std::pair<Device, TensorEntry*>> recorded;  // per device, the entry holding its event
-  for (TensorEntry* e : entries) {
-    const Device d = e->input.device();
-    e->req.device = d.type;
-    if (d.is_cpu()) continue;
-    auto same = std::find_if(recorded.begin(), recorded.end(), [&](const auto& r) { return r.first == d; });
-    if (same != recorded.end()) {
-      e->ready_event = same->second->ready_event;
-      e->ready_stream = same->second->ready_stream;
-      e->ready_seq = same->second->ready_seq;
-      continue;
-    }
-    DeviceBackend& b = device_backend(d.type);
-    Stream& s = b.current_stream(d.index);
-    e->ready_event = b.create_event(d.index);
-    // The sequence number follows the record order on every stream (one lock for both), so the executor may
-    // wait for only the latest ready event of each stream in a bucket.
-    static std::mutex record_mu;
-    static uint64_t records = 0;
-    {
-      std::lock_guard<std::mutex> lock(record_mu);
-      e->ready_event->record(s);
-      e->ready_stream = s.native();
-      e->ready_seq = ++records;
-    }
-    recorded.emplace_back(d, e);
-  }
+// Entry `e` reads its `input`: record where it lives and, for a device tensor, an event on the calling thread's
+// current (compute) stream that the communication stream will wait on — no host sync here.
+void record_ready(TensorEntry& e) {
+  const Device d = e.input.device();
+  e.req.device = d.type;
+  if (d.is_cpu()) return;
+  DeviceBackend& b = device_backend(d.type);
+  Stream& s = b.current_stream(d.index);
+  e.ready_event = b.create_event(d.index);
+  // The sequence number follows the record order on every stream (one lock for both), so the executor may
+  // wait for only the latest ready event of each stream in a bucket.
+  static std::mutex record_mu;
+  static uint64_t records = 0;
+  std::lock_guard<std::mutex> lock(record_mu);
+  e.ready_event->record(s);
+  e.ready_stream = s.native();
+  e.ready_seq = ++records;
 }
 
 void bind_input(TensorEntry& e, const Tensor& t) {
   e.input = t;
-  bind_inputs({&e});
+  record_ready(e);
+}
+
+// A group's entries, once every tensor was made ready: one event per device covers all of its tensors there,
+// recorded for the first and shared by the others.
+void record_group_ready(const std::vector<std::shared_ptr<TensorEntry>>& entries) {
+  std::vector<const TensorEntry*> recorded;  // the first device entry of each device, holding its event
+  for (const auto& e : entries) {
+    const Device d = e->input.device();
+    auto same = std::find_if(recorded.begin(), recorded.end(),
+                             [&](const TensorEntry* r) { return r->input.device() == d; });
+    if (same == recorded.end()) {
+      record_ready(*e);
+      if (!d.is_cpu()) recorded.push_back(e.get());
+      continue;
+    }
+    e->req.device = d.type;
+    e->ready_event = (*same)->ready_event;
+    e->ready_stream = (*same)->ready_stream;
+    e->ready_seq = (*same)->ready_seq;
+  }
 }
 
 }  // namespace
@@ -268,9 +274,7 @@ std::vector<Handle> Runtime::grouped_allreduce_async(const std::vector<Tensor>& 
     entries.push_back(e);
   }
   if (entries.empty()) return {};
-  std::vector<TensorEntry*> bound;
-  for (auto& e : entries) bound.push_back(e.get());
-  bind_inputs(bound);
+  record_group_ready(entries);
   enqueue(entries, std::move(cb));
   std::vector<Handle> handles;
   for (auto& e : entries) handles.emplace_back(e->state);
