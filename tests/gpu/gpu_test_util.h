@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -38,9 +39,10 @@ inline double tolerance(DType t) {
   }
 }
 
-// ||got - want|| / ||want|| (absolute when want is all zeros); +inf if shapes differ or NaN appears in got
-// where want has none.
-inline double relative_error(const Tensor& got, const Tensor& want) {
+// ||got - want|| / max(||want||, floor) (absolute when that is 0); +inf if shapes differ or NaN appears in got
+// where want has none. A floor keeps a tensor that is ~0 on both sides (rounding noise) from failing on its
+// relative error alone.
+inline double relative_error(const Tensor& got, const Tensor& want, double floor = 0) {
   if (got.shape() != want.shape()) return INFINITY;
   const std::vector<double> g = got.to(Device::cpu()).to_vector<double>();
   const std::vector<double> w = want.to(Device::cpu()).to_vector<double>();
@@ -55,6 +57,7 @@ inline double relative_error(const Tensor& got, const Tensor& want) {
     num += (g[i] - w[i]) * (g[i] - w[i]);
     den += w[i] * w[i];
   }
+  den = std::max(den, floor * floor);
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
 }
 

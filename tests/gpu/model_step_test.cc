@@ -5,7 +5,6 @@
 // and the loss after an SGD update must agree within the dtype's tolerance.
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <string>
@@ -42,10 +41,15 @@ void compare_step(M& cpu, M& dev, Device gpu, const std::function<Tensor(M&, Dev
     Tensor g = p.grad();
     return g.defined() && g.is_sparse() ? g.to_dense() : g;
   };
-  double total = 0;  // the CPU gradients' global norm, squared
+  auto squared_norm = [](const Tensor& t) {
+    double s = 0;
+    for (double x : t.to(Device::cpu()).template to_vector<double>()) s += x * x;
+    return s;
+  };
+  double total = 0;
   for (const auto& [n, p] : pc)
-    if (p.grad().defined())
-      for (double x : dense_grad(p).template to_vector<double>()) total += x * x;
+    if (p.grad().defined()) total += squared_norm(dense_grad(p));
+  const double global = std::sqrt(total);  // the CPU gradients' global norm
   for (size_t i = 0; i < pc.size(); ++i) {
     Tensor gc = dense_grad(pc[i].second), gg = dense_grad(pg[i].second);
     ASSERT_TRUE(gc.defined() && gg.defined()) << what << " " << pc[i].first;
@@ -53,14 +57,8 @@ void compare_step(M& cpu, M& dev, Device gpu, const std::function<Tensor(M&, Dev
     // Relative to the gradient's own norm, or to 1e-4 of the global norm when it is smaller: an attention key
     // bias has an exactly zero gradient (softmax ignores an offset shared by all keys), so both devices hold
     // only rounding noise there and its relative error means nothing.
-    const std::vector<double> a = gg.to(Device::cpu()).template to_vector<double>(), b = gc.template to_vector<double>();
-    double diff = 0, norm = 0;
-    for (size_t k = 0; k < a.size(); ++k) {
-      diff += (a[k] - b[k]) * (a[k] - b[k]);
-      norm += b[k] * b[k];
-    }
-    EXPECT_LE(std::sqrt(diff) / std::max(std::sqrt(norm), 1e-4 * std::sqrt(total)), tol)
-        << what << " grad " << pc[i].first << " (norm " << std::sqrt(norm) << ", global " << std::sqrt(total) << ")";
+    EXPECT_LE(relative_error(gg, gc, 1e-4 * global), tol)
+        << what << " grad " << pc[i].first << " (norm " << std::sqrt(squared_norm(gc)) << ", global " << global << ")";
   }
   const auto bc = cpu.named_buffers(), bg = dev.named_buffers();
   ASSERT_EQ(bc.size(), bg.size());
@@ -69,10 +67,7 @@ void compare_step(M& cpu, M& dev, Device gpu, const std::function<Tensor(M&, Dev
   {
     NoGradGuard ng;
     for (auto* m : {&cpu, &dev})
-      for (auto& [n, p] : m->named_parameters()) {
-        Tensor g = p.grad();
-        add_(p, g.is_sparse() ? g.to_dense() : g, -0.1);
-      }
+      for (auto& [n, p] : m->named_parameters()) add_(p, dense_grad(p), -0.1);
     EXPECT_LE(relative_error(loss(dev, gpu), loss(cpu, Device::cpu())), tol) << what << " loss after one SGD step";
   }
 }
