@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <mutex>
-#include <set>
 
 #include "collectives/executor.h"
 #include "collectives/runtime_core.h"
@@ -193,12 +192,15 @@ Handle Runtime::enqueue(std::vector<std::shared_ptr<TensorEntry>> entries, Callb
                                             : detail::concat("kolo: ", op_type_name(entries[0]->req.op), " '",
                                                              entries[0]->req.name, "' after shutdown()"));
     }
-    std::set<std::string> names;  // duplicates within one group (only a group needs the set)
-    for (auto& e : entries) {
-      KOLO_CHECK(!e->req.name.empty(), op_type_name(e->req.op), ": the tensor name is empty (rank ", rank_, ")");
-      KOLO_CHECK(!core_->in_flight.count(e->req.name) && (entries.size() == 1 || names.insert(e->req.name).second),
-                 op_type_name(e->req.op), " '", e->req.name, "': a collective with this name is already in flight on rank ",
-                 rank_);
+    // The in-flight table also catches a name repeated within the group; on a rejected name the names this
+    // call already claimed are given back, so nothing of the group stays behind.
+    for (size_t i = 0; i < entries.size(); ++i) {
+      const Request& r = entries[i]->req;
+      const bool named = !r.name.empty();
+      if (named && core_->in_flight.emplace(r.name, entries[i]).second) continue;
+      for (size_t j = 0; j < i; ++j) core_->in_flight.erase(entries[j]->req.name);
+      KOLO_CHECK(named, op_type_name(r.op), ": the tensor name is empty (rank ", rank_, ")");
+      KOLO_FAIL(op_type_name(r.op), " '", r.name, "': a collective with this name is already in flight on rank ", rank_);
     }
     // The background thread takes the whole queue at once: only the first request of a batch must wake it.
     wake = core_->queue.empty();
@@ -208,7 +210,6 @@ Handle Runtime::enqueue(std::vector<std::shared_ptr<TensorEntry>> entries, Callb
       e->state = std::make_shared<HandleState>();
       e->state->health = core_->health;
       if (cb && e == entries[0]) e->state->callback = cb;
-      core_->in_flight[e->req.name] = e;
       core_->queue.push_back(e);
     }
   }

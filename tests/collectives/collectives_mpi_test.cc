@@ -326,6 +326,22 @@ TEST(Collectives, DuplicateInFlightNameRejected) {
   }
 }
 
+// A group naming one tensor twice is rejected whole on every rank: no name of it stays claimed, so the
+// corrected group then runs, and no tensor was touched.
+TEST(Collectives, GroupRepeatingANameRejectedWhole) {
+  Runtime& rt = *g_rt;
+  std::vector<Tensor> ts = {Tensor::ones({4}), Tensor::ones({4}), Tensor::ones({4})};
+  try {
+    rt.grouped_allreduce_async(ts, {"grp.a", "grp.b", "grp.a"});
+    ADD_FAILURE() << "a repeated name in one group must throw";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'grp.a'"), std::string::npos) << e.what();
+  }
+  for (const Tensor& t : ts) EXPECT_EQ(t.to_vector<float>()[0], 1.0f) << "a rejected group must leave its tensors intact";
+  grouped_allreduce(rt, ts, {"grp.a", "grp.b", "grp.c"});
+  for (const Tensor& t : ts) EXPECT_EQ(t.to_vector<float>()[0], static_cast<float>(rt.size()));
+}
+
 TEST(Collectives, ProcessSetEvenRanks) {
   Runtime& rt = *g_rt;
   std::vector<int> even;
