@@ -18,6 +18,8 @@
 #            (ddp_anchor.py / transformer_ddp.py) at the same GPU counts
 #     timelines 2+ GPUs: 20-step runs of each model at 1 and 2 GPUs with KOLO_TIMELINE into $KOLO_GPU_OUT
 #     threshold 2+ GPUs: both models at 2 GPUs under several KOLO_FUSION_THRESHOLD values, 1-GPU references
+#     cta    2+ GPUs: both models at 2 GPUs under NCCL's CTA policies (default, efficiency: fewer CTAs taken
+#            from the backward pass's kernels), alternated, with 1-GPU references
 #     memory PyTorch's peak memory for the bf16 ResNet-50 / Transformer-big steps alone
 #     all    all of the above in order
 # Results go to stdout; save them into benchmarks/RESULTS.md with the machine and date.
@@ -190,6 +192,23 @@ do_threshold() {
   done
 }
 
+# NCCL_CTA_POLICY (NCCL >= 2.27) at 2 GPUs: the efficiency policy runs collectives on the fewest CTAs that keep
+# their speed, leaving more SMs to the backward pass they overlap. Two alternated rounds per policy.
+do_cta() {
+  need_gpus cta || return 0
+  local round policy
+  step 120 "kolo Transformer-big 1 GPU, reference" bash -c "$(transformer_cmd 1 40 16384 --sparse_as_dense)"
+  step 120 "kolo ResNet-50 1 GPU, reference" bash -c "$(resnet_cmd 1 60 256)"
+  for round in 1 2; do
+    for policy in 0 1; do
+      step 120 "kolo Transformer-big 2 GPUs, NCCL_CTA_POLICY=$policy (round $round)" \
+        env NCCL_CTA_POLICY=$policy bash -c "$(transformer_cmd 2 40 16384 --sparse_as_dense)"
+      step 120 "kolo ResNet-50 2 GPUs, NCCL_CTA_POLICY=$policy (round $round)" \
+        env NCCL_CTA_POLICY=$policy bash -c "$(resnet_cmd 2 60 256)"
+    done
+  done
+}
+
 # PyTorch's peak memory for the bf16 workloads alone (benchmarks/gpu/torch_peak_memory.py).
 do_memory() {
   step 200 "PyTorch peak memory, ResNet-50" "$python" benchmarks/gpu/torch_peak_memory.py resnet
@@ -206,9 +225,10 @@ for w in ${what//,/ }; do
     transformer2) do_transformer2 ;;
     timelines) do_timelines ;;
     threshold) do_threshold ;;
+    cta) do_cta ;;
     memory) do_memory ;;
     all) do_build; do_test; do_bench; do_nccl; do_resnet2; do_transformer2; do_timelines ;;
-    *) echo "gpu_session: unknown step '$w' (build|test|bench|nccl|resnet2|transformer2|timelines|threshold|memory|all)" >&2; exit 2 ;;
+    *) echo "gpu_session: unknown step '$w' (build|test|bench|nccl|resnet2|transformer2|timelines|threshold|cta|memory|all)" >&2; exit 2 ;;
   esac
 done
 echo "gpu_session: done, status $status"
