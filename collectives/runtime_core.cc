@@ -145,7 +145,9 @@ void RuntimeCore::loop(std::promise<void>* started) {
       // Launched device groups complete while this thread waits for the next cycle.
       while (!wake() && Clock::now() < next) {
         if (launched.empty()) {
+          sleeping = !eager;
           cv.wait_until(lock, next, wake);
+          sleeping = false;
           continue;
         }
         if (health->host_waiters.load() > 0) {

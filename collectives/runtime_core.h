@@ -62,6 +62,9 @@ struct RuntimeCore {
   bool join_requested = false;                                    // (mu)
   bool shutdown_requested = false;                                // (mu)
   bool stopped = false;                                           // (mu) the loop has ended
+  // (mu) The loop sleeps until its cycle time or a wake-up: an enqueue must notify it. In its poll-slice waits
+  // (device groups in flight, eager cycles) it looks at the queue on its own within kPollSlice.
+  bool sleeping = false;
   int64_t barrier_counter = 0;                                    // (mu)
   int64_t process_set_counter = 0;                                // (mu)
   std::map<int, std::vector<int>> process_sets;                   // (mu) id -> world ranks
