@@ -27,6 +27,7 @@ struct RuntimeHealth {
   // Threads blocked in Handle::wait(): while there are any, the background thread polls launched device
   // work in a spin rather than in sleeps, so a host waiter sees its device collective complete at once.
   std::atomic<int> host_waiters{0};
+  int local_size = 1;  // ranks on this node, set before the runtime starts: whether waiters may spin
   // Throws when failed, or marks the runtime failed when the current collective exceeded the timeout.
   void check();
 };

@@ -100,6 +100,7 @@ void RuntimeCore::loop(std::promise<void>* started) {
     size = b.world->size();
     local_rank = b.local_rank;
     local_size = b.local_size;
+    health->local_size = local_size;
     cross_rank = b.cross_rank;
     cross_size = b.cross_size;
     backend_name = b.name;
