@@ -183,6 +183,13 @@ void Runtime::timeline_span(const std::string& row, const std::string& activity,
 
 Handle Runtime::enqueue(std::vector<std::shared_ptr<TensorEntry>> entries, Callback cb) {
   const auto now = Clock::now();
+  for (auto& e : entries) {  // allocated before the lock, which the background thread contends for
+    e->req.rank = rank_;
+    e->enqueued = now;
+    e->state = std::make_shared<HandleState>();
+    e->state->health = core_->health;
+  }
+  if (cb) entries[0]->state->callback = std::move(cb);
   bool wake;
   {
     std::lock_guard<std::mutex> lock(core_->mu);
@@ -207,14 +214,7 @@ Handle Runtime::enqueue(std::vector<std::shared_ptr<TensorEntry>> entries, Callb
     // polls the queue every kPollSlice anyway. During a backward pass that is nearly every gradient.
     wake = core_->sleeping;
     core_->sleeping = false;
-    for (auto& e : entries) {
-      e->req.rank = rank_;
-      e->enqueued = now;
-      e->state = std::make_shared<HandleState>();
-      e->state->health = core_->health;
-      if (cb && e == entries[0]) e->state->callback = cb;
-      core_->queue.push_back(e);
-    }
+    core_->queue.insert(core_->queue.end(), entries.begin(), entries.end());
   }
   if (wake) core_->cv.notify_all();
   return Handle(entries[0]->state);
