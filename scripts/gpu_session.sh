@@ -10,7 +10,7 @@
 #            attention_bench, the Transformer-big step profile, and, with an anchors dir holding
 #            resnet_anchor.py / transformer_anchor.py, PyTorch eager on the same device right after
 #     nccl   2+ GPUs: kolo_allreduce_bench --device cuda, one rank per GPU (raw NCCL beside kolo in the same binary),
-#            then kolo_controller_bench --device cuda (the controller path's cost per tensor)
+#            then kolo_controller_bench --device cuda (the controller path's cost per tensor, and per spaced enqueue)
 #     resnet2, transformer2
 #            2+ GPUs: ResNet-50 / Transformer-big weak scaling 1 -> 2 (-> 4 -> 8, as many as are visible) GPUs
 #            through scripts/scaling_study.py
@@ -70,6 +70,9 @@ do_bench() {
     "$build/examples/train_resnet" --model resnet50 --batch_size 256 --num_batches 60 --device cuda --bf16
   step 200 "kolo train_resnet resnet50 b256 bf16 --cuda_graph off (eager, DistributedOptimizer at one rank)" \
     "$build/examples/train_resnet" --model resnet50 --batch_size 256 --num_batches 60 --device cuda --bf16 --cuda_graph off
+  step 100 "kolo_controller_bench --device cuda, 1 rank, with hooks 100 us apart behind a busy GPU" \
+    mpirun -np 1 --bind-to none "$build/benchmarks/allreduce/kolo_controller_bench" --device cuda --gap_us 100 \
+    --busy_gib 60
   step 100 "kolo gpu_kernels_bench (memory-bound kernels in GB/s)" "$build/benchmarks/gpu/gpu_kernels_bench"
   step 100 "kolo attention_bench (tile, GEMM and fused paths at Transformer-big shapes)" \
     "$build/benchmarks/gpu/attention_bench"
@@ -94,8 +97,9 @@ do_nccl() {
   need_gpus nccl || return 0
   step 300 "kolo_allreduce_bench --device cuda ($gpus ranks)" \
     mpirun -np "$gpus" --bind-to none -x NCCL_NVLS_ENABLE "$build/benchmarks/allreduce/kolo_allreduce_bench" --device cuda
-  step 60 "kolo_controller_bench --device cuda ($gpus ranks)" \
-    mpirun -np "$gpus" --bind-to none -x NCCL_NVLS_ENABLE "$build/benchmarks/allreduce/kolo_controller_bench" --device cuda
+  step 100 "kolo_controller_bench --device cuda ($gpus ranks; hooks 100 us apart behind a busy GPU)" \
+    mpirun -np "$gpus" --bind-to none -x NCCL_NVLS_ENABLE "$build/benchmarks/allreduce/kolo_controller_bench" --device cuda \
+    --gap_us 100 --busy_gib 60
 }
 
 # Rank counts of the weak-scaling sweeps: powers of two up to the visible GPUs (1,2 / 1,2,4 / 1,2,4,8).

@@ -5,8 +5,12 @@
 // host cost (entries, ready events, negotiation, handles) on top of the one-tensor row. Each row gives the
 // median, p10 and p90 step time over all ranks (slowest rank per step), the enqueue share, and the
 // negotiation cycles and collectives per step.
+// With --gap_us G a fourth row enqueues them one by one G us apart, as backward hooks fire between layers, and
+// reports what each enqueue costs the calling thread (p50 / p99). With --busy_gib B (cuda) that row first queues
+// B GiB of fills on the device each step, so that the GPU runs behind the host as in a backward pass and the
+// launched groups are still in flight while the later gradients arrive.
 // Run: mpirun -np N [--bind-to none] kolo_controller_bench [--device cuda] [--steps 300] [--tiny]
-//      (--tiny: 161 one-float tensors, the host cost alone)
+//      [--gap_us 100 [--busy_gib 60]]   (--tiny: 161 one-float tensors, the host cost alone)
 #include <mpi.h>
 
 #include <algorithm>
@@ -41,9 +45,11 @@ struct Row {
 };
 
 // `submit` enqueues one step's tensors and returns their handles; every rank starts each step together.
+constexpr int kWarmup = 10;  // untimed steps first
+
 template <typename F>
 Row measure(Runtime& rt, int steps, F&& submit) {
-  for (int i = 0; i < 10; ++i) kolo::wait_all(submit());
+  for (int i = 0; i < kWarmup; ++i) kolo::wait_all(submit());
   Row r;
   const kolo::CollectiveStats s0 = rt.stats();
   for (int i = 0; i < steps; ++i) {
@@ -73,6 +79,10 @@ int main(int argc, char** argv) {
       ("device", "cpu or cuda", cxxopts::value<std::string>()->default_value("cpu"))
       ("steps", "timed steps per row", cxxopts::value<int>()->default_value("300"))
       ("tiny", "161 one-float tensors instead of ResNet-50's sizes: the host cost alone")
+      ("gap_us", "add a row enqueuing one by one this many us apart (0: no such row)",
+       cxxopts::value<double>()->default_value("0"))
+      ("busy_gib", "cuda, with --gap_us: GiB filled on the device before each step of that row",
+       cxxopts::value<int>()->default_value("0"))
       ("h,help", "this help");
   int rc = 0;
   try {
@@ -113,6 +123,28 @@ int main(int argc, char** argv) {
       return hs;
     });
     const Row grouped = measure(rt, steps, [&] { return rt.grouped_allreduce_async(slots, names, avg); });
+    const double gap = args["gap_us"].as<double>();
+    const int busy_gib = args["busy_gib"].as<int>();
+    KOLO_CHECK(gap >= 0 && busy_gib >= 0, "kolo_controller_bench: --gap_us and --busy_gib must not be negative");
+    KOLO_CHECK(busy_gib == 0 || (gap > 0 && device == "cuda"), "kolo_controller_bench: --busy_gib needs --gap_us and "
+               "--device cuda");
+    Tensor busy = busy_gib > 0 ? Tensor::empty({int64_t{1} << 28}, kolo::DType::F32, dev) : Tensor();
+    std::vector<double> per_call;  // what each spaced enqueue of the timed steps cost the calling thread
+    int spaced_steps = 0;
+    const Row spaced = gap <= 0 ? Row{} : measure(rt, steps, [&] {
+      const bool timed = ++spaced_steps > kWarmup;
+      for (int g = 0; g < busy_gib; ++g) busy.fill_(1.0);
+      std::vector<Handle> hs;
+      hs.reserve(slots.size());
+      for (size_t k = 0; k < slots.size(); ++k) {
+        for (const auto g0 = Clock::now(); us(g0, Clock::now()) < gap;) {
+        }
+        const auto c0 = Clock::now();
+        hs.push_back(rt.allreduce_async(slots[k], names[k], avg));
+        if (timed) per_call.push_back(us(c0, Clock::now()));
+      }
+      return hs;
+    });
     const Row one = measure(rt, steps, [&] { return std::vector<Handle>{rt.allreduce_async(flat, "resnet50.flat", avg)}; });
     if (rt.rank() == 0) {
       std::printf("# kolo_controller_bench: %d ranks, %s tensors, %zu tensors of %lld floats in all (%.1f MB), Average,"
@@ -129,6 +161,11 @@ int main(int argc, char** argv) {
       print("one tensor, same bytes", one);
       std::printf("  one by one / one tensor     %10.2f x\n  group / one tensor          %10.2f x\n",
                   pct(one_by_one.step, 0.5) / pct(one.step, 0.5), pct(grouped.step, 0.5) / pct(one.step, 0.5));
+      if (gap > 0)
+        std::printf("  161 one by one, %.0f us apart%s: step %.1f us, %.1f cycles; per enqueue p50 %.2f us, p99 %.2f us "
+                    "(rank 0)\n",
+                    gap, busy_gib > 0 ? ", device busy" : "", pct(spaced.step, 0.5), spaced.cycles, pct(per_call, 0.5),
+                    pct(per_call, 0.99));
     }
     rt.shutdown();
   } catch (const std::exception& e) {
