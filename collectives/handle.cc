@@ -115,6 +115,19 @@ void spin_until_done(HandleState& state, std::unique_lock<std::mutex>& lock) {
   }
 }
 
+// Counts this thread in RuntimeHealth::host_waiters for as long as it blocks.
+struct HostWaiter {
+  std::atomic<int>* n;
+  explicit HostWaiter(HandleState& state) : n(state.health ? &state.health->host_waiters : nullptr) {
+    if (n) ++*n;
+  }
+  ~HostWaiter() {
+    if (n) --*n;
+  }
+  HostWaiter(const HostWaiter&) = delete;
+  HostWaiter& operator=(const HostWaiter&) = delete;
+};
+
 // Calls `wait(handle)` for every handle, even after one failed; then rethrows the first failure.
 template <typename Wait>
 void wait_each(const std::vector<Handle>& handles, Wait wait) {
@@ -135,15 +148,7 @@ void Handle::wait() const {
   KOLO_CHECK(state_, "wait() on an empty Handle");
   std::unique_lock<std::mutex> lock(state_->mu);
   if (!state_->done) {
-    struct Waiting {  // counted for as long as this thread blocks (see RuntimeHealth::host_waiters)
-      std::atomic<int>* n;
-      explicit Waiting(std::atomic<int>* c) : n(c) {
-        if (n) ++*n;
-      }
-      ~Waiting() {
-        if (n) --*n;
-      }
-    } waiting(state_->health ? &state_->health->host_waiters : nullptr);
+    HostWaiter waiting(*state_);
     spin_until_done(*state_, lock);
     wait_until(*state_, lock, [&] { return state_->done; });
   }
@@ -159,7 +164,10 @@ Tensor wait_device_impl(const std::shared_ptr<HandleState>& state, std::set<cons
   Tensor out;
   {
     std::unique_lock<std::mutex> lock(state->mu);
-    wait_until(*state, lock, [&] { return state->done || state->launched; });
+    if (!state->done && !state->launched) {
+      HostWaiter waiting(*state);
+      wait_until(*state, lock, [&] { return state->done || state->launched; });
+    }
     if (state->done) {
       if (!state->error.empty()) throw Error(state->error);
       return state->output;

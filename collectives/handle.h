@@ -24,8 +24,9 @@ struct RuntimeHealth {
   std::chrono::steady_clock::time_point busy_since;  // start of the current collective
   std::string busy_what;                             // empty when idle
   double timeout_s = 10;
-  // Threads blocked in Handle::wait(): while there are any, the background thread polls launched device
-  // work in a spin rather than in sleeps, so a host waiter sees its device collective complete at once.
+  // Threads blocked in Handle::wait() or in wait_device() before the launch: while there are any, the background
+  // thread polls its queue and launched device work in a spin rather than in sleeps, so a waiter sees its
+  // collective launched and completed at once.
   std::atomic<int> host_waiters{0};
   int local_size = 1;  // ranks on this node, set before the runtime starts: whether waiters may spin
   // Throws when failed, or marks the runtime failed when the current collective exceeded the timeout.
