@@ -44,9 +44,9 @@ struct Row {
   double cycles = 0, collectives = 0;
 };
 
-// `submit` enqueues one step's tensors and returns their handles; every rank starts each step together.
 constexpr int kWarmup = 10;  // untimed steps first
 
+// `submit` enqueues one step's tensors and returns their handles; every rank starts each step together.
 template <typename F>
 Row measure(Runtime& rt, int steps, F&& submit) {
   for (int i = 0; i < kWarmup; ++i) kolo::wait_all(submit());
@@ -116,12 +116,21 @@ int main(int argc, char** argv) {
     std::reverse(names.begin(), names.end());
     kolo::AllreduceOptions avg;
     avg.op = kolo::ReduceOp::Average;
-    const Row one_by_one = measure(rt, steps, [&] {
+    // The 161 slots enqueued one by one, `gap` us apart; with `per_call`, what each enqueue cost this thread.
+    auto enqueue_each = [&](double gap, std::vector<double>* per_call) {
       std::vector<Handle> hs;
       hs.reserve(slots.size());
-      for (size_t k = 0; k < slots.size(); ++k) hs.push_back(rt.allreduce_async(slots[k], names[k], avg));
+      for (size_t k = 0; k < slots.size(); ++k) {
+        if (gap > 0)
+          for (const auto g0 = Clock::now(); us(g0, Clock::now()) < gap;) {
+          }
+        const auto c0 = per_call ? Clock::now() : Clock::time_point{};
+        hs.push_back(rt.allreduce_async(slots[k], names[k], avg));
+        if (per_call) per_call->push_back(us(c0, Clock::now()));
+      }
       return hs;
-    });
+    };
+    const Row one_by_one = measure(rt, steps, [&] { return enqueue_each(0, nullptr); });
     const Row grouped = measure(rt, steps, [&] { return rt.grouped_allreduce_async(slots, names, avg); });
     const double gap = args["gap_us"].as<double>();
     const int busy_gib = args["busy_gib"].as<int>();
@@ -134,16 +143,7 @@ int main(int argc, char** argv) {
     const Row spaced = gap <= 0 ? Row{} : measure(rt, steps, [&] {
       const bool timed = ++spaced_steps > kWarmup;
       for (int g = 0; g < busy_gib; ++g) busy.fill_(1.0);
-      std::vector<Handle> hs;
-      hs.reserve(slots.size());
-      for (size_t k = 0; k < slots.size(); ++k) {
-        for (const auto g0 = Clock::now(); us(g0, Clock::now()) < gap;) {
-        }
-        const auto c0 = Clock::now();
-        hs.push_back(rt.allreduce_async(slots[k], names[k], avg));
-        if (timed) per_call.push_back(us(c0, Clock::now()));
-      }
-      return hs;
+      return enqueue_each(gap, timed ? &per_call : nullptr);
     });
     const Row one = measure(rt, steps, [&] { return std::vector<Handle>{rt.allreduce_async(flat, "resnet50.flat", avg)}; });
     if (rt.rank() == 0) {
