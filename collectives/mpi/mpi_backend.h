@@ -53,7 +53,10 @@ class MpiBackend final : public Backend {
 
   // Below this size Open MPI's eager shared-memory messages are faster than the segment's three steps.
   static constexpr int64_t kShmMinBytes = 8 << 10;
-  static constexpr int64_t kShmSlotBytes = 1 << 20;  // per rank; larger buffers go through in pieces
+  // Per rank; larger buffers go through in pieces. Small enough that a piece is still in the core's L2 when it
+  // is reduced and copied out: on the 2-rank VM (2 MiB L2 per core) 256 KiB beat 64 KiB, 128 KiB and 1-4 MiB
+  // from 1 MiB up (benchmarks/RESULTS.md, "Session 14").
+  static constexpr int64_t kShmSlotBytes = 256 << 10;
 
  private:
   MpiBackend(std::shared_ptr<MpiContext> ctx, void* comm, bool shm_allreduce);
