@@ -188,7 +188,11 @@ ShmAllreduce* MpiBackend::shm(int64_t bytes) {
   if (!shm_allreduce_ || size_ < 2 || bytes < kShmMinBytes) return nullptr;
   if (!shm_tried_) {
     shm_tried_ = true;
-    shm_ = ShmAllreduce::create(comm_, kShmSlotBytes);
+    // The piece size must agree on every rank; the largest choice wins.
+    const int cpus = static_cast<int>(std::thread::hardware_concurrency());
+    int64_t slot = cpus > 0 && size_ > cpus ? kShmSlotBytesOversubscribed : kShmSlotBytes;
+    MPI_Allreduce(MPI_IN_PLACE, &slot, 1, MPI_INT64_T, MPI_MAX, as_comm(comm_));
+    shm_ = ShmAllreduce::create(comm_, slot);
   }
   return shm_.get();
 }

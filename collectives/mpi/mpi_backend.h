@@ -55,8 +55,10 @@ class MpiBackend final : public Backend {
   static constexpr int64_t kShmMinBytes = 8 << 10;
   // Per rank; larger buffers go through in pieces. Small enough that a piece is still in the core's L2 when it
   // is reduced and copied out: on the 2-rank VM (2 MiB L2 per core) 256 KiB beat 64 KiB, 128 KiB and 1-4 MiB
-  // from 1 MiB up (benchmarks/RESULTS.md, "Session 14").
+  // from 1 MiB up. Where the ranks outnumber the node's CPUs, each of a piece's three steps can wait for a
+  // rank that is not running, so fewer, larger pieces win: 1 MiB there (benchmarks/RESULTS.md, "Session 14").
   static constexpr int64_t kShmSlotBytes = 256 << 10;
+  static constexpr int64_t kShmSlotBytesOversubscribed = 1 << 20;
 
  private:
   MpiBackend(std::shared_ptr<MpiContext> ctx, void* comm, bool shm_allreduce);
