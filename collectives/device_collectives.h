@@ -18,17 +18,25 @@
 #include <string>
 #include <vector>
 
+#include "collectives/memory_runs.h"
 #include "collectives/types.h"
 #include "core/device/stream.h"
 
 namespace kolo {
 
-// One tensor's device memory: `count` elements read from `in` and written to `out` (may be equal).
+// One tensor's device memory: `count` elements read from `in` and written to `out` (may be equal). An in-place
+// span that views element `offset` of allocation `storage` may be reduced together with adjacent views of the
+// same storage (collectives/memory_runs.h); nullptr keeps it apart.
 struct DeviceSpan {
   const void* in;
   void* out;
   int64_t count;
+  const void* storage = nullptr;
+  int64_t offset = 0;
 };
+
+// The spans' runs of adjacent views (collectives/memory_runs.h) when every span is in place; none otherwise.
+std::vector<MemoryRun> in_place_runs(const std::vector<DeviceSpan>& spans);
 
 class DeviceCollectives {
  public:

@@ -41,31 +41,6 @@ ncclRedOp_t wire_op(ReduceOp op, DType wire) {
 // fusion buffer, whose one large allreduce beats many small ones.
 constexpr size_t kMaxInPlaceRuns = 8;
 
-// The spans as maximal runs of adjacent memory (src == dst), in address order, when every span is in place
-// (in == out) and no two overlap; empty otherwise. Gradient slots of one flat buffer (the optimizers'
-// FlatBuffer) form a single run whatever order they became ready in, so they need no packing at all.
-std::vector<nccl::CopySegment> in_place_runs(const std::vector<DeviceSpan>& spans, int64_t elem_bytes) {
-  std::vector<const DeviceSpan*> order;
-  order.reserve(spans.size());
-  for (const DeviceSpan& sp : spans) {
-    if (sp.in != sp.out) return {};
-    if (sp.count > 0) order.push_back(&sp);
-  }
-  std::sort(order.begin(), order.end(), [](const DeviceSpan* a, const DeviceSpan* b) { return a->in < b->in; });
-  std::vector<nccl::CopySegment> runs;
-  const uint8_t* end = nullptr;
-  for (const DeviceSpan* sp : order) {
-    const auto* begin = static_cast<const uint8_t*>(sp->in);
-    if (end && begin < end) return {};  // overlapping tensors: the fusion buffer keeps them apart
-    if (begin == end)
-      runs.back().count += sp->count;
-    else
-      runs.push_back({sp->in, sp->out, sp->count});
-    end = begin + sp->count * elem_bytes;
-  }
-  return runs;
-}
-
 }  // namespace
 
 NcclFusion::~NcclFusion() {
@@ -109,7 +84,10 @@ void NcclFusion::allreduce(const std::vector<DeviceSpan>& spans, const FusedAllr
   const ncclDataType_t type = wire_type(spec.wire);
 
   if (!hierarchical && spec.wire == spec.dtype) {
-    std::vector<nccl::CopySegment> runs = in_place_runs(spans, ws);
+    // Gradient slots of one flat buffer form a single run whatever order they became ready in, so they need
+    // no packing at all.
+    std::vector<nccl::CopySegment> runs;
+    for (const MemoryRun& r : in_place_runs(spans)) runs.push_back({r.data, r.data, r.count});
     // One out-of-place tensor is reduced straight from input to output (no scaling of the input).
     if (runs.empty() && spans.size() == 1 && spec.prescale == 1.0) runs = {{spans[0].in, spans[0].out, spans[0].count}};
     if (!runs.empty() && runs.size() <= kMaxInPlaceRuns) {

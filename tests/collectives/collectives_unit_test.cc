@@ -6,6 +6,8 @@
 
 #include "collectives/backend_factory.h"
 #include "collectives/controller.h"
+#include "collectives/device_collectives.h"
+#include "collectives/memory_runs.h"
 #include "collectives/ops.h"
 #include "collectives/reduce_kernels.h"
 #include "collectives/response_cache.h"
@@ -188,6 +190,50 @@ TEST(CollectivesUnit, DeviceBucketsAreConsecutiveAndBounded) {
   EXPECT_EQ(plan_device_buckets(bytes, 1000), (Ranges{{0, 7}}));
   EXPECT_TRUE(plan_device_buckets({}, 35).empty());
   EXPECT_EQ(plan_device_buckets({0, 0, 50}, 10), (Ranges{{0, 2}, {2, 3}}));
+}
+
+TEST(CollectivesUnit, AdjacentRunsJoinViewsOfOneStorage) {
+  float mem[200];
+  const int flat = 0, other = 1;  // two allocations: `flat` is mem[0, 100), `other` is mem[100, 110)
+  auto view = [&](int storage, int64_t off, int64_t n) {
+    return InPlaceSpan{mem + (storage == flat ? 0 : 100) + off, n, &mem[storage == flat ? 0 : 100], off};
+  };
+  // Views of `flat` listed out of order with a gap at [60, 70) and empty views; `other` starts where `flat`
+  // ends in memory but is another allocation; the last span has no storage.
+  const std::vector<InPlaceSpan> spans = {view(flat, 30, 30), view(other, 0, 10), view(flat, 0, 10),
+                                          view(flat, 90, 0),  view(flat, 70, 30), view(flat, 10, 20),
+                                          view(flat, 60, 0),  {mem + 150, 5, nullptr, 0}};
+  const std::vector<MemoryRun> runs = adjacent_runs(spans);
+  // Ordered by each run's first tensor in the group, members in memory order.
+  const std::vector<MemoryRun> want = {{mem, 60, {2, 5, 0}}, {mem + 100, 10, {1}}, {mem + 70, 30, {4}},
+                                       {mem + 150, 5, {7}}};
+  ASSERT_EQ(runs.size(), want.size());
+  for (size_t k = 0; k < runs.size(); ++k) {
+    EXPECT_EQ(runs[k].data, want[k].data) << "run " << k;
+    EXPECT_EQ(runs[k].count, want[k].count) << "run " << k;
+    EXPECT_EQ(runs[k].members, want[k].members) << "run " << k;
+  }
+  // The signature depends on membership and order only.
+  EXPECT_EQ(run_signature(runs), run_signature(want));
+  std::vector<MemoryRun> swapped = want;
+  std::swap(swapped[1], swapped[2]);
+  EXPECT_NE(run_signature(swapped), run_signature(want));
+  EXPECT_NE(run_signature({{mem, 60, {2, 5}}, {mem + 70, 30, {0}}}), run_signature({{mem, 60, {2}}, {mem, 30, {5, 0}}}));
+  // Views sharing memory under two names give no runs: the fusion buffer keeps the copies apart.
+  EXPECT_TRUE(adjacent_runs({view(flat, 0, 10), view(flat, 5, 10)}).empty());
+  EXPECT_TRUE(adjacent_runs({view(flat, 0, 10), view(flat, 0, 10)}).empty());
+  EXPECT_TRUE(adjacent_runs({}).empty());
+}
+
+TEST(CollectivesUnit, DeviceSpansJoinOnlyInPlaceViews) {
+  float mem[40];
+  const std::vector<DeviceSpan> flat = {{mem + 10, mem + 10, 10, mem, 10}, {mem, mem, 10, mem, 0}};
+  ASSERT_EQ(in_place_runs(flat).size(), 1u);
+  EXPECT_EQ(in_place_runs(flat)[0].count, 20);
+  EXPECT_EQ(in_place_runs(flat)[0].members, (std::vector<size_t>{1, 0}));
+  // Without a storage, touching memory stays apart; one out-of-place span means no runs at all.
+  EXPECT_EQ(in_place_runs({{mem, mem, 10}, {mem + 10, mem + 10, 10}}).size(), 2u);
+  EXPECT_TRUE(in_place_runs({{mem, mem, 10, mem, 0}, {mem + 10, mem + 20, 10, mem, 10}}).empty());
 }
 
 TEST(CollectivesUnit, BackendFallbackOrder) {

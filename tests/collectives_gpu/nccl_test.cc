@@ -97,8 +97,9 @@ TEST(Nccl, FusedEqualsUnfusedBitwise) {
   for (size_t k = 0; k < a.size(); ++k) ASSERT_EQ(to_host(fused[k]), to_host(alone[k])) << "tensor " << k;
 }
 
-// Slices of flat buffers (a DistributedOptimizer's gradient slots), listed in reverse: each buffer is one run
-// reduced where it lies, no fusion buffer; more than a few runs, or a gap, still give the same values.
+// Slices of flat buffers (a DistributedOptimizer's gradient slots, views of one storage each), listed in
+// reverse: each buffer is one run reduced where it lies, no fusion buffer; more than a few runs, or a gap,
+// still give the same values.
 TEST(Nccl, InPlaceRunsOfFlatBuffers) {
   const int n = world().size(), r = world().rank();
   NcclFusion fusion(world());
@@ -120,7 +121,7 @@ TEST(Nccl, InPlaceRunsOfFlatBuffers) {
           for (int k = 0; k < 40; ++k) {
             const int64_t len = slice_len(k);
             void* p0 = static_cast<uint8_t*>(flats.back().data_ptr()) + off * static_cast<int64_t>(dtype_size(dt));
-            spans.push_back({p0, p0, len});
+            spans.push_back({p0, p0, len, flats.back().storage().get(), off});
             off += len;
           }
         }
