@@ -46,9 +46,10 @@ class DeviceCollectives {
 
   // One collective for all `spans` (fused) with `p`'s reduce op, prescale, postscale and wire compression;
   // Average divides by the process set's size. `hierarchical` (process set 0 only): reduce-scatter in the
-  // node, allreduce of this rank's part across nodes, allgather in the node.
+  // node, allreduce of this rank's part across nodes, allgather in the node. `where_they_lie` false: every
+  // tensor goes through the fusion buffer (the ranks' runs of adjacent views differ).
   virtual void allreduce(const std::vector<DeviceSpan>& spans, const Request& p, bool hierarchical,
-                         const std::vector<Event*>& ready) = 0;
+                         bool where_they_lie, const std::vector<Event*>& ready) = 0;
   // The Backend contracts of collectives/backend.h, on process set `ps`'s ranks.
   virtual void allgatherv(int ps, const void* send, void* recv, const std::vector<int64_t>& counts, DType dtype,
                           const std::vector<Event*>& ready) = 0;

@@ -66,13 +66,14 @@ std::vector<MemoryRun> in_place_runs(const std::vector<Tensor>& in, const std::v
 }
 
 // Whether every rank of `b` cut the same runs (one 16-byte allreduce). Whether to ask depends only on what
-// the ranks agreed (the tensors' sizes): a group that could hold a run of `min_count` elements joining
-// several tensors. Ranks whose layouts differ then all fall back together.
-bool runs_agree(Backend& b, const std::vector<MemoryRun>& runs, const std::vector<Tensor>& out, int64_t min_count) {
+// the ranks agreed (the tensors' element counts): a group that could hold a run of `min_count` elements
+// joining several tensors. Ranks whose layouts differ then all fall back together.
+bool runs_agree(Backend& b, const std::vector<MemoryRun>& runs, const std::vector<int64_t>& counts,
+                int64_t min_count) {
   int64_t nonempty = 0, total = 0;
-  for (const Tensor& t : out) {
-    nonempty += t.numel() > 0;
-    total += t.numel();
+  for (int64_t c : counts) {
+    nonempty += c > 0;
+    total += c;
   }
   if (b.size() == 1 || nonempty < 2 || total < min_count) return true;
   const uint64_t sig = runs.empty() ? 0 : run_signature(runs);
@@ -257,7 +258,9 @@ void Executor::allreduce(const std::vector<TensorEntry*>& items, const std::vect
   std::vector<bool> packed(items.size(), true);
   if (wire == p.dtype && chunk_bytes_ > 0) {
     std::vector<MemoryRun> runs = in_place_runs(in, out);
-    if (!runs_agree(*b, runs, out, chunk_bytes_ / wsize)) runs.clear();
+    std::vector<int64_t> counts;
+    for (const Tensor& t : out) counts.push_back(t.numel());
+    if (!runs_agree(*b, runs, counts, chunk_bytes_ / wsize)) runs.clear();
     if (!runs.empty()) {
       for (const MemoryRun& r : runs) {
         if (r.count * wsize < chunk_bytes_) continue;
@@ -426,6 +429,8 @@ void Executor::allreduce_on_device(const std::vector<TensorEntry*>& items, const
     bytes += span_bytes.back();
   }
   const bool hierarchical = config_.hierarchical_allreduce && p.process_set == 0;
+  Backend* host = process_set(p.process_set);
+  KOLO_CHECK(host, "allreduce '", p.name, "': this rank is not in process set ", p.process_set);
   // Buckets in the group's order (the order tensors were submitted, which is the order the device produces
   // them), each made to wait only for its own ready events; zeros were written on this thread's stream.
   std::vector<Event*> extra;
@@ -446,7 +451,15 @@ void Executor::allreduce_on_device(const std::vector<TensorEntry*>& items, const
     for (const TensorEntry* e : latest) waits.push_back(e->ready_event.get());
     const std::vector<DeviceSpan> part(spans.begin() + static_cast<std::ptrdiff_t>(begin),
                                        spans.begin() + static_cast<std::ptrdiff_t>(end));
-    dw.d.allreduce(part, p, hierarchical, waits);
+    // Runs are reduced where they lie (without compression) only if every rank cut the same ones: a joined
+    // rank's zeros, or another layout, would pair different bytes or hang NCCL.
+    bool where_they_lie = true;
+    if (wire_dtype(p) == p.dtype) {
+      std::vector<int64_t> counts;
+      for (const DeviceSpan& sp : part) counts.push_back(sp.count);
+      where_they_lie = runs_agree(*host, in_place_runs(part), counts, 0);
+    }
+    dw.d.allreduce(part, p, hierarchical, where_they_lie, waits);
   }
   ++stats_.collectives;
   stats_.bytes += bytes;

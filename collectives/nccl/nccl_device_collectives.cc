@@ -29,9 +29,10 @@ class NcclDeviceCollectives final : public DeviceCollectives {
   const char* name() const override { return "nccl"; }
   Device device() const override { return Device::cuda(devices_.device); }
 
-  void allreduce(const std::vector<DeviceSpan>& spans, const Request& p, bool hierarchical,
+  void allreduce(const std::vector<DeviceSpan>& spans, const Request& p, bool hierarchical, bool where_they_lie,
                  const std::vector<Event*>& ready) override {
     FusedAllreduceSpec spec;
+    spec.where_they_lie = where_they_lie;
     spec.dtype = p.dtype;
     spec.wire = wire_dtype(p);
     spec.op = p.reduce;

@@ -83,7 +83,7 @@ void NcclFusion::allreduce(const std::vector<DeviceSpan>& spans, const FusedAllr
   const ncclRedOp_t op = wire_op(spec.op, spec.wire);
   const ncclDataType_t type = wire_type(spec.wire);
 
-  if (!hierarchical && spec.wire == spec.dtype) {
+  if (!hierarchical && spec.wire == spec.dtype && spec.where_they_lie) {
     // Gradient slots of one flat buffer form a single run whatever order they became ready in, so they need
     // no packing at all.
     std::vector<nccl::CopySegment> runs;

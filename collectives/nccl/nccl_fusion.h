@@ -30,6 +30,7 @@ struct FusedAllreduceSpec {
   ReduceOp op = ReduceOp::Sum;
   double prescale = 1.0;
   double postscale = 1.0;    // after Average's 1/size
+  bool where_they_lie = true;  // false: never reduce in place (the ranks' runs of adjacent views differ)
 };
 
 class NcclFusion {

@@ -5,6 +5,7 @@
 // together when a node has fewer GPUs than ranks; all ranks agree on pass/fail at the end.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -191,6 +192,41 @@ TEST(RuntimeGpu, FusedEqualsUnfused) {
   for (int k = 0; k < 24; ++k)
     EXPECT_EQ(fused[k].to(Device::cpu()).to_vector<float>(), alone[k].to(Device::cpu()).to_vector<float>())
         << "tensor " << k;
+}
+
+// Slices of one flat buffer form one run reduced where it lies. Rank 0 passes such slices, the other ranks
+// separate tensors with the same names and values (as a joined rank's zeros would be): the ranks' runs differ,
+// so every rank must take the fusion buffer, or NCCL would pair different bytes or hang. Then all ranks pass
+// slices, reversed: one run each, the same values.
+TEST(RuntimeGpu, FlatBufferRunsAgreeAcrossRanks) {
+  Runtime& rt = *g_rt;
+  const int n = rt.size(), r = rt.rank();
+  const int64_t lens[] = {700, 1, 1299, 1000};
+  for (bool same_layout : {false, true}) {
+    const int seed = same_layout ? 96 : 95;
+    Tensor flat = gpu_values(DType::F32, {3000}, seed, r);
+    std::vector<Tensor> parts;
+    std::vector<std::string> names;
+    int64_t off = 0;
+    for (int k = 0; k < 4; ++k) {
+      Tensor slice = flat.slice(0, off, off + lens[k]);
+      parts.push_back(same_layout || r == 0 ? slice : slice.clone());
+      names.push_back("gpu.layout." + std::to_string(k));
+      off += lens[k];
+    }
+    std::reverse(parts.begin(), parts.end());
+    std::reverse(names.begin(), names.end());
+    grouped_allreduce(rt, parts, names);
+    std::reverse(parts.begin(), parts.end());
+    off = 0;
+    for (int k = 0; k < 4; ++k) {
+      const auto got = host_values(parts[k]);
+      for (int64_t i = 0; i < lens[k]; ++i)
+        ASSERT_NEAR(got[i], expected(ReduceOp::Sum, DType::F32, seed, n, off + i), 1e-3)
+            << (same_layout ? "same" : "different") << " layouts, part " << k << " at " << i;
+      off += lens[k];
+    }
+  }
 }
 
 TEST(RuntimeGpu, DeviceMismatchIsAnError) {
