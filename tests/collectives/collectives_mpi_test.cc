@@ -29,6 +29,13 @@ using testing::value;
 
 Runtime* g_rt = nullptr;
 
+std::string read_file(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
 Tensor make(DType dt, int64_t n, int seed, int rank, bool product = false) {
   return testing::rank_values(dt, n, seed, rank, product);
 }
@@ -227,10 +234,7 @@ TEST(Collectives, FlatBufferSlicesReducedWhereTheyLie) {
     rt.shutdown();
   }
   if (g_rt->rank() != 0) return;
-  std::ifstream f(cfg.timeline);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  const std::string s = ss.str();
+  const std::string s = read_file(cfg.timeline);
   EXPECT_EQ(s.find("MEMCPY_IN_FUSION_BUFFER"), std::string::npos) << "slices went through the fusion buffer";
   // 40 slices per run; f32 runs of 15,120 bytes take 4 chunks of 4,096 bytes.
   EXPECT_NE(s.find("\"fused_tensors\":40,\"bytes\":15120,\"chunks\":4"), std::string::npos) << s.substr(0, 2000);
@@ -657,10 +661,7 @@ TEST(Collectives, TimelineIsValidChromeTrace) {
     rt.shutdown();
   }
   if (g_rt->rank() != 0) return;
-  std::ifstream f(cfg.timeline);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  const std::string s = ss.str();
+  const std::string s = read_file(cfg.timeline);
   size_t p = 0;
   ASSERT_TRUE(json_value(s, p)) << s.substr(0, 400);
   ws(s, p);
