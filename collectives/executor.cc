@@ -65,17 +65,21 @@ std::vector<MemoryRun> in_place_runs(const std::vector<Tensor>& in, const std::v
   return adjacent_runs(spans);
 }
 
-// Whether every rank of `b` cut the same runs (one 16-byte allreduce). Whether to ask depends only on what
-// the ranks agreed (the tensors' element counts): a group that could hold a run of `min_count` elements
-// joining several tensors. Ranks whose layouts differ then all fall back together.
-bool runs_agree(Backend& b, const std::vector<MemoryRun>& runs, const std::vector<int64_t>& counts,
-                int64_t min_count) {
+// Whether the ranks of `b` must check that they cut the same runs before relying on them: a group that could
+// hold a run of `min_count` elements joining several tensors. It depends only on what the ranks agreed (the
+// tensors' element counts), so every rank asks, or none.
+bool runs_need_agreement(const Backend& b, const std::vector<int64_t>& counts, int64_t min_count) {
   int64_t nonempty = 0, total = 0;
   for (int64_t c : counts) {
     nonempty += c > 0;
     total += c;
   }
-  if (b.size() == 1 || nonempty < 2 || total < min_count) return true;
+  return b.size() > 1 && nonempty >= 2 && total >= min_count;
+}
+
+// Whether every rank of `b` cut the same runs (one 16-byte allreduce). Ranks whose layouts differ then all fall
+// back together.
+bool runs_agree(Backend& b, const std::vector<MemoryRun>& runs) {
   const uint64_t sig = runs.empty() ? 0 : run_signature(runs);
   int64_t v[2] = {static_cast<int64_t>(sig), static_cast<int64_t>(~sig)};  // max of both: max and ~min
   b.allreduce(v, v, 2, DType::I64, ReduceOp::Max, nullptr);
@@ -260,7 +264,7 @@ void Executor::allreduce(const std::vector<TensorEntry*>& items, const std::vect
     std::vector<MemoryRun> runs = in_place_runs(in, out);
     std::vector<int64_t> counts;
     for (const Tensor& t : out) counts.push_back(t.numel());
-    if (!runs_agree(*b, runs, counts, chunk_bytes_ / wsize)) runs.clear();
+    if (runs_need_agreement(*b, counts, chunk_bytes_ / wsize) && !runs_agree(*b, runs)) runs.clear();
     if (!runs.empty()) {
       for (const MemoryRun& r : runs) {
         if (r.count * wsize < chunk_bytes_) continue;
@@ -452,12 +456,13 @@ void Executor::allreduce_on_device(const std::vector<TensorEntry*>& items, const
     const std::vector<DeviceSpan> part(spans.begin() + static_cast<std::ptrdiff_t>(begin),
                                        spans.begin() + static_cast<std::ptrdiff_t>(end));
     // Runs are reduced where they lie (without compression) only if every rank cut the same ones: a joined
-    // rank's zeros, or another layout, would pair different bytes or hang NCCL.
+    // rank's zeros, or another layout, would pair different bytes or hang NCCL. The runs are only cut here
+    // when they must be checked (several tensors, several ranks).
     bool where_they_lie = true;
     if (wire_dtype(p) == p.dtype) {
       std::vector<int64_t> counts;
       for (const DeviceSpan& sp : part) counts.push_back(sp.count);
-      where_they_lie = runs_agree(*host, in_place_runs(part), counts, 0);
+      where_they_lie = !runs_need_agreement(*host, counts, 0) || runs_agree(*host, in_place_runs(part));
     }
     dw.d.allreduce(part, p, hierarchical, where_they_lie, waits);
   }
