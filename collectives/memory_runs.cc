@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <tuple>
+#include <utility>
 
 #include "collectives/device_collectives.h"
 
@@ -33,9 +34,15 @@ std::vector<MemoryRun> adjacent_runs(const std::vector<InPlaceSpan>& spans) {
       runs.push_back({s.data, s.count, {i}});
     }
   }
-  auto first = [](const MemoryRun& r) { return *std::min_element(r.members.begin(), r.members.end()); };
-  std::sort(runs.begin(), runs.end(), [&](const MemoryRun& a, const MemoryRun& b) { return first(a) < first(b); });
-  return runs;
+  // Each run's first tensor in the input's order, taken once rather than inside the comparator.
+  std::vector<std::pair<size_t, size_t>> by_first(runs.size());
+  for (size_t r = 0; r < runs.size(); ++r)
+    by_first[r] = {*std::min_element(runs[r].members.begin(), runs[r].members.end()), r};
+  std::sort(by_first.begin(), by_first.end());
+  std::vector<MemoryRun> ordered;
+  ordered.reserve(runs.size());
+  for (const auto& [first, r] : by_first) ordered.push_back(std::move(runs[r]));
+  return ordered;
 }
 
 std::vector<MemoryRun> in_place_runs(const std::vector<DeviceSpan>& spans) {
