@@ -18,6 +18,8 @@
 #            (ddp_anchor.py / transformer_ddp.py) at the same GPU counts
 #     timelines 2+ GPUs: 20-step runs of each model at 1 and 2 GPUs with KOLO_TIMELINE into $KOLO_GPU_OUT
 #     threshold 2+ GPUs: both models at 2 GPUs under several KOLO_FUSION_THRESHOLD values, 1-GPU references
+#     hier   2+ GPUs: hierarchical allreduce over fake nodes of half the GPUs (the sweep, then ResNet-50 on every
+#            GPU with and without it)
 #     cta    2+ GPUs: both models at 2 GPUs under NCCL's CTA policies (default, efficiency: fewer CTAs taken
 #            from the backward pass's kernels), alternated, with 1-GPU references
 #     memory PyTorch's peak memory for the bf16 ResNet-50 / Transformer-big steps alone
@@ -213,6 +215,20 @@ do_cta() {
   done
 }
 
+# Hierarchical allreduce (NCCL reduce-scatter in the node, MPI across nodes through pinned host memory, NCCL
+# allgather) on one host, with every $gpus/2 consecutive ranks declared a node: the sweep's Runtime columns and
+# the fused ResNet-50 rows take that path; then ResNet-50 on every GPU with it and without it.
+do_hier() {
+  need_gpus hier || return 0
+  local node=$((gpus / 2))
+  step 300 "kolo_allreduce_bench --device cuda ($gpus ranks), KOLO_HIERARCHICAL_ALLREDUCE=1, fake nodes of $node GPU(s)" \
+    env KOLO_HIERARCHICAL_ALLREDUCE=1 KOLO_FAKE_LOCAL_SIZE=$node mpirun -np "$gpus" --bind-to none -x NCCL_NVLS_ENABLE \
+    -x KOLO_HIERARCHICAL_ALLREDUCE -x KOLO_FAKE_LOCAL_SIZE "$build/benchmarks/allreduce/kolo_allreduce_bench" --device cuda
+  step 200 "kolo ResNet-50 b256 bf16 $gpus GPUs, hierarchical over fake nodes of $node" \
+    env KOLO_HIERARCHICAL_ALLREDUCE=1 KOLO_FAKE_LOCAL_SIZE=$node bash -c "$(resnet_cmd "$gpus" 60 256)"
+  step 200 "kolo ResNet-50 b256 bf16 $gpus GPUs, flat (reference)" bash -c "$(resnet_cmd "$gpus" 60 256)"
+}
+
 # PyTorch's peak memory for the bf16 workloads alone (benchmarks/gpu/torch_peak_memory.py).
 do_memory() {
   step 200 "PyTorch peak memory, ResNet-50" "$python" benchmarks/gpu/torch_peak_memory.py resnet
@@ -230,9 +246,10 @@ for w in ${what//,/ }; do
     timelines) do_timelines ;;
     threshold) do_threshold ;;
     cta) do_cta ;;
+    hier) do_hier ;;
     memory) do_memory ;;
     all) do_build; do_test; do_bench; do_nccl; do_resnet2; do_transformer2; do_timelines ;;
-    *) echo "gpu_session: unknown step '$w' (build|test|bench|nccl|resnet2|transformer2|timelines|threshold|cta|memory|all)" >&2; exit 2 ;;
+    *) echo "gpu_session: unknown step '$w' (build|test|bench|nccl|resnet2|transformer2|timelines|threshold|cta|hier|memory|all)" >&2; exit 2 ;;
   esac
 done
 echo "gpu_session: done, status $status"
