@@ -125,11 +125,13 @@ ddp_pair() {
 
 # The two models' training commands: $1 ranks, $2 steps, $3 per-GPU batch (images / tokens; the goals use
 # 256 / 16384 = 256x64), then extra flags. The sweeps pass scaling_study.py's {ranks} and {batch}.
+# ResNet-50 runs eagerly at every rank count: its CUDA-graph step applies at one rank only (~6% faster there,
+# session 11), and a weak-scaling ratio must compare the same step; `bench` reports the graph figure.
 resnet_cmd() {
   local np=$1 steps=$2 batch=$3
   shift 3
   echo "$build/launch/kolorun -np $np $build/examples/train_resnet --model resnet50 --batch_size $batch \
-    --num_batches $steps --display_every 20 --device cuda --bf16 $*"
+    --num_batches $steps --display_every 20 --device cuda --bf16 --cuda_graph off $*"
 }
 
 transformer_cmd() {
