@@ -120,7 +120,10 @@ class StepDecay final : public LrSchedule {
   }
   std::string describe() const override {
     std::string b;
-    for (int64_t x : boundaries_) b += (b.empty() ? "" : ",") + std::to_string(x);
+    for (int64_t x : boundaries_) {
+      if (!b.empty()) b += ',';
+      b += std::to_string(x);
+    }
     return fmt(base_) + " * " + fmt(factor_) + "^(#boundaries <= step), boundaries {" + b + "}";
   }
 

@@ -178,7 +178,10 @@ std::string Tensor::describe() const {
   if (!defined()) return "<undefined tensor>";
   std::string s = name().empty() ? "" : "'" + name() + "' ";
   s += std::string(dtype_name(dtype())) + shape_str(shape());
-  if (!device().is_cpu()) s += " " + device().str();
+  if (!device().is_cpu()) {
+    s += ' ';
+    s += device().str();
+  }
   if (is_sparse()) s += " (row-sparse, " + std::to_string(sparse_indices().numel()) + " rows)";
   return s;
 }

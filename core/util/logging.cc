@@ -25,7 +25,11 @@ void log_message(LogLevel level, const std::string& msg) {
   std::string line = "[kolo";
   const int rank = detail::log_rank();
   if (rank >= 0) line += " rank " + std::to_string(rank);
-  line += " " + std::string(names[static_cast<int>(level)]) + "] " + msg + "\n";
+  line += ' ';
+  line += names[static_cast<int>(level)];
+  line += "] ";
+  line += msg;
+  line += '\n';
   std::fwrite(line.data(), 1, line.size(), stderr);
 }
 
