@@ -118,6 +118,12 @@ Backend* Executor::process_set(int id) const {
   return it == sets_.end() ? nullptr : it->second.get();
 }
 
+Backend& Executor::member_set(const Request& p, const char* op) const {
+  Backend* b = process_set(p.process_set);
+  KOLO_CHECK(b, op, " '", p.name, "': this rank is not in process set ", p.process_set);
+  return *b;
+}
+
 void Executor::create_process_set(int id, const std::vector<int>& ranks) {
   const bool member = std::find(ranks.begin(), ranks.end(), backends_.world->rank()) != ranks.end();
   auto b = backends_.world->split(member ? 0 : -1);
@@ -174,9 +180,8 @@ void Executor::reduce_chunked(Backend& b, void* buf, int64_t count, DType dtype,
 
 void Executor::allreduce(const std::vector<TensorEntry*>& items, const std::vector<Request>& params) {
   const Request& p = params[0];
-  Backend* b = process_set(p.process_set);
-  KOLO_CHECK(b, "allreduce '", p.name, "': this rank is not in process set ", p.process_set);
-  const int n = b->size();
+  Backend& b = member_set(p, "allreduce");
+  const int n = b.size();
   const Finish fin = finish_for(p, n);
   const DType wire = wire_dtype(p);
   const ReduceOp op = wire_op(p.reduce);
@@ -209,7 +214,7 @@ void Executor::allreduce(const std::vector<TensorEntry*>& items, const std::vect
                        out[i].numel()});
       bytes += out[i].numel() * wsize;
     }
-    if (b->allreduce_spans(spans, p.dtype, op, p.prescale, fin.scale)) {
+    if (b.allreduce_spans(spans, p.dtype, op, p.prescale, fin.scale)) {
       ++stats_.collectives;
       stats_.bytes += bytes;
       if (items.size() > 1) {
@@ -233,7 +238,7 @@ void Executor::allreduce(const std::vector<TensorEntry*>& items, const std::vect
     coll::scale_buffer(bytes, count, p.dtype, p.prescale);
     int64_t chunks = 0;
     for (int64_t a = 0; a < count; a += chunk_elems, ++chunks)
-      reduce_chunked(*b, bytes + a * wsize, std::min(chunk_elems, count - a), p.dtype, op, hierarchical);
+      reduce_chunked(b, bytes + a * wsize, std::min(chunk_elems, count - a), p.dtype, op, hierarchical);
     apply_finish(bytes, count, p.dtype, fin);
     stats_.bytes += count * wsize;
     return chunks;
@@ -264,7 +269,7 @@ void Executor::allreduce(const std::vector<TensorEntry*>& items, const std::vect
     std::vector<MemoryRun> runs = in_place_runs(in, out);
     std::vector<int64_t> counts;
     for (const Tensor& t : out) counts.push_back(t.numel());
-    if (runs_need_agreement(*b, counts, chunk_bytes_ / wsize) && !runs_agree(*b, runs)) runs.clear();
+    if (runs_need_agreement(b, counts, chunk_bytes_ / wsize) && !runs_agree(b, runs)) runs.clear();
     if (!runs.empty()) {
       for (const MemoryRun& r : runs) {
         if (r.count * wsize < chunk_bytes_) continue;
@@ -315,7 +320,7 @@ void Executor::allreduce(const std::vector<TensorEntry*>& items, const std::vect
                            buf + lo * wsize, wire, hi - lo, p.prescale);
       if (timed) in_end[i] = Clock::now();
     }
-    reduce_chunked(*b, buf + a * wsize, e - a, wire, op, hierarchical);
+    reduce_chunked(b, buf + a * wsize, e - a, wire, op, hierarchical);
     for (size_t i = 0; i < items.size(); ++i) {
       const int64_t lo = std::max(a, offset[i]), hi = std::min(e, offset[i] + count[i]);
       if (lo >= hi) continue;
@@ -433,8 +438,7 @@ void Executor::allreduce_on_device(const std::vector<TensorEntry*>& items, const
     bytes += span_bytes.back();
   }
   const bool hierarchical = config_.hierarchical_allreduce && p.process_set == 0;
-  Backend* host = process_set(p.process_set);
-  KOLO_CHECK(host, "allreduce '", p.name, "': this rank is not in process set ", p.process_set);
+  Backend& host = member_set(p, "allreduce");
   // Buckets in the group's order (the order tensors were submitted, which is the order the device produces
   // them), each made to wait only for its own ready events; zeros were written on this thread's stream.
   std::vector<Event*> extra;
@@ -462,7 +466,7 @@ void Executor::allreduce_on_device(const std::vector<TensorEntry*>& items, const
     if (wire_dtype(p) == p.dtype) {
       std::vector<int64_t> counts;
       for (const DeviceSpan& sp : part) counts.push_back(sp.count);
-      where_they_lie = !runs_need_agreement(*host, counts, 0) || runs_agree(*host, in_place_runs(part));
+      where_they_lie = !runs_need_agreement(host, counts, 0) || runs_agree(host, in_place_runs(part));
     }
     dw.d.allreduce(part, p, hierarchical, where_they_lie, waits);
   }
@@ -519,24 +523,23 @@ std::unique_ptr<DeviceWork> Executor::execute(OpType op, const std::vector<Tenso
     if (items[0]) items[0]->state->value = p.root;
     return nullptr;
   }
-  Backend* b = process_set(p.process_set);
-  KOLO_CHECK(b, op_type_name(op), " '", p.name, "': this rank is not in process set ", p.process_set);
+  Backend& b = member_set(p, op_type_name(op));
   TensorEntry* e = items[0];
   KOLO_CHECK(e, op_type_name(op), " '", p.name, "': no local entry on this rank");
   switch (op) {
-    case OpType::Allgather: allgather(*e, *b, dw.get()); break;
+    case OpType::Allgather: allgather(*e, b, dw.get()); break;
     case OpType::Broadcast:
       if (e->output.numel() > 0) {
         if (dw)
           dw->d.broadcast(p.process_set, e->output.data_ptr(), e->output.numel(), e->output.dtype(), p.root, dw->ready);
         else
-          b->broadcast(e->output.data_ptr(), e->output.numel(), e->output.dtype(), p.root, nullptr);
+          b.broadcast(e->output.data_ptr(), e->output.numel(), e->output.dtype(), p.root, nullptr);
       }
       stats_.bytes += static_cast<int64_t>(e->output.nbytes());
       break;
-    case OpType::Alltoall: alltoall(*e, *b, dw.get()); break;
-    case OpType::Reducescatter: reducescatter(*e, *b, dw.get()); break;
-    case OpType::Barrier: b->barrier(); break;
+    case OpType::Alltoall: alltoall(*e, b, dw.get()); break;
+    case OpType::Reducescatter: reducescatter(*e, b, dw.get()); break;
+    case OpType::Barrier: b.barrier(); break;
     default: KOLO_FAIL("executor: unexpected op ", op_type_name(op), " for '", p.name, "'");
   }
   ++stats_.collectives;

@@ -94,6 +94,8 @@ class Executor {
   Backends& backends() { return backends_; }
 
  private:
+  // `p`'s process set, which this rank must belong to (else kolo::Error naming `op` and `p`'s tensor).
+  Backend& member_set(const Request& p, const char* op) const;
   void allreduce(const std::vector<TensorEntry*>& items, const std::vector<Request>& params);
   void reduce_chunked(Backend& b, void* buf, int64_t count, DType dtype, ReduceOp op, bool hierarchical);
   void allreduce_on_device(const std::vector<TensorEntry*>& items, const std::vector<Request>& params,
