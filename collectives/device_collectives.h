@@ -38,6 +38,14 @@ struct DeviceSpan {
 // The spans' runs of adjacent views (collectives/memory_runs.h) when every span is in place; none otherwise.
 std::vector<MemoryRun> in_place_runs(const std::vector<DeviceSpan>& spans);
 
+// The reductions a fused device allreduce makes where its tensors lie, one collective each, each reading `in`
+// and writing `out`; none: every tensor goes through the fusion buffer. A group with one non-empty tensor is
+// that tensor, whatever its layout, so ranks whose layouts differ without being checked (in place on one, out
+// of place or a joined rank's zeros on another) still make the same call. Otherwise, with `where_they_lie`,
+// the in-place runs when there are at most `max_runs` of them.
+std::vector<DeviceSpan> direct_reductions(const std::vector<DeviceSpan>& spans, bool where_they_lie,
+                                          size_t max_runs);
+
 class DeviceCollectives {
  public:
   virtual ~DeviceCollectives() = default;

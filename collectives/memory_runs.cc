@@ -55,6 +55,21 @@ std::vector<MemoryRun> in_place_runs(const std::vector<DeviceSpan>& spans) {
   return adjacent_runs(in_place);
 }
 
+std::vector<DeviceSpan> direct_reductions(const std::vector<DeviceSpan>& spans, bool where_they_lie,
+                                          size_t max_runs) {
+  const DeviceSpan* sole = nullptr;
+  int nonempty = 0;
+  for (const DeviceSpan& sp : spans)
+    if (sp.count > 0 && ++nonempty == 1) sole = &sp;
+  if (nonempty == 1) return {{sole->in, sole->out, sole->count}};
+  if (!where_they_lie) return {};
+  const std::vector<MemoryRun> runs = in_place_runs(spans);
+  if (runs.size() > max_runs) return {};
+  std::vector<DeviceSpan> direct;
+  for (const MemoryRun& r : runs) direct.push_back({r.data, r.data, r.count});
+  return direct;
+}
+
 uint64_t run_signature(const std::vector<MemoryRun>& runs) {
   uint64_t h = 1469598103934665603ull;  // FNV-1a over the member indices, a separator after each run
   auto mix = [&](uint64_t v) {

@@ -7,6 +7,7 @@ packages=(
   build-essential cmake git pkg-config
   libopenmpi-dev openmpi-bin
   libeigen3-dev libdnnl-dev libcxxopts-dev googletest libbenchmark-dev
+  ocl-icd-opencl-dev  # Debian's oneDNN CMake package requires OpenCL, which libdnnl-dev only recommends
   zlib1g-dev libjpeg-dev libpng-dev
   python3 python3-sklearn dataset-fashion-mnist trans-de-en python3-skimage gnuplot-nox
 )

@@ -83,26 +83,29 @@ void NcclFusion::allreduce(const std::vector<DeviceSpan>& spans, const FusedAllr
   const ncclRedOp_t op = wire_op(spec.op, spec.wire);
   const ncclDataType_t type = wire_type(spec.wire);
 
-  if (!hierarchical && spec.wire == spec.dtype && spec.where_they_lie) {
+  if (!hierarchical && spec.wire == spec.dtype) {
     // Gradient slots of one flat buffer form a single run whatever order they became ready in, so they need
     // no packing at all.
-    std::vector<nccl::CopySegment> runs;
-    for (const MemoryRun& r : in_place_runs(spans)) runs.push_back({r.data, r.data, r.count});
-    // One out-of-place tensor is reduced straight from input to output (no scaling of the input).
-    if (runs.empty() && spans.size() == 1 && spec.prescale == 1.0) runs = {{spans[0].in, spans[0].out, spans[0].count}};
-    if (!runs.empty() && runs.size() <= kMaxInPlaceRuns) {
+    std::vector<nccl::CopySegment> direct;
+    for (const DeviceSpan& d : direct_reductions(spans, spec.where_they_lie, kMaxInPlaceRuns))
+      direct.push_back({d.in, d.out, d.count});
+    if (!direct.empty()) {
       int64_t bytes = 0;
-      for (const nccl::CopySegment& r : runs) bytes += r.count * ws;
+      for (const nccl::CopySegment& r : direct) bytes += r.count * ws;
       cudaStream_t s = backend_.begin("allreduce", compute, bytes);
-      if (spec.prescale != 1.0) nccl::launch_convert_segments(runs, spec.dtype, spec.dtype, spec.prescale, 1, s);
+      if (spec.prescale != 1.0) {
+        // Scaled into the output, which is then reduced in place.
+        nccl::launch_convert_segments(direct, spec.dtype, spec.dtype, spec.prescale, 1, s);
+        for (nccl::CopySegment& r : direct) r.src = r.dst;
+      }
       // A group only when there are several runs: its start/end cost a small collective ~1 us of host time.
-      if (runs.size() > 1) KOLO_NCCL_CHECK(ncclGroupStart());
-      for (const nccl::CopySegment& r : runs)
+      if (direct.size() > 1) KOLO_NCCL_CHECK(ncclGroupStart());
+      for (const nccl::CopySegment& r : direct)
         KOLO_NCCL_CHECK(ncclAllReduce(r.src, r.dst, static_cast<size_t>(r.count), type, op, backend_.comm(), s));
-      if (runs.size() > 1) KOLO_NCCL_CHECK(ncclGroupEnd());
+      if (direct.size() > 1) KOLO_NCCL_CHECK(ncclGroupEnd());
       if (spec.postscale != 1.0 || divisor != 1) {
         std::vector<nccl::CopySegment> results;  // scaled where the reduction wrote them
-        for (const nccl::CopySegment& r : runs) results.push_back({r.dst, r.dst, r.count});
+        for (const nccl::CopySegment& r : direct) results.push_back({r.dst, r.dst, r.count});
         nccl::launch_convert_segments(results, spec.dtype, spec.dtype, spec.postscale, divisor, s);
       }
       backend_.end(compute);

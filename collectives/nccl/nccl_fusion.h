@@ -10,7 +10,8 @@
 // No buffer when no wire compression is asked for and the tensors are in place and lie in at most a few
 // runs of adjacent memory — the DistributedOptimizer's gradient slots are slices of one flat buffer, so a
 // fused group of them is one run: it is scaled (if asked) and reduced where it lies, several runs as one
-// NCCL group. A single out-of-place tensor without prescale is reduced straight from input to output.
+// NCCL group. A group with one non-empty tensor is reduced straight from input to output (prescaled into the
+// output first), whatever its layout, so ranks that hold it in place and out of place make the same call.
 // Hierarchical: pack → NcclHierarchicalAllreduce on the buffer → unpack, each step ordered after the
 // previous one's done event (the steps may run on different round-robin streams).
 #pragma once

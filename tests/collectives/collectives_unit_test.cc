@@ -236,6 +236,40 @@ TEST(CollectivesUnit, DeviceSpansJoinOnlyInPlaceViews) {
   EXPECT_TRUE(in_place_runs({{mem, mem, 10, mem, 0}, {mem + 10, mem + 20, 10, mem, 10}}).empty());
 }
 
+// Every rank must make the same NCCL calls from spans of the same counts. Ranks whose layouts differ are only
+// checked when a bucket holds several non-empty tensors, so a bucket of one must give one reduction of its
+// count whatever the layout: in place, out of place, a joined rank's zeros (no storage).
+TEST(CollectivesUnit, DirectReductionsOfOneTensorIgnoreLayout) {
+  float mem[300];
+  const std::vector<std::vector<DeviceSpan>> layouts = {
+      {{mem, mem, 0, mem, 0}, {mem, mem, 100, mem, 0}, {mem + 100, mem + 100, 0, mem, 100}},
+      {{mem, mem + 150, 0}, {mem, mem + 100, 100}, {mem, mem, 0}},
+      {{mem + 200, mem + 200, 0}, {mem + 200, mem + 200, 100}, {mem + 200, mem + 200, 0}}};
+  for (size_t k = 0; k < layouts.size(); ++k)
+    for (bool where_they_lie : {true, false}) {
+      const std::vector<DeviceSpan> d = direct_reductions(layouts[k], where_they_lie, 8);
+      ASSERT_EQ(d.size(), 1u) << "layout " << k;
+      EXPECT_EQ(d[0].in, layouts[k][1].in) << "layout " << k;
+      EXPECT_EQ(d[0].out, layouts[k][1].out) << "layout " << k;
+      EXPECT_EQ(d[0].count, 100) << "layout " << k;
+    }
+  // Several tensors: their in-place runs, unless the ranks' runs differ or there are too many of them; no
+  // non-empty tensor at all goes through the (empty) fusion buffer on every rank.
+  const std::vector<DeviceSpan> slots = {{mem + 10, mem + 10, 10, mem, 10}, {mem, mem, 10, mem, 0},
+                                         {mem + 50, mem + 50, 5}};
+  const std::vector<DeviceSpan> d = direct_reductions(slots, true, 8);
+  ASSERT_EQ(d.size(), 2u);
+  EXPECT_EQ(d[0].out, mem);
+  EXPECT_EQ(d[0].count, 20);
+  EXPECT_EQ(d[1].out, mem + 50);
+  EXPECT_EQ(d[1].count, 5);
+  EXPECT_TRUE(direct_reductions(slots, false, 8).empty());
+  EXPECT_TRUE(direct_reductions(slots, true, 1).empty());
+  EXPECT_TRUE(direct_reductions({{mem, mem + 20, 10}, {mem + 10, mem + 10, 10}}, true, 8).empty());
+  EXPECT_TRUE(direct_reductions({{mem, mem, 0}, {mem, mem + 20, 0}}, true, 8).empty());
+  EXPECT_TRUE(direct_reductions({}, true, 8).empty());
+}
+
 TEST(CollectivesUnit, BackendFallbackOrder) {
   EXPECT_EQ(backend_fallback_order("auto", true, true), (std::vector<std::string>{"mpi", "loopback"}));
   EXPECT_EQ(backend_fallback_order("auto", true, false), (std::vector<std::string>{"loopback"}));

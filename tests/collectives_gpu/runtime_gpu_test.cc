@@ -229,6 +229,22 @@ TEST(RuntimeGpu, FlatBufferRunsAgreeAcrossRanks) {
   }
 }
 
+// One prescaled tensor of a count the fusion buffer would pad, in place on rank 0 and out of place on the
+// others: a layout difference no rank checks, so every rank must still make the same NCCL call (one reduction of
+// 1000 elements), or they pair different counts and hang.
+TEST(RuntimeGpu, OneTensorInPlaceOnOneRankOnly) {
+  Runtime& rt = *g_rt;
+  const int n = rt.size(), r = rt.rank();
+  Tensor t = gpu_values(DType::F32, {1000}, 97, r);
+  AllreduceOptions o;
+  o.prescale = 0.5;
+  Tensor out = r == 0 ? t : Tensor::empty({1000}, DType::F32, g_gpu);
+  rt.allreduce_async(t, "gpu.one_layout", o, out).wait();
+  const auto got = host_values(out);
+  for (int64_t i = 0; i < 1000; ++i)
+    ASSERT_NEAR(got[i], 0.5 * expected(ReduceOp::Sum, DType::F32, 97, n, i), 1e-3) << "at " << i;
+}
+
 TEST(RuntimeGpu, DeviceMismatchIsAnError) {
   Runtime& rt = *g_rt;
   Tensor gpu_t = Tensor::ones({8}, DType::F32, g_gpu);
