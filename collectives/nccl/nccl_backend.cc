@@ -11,7 +11,6 @@
 #include "core/util/logging.h"
 
 namespace kolo {
-namespace {
 
 ncclDataType_t nccl_type(DType dtype) {
   switch (dtype) {
@@ -26,18 +25,23 @@ ncclDataType_t nccl_type(DType dtype) {
   return ncclUint8;
 }
 
-ncclRedOp_t nccl_op(ReduceOp op, DType dtype, const char* what) {
+ncclRedOp_t nccl_op(ReduceOp op) {
   switch (op) {
     case ReduceOp::Sum: return ncclSum;
     case ReduceOp::Min: return ncclMin;
     case ReduceOp::Max: return ncclMax;
     case ReduceOp::Product: return ncclProd;
-    case ReduceOp::Average:
-      KOLO_CHECK(is_floating(dtype), "nccl ", what, ": Average of ", dtype_name(dtype),
-                 " must be lowered to Sum and an integer division");
-      return ncclAvg;
+    case ReduceOp::Average: return ncclAvg;
   }
   return ncclSum;
+}
+
+namespace {
+
+ncclRedOp_t checked_op(ReduceOp op, DType dtype, const char* what) {
+  KOLO_CHECK(op != ReduceOp::Average || is_floating(dtype), "nccl ", what, ": Average of ", dtype_name(dtype),
+             " must be lowered to Sum and an integer division");
+  return nccl_op(op);
 }
 
 const uint8_t* at(const void* base, int64_t elems, DType dtype) {
@@ -274,7 +278,7 @@ void NcclBackend::end(Stream* consumer) {
 }
 
 void NcclBackend::allreduce(const void* send, void* recv, int64_t count, DType dtype, ReduceOp op, Stream* stream) {
-  const ncclRedOp_t nop = nccl_op(op, dtype, "allreduce");
+  const ncclRedOp_t nop = checked_op(op, dtype, "allreduce");
   cudaStream_t s = begin("allreduce", stream, count * static_cast<int64_t>(dtype_size(dtype)));
   KOLO_NCCL_CHECK(ncclAllReduce(send, recv, as_count(count, "allreduce"), nccl_type(dtype), nop, comm(), s));
   end(stream);
@@ -334,7 +338,7 @@ void NcclBackend::alltoallv(const void* send, const std::vector<int64_t>& send_c
 void NcclBackend::reducescatter(const void* send, void* recv, const std::vector<int64_t>& counts, DType dtype,
                                 ReduceOp op, Stream* stream) {
   check_counts(counts, size_, "reducescatter");
-  const ncclRedOp_t nop = nccl_op(op, dtype, "reducescatter");
+  const ncclRedOp_t nop = checked_op(op, dtype, "reducescatter");
   cudaStream_t s = begin("reducescatter", stream, total_bytes(counts, dtype));
   if (all_equal(counts)) {
     KOLO_NCCL_CHECK(ncclReduceScatter(send, recv, as_count(counts[0], "reducescatter"), nccl_type(dtype), nop,

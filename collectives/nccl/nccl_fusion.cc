@@ -13,30 +13,6 @@ namespace {
 // vector loads aligned.
 constexpr int64_t kFusionAlignment = 256;
 
-ncclDataType_t wire_type(DType d) {
-  switch (d) {
-    case DType::F32: return ncclFloat32;
-    case DType::F64: return ncclFloat64;
-    case DType::BF16: return ncclBfloat16;
-    case DType::F16: return ncclFloat16;
-    case DType::I32: return ncclInt32;
-    case DType::I64: return ncclInt64;
-    case DType::U8: return ncclUint8;
-  }
-  return ncclUint8;
-}
-
-ncclRedOp_t wire_op(ReduceOp op, DType wire) {
-  switch (op) {
-    case ReduceOp::Sum: return ncclSum;
-    case ReduceOp::Min: return ncclMin;
-    case ReduceOp::Max: return ncclMax;
-    case ReduceOp::Product: return ncclProd;
-    case ReduceOp::Average: return is_floating(wire) ? ncclAvg : ncclSum;  // integers divide on unpack
-  }
-  return ncclSum;
-}
-
 // Up to this many separate memory runs are reduced where they lie (one NCCL group); more go through the
 // fusion buffer, whose one large allreduce beats many small ones.
 constexpr size_t kMaxInPlaceRuns = 8;
@@ -80,8 +56,8 @@ void NcclFusion::allreduce(const std::vector<DeviceSpan>& spans, const FusedAllr
   const bool int_average = spec.op == ReduceOp::Average && !is_floating(spec.wire);
   const int64_t divisor = int_average ? n : 1;
   const int64_t ws = static_cast<int64_t>(dtype_size(spec.wire));
-  const ncclRedOp_t op = wire_op(spec.op, spec.wire);
-  const ncclDataType_t type = wire_type(spec.wire);
+  const ncclRedOp_t op = int_average ? ncclSum : nccl_op(spec.op);  // integers divide on unpack
+  const ncclDataType_t type = nccl_type(spec.wire);
 
   if (!hierarchical && spec.wire == spec.dtype) {
     // Gradient slots of one flat buffer form a single run whatever order they became ready in, so they need

@@ -5,34 +5,6 @@
 #include "core/device/cuda/cuda_check.h"
 
 namespace kolo {
-namespace {
-
-ncclDataType_t type_of(DType d) {
-  switch (d) {
-    case DType::F32: return ncclFloat32;
-    case DType::F64: return ncclFloat64;
-    case DType::BF16: return ncclBfloat16;
-    case DType::F16: return ncclFloat16;
-    case DType::I32: return ncclInt32;
-    case DType::I64: return ncclInt64;
-    case DType::U8: return ncclUint8;
-  }
-  return ncclUint8;
-}
-
-ncclRedOp_t op_of(ReduceOp op) {
-  switch (op) {
-    case ReduceOp::Min: return ncclMin;
-    case ReduceOp::Max: return ncclMax;
-    case ReduceOp::Product: return ncclProd;
-    case ReduceOp::Sum:
-    case ReduceOp::Average: return ncclSum;  // Average divides once at the end, after both levels
-  }
-  return ncclSum;
-}
-
-}  // namespace
-
 NcclHierarchicalAllreduce::~NcclHierarchicalAllreduce() {
   try {
     local_.synchronize();
@@ -73,17 +45,21 @@ void NcclHierarchicalAllreduce::allreduce(const void* send, void* recv, int64_t 
   uint8_t* mine = pad + padded * es;
   // Even counts work on recv directly; uneven ones go through the padded copy.
   uint8_t* full = padded == count ? static_cast<uint8_t*>(recv) : pad;
-  const ncclDataType_t type = type_of(dtype);
+  const ncclDataType_t type = nccl_type(dtype);
+  // Average divides once at the end, after both levels.
+  const ReduceOp summed = op == ReduceOp::Average ? ReduceOp::Sum : op;
+  const ncclRedOp_t reduced = nccl_op(summed);
 
   cudaStream_t s = local_.begin("hierarchical_reducescatter", compute);
   if (full != send && count > 0)
     KOLO_CUDA_CHECK(cudaMemcpyAsync(full, send, static_cast<size_t>(count * es), cudaMemcpyDeviceToDevice, s));
-  if (part > 0) KOLO_NCCL_CHECK(ncclReduceScatter(full, mine, static_cast<size_t>(part), type, op_of(op), local_.comm(), s));
+  if (part > 0)
+    KOLO_NCCL_CHECK(ncclReduceScatter(full, mine, static_cast<size_t>(part), type, reduced, local_.comm(), s));
   if (cross_.size() > 1 && part > 0) {
     KOLO_CUDA_CHECK(cudaMemcpyAsync(host_, mine, static_cast<size_t>(part * es), cudaMemcpyDeviceToHost, s));
     local_.end(nullptr);
     local_.synchronize();
-    cross_.allreduce(host_, host_, part, dtype, op == ReduceOp::Average ? ReduceOp::Sum : op, nullptr);
+    cross_.allreduce(host_, host_, part, dtype, summed, nullptr);
     s = local_.begin("hierarchical_allgather", nullptr);
     KOLO_CUDA_CHECK(cudaMemcpyAsync(mine, host_, static_cast<size_t>(part * es), cudaMemcpyHostToDevice, s));
   }
