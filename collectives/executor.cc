@@ -144,6 +144,10 @@ DeviceCollectives& Executor::device_collectives(const Request& p) {
   return *device_;
 }
 
+void Executor::prepare(OpType op, const Request& p) {
+  if (p.device != DeviceType::CPU && op != OpType::ProcessSetCreate) device_collectives(p);
+}
+
 void Executor::abort(const std::string& reason) {
   if (device_) device_->abort(reason);
   for (auto& [id, b] : sets_) b->abort(reason);

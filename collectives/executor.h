@@ -14,8 +14,9 @@
 // within the node, an allreduce across nodes of this rank's part, and an allgather within the node.
 //
 // Device (CUDA) tensors: groups whose agreed request names the CUDA device type go to DeviceCollectives
-// (device_collectives.h; NCCL), built on first use — a collective step every rank reaches at the same
-// group, since the device type is part of the agreed request — so a CPU-only job never touches CUDA.
+// (device_collectives.h; NCCL), built on first use — a collective step over every rank, members of the
+// group's process set or not (prepare()), at the same group, since the device type is part of the agreed
+// request — so a CPU-only job never touches CUDA.
 // Allreduce groups are fused on the device; the other ops exchange their sizes over the host backend,
 // allocate outputs on the device, and move data on the device. execute() returns once the group is
 // enqueued, with its DeviceWork; the caller completes the group's handles once finished() reports the
@@ -83,6 +84,9 @@ class Executor {
   // their work returned, to be completed once finished(). Throws kolo::Error on backend failure.
   std::unique_ptr<DeviceWork> execute(OpType op, const std::vector<TensorEntry*>& items,
                                       const std::vector<Request>& params);
+  // Called by every rank for every agreed group before execute() (which only the process set's members
+  // call): builds the device backend at the first device group, a collective over all ranks.
+  void prepare(OpType op, const Request& p);
   // Polls without blocking: true once `w`'s device work is done (then its timeline span is written).
   // Throws kolo::Error when a device collective failed or timed out.
   bool finished(DeviceWork& w);

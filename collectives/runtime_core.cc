@@ -270,7 +270,13 @@ void RuntimeCore::loop(std::promise<void>* started) {
       std::unique_ptr<DeviceWork> work;
       // Splitting communicators is a collective of its own: nothing may still run on them.
       if (g.op == OpType::ProcessSetCreate) complete_launched(true);
-      if (member || g.op == OpType::ProcessSetCreate) {
+      try {
+        executor->prepare(g.op, params[0]);
+      } catch (const std::exception& e) {
+        error = detail::concat(e.what(), " (rank ", rank, ")");
+        KOLO_LOG(Error, error);
+      }
+      if (error.empty() && (member || g.op == OpType::ProcessSetCreate)) {
         const auto t0 = Clock::now();
         for (auto* it : items)
           if (it && timeline->enabled()) {

@@ -75,8 +75,10 @@ class NcclDeviceCollectives final : public DeviceCollectives {
     // Floating Average is ncclAvg; integers sum and divide afterwards, like the fusion's unpack.
     const bool int_average = op == ReduceOp::Average && !is_floating(dtype);
     b.reducescatter(send, recv, counts, dtype, int_average ? ReduceOp::Sum : op, nullptr);
+    // Whether the finishing step runs depends only on what the ranks agreed, never on this rank's share: a
+    // rank with no rows still takes its turn, or its round-robin stream and sequence number would drift.
+    if (postscale == 1.0 && !int_average) return;
     const int64_t mine = counts.at(b.rank());
-    if (mine == 0 || (postscale == 1.0 && !int_average)) return;
     b.await_next(b.last_done());
     cudaStream_t s = b.begin("reducescatter_finish", nullptr);
     nccl::launch_convert_segments({{recv, recv, mine}}, dtype, dtype, postscale, int_average ? b.size() : 1, s);

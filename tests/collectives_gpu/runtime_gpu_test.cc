@@ -46,6 +46,24 @@ Tensor gpu_values(DType dt, const Shape& shape, int seed, int rank, int64_t base
   return Tensor::from_vector(v, {n}).to(dt).reshape(shape).to(g_gpu);
 }
 
+// Kept first: the job's first device group runs on a process set of rank 0 only. The device backend is built
+// by a collective over every rank at that group, so the ranks outside the set must build it too, or rank 0
+// waits in that collective for them while they go on negotiating.
+TEST(RuntimeGpu, FirstDeviceGroupOnAProcessSetOfOneRank) {
+  Runtime& rt = *g_rt;
+  const int solo = rt.add_process_set({0});
+  if (rt.rank() == 0) {
+    AllreduceOptions o;
+    o.process_set = solo;
+    Tensor t = allreduce(rt, gpu_values(DType::F32, {6}, 3, 0), "gpu.solo_first", o);
+    const auto got = host_values(t);
+    for (int64_t i = 0; i < 6; ++i) ASSERT_EQ(got[i], value(3, 0, i)) << i;
+  }
+  Tensor all = allreduce(rt, gpu_values(DType::F32, {6}, 4, rt.rank()), "gpu.after_solo");
+  const auto got = host_values(all);
+  for (int64_t i = 0; i < 6; ++i) ASSERT_NEAR(got[i], expected(ReduceOp::Sum, DType::F32, 4, rt.size(), i), 1e-4) << i;
+}
+
 TEST(RuntimeGpu, AllreduceEveryOpAndDtype) {
   Runtime& rt = *g_rt;
   const int n = rt.size(), r = rt.rank();
@@ -167,6 +185,27 @@ TEST(RuntimeGpu, ReducescatterUnevenRows) {
             << dtype_name(dt) << " " << reduce_op_name(op) << " at " << i;
       }
     }
+}
+
+// Fewer rows than ranks: the last rank gets none, yet it must take the same steps as the others (integer
+// Average and a postscale add a finishing kernel), or on two NCCL streams the next collectives go to different
+// communicators on different ranks and hang.
+TEST(RuntimeGpu, ReducescatterWithRanksThatGetNoRows) {
+  Runtime& rt = *g_rt;
+  const int n = rt.size(), r = rt.rank();
+  const int64_t rows = std::max(1, n - 1);
+  for (int round = 0; round < 3; ++round) {
+    const int seed = 150 + round;
+    Tensor out = reducescatter(rt, gpu_values(DType::I32, {rows, 2}, seed, r),
+                               "gpu.reducescatter.few." + std::to_string(round), ReduceOp::Average);
+    ASSERT_EQ(out.size(0), r < rows ? 1 : 0);
+    const auto got = host_values(out);
+    for (size_t i = 0; i < got.size(); ++i)
+      ASSERT_EQ(got[i], expected(ReduceOp::Average, DType::I32, seed, n, r * 2 + static_cast<int64_t>(i))) << i;
+    Tensor after = allreduce(rt, gpu_values(DType::F32, {5}, seed, r), "gpu.after_few." + std::to_string(round));
+    const auto sum = host_values(after);
+    for (int64_t i = 0; i < 5; ++i) ASSERT_NEAR(sum[i], expected(ReduceOp::Sum, DType::F32, seed, n, i), 1e-4) << i;
+  }
 }
 
 TEST(RuntimeGpu, FusedEqualsUnfused) {
