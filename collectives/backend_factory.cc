@@ -40,6 +40,9 @@ void build_topology(Backends& b, const std::vector<int>& node_of) {
   b.cross = b.world->split(b.local_rank);
   b.cross_rank = b.cross->rank();
   b.cross_size = b.cross->size();
+  // Every rank holds the whole map, so every rank reaches the same verdict without communicating.
+  for (int r = 0; r < size; ++r)
+    if (seen_per_node[node_of[r]] != seen_per_node[node_of[0]]) b.uniform_nodes = false;
 }
 
 }  // namespace
@@ -72,11 +75,9 @@ Backends make_backends(const Config& config) {
     node_of = {0};
   }
   const int size = b.world->size();
-  if (config.fake_local_size > 0) {
-    KOLO_CHECK(size % config.fake_local_size == 0, "KOLO_FAKE_LOCAL_SIZE=", config.fake_local_size,
-               " does not divide the number of ranks ", size);
+  // Fake nodes of KOLO_FAKE_LOCAL_SIZE ranks; the last one holds fewer when it does not divide the ranks.
+  if (config.fake_local_size > 0)
     for (int r = 0; r < size; ++r) node_of[r] = r / config.fake_local_size;
-  }
   build_topology(b, node_of);
   return b;
 }

@@ -24,6 +24,8 @@ struct Backends {
   std::unique_ptr<Backend> cross;  // ranks with this local rank on every node
   std::unique_ptr<ControlPlane> control;
   int local_rank = 0, local_size = 1, cross_rank = 0, cross_size = 1;
+  // Every node holds the same number of ranks; hierarchical collectives need it (equal on every rank).
+  bool uniform_nodes = true;
 };
 
 std::vector<std::string> backend_fallback_order(const std::string& requested, bool mpi_built, bool mpi_launched);

@@ -31,6 +31,7 @@ struct Config {
   double heartbeat_timeout_s = 10.0;       // KOLO_HEARTBEAT_TIMEOUT: silence after which a peer is declared lost
   bool hierarchical_allreduce = false;     // KOLO_HIERARCHICAL_ALLREDUCE
   int fake_local_size = 0;                 // KOLO_FAKE_LOCAL_SIZE: > 0 groups ranks into nodes of this size
+                                           // (the last node holds fewer when it does not divide the ranks)
   bool autotune = false;                   // KOLO_AUTOTUNE
   std::string autotune_log;                // KOLO_AUTOTUNE_LOG: CSV of the samples (rank 0)
   int autotune_window_cycles = 20;         // KOLO_AUTOTUNE_WINDOW: busy cycles scored per candidate

@@ -108,7 +108,14 @@ Executor::Executor(Backends backends, const Config& config, Timeline& timeline, 
       config_(config),
       timeline_(timeline),
       stats_(stats),
-      chunk_bytes_(config.allreduce_chunk_bytes) {}
+      chunk_bytes_(config.allreduce_chunk_bytes),
+      hierarchical_(config.hierarchical_allreduce && backends_.uniform_nodes && backends_.local_size > 1) {
+  // Nodes of different sizes would give their ranks different reduce-scatter parts and cross-node partners
+  // (Horovod turns it off there too).
+  if (config.hierarchical_allreduce && !backends_.uniform_nodes && backends_.world->rank() == 0)
+    KOLO_LOG(Warning, "KOLO_HIERARCHICAL_ALLREDUCE is ignored: the nodes hold different numbers of ranks, so "
+                      "every allreduce is flat");
+}
 
 Executor::~Executor() = default;
 
@@ -189,8 +196,7 @@ void Executor::allreduce(const std::vector<TensorEntry*>& items, const std::vect
   const Finish fin = finish_for(p, n);
   const DType wire = wire_dtype(p);
   const ReduceOp op = wire_op(p.reduce);
-  const bool hierarchical = config_.hierarchical_allreduce && p.process_set == 0 && backends_.local &&
-                            backends_.local->size() > 1;
+  const bool hierarchical = hierarchical_ && p.process_set == 0;
   const int64_t wsize = static_cast<int64_t>(dtype_size(wire));
   const int64_t chunk_elems = chunk_bytes_ > 0 ? std::max<int64_t>(1, chunk_bytes_ / wsize) : INT64_MAX;
   const std::string activity = hierarchical ? "HIERARCHICAL_ALLREDUCE" : "ALLREDUCE";
@@ -441,7 +447,7 @@ void Executor::allreduce_on_device(const std::vector<TensorEntry*>& items, const
     span_bytes.push_back(spans.back().count * static_cast<int64_t>(dtype_size(p.dtype)));
     bytes += span_bytes.back();
   }
-  const bool hierarchical = config_.hierarchical_allreduce && p.process_set == 0;
+  const bool hierarchical = hierarchical_ && p.process_set == 0;
   Backend& host = member_set(p, "allreduce");
   // Buckets in the group's order (the order tensors were submitted, which is the order the device produces
   // them), each made to wait only for its own ready events; zeros were written on this thread's stream.

@@ -116,6 +116,8 @@ class Executor {
   Timeline& timeline_;
   CollectiveStats& stats_;
   int64_t chunk_bytes_;
+  // KOLO_HIERARCHICAL_ALLREDUCE where it can apply: nodes of more than one rank, all of the same size.
+  bool hierarchical_;
   std::map<int, std::unique_ptr<Backend>> sets_;  // id > 0; id 0 is backends_.world
   std::map<int, std::vector<int>> set_ranks_;     // every set's world ranks (to split device communicators)
   std::unique_ptr<DeviceCollectives> device_;     // built on the first device group; uses backends_

@@ -611,6 +611,27 @@ TEST(Collectives, HierarchicalAllreduceFakeNodes) {
   rt.shutdown();
 }
 
+// Fake nodes of two ranks: at an odd number of ranks the last node holds one, so hierarchical allreduce must be
+// off on every rank (its ranks would otherwise have different node-local parts and cross-node partners: wrong
+// sums or a hang); at an even number it runs. Either way the sums are exact.
+TEST(Collectives, HierarchicalAllreduceOnUnevenFakeNodes) {
+  Config cfg = Config::from_env();
+  cfg.hierarchical_allreduce = true;
+  cfg.fake_local_size = 2;
+  cfg.allreduce_chunk_bytes = 4096;
+  Runtime rt(cfg);
+  const int n = rt.size();
+  EXPECT_EQ(rt.local_size(), rt.rank() < n / 2 * 2 ? std::min(2, n) : 1);
+  for (int64_t len : {1, 7, 5000}) {
+    Tensor t = make(DType::F32, len, 12, rt.rank());
+    Tensor out = allreduce(rt, t, "hier.uneven." + std::to_string(len), {ReduceOp::Average});
+    auto v = out.to_vector<double>();
+    for (int64_t i = 0; i < len; ++i)
+      ASSERT_NEAR(v[i], expected(ReduceOp::Average, DType::F32, 12, n, i), 1e-5) << "len " << len << " at " << i;
+  }
+  rt.shutdown();
+}
+
 // Minimal JSON syntax check (objects, arrays, strings, numbers, literals).
 bool json_value(const std::string& s, size_t& p);
 void ws(const std::string& s, size_t& p) { while (p < s.size() && std::isspace(static_cast<unsigned char>(s[p]))) ++p; }
