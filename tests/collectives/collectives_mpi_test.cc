@@ -611,6 +611,30 @@ TEST(Collectives, HierarchicalAllreduceFakeNodes) {
   rt.shutdown();
 }
 
+// A knob that shapes the collectives (here the chunk size, which sets how many backend calls a region takes)
+// set differently on one rank: every rank's Runtime refuses to start, with one message naming the knob.
+TEST(Collectives, KnobsThatDifferBetweenRanksAreRefused) {
+  if (g_rt->size() < 2) GTEST_SKIP() << "needs two ranks";
+  for (const char* knob : {"KOLO_ALLREDUCE_CHUNK_BYTES", "KOLO_CACHE_CAPACITY"}) {
+    Config cfg = Config::from_env();
+    const bool last = g_rt->rank() == g_rt->size() - 1;
+    if (std::string(knob) == "KOLO_ALLREDUCE_CHUNK_BYTES" && last) cfg.allreduce_chunk_bytes = 4096;
+    if (std::string(knob) == "KOLO_CACHE_CAPACITY" && last) cfg.cache_capacity = 7;
+    std::string msg;
+    try {
+      Runtime rt(cfg);
+      rt.shutdown();
+    } catch (const Error& e) {
+      msg = e.what();
+    }
+    EXPECT_NE(msg.find(std::string(knob) + " differs between ranks"), std::string::npos) << msg;
+    // Errors thrown on a rank start with "[rank R] " (the context); the rest must be the same everywhere.
+    const size_t text = msg.find("kolo:");
+    ASSERT_NE(text, std::string::npos) << msg;
+    expect_same_everywhere(*g_rt, msg.substr(text), knob);
+  }
+}
+
 // Fake nodes of two ranks: at an odd number of ranks the last node holds one, so hierarchical allreduce must be
 // off on every rank (its ranks would otherwise have different node-local parts and cross-node partners: wrong
 // sums or a hang); at an even number it runs. Either way the sums are exact.
