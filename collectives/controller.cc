@@ -50,6 +50,16 @@ ResponseList Controller::cycle(const RequestList& local) {
                                                    std::chrono::duration<double>(2 * config_.heartbeat_timeout_s + 2));
     return deserialize_response_list(control_.receive_from_coordinator(reply_deadline));
   }
+  std::vector<int> everyone;
+  for (int r = 1; r < n; ++r) everyone.push_back(r);
+  if (!local.failure.empty()) {
+    // The coordinator's own failure: tell everyone now, without waiting for lists that ranks still inside the
+    // failed collective would never send.
+    ResponseList abort;
+    abort.abort = local.failure;
+    control_.send_from_coordinator(serialize(abort), everyone);
+    return abort;
+  }
   std::vector<RequestList> lists(n);
   lists[0] = local;
   try {
@@ -65,8 +75,6 @@ ResponseList Controller::cycle(const RequestList& local) {
     throw;
   }
   ResponseList out = coordinate(lists);
-  std::vector<int> everyone;
-  for (int r = 1; r < n; ++r) everyone.push_back(r);
   control_.send_from_coordinator(serialize(out), everyone);
   return out;
 }
@@ -159,6 +167,12 @@ bool Controller::steady_state(const std::vector<RequestList>& lists) const {
 
 ResponseList Controller::coordinate(const std::vector<RequestList>& lists) {
   const int n = control_.size();
+  for (const RequestList& list : lists)
+    if (!list.failure.empty()) {
+      ResponseList out;
+      out.abort = list.failure;
+      return out;
+    }
   if (steady_state(lists)) {
     // Every rank offered the same cached requests and nothing else is pending: exactly what the general
     // path below would answer (all of them ready, as cache bits), without building the message table.

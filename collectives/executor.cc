@@ -393,6 +393,9 @@ void Executor::alltoall(TensorEntry& e, Backend& b, DeviceWork* dw) {
   Shape out_shape = in.shape();
   out_shape[0] = 0;
   for (int r = 0; r < n; ++r) {
+    // What one rank receives is known to it alone, so this can fail on one rank only, inside the collective.
+    KOLO_CHECK(recv_rows[r] <= INT64_MAX - out_shape[0], "alltoall '", e.req.name, "': the rows received (",
+               out_shape[0], " so far, then ", recv_rows[r], " from rank ", r, ") overflow int64");
     sc[r] = send_rows[r] * row;
     rc[r] = recv_rows[r] * row;
     out_shape[0] += recv_rows[r];

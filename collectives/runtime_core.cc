@@ -119,6 +119,10 @@ void RuntimeCore::loop(std::promise<void>* started) {
   double cycle_ms = config.cycle_time_ms;
   bool join_sent = false;
   bool shutdown_sent = false;
+  // Set when this rank failed inside an agreed collective (out of memory, a device error, ...). Its peers
+  // went on with that group, so whatever it issued next would pair with the wrong calls: it runs nothing more
+  // and reports the failure in the next cycle, and the coordinator aborts every rank with it.
+  std::string failure;
   auto last_cycle = Clock::now();
   auto last_progress = last_cycle;
   for (;;) {
@@ -166,6 +170,7 @@ void RuntimeCore::loop(std::promise<void>* started) {
       list.joined = join_requested;
     }
     last_cycle = Clock::now();
+    list.failure = failure;
     join_sent = list.joined;
     shutdown_sent = list.shutdown;
     list.cached_bits.assign(cache->words(), 0);
@@ -270,11 +275,21 @@ void RuntimeCore::loop(std::promise<void>* started) {
       std::unique_ptr<DeviceWork> work;
       // Splitting communicators is a collective of its own: nothing may still run on them.
       if (g.op == OpType::ProcessSetCreate) complete_launched(true);
-      try {
-        executor->prepare(g.op, params[0]);
-      } catch (const std::exception& e) {
+      auto failed = [&](const std::exception& e) {
         error = detail::concat(e.what(), " (rank ", rank, ")");
         KOLO_LOG(Error, error);
+        failure = detail::concat("kolo: rank ", rank, " failed in ", op_type_name(g.op), " '", params[0].name,
+                                 "', so its collectives are out of step with the other ranks' and every rank ",
+                                 "stops: ", e.what());
+      };
+      if (!failure.empty()) {
+        error = failure;
+      } else {
+        try {
+          executor->prepare(g.op, params[0]);
+        } catch (const std::exception& e) {
+          failed(e);
+        }
       }
       if (error.empty() && (member || g.op == OpType::ProcessSetCreate)) {
         const auto t0 = Clock::now();
@@ -294,8 +309,7 @@ void RuntimeCore::loop(std::promise<void>* started) {
         try {
           work = executor->execute(g.op, items, params);
         } catch (const std::exception& e) {
-          error = detail::concat(e.what(), " (rank ", rank, ")");
-          KOLO_LOG(Error, error);
+          failed(e);
         }
         {
           std::lock_guard<std::mutex> hl(health->mu);

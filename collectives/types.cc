@@ -179,6 +179,7 @@ std::vector<uint8_t> serialize(const RequestList& list) {
   w.put_vector(list.cached_bits);
   w.put<uint8_t>(list.shutdown);
   w.put<uint8_t>(list.joined);
+  w.put_string(list.failure);
   return std::move(w.bytes);
 }
 
@@ -190,6 +191,7 @@ RequestList deserialize_request_list(const std::vector<uint8_t>& bytes) {
   list.cached_bits = rd.get_vector<uint64_t>();
   list.shutdown = rd.get<uint8_t>() != 0;
   list.joined = rd.get<uint8_t>() != 0;
+  list.failure = rd.get_string();
   return list;
 }
 

@@ -64,6 +64,9 @@ struct RequestList {
   std::vector<uint64_t> cached_bits;    // new requests that hit it: bit i = cache slot i
   bool shutdown = false;
   bool joined = false;
+  // Non-empty: this rank failed while running an agreed collective, so its collectives are out of step with
+  // the other ranks'; the coordinator aborts every rank with this message.
+  std::string failure;
 };
 
 // What the coordinator sends back each cycle.

@@ -31,6 +31,7 @@ TEST(CollectivesUnit, MessagesRoundTrip) {
   l.requests[1].prescale = 0.25;
   l.cached_bits = {5, 1ull << 63};
   l.shutdown = true;
+  l.failure = "kolo: rank 1 failed";
   RequestList back = deserialize_request_list(serialize(l));
   ASSERT_EQ(back.requests.size(), 2u);
   EXPECT_EQ(back.requests[1].name, "b");
@@ -40,6 +41,7 @@ TEST(CollectivesUnit, MessagesRoundTrip) {
   EXPECT_EQ(back.cached_bits, l.cached_bits);
   EXPECT_TRUE(back.shutdown);
   EXPECT_FALSE(back.joined);
+  EXPECT_EQ(back.failure, l.failure);
 
   ResponseList rl;
   rl.responses.push_back({OpType::Allreduce, {"x", "y"}, {req("x", {1}), req("y", {2})}, "boom"});
@@ -165,6 +167,24 @@ TEST(CollectivesUnit, CoordinatorCachedSteadyStateAndMixedCycles) {
   ASSERT_EQ(r.responses.size(), 1u);
   EXPECT_TRUE(r.responses[0].error.empty());
   EXPECT_EQ(r.responses[0].params[0].shape, (Shape{2, 3}));
+  // Cycle 7: rank 1 failed inside a collective while both ranks offer the cached "a": nothing runs, and
+  // every rank is told to abort with rank 1's message.
+  cp.from_rank1 = list({}, {sa}, 1);
+  cp.from_rank1.failure = "kolo: rank 1 failed in ALLREDUCE 'x': out of memory";
+  r = ctl.cycle(list({}, {sa}, 0));
+  EXPECT_EQ(r.abort, cp.from_rank1.failure);
+  EXPECT_EQ(cp.sent.abort, r.abort);
+  EXPECT_FALSE(any_bit(r.cached_ready));
+  EXPECT_TRUE(r.responses.empty());
+  // Cycle 8: the coordinator itself failed: rank 1 is told at once (it may be waiting inside the collective
+  // and send no list), whatever rank 1 would have sent.
+  cp.from_rank1 = list({}, {sa}, 1);
+  cp.sent = ResponseList{};
+  RequestList mine = list({}, {sa}, 0);
+  mine.failure = "kolo: rank 0 failed in ALLGATHER 'g': out of memory";
+  r = ctl.cycle(mine);
+  EXPECT_EQ(r.abort, mine.failure);
+  EXPECT_EQ(cp.sent.abort, mine.failure);
 }
 
 TEST(CollectivesUnit, FusionPlanRespectsThresholdAndCompatibility) {

@@ -10,6 +10,8 @@
 //   exception       the last rank throws std::runtime_error inside the loop (caught in main, so its Runtime
 //                   is destroyed during unwinding while its peers wait for its gradients)
 //   join            rank r has 3 + r batches; ranks join() when done; the result equals a local reference
+//   execute_failure rank 0 alone fails inside an agreed alltoall (it cannot count the rows it receives), then
+//                   carries on: its next collective must fail with its own report, not pair with its peers'
 // Every rank that leaves through an error prints one line "FAULT-EXIT rank R code C after S s: MESSAGE".
 #include <chrono>
 #include <cmath>
@@ -73,6 +75,19 @@ void run_fault(Runtime& rt, const std::string& scenario) {
   Sgd inner(model.params, sgd());
   DistributedOptimizer opt(inner, rt);
   if (scenario != "mismatch_shape") broadcast_parameters(rt, model.params);
+  if (scenario == "execute_failure") {
+    // Every other rank sends rank 0 2^62 rows of zero width: they hold them, but rank 0 cannot count what it
+    // receives (int64), so it alone fails inside the agreed collective while its peers are already in it (they
+    // wait there until the watchdog). Rank 0 then carries on, like a program that skips a bad batch.
+    const int64_t rows = rt.rank() == 0 ? 0 : int64_t{1} << 62;
+    std::vector<int64_t> splits(rt.size(), 0);
+    splits[0] = rows;
+    try {
+      rt.alltoall_async(Tensor::empty({rows, 0}), splits, "shuffle").wait();
+    } catch (const Error&) {
+      if (rt.rank() != 0) throw;
+    }
+  }
   if (scenario == "kill" && odd)
     model.params[0].tensor.register_grad_ready_hook([&](Tensor&) {
       if (inner.step_count() == 2) std::raise(SIGKILL);
@@ -140,7 +155,8 @@ double run_join(Runtime& rt) {
 
 int main(int argc, char** argv) {
   if (argc != 2) {
-    std::fprintf(stderr, "usage: %s kill|stall|mismatch_shape|mismatch_dtype|exception|join\n", argv[0]);
+    std::fprintf(stderr, "usage: %s kill|stall|mismatch_shape|mismatch_dtype|exception|join|execute_failure\n",
+                 argv[0]);
     return 2;
   }
   const std::string scenario = argv[1];
