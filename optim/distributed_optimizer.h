@@ -20,8 +20,8 @@
 // Names: name_prefix ("grad.") + parameter name (+ ".indices"/".values"), identical on every rank
 // because parameter names are. A parameter's exchange kind (dense or sparse) is learned from the first
 // gradient it delivers; if a sparse parameter may be unused on some ranks in the very first step, list it
-// in sparse_params (otherwise those ranks would offer a dense allreduce and negotiation would report the
-// mismatch).
+// in sparse_params (otherwise those ranks would offer a dense allreduce under another name than the others'
+// allgathers: nothing matches, and the stall inspector names the tensors each side waits for).
 #pragma once
 
 #include <chrono>
