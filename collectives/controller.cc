@@ -80,12 +80,15 @@ ResponseList Controller::cycle(const RequestList& local) {
 }
 
 void Controller::add_request(const Request& r, bool cached, int64_t slot) {
-  auto [it, inserted] = table_.try_emplace(r.name);
+  // Disjoint process sets may use one name at the same time (each set's own "grad.w"): the table is keyed by
+  // both, in a form that messages show as it is ("grad.w [process set 2]").
+  const std::string key = r.process_set == 0 ? r.name : detail::concat(r.name, " [process set ", r.process_set, "]");
+  auto [it, inserted] = table_.try_emplace(key);
   Pending& p = it->second;
   if (inserted) {
     p.by_rank.resize(control_.size());
     p.first_seen = Clock::now();
-    order_.push_back(r.name);
+    order_.push_back(key);
   }
   if (r.rank < 0 || r.rank >= control_.size() || p.by_rank[r.rank]) {
     KOLO_LOG(Warning, "coordinator: ignoring a second request for '", r.name, "' from rank ", r.rank);
@@ -129,7 +132,8 @@ std::optional<Response> Controller::check_ready(const std::string& name, Pending
     if (r && !first) first = &*r;
   Response resp;
   resp.op = first->op;
-  resp.names = {name};
+  resp.names = {first->name};
+  resp.process_set = first->process_set;
   auto set_it = sets_.find(first->process_set);
   if (set_it == sets_.end()) {
     resp.error = detail::concat("kolo: tensor '", name, "' uses unknown process set ", first->process_set);
@@ -236,6 +240,16 @@ ResponseList Controller::coordinate(const std::vector<RequestList>& lists) {
     out.responses.push_back(join);
     joined_.clear();
   }
+
+  // join() completes only once every rank joined: a rank that shut down without joining never will.
+  if (!joined_.empty())
+    for (int r : shutdown_)
+      if (!joined_.count(r) && out.abort.empty()) {
+        std::ostringstream waiting;
+        for (int q : joined_) waiting << (waiting.tellp() > 0 ? ", " : "") << q;
+        out.abort = detail::concat("kolo: rank ", r, " shut down (its Runtime was shut down or destroyed, e.g. by an ",
+                                   "exception) while ranks [", waiting.str(), "] wait in join() for every rank");
+      }
 
   std::vector<StallInspector::Pending> pending;
   for (const auto& name : order_) {

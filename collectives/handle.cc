@@ -25,6 +25,12 @@ void RuntimeHealth::check() {
   if (!failure.empty()) throw Error(failure);
 }
 
+void RuntimeHealth::refuse_on_loop_thread(const char* what) const {
+  KOLO_CHECK(std::this_thread::get_id() != loop_thread.load(), "kolo: ", what, " inside a collective's callback ",
+             "would deadlock: callbacks run on kolo's background thread, which is the thread that completes ",
+             "collectives (enqueue from the callback, and wait elsewhere)");
+}
+
 void HandleState::finish(const std::string& err) {
   if (finish_quietly(err)) {  // the usual case: no callback, the waiters released at once
     cv.notify_all();
@@ -148,6 +154,7 @@ void Handle::wait() const {
   KOLO_CHECK(state_, "wait() on an empty Handle");
   std::unique_lock<std::mutex> lock(state_->mu);
   if (!state_->done) {
+    if (state_->health) state_->health->refuse_on_loop_thread("Handle::wait()");
     HostWaiter waiting(*state_);
     spin_until_done(*state_, lock);
     wait_until(*state_, lock, [&] { return state_->done; });
@@ -165,6 +172,7 @@ Tensor wait_device_impl(const std::shared_ptr<HandleState>& state, std::set<cons
   {
     std::unique_lock<std::mutex> lock(state->mu);
     if (!state->done && !state->launched) {
+      if (state->health) state->health->refuse_on_loop_thread("Handle::wait_device()");
       HostWaiter waiting(*state);
       wait_until(*state, lock, [&] { return state->done || state->launched; });
     }

@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/device/stream.h"
@@ -29,8 +30,13 @@ struct RuntimeHealth {
   // collective launched and completed at once.
   std::atomic<int> host_waiters{0};
   int local_size = 1;  // ranks on this node, set before the runtime starts: whether waiters may spin
+  // The background thread, which runs callbacks and completes every handle: it must never wait for one.
+  std::atomic<std::thread::id> loop_thread{};
   // Throws when failed, or marks the runtime failed when the current collective exceeded the timeout.
   void check();
+  // Throws when called on the background thread (from a collective's callback), where `what` would wait for
+  // that thread itself: a deadlock that no timeout reports.
+  void refuse_on_loop_thread(const char* what) const;
 };
 
 struct HandleState {

@@ -103,6 +103,7 @@ Runtime::~Runtime() {
 
 void Runtime::shutdown() {
   RuntimeCore& c = *core_;
+  c.health->refuse_on_loop_thread("Runtime::shutdown()");
   {
     std::lock_guard<std::mutex> lock(c.mu);
     c.shutdown_requested = true;

@@ -39,7 +39,9 @@ struct AllreduceOptions {
   int process_set = 0;
 };
 
-using Callback = std::function<void(const std::string& error)>;  // empty error = success
+// Runs on the background thread, which completes every collective: it may enqueue, but waiting there (Handle::wait,
+// wait_device, shutdown) would wait for itself and throws instead. Empty error = success.
+using Callback = std::function<void(const std::string& error)>;
 
 // Counters that make fusion and negotiation visible (read with Runtime::stats()).
 struct CollectiveStats {

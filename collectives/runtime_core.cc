@@ -66,7 +66,9 @@ void RuntimeCore::finish_group(const std::vector<std::shared_ptr<TensorEntry>>& 
   }
   for (const auto& e : entries)
     if (e) {
-      e->state->output = e->output;
+      // A launched group's output was published under the state's lock (launch()), where wait_device() may
+      // be reading it now; `launched` is written only by this thread.
+      if (!e->state->launched) e->state->output = e->output;
       if (!e->state->finish_quietly(error)) e->state->finish(error);
     }
   for (const auto& e : entries)
@@ -94,6 +96,7 @@ void RuntimeCore::complete_launched(bool block) {
 }
 
 void RuntimeCore::loop(std::promise<void>* started) {
+  health->loop_thread = std::this_thread::get_id();
   try {
     Backends b = make_backends(config);
     rank = b.world->rank();
@@ -227,7 +230,7 @@ void RuntimeCore::loop(std::promise<void>* started) {
           for (const auto& name : r.names) {
             cache->erase(name);
             auto it = in_flight.find(name);
-            if (it != in_flight.end()) {
+            if (it != in_flight.end() && it->second->req.process_set == r.process_set) {
               failed.emplace_back(it->second, r.error);
               in_flight.erase(it);
             }
@@ -251,8 +254,9 @@ void RuntimeCore::loop(std::promise<void>* started) {
     {
       std::lock_guard<std::mutex> lock(mu);
       for (size_t i = 0; i < ready.size(); ++i) {
+        // The same name may be in flight here on another process set (this rank is not in the ready one).
         auto it = in_flight.find(ready[i].name);
-        if (it != in_flight.end()) {
+        if (it != in_flight.end() && it->second->req.process_set == ready[i].process_set) {
           owners[i] = it->second;
           local[i] = it->second.get();
           local[i]->ready = last_cycle;

@@ -206,6 +206,7 @@ std::vector<uint8_t> serialize(const ResponseList& list) {
     w.put<uint32_t>(static_cast<uint32_t>(r.params.size()));
     for (const auto& p : r.params) put_request(w, p);
     w.put_string(r.error);
+    w.put<int32_t>(r.process_set);
   }
   w.put_string(list.abort);
   w.put<uint8_t>(list.shutdown);
@@ -227,6 +228,7 @@ ResponseList deserialize_response_list(const std::vector<uint8_t>& bytes) {
     const uint32_t np = rd.get<uint32_t>();
     for (uint32_t j = 0; j < np; ++j) r.params.push_back(get_request(rd));
     r.error = rd.get_string();
+    r.process_set = rd.get<int32_t>();
     list.responses.push_back(std::move(r));
   }
   list.abort = rd.get_string();

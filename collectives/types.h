@@ -56,6 +56,7 @@ struct Response {
   std::vector<std::string> names;
   std::vector<Request> params;  // one per name: the agreed parameters (rank 0's request)
   std::string error;
+  int process_set = 0;           // of every name: the same name may be in flight on another set
 };
 
 // What a rank sends to the coordinator each cycle.

@@ -465,6 +465,55 @@ TEST(Collectives, ProcessSetEvenRanks) {
   barrier(rt);
 }
 
+// Two disjoint process sets (even and odd ranks), each reducing its own tensor under the same name, as
+// per-stage data-parallel groups do: each set gets its own sum every time. The coordinator keyed pending
+// tensors by name alone, so the two sets' "w" met in one entry (a false mismatch), and a rank could complete
+// its own "w" with another set's response without reducing it.
+TEST(Collectives, SameNameOnDisjointProcessSets) {
+  Runtime& rt = *g_rt;
+  if (rt.size() < 2) GTEST_SKIP() << "needs two ranks";
+  std::vector<int> even, odd;
+  for (int q = 0; q < rt.size(); ++q) (q % 2 == 0 ? even : odd).push_back(q);
+  const int ps_even = rt.add_process_set(even), ps_odd = rt.add_process_set(odd);
+  const bool mine_even = rt.rank() % 2 == 0;
+  const std::vector<int>& members = mine_even ? even : odd;
+  for (int step = 0; step < 100; ++step) {
+    // The odd set runs a little behind now and then, so the two sets' requests meet in some cycles and not others.
+    if (!mine_even && step % 3 == 0) std::this_thread::sleep_for(std::chrono::microseconds(200 * (step % 5)));
+    Tensor t = make(DType::F32, 8, step, rt.rank());
+    rt.allreduce_async(t, "w", {ReduceOp::Sum, 1, 1, std::nullopt, mine_even ? ps_even : ps_odd}).wait();
+    auto v = t.to_vector<double>();
+    for (int64_t i = 0; i < 8; ++i) {
+      double want = 0;
+      for (int q : members) want += value(step, q, i);
+      ASSERT_EQ(v[i], want) << "step " << step << " index " << i;
+    }
+  }
+  barrier(rt);
+}
+
+// A callback runs on the background thread, which completes every collective: waiting there would wait for
+// itself forever (no timeout saw it, since nothing is busy). The wait is refused with an error instead; the
+// collective the callback enqueued still completes and can be waited for elsewhere.
+TEST(Collectives, WaitInsideACallbackIsRefused) {
+  Runtime& rt = *g_rt;
+  Tensor a = Tensor::ones({4}), b = Tensor::ones({4});
+  Handle hb;
+  std::string msg;
+  Handle ha = rt.allreduce_async(a, "callback.a", {}, {}, [&](const std::string&) {
+    hb = rt.allreduce_async(b, "callback.b");
+    try {
+      hb.wait();
+    } catch (const Error& e) {
+      msg = e.what();
+    }
+  });
+  ha.wait();
+  EXPECT_NE(msg.find("Handle::wait() inside a collective's callback would deadlock"), std::string::npos) << msg;
+  hb.wait();
+  EXPECT_EQ(b.to_vector<float>()[0], static_cast<float>(rt.size()));
+}
+
 TEST(Collectives, JoinServesRemainingRanks) {
   Runtime& rt = *g_rt;
   const int last = rt.size() - 1;

@@ -44,7 +44,7 @@ TEST(CollectivesUnit, MessagesRoundTrip) {
   EXPECT_EQ(back.failure, l.failure);
 
   ResponseList rl;
-  rl.responses.push_back({OpType::Allreduce, {"x", "y"}, {req("x", {1}), req("y", {2})}, "boom"});
+  rl.responses.push_back({OpType::Allreduce, {"x", "y"}, {req("x", {1}), req("y", {2})}, "boom", 3});
   rl.abort = "lost";
   rl.fusion_threshold = 99;
   rl.cycle_time_ms = 2.5;
@@ -52,6 +52,7 @@ TEST(CollectivesUnit, MessagesRoundTrip) {
   ASSERT_EQ(rb.responses.size(), 1u);
   EXPECT_EQ(rb.responses[0].names, (std::vector<std::string>{"x", "y"}));
   EXPECT_EQ(rb.responses[0].error, "boom");
+  EXPECT_EQ(rb.responses[0].process_set, 3);
   EXPECT_EQ(rb.abort, "lost");
   EXPECT_EQ(rb.fusion_threshold, 99);
   EXPECT_THROW(deserialize_response_list({1, 2}), Error);

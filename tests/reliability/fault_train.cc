@@ -10,6 +10,7 @@
 //   exception       the last rank throws std::runtime_error inside the loop (caught in main, so its Runtime
 //                   is destroyed during unwinding while its peers wait for its gradients)
 //   join            rank r has 3 + r batches; ranks join() when done; the result equals a local reference
+//   shutdown_join   the last rank shuts its Runtime down without joining while the others wait in join()
 //   execute_failure rank 0 alone fails inside an agreed alltoall (it cannot count the rows it receives), then
 //                   carries on: its next collective must fail with its own report, not pair with its peers'
 // Every rank that leaves through an error prints one line "FAULT-EXIT rank R code C after S s: MESSAGE".
@@ -75,6 +76,16 @@ void run_fault(Runtime& rt, const std::string& scenario) {
   Sgd inner(model.params, sgd());
   DistributedOptimizer opt(inner, rt);
   if (scenario != "mismatch_shape") broadcast_parameters(rt, model.params);
+  if (scenario == "shutdown_join") {
+    // join() completes only once every rank joined, which the last rank never will.
+    if (odd) {
+      rt.shutdown();
+      rt.allreduce_async(Tensor::ones({1}), "after.shutdown").wait();  // throws what stopped the runtime
+    } else {
+      rt.join_async().wait();
+    }
+    return;
+  }
   if (scenario == "execute_failure") {
     // Every other rank sends rank 0 2^62 rows of zero width: they hold them, but rank 0 cannot count what it
     // receives (int64), so it alone fails inside the agreed collective while its peers are already in it (they
@@ -155,7 +166,8 @@ double run_join(Runtime& rt) {
 
 int main(int argc, char** argv) {
   if (argc != 2) {
-    std::fprintf(stderr, "usage: %s kill|stall|mismatch_shape|mismatch_dtype|exception|join|execute_failure\n",
+    std::fprintf(stderr,
+                 "usage: %s kill|stall|mismatch_shape|mismatch_dtype|exception|join|shutdown_join|execute_failure\n",
                  argv[0]);
     return 2;
   }
