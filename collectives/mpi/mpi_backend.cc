@@ -130,6 +130,12 @@ class MpiContext {
     return MPI_BYTE;
   }
   void skip_finalize() { skip_finalize_ = true; }
+  // A send abandoned with MPI_Request_free (its receiver vanished) may still read its buffer, for as long as
+  // MPI runs: the buffer is kept until after finalisation.
+  void keep_until_finalized(std::vector<uint8_t> buffer) {
+    std::lock_guard<std::mutex> lock(abandoned_mu_);
+    abandoned_.push_back(std::move(buffer));
+  }
 
   static std::shared_ptr<MpiContext> get() {
     // MPI itself is process-wide, so its owner is too; the weak_ptr only shares it between live backends
@@ -148,6 +154,8 @@ class MpiContext {
  private:
   bool owns_mpi_ = false;
   bool skip_finalize_ = false;
+  std::mutex abandoned_mu_;
+  std::vector<std::vector<uint8_t>> abandoned_;  // destroyed after ~MpiContext's body, which finalises
   MPI_Op bf16_ops_[5] = {MPI_OP_NULL, MPI_OP_NULL, MPI_OP_NULL, MPI_OP_NULL, MPI_OP_NULL};
   MPI_Op f16_ops_[5] = {MPI_OP_NULL, MPI_OP_NULL, MPI_OP_NULL, MPI_OP_NULL, MPI_OP_NULL};
 };
@@ -294,8 +302,10 @@ MpiControlPlane::~MpiControlPlane() {
 }
 
 void MpiControlPlane::send_to_coordinator(const std::vector<uint8_t>& msg, Clock::time_point deadline) {
+  // Sent from a buffer of this object's own, which can outlive the call if the send has to be abandoned.
+  out_.assign(msg.begin(), msg.end());
   MPI_Request req;
-  KOLO_MPI_CHECK(MPI_Isend(msg.data(), to_int_count(static_cast<int64_t>(msg.size()), "control send"), MPI_BYTE, 0,
+  KOLO_MPI_CHECK(MPI_Isend(out_.data(), to_int_count(static_cast<int64_t>(out_.size()), "control send"), MPI_BYTE, 0,
                            kRequestTag, as_comm(comm_), &req));
   const auto started = Clock::now();
   for (;;) {
@@ -304,6 +314,8 @@ void MpiControlPlane::send_to_coordinator(const std::vector<uint8_t>& msg, Clock
     if (done) return;
     if (Clock::now() > deadline) {
       MPI_Request_free(&req);
+      ctx_->keep_until_finalized(std::move(out_));
+      out_ = {};
       throw coordinator_did_not_take();
     }
     poll_pause(started);
@@ -337,9 +349,10 @@ std::vector<std::vector<uint8_t>> MpiControlPlane::gather_at_coordinator(Clock::
 }
 
 void MpiControlPlane::send_from_coordinator(const std::vector<uint8_t>& msg, const std::vector<int>& to) {
+  out_.assign(msg.begin(), msg.end());
   std::vector<MPI_Request> reqs(to.size());
   for (size_t i = 0; i < to.size(); ++i)
-    KOLO_MPI_CHECK(MPI_Isend(msg.data(), to_int_count(static_cast<int64_t>(msg.size()), "control send"), MPI_BYTE,
+    KOLO_MPI_CHECK(MPI_Isend(out_.data(), to_int_count(static_cast<int64_t>(out_.size()), "control send"), MPI_BYTE,
                              to[i], kResponseTag, as_comm(comm_), &reqs[i]));
   const auto started = Clock::now();
   const auto deadline = started + std::chrono::seconds(5);
@@ -351,6 +364,8 @@ void MpiControlPlane::send_from_coordinator(const std::vector<uint8_t>& msg, con
       // A receiver that vanished: its silence will be reported by the next gather.
       for (auto& r : reqs)
         if (r != MPI_REQUEST_NULL) MPI_Request_free(&r);
+      ctx_->keep_until_finalized(std::move(out_));
+      out_ = {};
       return;
     }
     poll_pause(started);

@@ -89,6 +89,7 @@ class MpiControlPlane final : public ControlPlane {
   void* comm_;
   int rank_ = 0;
   int size_ = 1;
+  std::vector<uint8_t> out_;  // the message being sent (its capacity is kept between cycles)
 };
 
 }  // namespace kolo
