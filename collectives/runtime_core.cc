@@ -279,7 +279,7 @@ void RuntimeCore::loop(std::promise<void>* started) {
       std::unique_ptr<DeviceWork> work;
       // Splitting communicators is a collective of its own: nothing may still run on them.
       if (g.op == OpType::ProcessSetCreate) complete_launched(true);
-      auto failed = [&](const std::exception& e) {
+      auto fail_here = [&](const std::exception& e) {
         error = detail::concat(e.what(), " (rank ", rank, ")");
         KOLO_LOG(Error, error);
         failure = detail::concat("kolo: rank ", rank, " failed in ", op_type_name(g.op), " '", params[0].name,
@@ -292,7 +292,7 @@ void RuntimeCore::loop(std::promise<void>* started) {
         try {
           executor->prepare(g.op, params[0]);
         } catch (const std::exception& e) {
-          failed(e);
+          fail_here(e);
         }
       }
       if (error.empty() && (member || g.op == OpType::ProcessSetCreate)) {
@@ -313,7 +313,7 @@ void RuntimeCore::loop(std::promise<void>* started) {
         try {
           work = executor->execute(g.op, items, params);
         } catch (const std::exception& e) {
-          failed(e);
+          fail_here(e);
         }
         {
           std::lock_guard<std::mutex> hl(health->mu);
