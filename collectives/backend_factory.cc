@@ -1,8 +1,9 @@
 // Backend selection and node topology (real nodes from shared-memory domains, or fake ones for testing).
 #include "collectives/backend_factory.h"
 
-#include <iterator>
+#include <initializer_list>
 #include <utility>
+#include <vector>
 
 #include "collectives/loopback/loopback_backend.h"
 #include "core/util/error.h"
@@ -48,30 +49,23 @@ void build_topology(Backends& b, const std::vector<int>& node_of) {
     if (seen_per_node[node_of[r]] != seen_per_node[node_of[0]]) b.uniform_nodes = false;
 }
 
-// The knobs that shape which collectives each rank issues (fusion, buckets, chunks, transports, hierarchy,
-// cache slots). Ranks that differ in one pair different calls and hang or corrupt data, so they are checked
-// before any other collective, and every rank fails with the same message when one differs (launchers pass
-// the environment to every rank only when told to, e.g. mpirun -x).
-void check_knobs_agree(Backend& world, const Config& c) {
-  const std::pair<const char*, int64_t> knobs[] = {
-      {"KOLO_FUSION_THRESHOLD", c.fusion_threshold},
-      {"KOLO_DEVICE_BUCKET_BYTES", c.device_bucket_bytes},
-      {"KOLO_CACHE_CAPACITY", c.cache_capacity},
-      {"KOLO_ALLREDUCE_CHUNK_BYTES", c.allreduce_chunk_bytes},
-      {"KOLO_SHM_ALLREDUCE", c.shm_allreduce},
-      {"KOLO_SHM_CONTROL_PLANE", c.shm_control_plane},
-      {"KOLO_HIERARCHICAL_ALLREDUCE", c.hierarchical_allreduce},
-      {"KOLO_FAKE_LOCAL_SIZE", c.fake_local_size},
-  };
+// Knobs that shape which collectives each rank issues (fusion, buckets, chunks, transports, hierarchy, cache
+// slots, NCCL streams). Ranks that differ in one pair different calls and hang or corrupt data, so they are
+// checked before the collectives they shape (one small allreduce), and every rank fails with the same message
+// when one differs (launchers pass the environment to every rank only when told to, e.g. mpirun -x).
+[[maybe_unused]] void check_knobs_agree(Backend& world, std::initializer_list<std::pair<const char*, int64_t>> knobs) {
   std::vector<int64_t> v;  // each knob's value and its negation: one max gives the largest and the smallest
   for (const auto& [name, value] : knobs) {
     v.push_back(value);
     v.push_back(-value);
   }
   world.allreduce(v.data(), v.data(), static_cast<int64_t>(v.size()), DType::I64, ReduceOp::Max, nullptr);
-  for (size_t k = 0; k < std::size(knobs); ++k)
-    KOLO_CHECK(v[2 * k] == -v[2 * k + 1], "kolo: ", knobs[k].first, " differs between ranks (from ", -v[2 * k + 1],
-               " to ", v[2 * k], "); it must be equal on every rank");
+  size_t k = 0;
+  for (const auto& [name, value] : knobs) {
+    KOLO_CHECK(v[2 * k] == -v[2 * k + 1], "kolo: ", name, " differs between ranks (from ", -v[2 * k + 1], " to ",
+               v[2 * k], "); it must be equal on every rank");
+    ++k;
+  }
 }
 
 }  // namespace
@@ -93,7 +87,14 @@ Backends make_backends(const Config& config) {
     auto mpi = std::make_unique<MpiBackend>(config.shm_allreduce);
     node_of = mpi->node_ids();
     b.world = std::move(mpi);
-    check_knobs_agree(*b.world, config);
+    check_knobs_agree(*b.world, {{"KOLO_FUSION_THRESHOLD", config.fusion_threshold},
+                                 {"KOLO_DEVICE_BUCKET_BYTES", config.device_bucket_bytes},
+                                 {"KOLO_CACHE_CAPACITY", config.cache_capacity},
+                                 {"KOLO_ALLREDUCE_CHUNK_BYTES", config.allreduce_chunk_bytes},
+                                 {"KOLO_SHM_ALLREDUCE", config.shm_allreduce},
+                                 {"KOLO_SHM_CONTROL_PLANE", config.shm_control_plane},
+                                 {"KOLO_HIERARCHICAL_ALLREDUCE", config.hierarchical_allreduce},
+                                 {"KOLO_FAKE_LOCAL_SIZE", config.fake_local_size}});
     // Shared-memory mailboxes when every rank is on this node (a collective decision, like the MPI setup).
     if (config.shm_control_plane) b.control = ShmControlPlane::create();
     if (!b.control) b.control = std::make_unique<MpiControlPlane>();
@@ -122,12 +123,9 @@ DeviceBackends make_device_backends(const Backends& host) {
 #ifdef KOLO_WITH_NCCL
   // Every rank must take the same branch: agree on the smallest device count before any NCCL call, and on
   // the number of streams (each a communicator split off the first, then picked round-robin per call).
-  const int64_t streams = NcclOptions::from_env().num_streams;
-  int64_t v[3] = {-static_cast<int64_t>(visible_cuda_devices()), streams, -streams};
-  host.world->allreduce(v, v, 3, DType::I64, ReduceOp::Max, nullptr);
-  KOLO_CHECK(v[1] == -v[2], "kolo: KOLO_NUM_NCCL_STREAMS differs between ranks (from ", -v[2], " to ", v[1],
-             "); it must be equal on every rank");
-  const int64_t visible = -v[0];
+  int64_t visible = visible_cuda_devices();
+  host.world->allreduce(&visible, &visible, 1, DType::I64, ReduceOp::Min, nullptr);
+  check_knobs_agree(*host.world, {{"KOLO_NUM_NCCL_STREAMS", NcclOptions::from_env().num_streams}});
   if (device_backend_fallback_order(true, static_cast<int>(visible)).empty()) return d;
   d.name = "nccl";
   d.device = cuda_device_for_local_rank(host.local_rank);

@@ -55,12 +55,12 @@ struct NcclOptions {
 // variable itself, so MIG slices and shared GPUs work as the runtime exposes them. Throws when no device
 // is visible.
 int cuda_device_for_local_rank(int local_rank);
+int visible_cuda_devices();  // 0 when the driver or a device is missing (never throws)
 
 // NCCL's names for a dtype and a reduce op. Average is ncclAvg, which NCCL takes for floating types only:
 // callers lower an integer Average to Sum and a division.
 ncclDataType_t nccl_type(DType dtype);
 ncclRedOp_t nccl_op(ReduceOp op);
-int visible_cuda_devices();  // 0 when the driver or a device is missing (never throws)
 
 class NcclBackend final : public Backend {
  public:
