@@ -259,7 +259,7 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
   ResnetRunResult result;
   result.first_step = step;
   GraphStep graph_step(model, *inner, device);
-  ThroughputMeter meter("images", rt.size(), std::min<int64_t>(10, (total_steps - step) / 5));
+  ThroughputMeter meter("images", rt.size(), std::min<int64_t>(10, (total_steps - step) / 5), device);
   if (log) meter.print_header(*log);
   LossLog losses;
   std::optional<data::ImageBatch> staged;

@@ -6,10 +6,12 @@
 #include <cstdio>
 #include <ostream>
 
+#include "core/device/device_backend.h"
+
 namespace kolo::examples {
 
-ThroughputMeter::ThroughputMeter(std::string unit, int ranks, int64_t warmup_steps)
-    : unit_(std::move(unit)), ranks_(ranks), warmup_steps_(warmup_steps) {}
+ThroughputMeter::ThroughputMeter(std::string unit, int ranks, int64_t warmup_steps, Device device)
+    : unit_(std::move(unit)), ranks_(ranks), warmup_steps_(warmup_steps), device_(device) {}
 
 namespace {
 
@@ -25,16 +27,54 @@ std::string short_duration(double seconds) {
 
 }  // namespace
 
+std::unique_ptr<Event> ThroughputMeter::recorded_event() {
+  std::unique_ptr<Event> e;
+  if (spare_events_.empty()) {
+    e = device_backend(device_.type).create_event(device_.index, /*timing=*/true);
+  } else {
+    e = std::move(spare_events_.back());
+    spare_events_.pop_back();
+  }
+  e->record(device_backend(device_.type).current_stream(device_.index));
+  return e;
+}
+
 void ThroughputMeter::start_step() {
   step_begin_ = std::chrono::steady_clock::now();
   if (!interval_open_) {
     interval_begin_ = step_begin_;
     interval_open_ = true;
+    // The previous progress line accounted every step, so nothing is pending: the interval's first step starts
+    // here on the device, not where the previous one ended (the line's host work is no step's).
+    if (!device_.is_cpu()) {
+      if (anchor_) spare_events_.push_back(std::move(anchor_));
+      anchor_ = recorded_event();
+    }
   }
 }
 
 void ThroughputMeter::end_step(int64_t local_items) {
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_begin_).count();
+  if (device_.is_cpu()) {
+    account(std::chrono::duration<double>(std::chrono::steady_clock::now() - step_begin_).count(), local_items);
+    return;
+  }
+  pending_.push_back({local_items, recorded_event()});
+  settle(/*wait=*/false);
+}
+
+void ThroughputMeter::settle(bool wait) {
+  if (wait && !pending_.empty()) pending_.back().end->synchronize();  // one stream: the earlier ones too
+  while (!pending_.empty() && (wait || pending_.front().end->query())) {
+    Pending step = std::move(pending_.front());
+    pending_.pop_front();
+    const double seconds = step.end->elapsed_ms(*anchor_) / 1e3;
+    spare_events_.push_back(std::move(anchor_));
+    anchor_ = std::move(step.end);
+    account(seconds, step.items);
+  }
+}
+
+void ThroughputMeter::account(double s, int64_t local_items) {
   const int64_t items = local_items * ranks_;
   ++steps_;
   all_seconds_ += s;
@@ -50,6 +90,10 @@ void ThroughputMeter::drain(const std::function<void()>& drain) {
   const auto t0 = std::chrono::steady_clock::now();
   drain();
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!device_.is_cpu()) {
+    settle(/*wait=*/true);
+    return;
+  }
   if (steps_ == 0) return;
   all_seconds_ += s;
   if (steps_ > warmup_steps_) measured_seconds_ += s;
@@ -60,6 +104,7 @@ void ThroughputMeter::print_header(std::ostream& os) const {
 }
 
 void ThroughputMeter::print_interval(std::ostream& os, int64_t step, double loss, int64_t total_steps) {
+  settle(/*wait=*/true);
   const auto now = std::chrono::steady_clock::now();
   const double per_step = interval_rates_.empty() ? 0.0
                                                   : std::chrono::duration<double>(now - interval_begin_).count() /

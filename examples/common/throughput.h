@@ -5,26 +5,38 @@
 // Rates are global (all ranks): every rank processes the same number of items per step, so the global
 // rate is local items x ranks / step time. As tf_cnn_benchmarks, the first `warmup_steps` steps (graph
 // set-up, allocator growth, first-touch page faults) are left out of the totals.
+//
+// On a GPU the host only launches a step's work and runs ahead, so host times would measure launches (a CUDA
+// graph replay "took" 1 ms of a 40 ms step). There each step ends with a timing event on the device's current
+// stream and lasts from the previous step's end event (the interval's first step: from an event recorded when
+// it started) to its own, as the device ran it. Steps are accounted once their event has completed, polled
+// without blocking, and all of them at each progress line and at drain().
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <iosfwd>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "core/device/device.h"
+#include "core/device/stream.h"
 
 namespace kolo::examples {
 
 class ThroughputMeter {
  public:
-  ThroughputMeter(std::string unit, int ranks, int64_t warmup_steps);
+  // `device`: where the steps run; a GPU's steps are timed by events on its current stream.
+  ThroughputMeter(std::string unit, int ranks, int64_t warmup_steps, Device device = Device::cpu());
 
   void start_step();
   // Ends a step that processed `local_items` on this rank.
   void end_step(int64_t local_items);
-  // Calls `drain` (a device synchronisation) and adds the time it took to the last step: the host runs ahead
-  // of the device, so when the last step ends on the host its work may still be queued on the device.
+  // Calls `drain` (a device synchronisation) and accounts every step: on the CPU the time `drain` took is
+  // added to the last step (work another thread still ran); on a GPU the steps' events already time it.
   void drain(const std::function<void()>& drain);
   // The header line, then one line per call: the rate statistics of the steps since the previous call.
   void print_header(std::ostream& os) const;
@@ -33,7 +45,9 @@ class ThroughputMeter {
   void print_total(std::ostream& os) const { print_total(os, total_rate()); }
   void print_total(std::ostream& os, double rate) const;
 
-  double total_rate() const;  // items/sec over steps after warm-up (all steps when there are no others)
+  // items/sec over the accounted steps after warm-up (all steps when there are no others); after drain(),
+  // every step.
+  double total_rate() const;
   // The same from a caller's exact global item count over the measured steps (token batches differ in
   // size between ranks, so local x ranks is only an estimate there).
   double total_rate(int64_t global_items) const;
@@ -41,9 +55,22 @@ class ThroughputMeter {
   int64_t steps() const { return steps_; }
 
  private:
+  struct Pending {
+    int64_t items;
+    std::unique_ptr<Event> end;
+  };
+  void account(double seconds, int64_t local_items);
+  // Accounts the pending GPU steps whose end event has completed; with `wait`, all of them.
+  void settle(bool wait);
+  std::unique_ptr<Event> recorded_event();
+
   std::string unit_;
   int ranks_;
   int64_t warmup_steps_;
+  Device device_;
+  std::unique_ptr<Event> anchor_;      // GPU: where the oldest pending step began on the device
+  std::deque<Pending> pending_;        // GPU: steps ended on the host, in order, not accounted yet
+  std::vector<std::unique_ptr<Event>> spare_events_;
   std::chrono::steady_clock::time_point step_begin_;
   std::chrono::steady_clock::time_point interval_begin_;  // start of the first step after the previous line
   bool interval_open_ = false;

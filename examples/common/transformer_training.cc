@@ -253,7 +253,7 @@ TransformerRunResult run_transformer(Runtime& rt, const TransformerRunOptions& o
   }
 
   TransformerRunResult result;
-  ThroughputMeter meter("tokens", rt.size(), std::min<int64_t>(10, (total_steps - step) / 5));
+  ThroughputMeter meter("tokens", rt.size(), std::min<int64_t>(10, (total_steps - step) / 5), device);
   if (log) meter.print_header(*log);
   LossLog losses;
   StepProfile profile(step, total_steps, device);
