@@ -82,11 +82,12 @@ struct DistributedOptimizer::State {
       return;
     }
     if (opt.sparse_as_dense) {
-      e.slot.zero_();
+      // A dense gradient (a tied matrix without keep_sparse_grad) may have been accumulated in the slot itself.
+      if (!g.defined() || g.is_sparse()) e.slot.zero_();
       if (g.defined()) {
         if (g.is_sparse())
           index_add_rows_(e.slot, g.sparse_indices(), g.sparse_values().to(e.slot.dtype()));
-        else
+        else if (!g.same(e.slot))
           e.slot.copy_(g);
         stats.densified_bytes += static_cast<int64_t>(e.slot.nbytes());
       }

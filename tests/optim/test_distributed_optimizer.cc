@@ -208,6 +208,37 @@ TEST(DistributedOptimizer, SparseAndSparseAsDenseGiveTheSameUpdate) {
   EXPECT_EQ(d.sparse_gathered_bytes, 0);
 }
 
+// A parameter declared sparse whose gradient arrives dense (a tied matrix without keep_sparse_grad: autograd
+// merges the rows into a dense gradient, accumulated in the optimizer's slot): sparse_as_dense allreduces it as
+// it is. It used to zero the slot first, so the parameter never moved.
+TEST(DistributedOptimizer, SparseAsDenseOfADenseGradient) {
+  Runtime& rt = *g_rt;
+  const int n = rt.size(), r = rt.rank();
+  const int64_t V = 10, D = 3, T = 4;
+  TiedLm ref(V, D), dist(V, D);
+  ref.emb.tensor.set_keep_sparse_grad(false);
+  dist.emb.tensor.set_keep_sparse_grad(false);
+  const Tensor initial = dist.emb.tensor.detach().clone();
+  Sgd ref_opt({ref.emb}, SgdOptions{.lr = 0.5, .momentum = 0.9});
+  Sgd inner({dist.emb}, SgdOptions{.lr = 0.5, .momentum = 0.9});
+  DistributedOptimizer opt(inner, rt, {.sparse_as_dense = true, .sparse_params = {"emb"}});
+  for (int step = 0; step < 3; ++step) {
+    auto [ids, tg] = token_batch(n * T, V, step);
+    ref_opt.zero_grad();
+    for (int q = 0; q < n; ++q)
+      scale(ref.loss(ids.slice(0, q * T, (q + 1) * T), tg.slice(0, q * T, (q + 1) * T)), 1.0 / n).backward();
+    ref_opt.step();
+    opt.zero_grad();
+    dist.loss(ids.slice(0, r * T, (r + 1) * T), tg.slice(0, r * T, (r + 1) * T)).backward();
+    opt.step();
+  }
+  expect_params_near({dist.emb}, {ref.emb}, 2e-6);
+  const auto now = dist.emb.tensor.to_vector<float>(), before = initial.to_vector<float>();
+  double moved = 0;
+  for (size_t k = 0; k < now.size(); ++k) moved = std::max(moved, std::abs(double(now[k]) - before[k]));
+  EXPECT_GT(moved, 0.01);
+}
+
 TEST(DistributedOptimizer, UntiedEmbeddingUnusedOnSomeRanks) {
   // Pure lookups; rank 0 looks nothing up in step 0 (declared sparse, so it offers an empty block).
   Runtime& rt = *g_rt;
