@@ -9,7 +9,9 @@ Lamb::Lamb(std::vector<ParamGroup> groups, const LambOptions& opt)
     : Optimizer(std::move(groups), opt.lr, opt.weight_decay, "LAMB", {"exp_avg", "exp_avg_sq"}), opt_(opt) {
   KOLO_CHECK(opt.beta1 >= 0 && opt.beta1 < 1 && opt.beta2 >= 0 && opt.beta2 < 1, "LAMB: betas must be in [0, 1), got (",
              opt.beta1, ", ", opt.beta2, ")");
-  for (size_t g = 0; g < num_groups(); ++g) scratch_.push_back(flat(g).state_like());
+  KOLO_CHECK(opt.eps >= 0, "LAMB: eps must be >= 0, got ", opt.eps);
+  // f32 like the buffers the rule works on (the masters of a bf16/f16 group), not the model's dtype.
+  for (size_t g = 0; g < num_groups(); ++g) scratch_.push_back(update_flat(g).state_like());
 }
 
 void Lamb::update_group(const GroupView& v) {

@@ -13,6 +13,8 @@
 #include "core/ops/reduce.h"
 #include "core/tensor/half.h"
 #include "optim/adam.h"
+#include "optim/lamb.h"
+#include "optim/lars.h"
 #include "optim/nonfinite_guard.h"
 #include "optim/sgd.h"
 
@@ -65,6 +67,41 @@ TEST(MixedPrecision, MastersAreF32AndKeepUpdatesBelowBf16Resolution) {
   }
   EXPECT_EQ(ps[0].tensor.dtype(), DType::BF16);
   EXPECT_LT(ps[0].tensor.to_vector<float>()[0], 1.0f);  // 0.99 rounds to 0.98828125
+}
+
+// Every update rule runs on the f32 masters of a bf16 group: from bf16-exact values and gradients, its masters
+// follow an f32 run of the same rule exactly, and the parameters are the masters rounded. (LAMB's per-group
+// scratch was once sized in the model's dtype and its first bf16 step threw.)
+TEST(MixedPrecision, LayerwiseRulesRunOnBf16Masters) {
+  auto run = [](DType dtype, auto make) {
+    std::vector<NamedParameter> ps{{"w", leaf({6}, 0.5, dtype)}, {"b", leaf({3}, -0.25, dtype)}};
+    auto opt = make(ps);
+    for (int step = 1; step <= 4; ++step) {
+      backward_linear(*opt, ps, 0.125 * step);
+      opt->step();
+    }
+    std::vector<std::vector<float>> out;
+    for (size_t g = 0; g < opt->num_groups(); ++g)
+      out.push_back(opt->has_master_weights() ? masters(*opt, g) : opt->update_flat(g).values().template to_vector<float>());
+    for (const NamedParameter& p : ps) out.push_back(p.tensor.to(DType::F32).to_vector<float>());
+    return out;
+  };
+  auto lamb = [](std::vector<NamedParameter>& ps) {
+    return std::make_unique<Lamb>(std::vector<ParamGroup>{make_group(ps)}, LambOptions{.lr = 0.01, .weight_decay = 0.01});
+  };
+  auto lars = [](std::vector<NamedParameter>& ps) {
+    return std::make_unique<Lars>(std::vector<ParamGroup>{make_group(ps)}, LarsOptions{.lr = 0.1, .momentum = 0.9, .weight_decay = 1e-4});
+  };
+  for (const bool is_lamb : {true, false}) {
+    SCOPED_TRACE(is_lamb ? "LAMB" : "LARS");
+    const auto f32 = is_lamb ? run(DType::F32, lamb) : run(DType::F32, lars);
+    const auto half = is_lamb ? run(DType::BF16, lamb) : run(DType::BF16, lars);
+    ASSERT_EQ(f32.size(), half.size());
+    EXPECT_EQ(f32[0], half[0]) << "masters";
+    EXPECT_NE(f32[0], std::vector<float>(f32[0].size(), f32[0][0])) << "the step moved nothing distinguishable";
+    for (size_t k = 1; k < f32.size(); ++k)
+      for (size_t i = 0; i < f32[k].size(); ++i) EXPECT_EQ(half[k][i], static_cast<float>(bf16(f32[k][i])));
+  }
 }
 
 TEST(MixedPrecision, RefusesIntegerParameters) {
