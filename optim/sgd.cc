@@ -23,6 +23,7 @@ void Sgd::update_group(const GroupView& v) {
     h.nesterov = opt_.nesterov;
     h.first_step = r.step == 1;
     h.lr_at = v.lr_at;
+    h.step_at = v.step_at;
     auto sub = [&](const Tensor& t) { return v.run_span(r, t); };
     optim_kernels::sgd_update(sub(f.values()), sub(f.grads()), sub((*v.state)[0]), h);
   }

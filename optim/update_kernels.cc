@@ -21,7 +21,7 @@ void cpu_sgd_update(Device, std::span<float> param, std::span<const float> grad,
   const float* g = grad.data();
   float* b = buf.data();
   const float lr = h.lr_at ? *h.lr_at : h.lr, mu = h.momentum, damp = 1.0f - h.dampening, wd = h.weight_decay, tr = h.trust;
-  const bool nesterov = h.nesterov, first = h.first_step, use_mom = mu != 0.0f;
+  const bool nesterov = h.nesterov, first = h.step_at ? *h.step_at == 1.0f : h.first_step, use_mom = mu != 0.0f;
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
     float d = (g[i] + wd * p[i]) * tr;

@@ -31,6 +31,9 @@ struct SgdParams {
   // When set, the learning rate is read from here (memory of the update device) when the update runs, not
   // taken from `lr`: a CUDA graph that captured the update then follows the value written there later.
   const float* lr_at = nullptr;
+  // When set, the step count (this step included) read there decides first_step, for the same reason: a graph
+  // captured at step 1 would otherwise restart the momentum buffer at every replay.
+  const float* step_at = nullptr;
 };
 void sgd_update(std::span<float> param, std::span<const float> grad, std::span<float> momentum_buf,
                 const SgdParams& h);

@@ -30,7 +30,7 @@ void cuda_sgd_update(Device dev, std::span<float> param, std::span<const float> 
   if (use_mom) check_same_length("sgd", param.size(), buf.size());
   CudaDeviceGuard guard(dev.index);
   SgdArgs a{h.lr, h.momentum, 1.0f - h.dampening, h.weight_decay, h.trust, h.nesterov, h.first_step, use_mom,
-            h.lr_at};
+            h.lr_at, h.step_at};
   launch_sgd(param.data(), grad.data(), buf.data(), static_cast<int64_t>(param.size()), a,
              current_cuda_stream_native(dev.index));
 }

@@ -64,6 +64,7 @@ template <bool kVec>
 __global__ void sgd_kernel(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ b, int64_t n,
                            SgdArgs a) {
   if (a.lr_at) a.lr = *a.lr_at;
+  if (a.step_at) a.first = *a.step_at == 1.0f;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   int64_t start = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   int64_t done = 0;

@@ -20,6 +20,7 @@ struct SgdArgs {
   float lr, momentum, damp, weight_decay, trust;  // damp = 1 - dampening
   bool nesterov, first, use_momentum;
   const float* lr_at;  // device memory to read lr from when the kernel runs; null: lr
+  const float* step_at;  // device memory holding the step count, deciding `first` when the kernel runs; or null
 };
 struct AdamArgs {
   float step_size, bc2_sqrt, beta1, beta2, eps, l2, shrink;

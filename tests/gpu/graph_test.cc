@@ -98,13 +98,12 @@ TEST_F(GpuTest, CapturedTrainingStepMatchesEagerSteps) {
     EXPECT_LE(relative_error(*graphed.params()[i], *eager.params()[i]), 1e-6) << "parameter " << i;
 }
 
-// SGD with momentum and bf16 parameters (f32 masters) through Optimizer::step, captured once; the learning
-// rate changes before every replay and the replays must follow it, as the eager twin does.
 // A captured optimizer step replayed across learning-rate changes against its eager twin (bf16 parameters
 // with f32 masters). Adam's capturable kernel makes its bias corrections in float from the device step count
-// where the eager one takes them from the host in double, hence `tol`.
+// where the eager one takes them from the host in double, hence `tol`. With `capture_first_step`, the graph
+// holds the very first step, where SGD's momentum buffer starts as the gradient: a replay must not restart it.
 template <typename Opt, typename Options>
-void captured_step_matches_eager(const Options& o, double tol) {
+void captured_step_matches_eager(const Options& o, double tol, bool capture_first_step = false) {
   const Device gpu = Device::cuda(0);
   auto make = [&](uint64_t seed) {
     return std::vector<NamedParameter>{
@@ -121,8 +120,10 @@ void captured_step_matches_eager(const Options& o, double tol) {
     mean(square(sub(linear(x, p[0].tensor, p[1].tensor).to(DType::F32), target))).backward();
     opt.step();
   };
-  step(eager, pe);  // warm-up, the momentum buffers' first step
-  step(graphed, pg);
+  if (!capture_first_step) {
+    step(eager, pe);  // warm-up, the momentum buffers' first step
+    step(graphed, pg);
+  }
   CudaGraph graph(0);
   graphed.set_lr(o.lr / 2);
   eager.set_lr(o.lr / 2);
@@ -142,6 +143,10 @@ void captured_step_matches_eager(const Options& o, double tol) {
 
 TEST_F(GpuTest, CapturedOptimizerStepFollowsTheLearningRate) {
   captured_step_matches_eager<Sgd>(SgdOptions{.lr = 0.1, .momentum = 0.9}, 0.0);
+}
+
+TEST_F(GpuTest, SgdStepCapturedAtTheFirstStepKeepsItsMomentum) {
+  captured_step_matches_eager<Sgd>(SgdOptions{.lr = 0.1, .momentum = 0.9}, 0.0, /*capture_first_step=*/true);
 }
 
 TEST_F(GpuTest, CapturedAdamStepFollowsTheLearningRateAndStepCount) {
