@@ -81,6 +81,16 @@ int main() {
     row("relu_dropout bwd bf16 16384x4096", 3 * hid,
         median_ms([&] { relu_dropout_backward_kernel()(g)(hg, hy, 0.1, hgx); }));
   }
+  {
+    // The sparse path's densify at 2 ranks of Transformer-big: each rank's tied-embedding gradient is every row
+    // of the 32768 x 1024 vocabulary plus its 16384 looked-up rows; the gathered 98304 rows are added into the
+    // f32 gradient. Bytes: values read, destination read and written once.
+    const int64_t vocab = 32768, d = 1024, n = 2 * (vocab + 16384);
+    Tensor idx = Tensor::uniform({n}, 0, static_cast<double>(vocab), gen, DType::F64).to(DType::I64).to(g);
+    Tensor vals = Tensor::uniform({n, d}, -1, 1, gen, DType::F32, g), dst = Tensor::zeros({vocab, d}, DType::F32, g);
+    row("index_add_rows f32 98304 rows into 32768x1024", 4.0 * d * (n + 2 * vocab),
+        median_ms([&] { index_add_rows_kernel()(g)(dst, idx, vals); }));
+  }
   for (DType t : {DType::BF16, DType::F32}) {
     const int64_t m = 8192;
     Tensor x = Tensor::uniform({1, m, m}, -1, 1, gen, t, g), y = Tensor::uniform({1, m, m}, -1, 1, gen, t, g);

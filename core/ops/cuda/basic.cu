@@ -1,6 +1,9 @@
 // CUDA kernels of the basic family: strided copy with dtype conversion, fill, counter-based random fill
-// (bit-identical uniform draws to the CPU's Generator), and atomic row scatter-add.
+// (bit-identical uniform draws to the CPU's Generator), and a deterministic row scatter-add.
 #include "core/ops/cuda/basic_launch.h"
+
+#include <cub/device/device_radix_sort.cuh>
+
 #include "core/ops/cuda/map_kernels.cuh"
 #include "core/ops/cuda/random.cuh"
 
@@ -52,43 +55,55 @@ __global__ void fill_random_kernel(T* out, bool normal, double a, double b, uint
   }
 }
 
-// 8-bit add by compare-and-swap on the containing 32-bit word (CUDA has no byte atomics).
-__device__ void atomic_add_u8(uint8_t* p, uint8_t v) {
-  auto* word = reinterpret_cast<unsigned int*>(reinterpret_cast<uintptr_t>(p) & ~uintptr_t{3});
-  const unsigned shift = (reinterpret_cast<uintptr_t>(p) & 3u) * 8u;
-  unsigned old = *word, assumed;
-  do {
-    assumed = old;
-    const unsigned byte = ((assumed >> shift) + v) & 0xffu;
-    old = atomicCAS(word, assumed, (assumed & ~(0xffu << shift)) | (byte << shift));
-  } while (assumed != old);
-}
-
-template <typename T>
-__device__ __forceinline__ void atomic_add(T* p, T v) {
-  if constexpr (std::is_same_v<T, uint8_t>) {
-    atomic_add_u8(p, v);
-  } else if constexpr (std::is_same_v<T, int64_t>) {
-    atomicAdd(reinterpret_cast<unsigned long long*>(p), static_cast<unsigned long long>(v));
-  } else {
-    atomicAdd(p, v);
+// Positions 0..n-1 (the sort's payload), and the out-of-range indices counted.
+__global__ void positions_kernel(int64_t* pos, const int64_t* idx, int64_t n, int64_t rows, int* bad) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+    pos[i] = i;
+    if (idx[i] < 0 || idx[i] >= rows) atomicAdd(bad, 1);
   }
 }
 
+// Over (sorted position i, column c), c fastest: the thread at the first position of a row's run adds the run's
+// values to dst in their input order, each add rounded as the CPU kernel rounds it.
 template <typename T>
-__global__ void index_add_rows_kernel(T* dst, const int64_t* idx, const T* values, int64_t n, int64_t width,
-                                      int64_t rows, int* bad) {
+__global__ void add_sorted_rows_kernel(T* dst, const int64_t* keys, const int64_t* order, const T* values, int64_t n,
+                                       int64_t width, int64_t rows) {
   const int64_t total = n * width;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += stride) {
     const int64_t i = e / width, c = e - i * width;
-    const int64_t r = idx[i];
-    if (r < 0 || r >= rows) {
-      if (c == 0) atomicAdd(bad, 1);
-      continue;
-    }
-    atomic_add(dst + r * width + c, values[e]);
+    const int64_t r = keys[i];
+    if ((i > 0 && keys[i - 1] == r) || r < 0 || r >= rows) continue;
+    T* out = dst + r * width + c;
+    T x = *out;
+    for (int64_t j = i; j < n && keys[j] == r; ++j)
+      x = convert<T>(convert<double>(x) + convert<double>(values[order[j] * width + c]));
+    *out = x;
   }
+}
+
+// The scratch of launch_index_add_rows: sorted keys, positions before and after the sort, the sort's own.
+struct IndexAddScratch {
+  int64_t *keys, *pos, *order;
+  void* sort_temp;
+  size_t sort_bytes;
+};
+
+size_t align_up(size_t bytes) { return (bytes + 255) / 256 * 256; }
+
+IndexAddScratch carve(void* scratch, int64_t n) {
+  IndexAddScratch s{};
+  const size_t column = align_up(static_cast<size_t>(n) * sizeof(int64_t));
+  auto* base = static_cast<char*>(scratch);
+  s.keys = reinterpret_cast<int64_t*>(base);
+  s.pos = reinterpret_cast<int64_t*>(base + column);
+  s.order = reinterpret_cast<int64_t*>(base + 2 * column);
+  s.sort_temp = base + 3 * column;
+  KOLO_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, s.sort_bytes, static_cast<const int64_t*>(nullptr),
+                                                  static_cast<int64_t*>(nullptr), static_cast<const int64_t*>(nullptr),
+                                                  static_cast<int64_t*>(nullptr), static_cast<int>(n)));
+  return s;
 }
 
 }  // namespace
@@ -136,13 +151,24 @@ void launch_fill_random(void* dst, DType dtype, bool normal, double a, double b,
   KOLO_CUDA_CHECK_LAUNCH();
 }
 
+size_t index_add_rows_scratch_bytes(int64_t n) {
+  const IndexAddScratch s = carve(nullptr, n);
+  return 3 * align_up(static_cast<size_t>(n) * sizeof(int64_t)) + s.sort_bytes;
+}
+
 void launch_index_add_rows(void* dst, DType dtype, const int64_t* idx, const void* values, int64_t n,
-                           int64_t width, int64_t rows, int* bad, cudaStream_t stream) {
+                           int64_t width, int64_t rows, int* bad, void* scratch, cudaStream_t stream) {
   if (n == 0 || width == 0) return;
+  IndexAddScratch s = carve(scratch, n);
+  positions_kernel<<<grid_for(n, kMapThreads), kMapThreads, 0, stream>>>(s.pos, idx, n, rows, bad);
+  KOLO_CUDA_CHECK_LAUNCH();
+  // Radix sort is stable: a row's values keep their input order.
+  KOLO_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(s.sort_temp, s.sort_bytes, idx, s.keys, s.pos, s.order,
+                                                  static_cast<int>(n), 0, 64, stream));
   dispatch_device_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
-    index_add_rows_kernel<<<grid_for(n * width, kMapThreads), kMapThreads, 0, stream>>>(
-        static_cast<T*>(dst), idx, static_cast<const T*>(values), n, width, rows, bad);
+    add_sorted_rows_kernel<<<grid_for(n * width, kMapThreads), kMapThreads, 0, stream>>>(
+        static_cast<T*>(dst), s.keys, s.order, static_cast<const T*>(values), n, width, rows);
   });
   KOLO_CUDA_CHECK_LAUNCH();
 }

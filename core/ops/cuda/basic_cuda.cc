@@ -1,4 +1,6 @@
 // Registers the CUDA implementations of the basic kernel slots (core/ops/kernels/basic.h).
+#include <limits>
+
 #include "core/device/cuda/cuda_check.h"
 #include "core/device/cuda/deferred_errors.h"
 #include "core/ops/cuda/basic_launch.h"
@@ -53,11 +55,13 @@ void cuda_index_add_rows(Tensor& dst, const Tensor& indices, const Tensor& value
   KOLO_CHECK(values.numel() == n * width, "index_add_rows: ", values.describe(), " for ", n, " indices of rows of ",
              width, " in ", dst.describe());
   if (n == 0 || width == 0) return;
+  KOLO_CHECK(n <= std::numeric_limits<int>::max(), "index_add_rows: ", n, " indices; at most 2^31 - 1 at once");
   // Out-of-range indices are counted on the device and reported at the next host synchronisation.
   int* bad = cuda::DeferredCheck::get("index_add_rows", ctx.device())
                  .arm(detail::concat("index_add_rows: indices out of range [0, ", rows, ") for ", dst.describe()));
+  cuda::DeviceScratch scratch(ctx.device(), cuda::index_add_rows_scratch_bytes(n));
   cuda::launch_index_add_rows(dst.data_ptr(), dst.dtype(), indices.data<int64_t>(), values.data_ptr(), n, width,
-                              rows, bad, ctx.stream());
+                              rows, bad, scratch.get(), ctx.stream());
 }
 
 }  // namespace
