@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
       ("lr", "learning rate per --lr_base_batch images (linear scaling rule)", cxxopts::value<double>()->default_value("0.1"))
       ("lr_base_batch", "global batch at which --lr applies", cxxopts::value<int64_t>()->default_value("256"))
       ("lr_schedule", "goyal|cosine|constant", cxxopts::value<std::string>()->default_value("goyal"))
-      ("warmup_epochs", "linear warmup epochs", cxxopts::value<double>()->default_value("0"))
+      ("warmup_epochs", "linear warmup epochs (goyal: from --lr up to the linearly scaled lr)", cxxopts::value<double>()->default_value("0"))
       ("decay_epochs", "goyal: epochs where lr drops x0.1", cxxopts::value<std::vector<int64_t>>()->default_value("30,60,80"))
       ("momentum", "SGD/LARS momentum", cxxopts::value<double>()->default_value("0.9"))
       ("weight_decay", "L2 weight decay (not on biases and batch-norm)", cxxopts::value<double>()->default_value("1e-4"))

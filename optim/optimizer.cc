@@ -17,9 +17,14 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups, double lr, double weight_de
       lr_(lr),
       default_weight_decay_(weight_decay) {
   KOLO_CHECK(lr >= 0 && std::isfinite(lr), kind_, ": learning rate must be finite and >= 0, got ", lr);
-  KOLO_CHECK(weight_decay >= 0, kind_, ": weight_decay must be >= 0, got ", weight_decay);
+  KOLO_CHECK(weight_decay >= 0 && std::isfinite(weight_decay), kind_, ": weight_decay must be finite and >= 0, got ",
+             weight_decay);
   for (size_t g = 0; g < groups_.size(); ++g) {
     ParamGroup& grp = groups_[g];
+    KOLO_CHECK(grp.lr_mult >= 0 && std::isfinite(grp.lr_mult), kind_, ": group ", g,
+               "'s lr_mult must be finite and >= 0, got ", grp.lr_mult);
+    KOLO_CHECK(!grp.weight_decay || (*grp.weight_decay >= 0 && std::isfinite(*grp.weight_decay)), kind_, ": group ", g,
+               "'s weight_decay must be finite and >= 0, got ", grp.weight_decay.value_or(0));
     std::vector<Tensor> tensors;
     for (size_t i = 0; i < grp.params.size(); ++i) {
       NamedParameter& p = grp.params[i];

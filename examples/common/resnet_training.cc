@@ -231,6 +231,7 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
   ScheduleFlags sf;
   sf.name = o.lr_schedule;
   sf.peak = of.lr;
+  sf.warmup_from = std::min(o.lr, of.lr);  // Goyal et al.: from the small-batch lr up to the scaled one
   sf.warmup_steps = static_cast<int64_t>(std::llround(o.warmup_epochs * steps_per_epoch));
   sf.total_steps = total_steps;
   sf.steps_per_epoch = steps_per_epoch;
@@ -275,7 +276,9 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
       batch->labels = batch->labels.to(device);
       staged = batch;
     }
-    inner->set_lr((*schedule)(step));
+    // The schedule counts updates applied (the optimizer's step count, checkpointed with it): an fp16 step skipped
+    // for overflow does not use up warmup. Update k+1 runs at schedule(k), as fairseq's and Hugging Face's.
+    inner->set_lr((*schedule)(inner->step_count()));
     meter.start_step();
     if (use_graph) {
       const Tensor images = staged ? batch->images : model_input(batch->images, device, dtype, o.channels_last);

@@ -44,6 +44,8 @@ std::unique_ptr<Optimizer> make_optimizer(const std::vector<NamedParameter>& par
 
 LrSchedulePtr make_schedule(const ScheduleFlags& f) {
   KOLO_CHECK(f.warmup_steps >= 0, "--warmup: ", f.warmup_steps, " steps must not be negative");
+  KOLO_CHECK(f.peak > 0 && std::isfinite(f.peak), "--lr: ", f.peak, " must be a positive number");
+  KOLO_CHECK(f.warmup_from >= 0, "lr warmup start ", f.warmup_from, " must not be negative");
   if (f.name == "inverse_sqrt") {
     KOLO_CHECK(f.warmup_steps > 0, "--lr_schedule inverse_sqrt needs warmup steps > 0");
     return warmup_inverse_sqrt(f.peak, f.warmup_steps);
@@ -59,11 +61,13 @@ LrSchedulePtr make_schedule(const ScheduleFlags& f) {
     std::vector<int64_t> boundaries;
     for (int64_t e : f.decay_epochs) boundaries.push_back(e * f.steps_per_epoch);
     LrSchedulePtr decay = step_decay(f.peak, boundaries, 0.1);
-    return f.warmup_steps > 0 ? linear_warmup(f.warmup_steps, decay, f.peak * 0.1) : decay;
+    return f.warmup_steps > 0 ? linear_warmup(f.warmup_steps, decay, f.warmup_from) : decay;
   }
   LrSchedulePtr after;
   if (f.name == "cosine") {
-    after = cosine_decay(f.peak, std::max<int64_t>(1, f.total_steps - f.warmup_steps));
+    KOLO_CHECK(f.warmup_steps < f.total_steps, "--lr_schedule cosine: ", f.warmup_steps, " warmup steps leave none of the ",
+               f.total_steps, " steps to decay over");
+    after = cosine_decay(f.peak, f.total_steps - f.warmup_steps);
   } else if (f.name == "constant") {
     after = constant_lr(f.peak);
   } else {

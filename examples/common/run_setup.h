@@ -38,6 +38,7 @@ std::unique_ptr<Optimizer> make_optimizer(const std::vector<NamedParameter>& par
 struct ScheduleFlags {
   std::string name = "constant";  // goyal | cosine | constant | step | inverse_sqrt | noam
   double peak = 0.1;              // base/peak lr (after the linear scaling rule, for images)
+  double warmup_from = 0;         // goyal: the lr warmup starts from (Goyal et al.: the small-batch lr, --lr)
   int64_t warmup_steps = 0;
   int64_t total_steps = 1;        // cosine: steps to decay over
   int64_t steps_per_epoch = 1;    // goyal: epoch boundaries

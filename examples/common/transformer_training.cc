@@ -263,7 +263,9 @@ TransformerRunResult run_transformer(Runtime& rt, const TransformerRunOptions& o
     profile.before_step(step);
     std::optional<data::TokenBatch> batch = loader.next();
     if (!batch) continue;
-    inner->set_lr((*schedule)(step));
+    // The schedule counts updates applied (the optimizer's step count, checkpointed with it): an fp16 step skipped
+    // for overflow does not use up warmup. Update k+1 runs at schedule(k), as fairseq's and Hugging Face's.
+    inner->set_lr((*schedule)(inner->step_count()));
     meter.start_step();
     opt.zero_grad();
     timeline.mark("FORWARD");

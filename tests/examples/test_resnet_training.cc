@@ -83,7 +83,7 @@ TEST(ResnetTraining, Bf16AndFp16FollowTheF32LossCurve) {
 TEST(ResnetTraining, ResumeGivesTheSameLossCurve) {
   ResnetRunOptions o = digits_options();
   o.width = 8;
-  o.lr_schedule = "goyal";  // depends on the step alone, so a resumed run sees the same rates
+  o.lr_schedule = "goyal";  // follows the updates applied, checkpointed with the optimizer: the same rates on resume
   o.warmup_epochs = 0.5;
   o.decay_epochs = {1};
   o.num_batches = 40;  // crosses an epoch boundary (23 steps per epoch) after the checkpoint

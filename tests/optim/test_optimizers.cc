@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <optional>
 
 #include "core/ops/elementwise.h"
 #include "core/ops/linalg.h"
@@ -143,6 +144,20 @@ TEST(Optimizer, GroupLrMultAndWeightDecay) {
   set_grad(a, {1});
   opt.step();
   expect_near(a, {0.8}, 1e-7);
+}
+
+TEST(Optimizer, RefusesNegativeOrNonFiniteGroupSettings) {
+  auto group = [](double lr_mult, std::optional<double> wd) {
+    ParamGroup g{{{"w", param({2})}}};
+    g.lr_mult = lr_mult;
+    g.weight_decay = wd;
+    return g;
+  };
+  EXPECT_THROW(Sgd({group(-1.0, std::nullopt)}, SgdOptions{}), Error);
+  EXPECT_THROW(Sgd({group(std::nan(""), std::nullopt)}, SgdOptions{}), Error);
+  EXPECT_THROW(Sgd({group(1.0, -5.0)}, SgdOptions{}), Error);
+  EXPECT_THROW(Adam({group(1.0, INFINITY)}, AdamOptions{}), Error);
+  EXPECT_NO_THROW(Sgd({group(0.0, 0.0)}, SgdOptions{}));  // a frozen group
 }
 
 TEST(Optimizer, GlobalNormClipping) {
