@@ -7,6 +7,7 @@
 #include <ostream>
 
 #include "core/device/device_backend.h"
+#include "core/util/error.h"
 
 namespace kolo::examples {
 
@@ -44,12 +45,10 @@ void ThroughputMeter::start_step() {
   if (!interval_open_) {
     interval_begin_ = step_begin_;
     interval_open_ = true;
-    // The previous progress line accounted every step, so nothing is pending: the interval's first step starts
-    // here on the device, not where the previous one ended (the line's host work is no step's).
-    if (!device_.is_cpu()) {
-      if (anchor_) spare_events_.push_back(std::move(anchor_));
-      anchor_ = recorded_event();
-    }
+  }
+  if (!device_.is_cpu()) {
+    if (started_) spare_events_.push_back(std::move(started_));
+    started_ = recorded_event();
   }
 }
 
@@ -58,7 +57,8 @@ void ThroughputMeter::end_step(int64_t local_items) {
     account(std::chrono::duration<double>(std::chrono::steady_clock::now() - step_begin_).count(), local_items);
     return;
   }
-  pending_.push_back({local_items, recorded_event()});
+  KOLO_CHECK(started_ != nullptr, "ThroughputMeter: end_step() without start_step()");
+  pending_.push_back({local_items, std::move(started_), recorded_event()});
   settle(/*wait=*/false);
 }
 
@@ -67,9 +67,9 @@ void ThroughputMeter::settle(bool wait) {
   while (!pending_.empty() && (wait || pending_.front().end->query())) {
     Pending step = std::move(pending_.front());
     pending_.pop_front();
-    const double seconds = step.end->elapsed_ms(*anchor_) / 1e3;
-    spare_events_.push_back(std::move(anchor_));
-    anchor_ = std::move(step.end);
+    const double seconds = step.end->elapsed_ms(*step.start) / 1e3;
+    spare_events_.push_back(std::move(step.start));
+    spare_events_.push_back(std::move(step.end));
     account(seconds, step.items);
   }
 }

@@ -7,10 +7,11 @@
 // set-up, allocator growth, first-touch page faults) are left out of the totals.
 //
 // On a GPU the host only launches a step's work and runs ahead, so host times would measure launches (a CUDA
-// graph replay "took" 1 ms of a 40 ms step). There each step ends with a timing event on the device's current
-// stream and lasts from the previous step's end event (the interval's first step: from an event recorded when
-// it started) to its own, as the device ran it. Steps are accounted once their event has completed, polled
-// without blocking, and all of them at each progress line and at drain().
+// graph replay "took" 1 ms of a 40 ms step). There a step lasts from a timing event recorded on the device's
+// current stream at start_step() to one recorded at end_step(), as the device ran it: queued behind the previous
+// step, the start event completes when that step's work does; host work between steps (a checkpoint, the data
+// loader) with the device idle is left out, as on the CPU. Steps are accounted once their end event has
+// completed, polled without blocking, and all of them at each progress line and at drain().
 #pragma once
 
 #include <chrono>
@@ -57,7 +58,7 @@ class ThroughputMeter {
  private:
   struct Pending {
     int64_t items;
-    std::unique_ptr<Event> end;
+    std::unique_ptr<Event> start, end;
   };
   void account(double seconds, int64_t local_items);
   // Accounts the pending GPU steps whose end event has completed; with `wait`, all of them.
@@ -68,7 +69,7 @@ class ThroughputMeter {
   int ranks_;
   int64_t warmup_steps_;
   Device device_;
-  std::unique_ptr<Event> anchor_;      // GPU: where the oldest pending step began on the device
+  std::unique_ptr<Event> started_;     // GPU: the start event of the step in progress
   std::deque<Pending> pending_;        // GPU: steps ended on the host, in order, not accounted yet
   std::vector<std::unique_ptr<Event>> spare_events_;
   std::chrono::steady_clock::time_point step_begin_;
