@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "core/util/error.h"
 #include "examples/common/precision.h"
 
 namespace kolo::examples {
@@ -17,7 +18,7 @@ inline void add_run_flags(cxxopts::Options& options, const std::string& display_
       ("bf16", "bfloat16 model and activations, f32 master weights in the optimizer")
       ("fp16", "float16 model and activations, f32 master weights, dynamic loss scaling")
       ("device", "cpu|cuda|cuda:N|auto", cxxopts::value<std::string>()->default_value("auto"))
-      ("display_every", "steps between progress lines", cxxopts::value<int64_t>()->default_value(display_every))
+      ("display_every", "steps between progress lines (0: none)", cxxopts::value<int64_t>()->default_value(display_every))
       ("checkpoint_dir", "where rank 0 writes checkpoints", cxxopts::value<std::string>()->default_value(""))
       ("checkpoint_every", "steps between checkpoints (0: at the end only)", cxxopts::value<int64_t>()->default_value("0"))
       ("resume", "continue from the newest checkpoint in --checkpoint_dir")
@@ -37,6 +38,11 @@ void read_run_flags(const cxxopts::ParseResult& a, RunOptions& o) {
   o.resume = a.count("resume") > 0;
   o.seed = a["seed"].as<uint64_t>();
   o.summary = a.count("summary") > 0;
+  KOLO_CHECK(o.display_every >= 0, "--display_every ", o.display_every, " must not be negative (0: no progress lines)");
+  KOLO_CHECK(o.checkpoint_every >= 0, "--checkpoint_every ", o.checkpoint_every,
+             " must not be negative (0: at the end only)");
+  KOLO_CHECK(!o.checkpoint_dir.empty() || (!o.resume && o.checkpoint_every == 0),
+             o.resume ? "--resume" : "--checkpoint_every", " needs --checkpoint_dir");
 }
 
 }  // namespace kolo::examples

@@ -78,6 +78,8 @@ int main(int argc, char** argv) {
     o.cuda_graph = a["cuda_graph"].as<std::string>();
     read_run_flags(a, o);
     const double target = a["target_accuracy"].as<double>();
+    KOLO_CHECK(target <= 0 || o.dataset != "synthetic",
+               "--target_accuracy needs a held-out set, and --dataset synthetic has none");
 
     Runtime rt;
     const ResnetRunResult r = run_resnet(rt, o);

@@ -35,7 +35,7 @@ int main(int argc, char** argv) {
       ("steps", "optimizer steps (overrides --epochs)", cxxopts::value<int64_t>()->default_value("0"))
       ("epochs", "epochs of the training set", cxxopts::value<double>()->default_value("0"))
       ("lr", "peak learning rate", cxxopts::value<double>()->default_value("5e-4"))
-      ("lr_schedule", "inverse_sqrt|noam|constant", cxxopts::value<std::string>()->default_value("inverse_sqrt"))
+      ("lr_schedule", "inverse_sqrt|noam|constant|cosine", cxxopts::value<std::string>()->default_value("inverse_sqrt"))
       ("warmup_steps", "linear warmup steps (0: none)", cxxopts::value<int64_t>()->default_value("4000"))
       ("optimizer", "adam (beta 0.9/0.98, eps 1e-9)", cxxopts::value<std::string>()->default_value("adam"))
       ("adam_beta2", "Adam beta2", cxxopts::value<double>()->default_value("0.98"))
@@ -87,7 +87,11 @@ int main(int argc, char** argv) {
 
     Runtime rt;
     const TransformerRunResult r = run_transformer(rt, o);
-    if (target > 0 && (r.diverged || r.bleu < target)) {
+    if (r.diverged) {
+      if (rt.rank() == 0)
+        std::cerr << "train_transformer: training diverged at step " << r.steps << " (non-finite loss)\n";
+      status = 3;
+    } else if (target > 0 && r.bleu < target) {
       if (rt.rank() == 0) std::cerr << "train_transformer: BLEU " << r.bleu << " is below the target " << target << "\n";
       status = 2;
     }

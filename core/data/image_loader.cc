@@ -10,9 +10,11 @@ ImageLoader::ImageLoader(std::shared_ptr<const ImageSource> source, ImageLoaderO
       pool_(std::make_unique<WorkerPool>(options.num_workers)) {
   KOLO_CHECK(source_ != nullptr, "ImageLoader: no source");
   KOLO_CHECK(options.batch_size > 0, "ImageLoader: batch_size ", options.batch_size, " must be positive");
-  KOLO_CHECK(batches_per_epoch() > 0 || source_->size() == 0, "ImageLoader: rank ", options.shard.rank,
+  // An exact shard (evaluation) may leave a rank nothing when there are fewer items than ranks.
+  const bool may_be_empty = !options.drop_last && options.shard.mode == ShardMode::kExact;
+  KOLO_CHECK(batches_per_epoch() > 0 || source_->size() == 0 || may_be_empty, "ImageLoader: rank ", options.shard.rank,
              " gets ", sampler_.items_per_rank(), " items, fewer than one batch of ", options.batch_size,
-             " (drop_last)");
+             options.drop_last ? " (drop_last)" : "");
 }
 
 // The prefetcher references pool_ and items_, so it has to stop first.

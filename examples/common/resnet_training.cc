@@ -227,6 +227,8 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
   const int64_t steps_per_epoch = loader.batches_per_epoch();
   const int64_t total_steps =
       o.num_batches > 0 ? o.num_batches : static_cast<int64_t>(std::llround(o.num_epochs * steps_per_epoch));
+  KOLO_CHECK(total_steps > 0, "--num_epochs ", o.num_epochs, " is less than one step of ", steps_per_epoch,
+             " per epoch");
 
   ScheduleFlags sf;
   sf.name = o.lr_schedule;

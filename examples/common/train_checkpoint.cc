@@ -72,6 +72,7 @@ std::string TrainCheckpointer::save(const models::Module& model, const Optimizer
   md["loader.index"] = std::to_string(pos.loader.index);
   md["seed"] = std::to_string(pos.seed);
   md["optimizer"] = optimizer.kind();
+  md["ranks"] = std::to_string(runtime_.size());
   if (scaler) {
     md["loss_scale"] = exact(scaler->scale());
     md["loss_scale.good_steps"] = std::to_string(scaler->good_steps());
@@ -84,11 +85,11 @@ std::optional<TrainPosition> TrainCheckpointer::resume(models::Module& model, Op
   if (!enabled()) return std::nullopt;
   NoGradGuard ng;
   // Header: found, step, loader epoch, loader index, seed (u64 carried bit-exactly in i64), loss scale
-  // (f64 bits; 0: none saved), its finite-step count, and whether every rank's generator states are saved
-  // for this many ranks.
+  // (f64 bits; 0: none saved), its finite-step count, whether every rank's generator states are saved
+  // for this many ranks, and the rank count that wrote it (0: not recorded).
   const int64_t generator_count = static_cast<int64_t>(generator_states(model).numel()) * runtime_.size();
   Tensor by_rank = Tensor::zeros({generator_count}, DType::I64);
-  std::vector<int64_t> header(8, 0);
+  std::vector<int64_t> header(9, 0);
   if (runtime_.rank() == 0) {
     if (auto latest = CheckpointManager(dir_, keep_last_).load_latest()) {
       const SafeTensors& st = latest->second;
@@ -111,7 +112,8 @@ std::optional<TrainPosition> TrainCheckpointer::resume(models::Module& model, Op
                 static_cast<int64_t>(std::stoull(meta(st, "seed"))),
                 0,
                 0,
-                0};
+                0,
+                st.metadata.count("ranks") ? std::stoll(meta(st, "ranks")) : 0};
       for (const auto& [name, t] : st.tensors)
         if (name == kGeneratorsByRank && t.numel() == generator_count && generator_count > 0) {
           by_rank.copy_(t);
@@ -123,7 +125,7 @@ std::optional<TrainPosition> TrainCheckpointer::resume(models::Module& model, Op
       }
     }
   }
-  Tensor h = Tensor::from_vector(header, {8});
+  Tensor h = Tensor::from_vector(header, {9});
   runtime_.broadcast_async(h, 0, "checkpoint.header").wait();
   header = h.to_vector<int64_t>();
   if (header[0] == 0) return std::nullopt;
@@ -131,6 +133,10 @@ std::optional<TrainPosition> TrainCheckpointer::resume(models::Module& model, Op
   KOLO_CHECK(static_cast<uint64_t>(header[4]) == seed, "--resume: the checkpoint in ", dir_,
              " was written with --seed ", static_cast<uint64_t>(header[4]), ", this run has --seed ", seed,
              " (data order would differ)");
+  // The loader position counts this rank's batches of its shard, and the global batch (so the scaled lr)
+  // follows the rank count: another count would resume elsewhere in the data, silently.
+  KOLO_CHECK(header[8] == 0 || header[8] == runtime_.size(), "--resume: the checkpoint in ", dir_, " was written by ",
+             header[8], " ranks, this run has ", runtime_.size(), "; resume with the same number of ranks");
   broadcast_module(runtime_, model, 0);
   broadcast_optimizer_state(runtime_, optimizer, 0);
   if (scaler && header[5] != 0) scaler->restore(std::bit_cast<double>(header[5]), header[6]);

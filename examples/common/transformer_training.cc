@@ -227,6 +227,9 @@ TransformerRunResult run_transformer(Runtime& rt, const TransformerRunOptions& o
   KOLO_CHECK(steps_per_epoch > 0, "rank ", rt.rank(), " gets no batch of ", o.tokens_per_rank, " tokens");
   const int64_t total_steps = o.steps > 0 ? o.steps : static_cast<int64_t>(std::llround(o.epochs * steps_per_epoch));
 
+  KOLO_CHECK(total_steps > 0, "--epochs ", o.epochs, " is less than one step of ", steps_per_epoch, " per epoch");
+  // goyal's epochs of images do not apply to token batches.
+  KOLO_CHECK(o.lr_schedule != "goyal", "--lr_schedule goyal is for images; expected inverse_sqrt, noam, constant or cosine");
   ScheduleFlags sf;
   sf.name = o.lr_schedule;
   sf.peak = o.lr;
@@ -301,7 +304,8 @@ TransformerRunResult run_transformer(Runtime& rt, const TransformerRunOptions& o
          << precision.loss_scale() << "\n";
   const double global_tokens = metric_average(rt, static_cast<double>(meter.measured_local_items()), "train.tokens") * rt.size();
   result.tokens_per_sec = meter.total_rate(static_cast<int64_t>(std::llround(global_tokens)));
-  if (log) meter.print_total(*log, result.tokens_per_sec);
+  // A diverged run has no throughput to report (scripts read the total line as a good run's figure).
+  if (log && !result.diverged) meter.print_total(*log, result.tokens_per_sec);
   if (log) print_device_memory(*log, device);
   if (!result.diverged) {
     result.bleu = evaluate_bleu(rt, model, corpus, o, device, log);

@@ -2,6 +2,7 @@
 // resumed run reproducing the uninterrupted run's loss curve.
 #include <gtest/gtest.h>
 
+#include "core/io/checkpoint.h"
 #include "examples/common/resnet_training.h"
 #include "tests/examples/test_util.h"
 
@@ -77,6 +78,35 @@ TEST(ResnetTraining, Bf16AndFp16FollowTheF32LossCurve) {
   for (size_t i = 0; i < f32.losses.size(); ++i) {
     EXPECT_NEAR(bf16.losses[i], f32.losses[i], 0.05 * f32.losses[i]) << "bf16 step " << i;
     EXPECT_NEAR(fp16.losses[i], f32.losses[i], 0.10 * f32.losses[i]) << "fp16 step " << i;
+  }
+}
+
+// A checkpoint written by another number of ranks: its loader position counts another shard's batches and its
+// global batch differs, so every rank refuses it together (nothing overwritten, no rank left waiting).
+TEST(ResnetTraining, ResumeRefusesACheckpointOfAnotherRankCount) {
+  ResnetRunOptions o = digits_options();
+  o.width = 8;
+  o.num_batches = 2;
+  o.lr_schedule = "constant";
+  o.warmup_epochs = 0;
+  o.print = false;
+  kolo::testing::ScratchDir dir("resnet_ranks");
+  o.checkpoint_dir = dir.path();
+  run_resnet(*g_runtime, o);
+  if (g_runtime->rank() == 0) {  // the same checkpoint as if written by one rank more
+    CheckpointManager manager(dir.path(), 3);
+    auto latest = manager.load_latest();
+    ASSERT_TRUE(latest.has_value());
+    latest->second.metadata["ranks"] = std::to_string(g_runtime->size() + 1);
+    manager.save(latest->first + 1, latest->second.tensors, latest->second.metadata);
+  }
+  o.num_batches = 4;
+  o.resume = true;
+  try {
+    run_resnet(*g_runtime, o);
+    ADD_FAILURE() << "resumed a checkpoint of another rank count";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("resume with the same number of ranks"), std::string::npos) << e.what();
   }
 }
 
