@@ -164,13 +164,15 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
   KOLO_CHECK(o.batch_size > 0, "--batch_size must be positive, got ", o.batch_size);
   KOLO_CHECK(o.num_batches > 0 || o.num_epochs > 0, "give --num_batches or --num_epochs");
 
-  // Synthetic data needs only as many distinct images as one run visits (or one epoch of 50 batches).
-  const int64_t synthetic_size = o.batch_size * rt.size() * std::max<int64_t>(o.num_batches, 50);
+  // Synthetic data: epochs of 50 batches per rank, whatever the run's length, so that a longer or resumed run
+  // sees the same images.
+  const int64_t synthetic_size = o.batch_size * rt.size() * 50;
   ImageData images = load_images(o, synthetic_size);
   const data::ImageSpec spec = images.train->spec();
 
-  KOLO_CHECK(o.model.rfind("resnet", 0) == 0 && o.model.size() > 6, "--model '", o.model,
-             "': expected resnet18, resnet34, resnet50, resnet101 or resnet152");
+  KOLO_CHECK(o.model.rfind("resnet", 0) == 0 && o.model.size() > 6 && o.model.size() <= 9 &&
+                 o.model.find_first_not_of("0123456789", 6) == std::string::npos,
+             "--model '", o.model, "': expected resnet18, resnet34, resnet50, resnet101 or resnet152");
   models::ResNetConfig cfg = models::resnet_config(std::stoi(o.model.substr(6)));
   cfg.num_classes = o.num_classes > 0 ? o.num_classes : images.train->num_classes();
   cfg.in_channels = spec.channels;
@@ -266,6 +268,12 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
   if (log) meter.print_header(*log);
   LossLog losses;
   std::optional<data::ImageBatch> staged;
+  if (stage_synthetic) {  // the first batch of the first epoch, whatever position a resume left the loader at
+    staged = data::ImageLoader(images.train, lo).next();
+    KOLO_CHECK(staged.has_value(), "no synthetic batch to stage");
+    staged->images = model_input(staged->images, device, dtype, o.channels_last);
+    staged->labels = staged->labels.to(device);
+  }
   StepProfile profile(step, total_steps, device);
   StepTimeline timeline(rt, device);
   precision.set_phase_marker([&timeline](const char* phase) { timeline.mark(phase); });
@@ -273,11 +281,6 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
     profile.before_step(step);
     std::optional<data::ImageBatch> batch = staged ? staged : loader.next();
     if (!batch) continue;  // end of an epoch; the next call starts the following one
-    if (stage_synthetic && !staged) {
-      batch->images = model_input(batch->images, device, dtype, o.channels_last);
-      batch->labels = batch->labels.to(device);
-      staged = batch;
-    }
     // The schedule counts updates applied (the optimizer's step count, checkpointed with it): an fp16 step skipped
     // for overflow does not use up warmup. Update k+1 runs at schedule(k), as fairseq's and Hugging Face's.
     inner->set_lr((*schedule)(inner->step_count()));
