@@ -244,10 +244,12 @@ def cmd_sweep(args):
     threads_list = parse_int_list(args.threads, "--threads") if args.threads else [None]
     if args.threads is None and "{threads}" in args.command:
         raise StudyError("--command uses {threads} but no --threads list was given")
+    if args.threads is not None and "{threads}" not in args.command:
+        raise StudyError("--threads was given but --command has no {threads}: every series would run the same command")
     points = plan_points(args.mode, ranks_list, args.batch, threads_list)
     os.makedirs(args.out, exist_ok=True)
 
-    rows = []
+    rows, failed = [], []
     started = time.monotonic()
     for index, point in enumerate(points, 1):
         command = render_command(args.command, point)
@@ -255,18 +257,23 @@ def cmd_sweep(args):
             "" if point["threads"] is None else f" threads={point['threads']}")
         print(f"[{label}] {command}", flush=True)
         values, seconds, unit, extra_values = [], 0.0, None, {}
-        for _ in range(args.repeat):
-            output, took = run_point(command, label, args.timeout, args.verbose)
-            seconds += took
-            found = parse_throughput(output, args.metric)
-            if found is None:
-                wanted = "images or tokens" if args.metric == "auto" else args.metric
-                tail = "".join(output.splitlines(True)[-20:])
-                raise StudyError(f"{label}: no 'total {wanted}/sec: N' line in the output of {command}\n"
-                                 f"--- last output ---\n{tail}")
-            unit = found[0]
-            values.append(found[1])
-            extra_values = parse_extra_metrics(output, extras)
+        try:
+            for _ in range(args.repeat):
+                output, took = run_point(command, label, args.timeout, args.verbose)
+                seconds += took
+                found = parse_throughput(output, args.metric)
+                if found is None:
+                    wanted = "images or tokens" if args.metric == "auto" else args.metric
+                    tail = "".join(output.splitlines(True)[-20:])
+                    raise StudyError(f"{label}: no 'total {wanted}/sec: N' line in the output of {command}\n"
+                                     f"--- last output ---\n{tail}")
+                unit = found[0]
+                values.append(found[1])
+                extra_values = parse_extra_metrics(output, extras)
+        except StudyError as err:  # the other points still run and are written; the sweep fails at the end
+            print(f"scaling_study: {err}", file=sys.stderr, flush=True)
+            failed.append(label)
+            continue
         row = dict(point, name=args.name, mode=args.mode, unit=unit, throughput=statistics.median(values),
                    seconds=seconds / args.repeat, repeats=args.repeat, **extra_values)
         rows.append(row)
@@ -275,6 +282,8 @@ def cmd_sweep(args):
         print(f"[{label}] {row['throughput']:.2f} {unit}/sec in {row['seconds']:.1f}s; "
               f"sweep {elapsed:.0f}s elapsed, ETA {eta:.0f}s", flush=True)
 
+    if not rows:
+        raise StudyError(f"every point failed: {', '.join(failed)}")
     add_derived(rows)
     csv_path = os.path.join(args.out, f"{args.name}.csv")
     with open(csv_path, "w", newline="") as f:
@@ -285,6 +294,9 @@ def cmd_sweep(args):
     print(f"\n{args.name}: {args.mode} scaling, {'per-rank' if args.mode == 'weak' else 'global'} batch "
           f"{args.batch}\n{format_table(rows, extra_names)}\n\nwrote {csv_path}")
     plot_sweep(rows, args.out, args.name, args.mode)
+    if failed:
+        raise StudyError(f"{len(failed)} of {len(points)} points failed ({', '.join(failed)}); the others are in "
+                         f"{csv_path}, speedups against the smallest rank count that ran")
     return 0
 
 

@@ -14,6 +14,7 @@ parser.add_argument("--batch", type=int, required=True)
 parser.add_argument("--unit", default="images")
 parser.add_argument("--threads", type=int, default=1)
 parser.add_argument("--fail", action="store_true")
+parser.add_argument("--fail-at", type=int, default=0, help="fail only when run with this many ranks")
 parser.add_argument("--no-total", action="store_true")
 parser.add_argument("--hang", action="store_true")
 args = parser.parse_args()
@@ -25,7 +26,7 @@ for step in (10, 20):
 if args.hang:
     sys.stdout.flush()
     time.sleep(60)
-if args.fail:
+if args.fail or args.fail_at == args.ranks:
     print("simulated crash", file=sys.stderr)
     sys.exit(7)
 print(f"time to accuracy: {100.0 / args.ranks:.1f}")

@@ -136,6 +136,20 @@ class Sweeps(unittest.TestCase):
         rows = read_csv(os.path.join(self.out, "k.csv"))
         self.assertAlmostEqual(float(rows[1]["throughput"]), 160.0 * 2 * 0.9, places=2)
 
+    def test_a_failed_point_leaves_the_others(self):
+        r = run("sweep", "--mode", "weak", "--ranks", "1,2,4", "--batch", "8", "--out", self.out, "--name", "part",
+                "--command", f"{FAKE} --ranks {{ranks}} --batch {{batch}} --fail-at 2")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("simulated crash", r.stderr)
+        self.assertIn("1 of 3 points failed (2/3 ranks=2)", r.stderr)
+        rows = read_csv(os.path.join(self.out, "part.csv"))
+        self.assertEqual([int(x["ranks"]) for x in rows], [1, 4])
+        self.assertAlmostEqual(float(rows[1]["efficiency"]), 0.75, places=4)
+        r = run("sweep", "--mode", "weak", "--ranks", "1", "--batch", "8", "--threads", "1,2", "--out", self.out,
+                "--command", f"{FAKE} --ranks {{ranks}} --batch {{batch}}")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--command has no {threads}", r.stderr)
+
     def test_failures_are_reported(self):
         r = run("sweep", "--mode", "weak", "--ranks", "1", "--batch", "8", "--out", self.out,
                 "--command", f"{FAKE} --ranks {{ranks}} --batch {{batch}} --fail")
