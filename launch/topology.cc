@@ -1,10 +1,12 @@
 // CPU topology detection for kolorun, split into a pure /proc/cpuinfo parser and the reads of this machine.
 #include "launch/topology.h"
 
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -71,6 +73,47 @@ CpuTopology parse_cpuinfo(std::string_view text) {
   return topo;
 }
 
+int parse_cgroup_cpu_max(std::string_view text) {
+  std::istringstream in{std::string(text)};
+  std::string quota;
+  double period = 0;
+  if (!(in >> quota >> period) || quota == "max" || period <= 0) return 0;
+  try {
+    const double q = std::stod(quota);
+    return q > 0 ? static_cast<int>(std::ceil(q / period)) : 0;
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+CpuTopology limited_to(CpuTopology topo, int cpus) {
+  if (cpus <= 0 || cpus >= topo.logical_cpus) return topo;
+  topo.cores = std::max(1, static_cast<int>(static_cast<int64_t>(cpus) * topo.cores / topo.logical_cpus));
+  topo.logical_cpus = cpus;
+  return topo;
+}
+
+namespace {
+
+// The CPUs this process may run on: its affinity mask, and the cgroup v2 quota of its cgroup (0: no limit).
+int usable_cpus() {
+  int cpus = 0;
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) cpus = CPU_COUNT(&set);
+  std::ifstream cgroup("/proc/self/cgroup");
+  std::string line, path = "/";
+  while (std::getline(cgroup, line))
+    if (line.rfind("0::", 0) == 0) path = line.substr(3);
+  std::ifstream max_file("/sys/fs/cgroup" + (path == "/" ? std::string() : path) + "/cpu.max");
+  std::ostringstream text;
+  if (max_file) text << max_file.rdbuf();
+  const int quota = parse_cgroup_cpu_max(text.str());
+  if (quota > 0) cpus = cpus > 0 ? std::min(cpus, quota) : quota;
+  return cpus;
+}
+
+}  // namespace
+
 CpuTopology detect_local_topology() {
   CpuTopology topo;
   std::ifstream in("/proc/cpuinfo");
@@ -92,7 +135,7 @@ CpuTopology detect_local_topology() {
     }
   }
   topo.numa_nodes = std::max(1, nodes);
-  return topo;
+  return limited_to(topo, usable_cpus());
 }
 
 }  // namespace kolo::launch

@@ -17,8 +17,19 @@ struct CpuTopology {
 // Text with no "processor" line is a kolo::Error.
 CpuTopology parse_cpuinfo(std::string_view text);
 
+// Parses a cgroup v2 cpu.max ("max 100000" or "<quota> <period>"): the CPUs the quota amounts to, rounded up;
+// 0 when unlimited or unreadable.
+int parse_cgroup_cpu_max(std::string_view text);
+
+// `topo` restricted to `cpus` usable logical CPUs (an affinity mask or a CPU quota, as in a container): fewer
+// logical CPUs, and cores in the machine's proportion of cores to logical CPUs (at least one). Unchanged when
+// `cpus` is not below the machine's count.
+CpuTopology limited_to(CpuTopology topo, int cpus);
+
 // Reads this machine: /proc/cpuinfo, falling back to sysconf(_SC_NPROCESSORS_ONLN) when it is unreadable;
-// NUMA nodes from /sys/devices/system/node. Never throws.
+// NUMA nodes from /sys/devices/system/node; then limited to this process's affinity mask and its cgroup's CPU
+// quota (docker --cpuset-cpus / --cpus, Kubernetes limits, taskset), so ranks and threads are planned for the
+// CPUs the job may use. Never throws.
 CpuTopology detect_local_topology();
 
 }  // namespace kolo::launch

@@ -1,4 +1,5 @@
-// /proc/cpuinfo parsing: cores are (socket, core id) pairs, hyperthreads are not cores.
+// /proc/cpuinfo parsing: cores are (socket, core id) pairs, hyperthreads are not cores; the plan is limited to
+// the CPUs an affinity mask or a cgroup quota leaves.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -44,6 +45,24 @@ TEST(Topology, WithoutCoreIdsEveryProcessorIsACore) {
 TEST(Topology, TextWithoutProcessorsIsAnError) {
   EXPECT_THROW(parse_cpuinfo(""), Error);
   EXPECT_THROW(parse_cpuinfo("garbage\nmore: garbage\n"), Error);
+}
+
+TEST(Topology, CgroupCpuMaxIsRoundedUpToCpus) {
+  EXPECT_EQ(parse_cgroup_cpu_max("max 100000\n"), 0);
+  EXPECT_EQ(parse_cgroup_cpu_max("200000 100000\n"), 2);
+  EXPECT_EQ(parse_cgroup_cpu_max("150000 100000\n"), 2);  // --cpus 1.5 may still use two CPUs part-time
+  EXPECT_EQ(parse_cgroup_cpu_max(""), 0);
+  EXPECT_EQ(parse_cgroup_cpu_max("garbage"), 0);
+}
+
+TEST(Topology, LimitedToAnAffinityMaskOrQuota) {
+  const CpuTopology machine{.logical_cpus = 16, .cores = 8, .sockets = 2, .numa_nodes = 2};
+  const CpuTopology four = limited_to(machine, 4);  // taskset -c 0-3 on a 2-way SMT machine
+  EXPECT_EQ(four.logical_cpus, 4);
+  EXPECT_EQ(four.cores, 2);
+  EXPECT_EQ(limited_to(machine, 1).cores, 1);
+  EXPECT_EQ(limited_to(machine, 0).cores, 8);   // unknown: the machine
+  EXPECT_EQ(limited_to(machine, 32).cores, 8);  // not below the machine's count
 }
 
 TEST(Topology, ThisMachineHasAtLeastOneCore) {
