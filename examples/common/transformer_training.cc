@@ -49,7 +49,11 @@ data::BpeTokenizer learn_or_load_bpe(Runtime& rt, const TransformerRunOptions& o
                                      const std::vector<data::SentencePair>& train, std::ostream* log) {
   if (!o.bpe_vocab.empty() && std::filesystem::exists(o.bpe_vocab)) {
     rt.barrier_async().wait();  // every rank passes here together whichever branch it takes
-    return data::BpeTokenizer::load(o.bpe_vocab);
+    data::BpeTokenizer bpe = data::BpeTokenizer::load(o.bpe_vocab);
+    if (log)
+      *log << "BPE: loaded " << o.bpe_vocab << " (" << bpe.num_merges() << " merges, vocabulary " << bpe.vocab_size()
+           << "); --bpe_size applies only when it is learned: delete the file to learn it again\n";
+    return bpe;
   }
   std::vector<std::string> texts;
   for (const auto& p : train) {
@@ -66,7 +70,9 @@ data::BpeTokenizer learn_or_load_bpe(Runtime& rt, const TransformerRunOptions& o
 
 Corpus load_corpus(Runtime& rt, const TransformerRunOptions& o, std::ostream* log) {
   Corpus c;
+  KOLO_CHECK(o.beam_size >= 1, "--beam_size ", o.beam_size, " must be at least 1 (1: greedy)");
   if (o.dataset == "synthetic" || o.dataset == "copy" || o.dataset == "reverse") {
+    KOLO_CHECK(o.test_sentences > 0, "--test_sentences ", o.test_sentences, " must be positive");
     const auto task = o.dataset == "copy"      ? data::SyntheticTask::kCopy
                       : o.dataset == "reverse" ? data::SyntheticTask::kReverse
                                                : data::SyntheticTask::kRandom;
