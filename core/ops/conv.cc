@@ -155,6 +155,7 @@ void check_batch_norm_args(const char* op, const Tensor& x_in, const Tensor& wei
   KOLO_CHECK(is_floating(x_in.dtype()), op, ": input must be floating, got ", x_in.describe());
   const int64_t cdim = channels_last ? x_in.dim() - 1 : 1;
   const int64_t c = x_in.size(cdim);
+  KOLO_CHECK(c > 0, op, ": input has no channels: ", x_in.describe());
   for (const Tensor* p : {&weight, &bias}) {
     if (!p->defined()) continue;
     KOLO_CHECK(p->dim() == 1 && p->size(0) == c && p->dtype() == x_in.dtype() && p->device() == x_in.device(),

@@ -1,6 +1,9 @@
 // Elementwise ops: forward through the kernel slots, backward recorded next to each forward.
 #include "core/ops/elementwise.h"
 
+#include <algorithm>
+#include <vector>
+
 #include "core/autograd/grad_mode.h"
 #include "core/autograd/node.h"
 #include "core/ops/kernels/elementwise.h"
@@ -52,6 +55,7 @@ Tensor Tensor::expand(const Shape& shp) const {
   const size_t lead = shp.size() - shape().size();
   Shape st(shp.size(), 0);
   for (size_t i = 0; i < shp.size(); ++i) {
+    KOLO_CHECK(shp[i] >= 0, "expand: ", describe(), " to negative size ", shape_str(shp));
     if (i < lead) continue;
     const int64_t d = shape()[i - lead];
     KOLO_CHECK(d == shp[i] || d == 1, "expand: ", describe(), " cannot expand to ", shape_str(shp));
@@ -106,6 +110,12 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
+  // Integer division by zero kills a CPU process (SIGFPE) and gives garbage on a GPU.
+  if (!is_floating(result_dtype(a, b, "div"))) {
+    const std::vector<int64_t> divisor = b.to(Device::cpu()).to_vector<int64_t>();
+    KOLO_CHECK(std::find(divisor.begin(), divisor.end(), 0) == divisor.end(), "div: integer division by zero (",
+               a.describe(), " / ", b.describe(), ")");
+  }
   Tensor out = binary_forward(BinaryOp::Div, a, b, "div");
   const bool ga = a.requires_grad(), gb = b.requires_grad();
   Tensor ad = a.detach(), bd = b.detach(), od = out.detach();

@@ -1,6 +1,8 @@
 // Concatenation and stacking (backward slices the gradient back apart), row scatter-add.
 #include "core/ops/shape_ops.h"
 
+#include <algorithm>
+
 #include "core/autograd/grad_mode.h"
 #include "core/autograd/node.h"
 #include "core/ops/kernels/basic.h"
@@ -55,8 +57,10 @@ Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
 void index_add_rows_(Tensor& y, const Tensor& indices, const Tensor& values) {
   KOLO_CHECK(y.device() == indices.device() && y.device() == values.device(), "index_add_rows_: device mismatch");
   KOLO_CHECK(indices.dtype() == DType::I64, "index_add_rows_: indices must be i64, got ", indices.describe());
-  KOLO_CHECK(values.dim() == y.dim() && values.size(0) == indices.numel(), "index_add_rows_: values ",
-             values.describe(), " do not match ", indices.numel(), " indices into ", y.describe());
+  KOLO_CHECK(indices.dim() == 1, "index_add_rows_: indices must be 1-d, got ", indices.describe());
+  KOLO_CHECK(y.dim() >= 1 && values.dim() == y.dim() && values.size(0) == indices.numel() &&
+                 std::equal(values.shape().begin() + 1, values.shape().end(), y.shape().begin() + 1),
+             "index_add_rows_: values ", values.describe(), " are not ", indices.numel(), " rows of ", y.describe());
   Tensor v = values.dtype() == y.dtype() ? values.contiguous() : values.to(y.dtype()).contiguous();
   index_add_rows_kernel()(y.device())(y, indices.contiguous(), v);
 }

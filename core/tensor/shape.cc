@@ -34,8 +34,8 @@ std::string shape_str(const Shape& s) {
 
 int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op) {
   const int64_t d = dim < 0 ? dim + ndim : dim;
-  KOLO_CHECK(d >= 0 && d < std::max<int64_t>(ndim, 1), op, ": dimension ", dim, " out of range for a ",
-             ndim, "-d tensor");
+  // A 0-d tensor has no dimension to name (its callers index the shape with the result).
+  KOLO_CHECK(d >= 0 && d < ndim, op, ": dimension ", dim, " out of range for a ", ndim, "-d tensor");
   return d;
 }
 

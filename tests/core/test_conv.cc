@@ -351,3 +351,16 @@ TEST(ConvErrors, BadInputNamesOpAndShapes) {
   expect_error([&] { max_pool2d(Tensor::zeros({1, 1, 4, 4}), p); }, {"max_pool2d", "padding"});
   expect_error([&] { avg_pool2d(Tensor::zeros({4, 4}), Pool2dOptions{}); }, {"avg_pool2d", "4-D"});
 }
+
+// An evaluation shard of no images (a held-out set smaller than the ranks): eval-mode batch norm of an empty
+// batch is an empty output, not a division by zero.
+TEST(ConvReference, BatchNormOfAnEmptyBatchInEvalMode) {
+  Tensor mean = Tensor::zeros({3}), var = Tensor::ones({3});
+  for (bool channels_last : {false, true}) {
+    Tensor x = channels_last ? Tensor::zeros({0, 4, 4, 3}) : Tensor::zeros({0, 3, 4, 4});
+    Tensor y = batch_norm(x, Tensor::ones({3}), Tensor::zeros({3}), mean, var, /*training=*/false, 0.1, 1e-5,
+                          channels_last);
+    EXPECT_EQ(y.shape(), x.shape());
+  }
+  EXPECT_THROW(batch_norm(Tensor::zeros({2, 0, 4}), Tensor(), Tensor(), mean, var, false, 0.1, 1e-5, false), Error);
+}

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "core/ops/elementwise.h"
 #include "core/ops/reduce.h"
@@ -89,4 +90,47 @@ TEST(Elementwise, HalfPrecisionComputesInFloat) {
   EXPECT_NEAR(mul(b, b).to_vector<float>()[0], 0.01f, 1e-4);
   EXPECT_TRUE(all_finite(a));
   EXPECT_FALSE(all_finite(div(Tensor::ones({2}), Tensor::zeros({2}))));
+}
+
+// NaN and infinities as PyTorch treats them (a NaN stays visible to the non-finite checks), integer division's
+// traps, and the shapes that used to crash: dimension 0 of a 0-d tensor, rows of the wrong width.
+TEST(Elementwise, NonFiniteAndIntegerEdgeCases) {
+  const double nan = std::nan(""), inf = INFINITY;
+  auto v = [](const Tensor& t) { return t.to_vector<double>(); };
+  Tensor a = Tensor::from_vector<double>({nan, 1}, {2}), b = Tensor::from_vector<double>({1, nan}, {2});
+  for (const auto& r : {v(maximum(a, b)), v(minimum(a, b)), v(maximum(b, a))}) {
+    EXPECT_TRUE(std::isnan(r[0]));
+    EXPECT_TRUE(std::isnan(r[1]));
+  }
+  EXPECT_TRUE(std::isnan(v(relu(Tensor::from_vector<double>({nan}, {1})))[0]));
+  EXPECT_EQ(argmax(Tensor::from_vector<double>({1, nan, 0}, {1, 3}), 1).to_vector<int64_t>()[0], 1);
+  EXPECT_EQ(v(amax(Tensor::from_vector<double>({-inf, -inf}, {1, 2}), 1))[0], -inf);
+
+  Tensor num = Tensor::from_vector<int64_t>({1, 2}, {2});
+  EXPECT_THROW(div(num, Tensor::from_vector<int64_t>({0, 1}, {2})), Error);
+  const int64_t lowest = std::numeric_limits<int64_t>::min();
+  EXPECT_EQ(div(Tensor::from_vector<int64_t>({lowest}, {1}), Tensor::from_vector<int64_t>({-1}, {1}))
+                .to_vector<int64_t>()[0],
+            lowest);  // wraps, as two's complement, instead of trapping
+
+  const Tensor scalar = Tensor::scalar(3.0);
+  EXPECT_THROW(scalar.size(0), Error);
+  EXPECT_THROW(sum(scalar, {0}), Error);
+  EXPECT_THROW(cat({scalar, scalar}, 0), Error);
+  EXPECT_THROW(Tensor::ones({3}).expand({-1, 3}), Error);
+
+  Tensor y = Tensor::zeros({4, 4});
+  EXPECT_THROW(index_add_rows_(y, Tensor::from_vector<int64_t>({0, 1}, {2}), Tensor::ones({2, 5})), Error);
+  EXPECT_THROW(index_add_rows_(y, Tensor::from_vector<int64_t>({0, 1}, {2}), Tensor::ones({2, 3})), Error);
+}
+
+// A bf16 row added to many times is summed in double and rounded once: rounding after every add stalled
+// 1000 x 0.001 at 0.5 (0.5 + 0.001 rounds back to 0.5 in bf16).
+TEST(Elementwise, IndexAddRowsRoundsOnceInHalfPrecision) {
+  Tensor y = Tensor::zeros({2, 3}, DType::BF16);
+  Tensor idx = Tensor::zeros({1000}, DType::I64);
+  index_add_rows_(y, idx, Tensor::full({1000, 3}, 0.001, DType::BF16));
+  const auto got = y.to_vector<float>();
+  for (int c = 0; c < 3; ++c) EXPECT_EQ(got[c], 1.0f) << c;  // bf16(1000 x bf16(0.001) = 0.99945)
+  for (int c = 3; c < 6; ++c) EXPECT_EQ(got[c], 0.0f) << c;
 }

@@ -1,5 +1,9 @@
 // CPU implementations of the basic kernels (copy/convert, fill, random fill, row scatter-add).
+#include <algorithm>
 #include <cstring>
+#include <numeric>
+#include <type_traits>
+#include <vector>
 
 #include "core/ops/cpu/strided.h"
 #include "core/ops/kernels/basic.h"
@@ -88,16 +92,33 @@ void cpu_index_add_rows(Tensor& dst, const Tensor& indices, const Tensor& values
   for (int64_t i = 0; i < n; ++i)
     KOLO_CHECK(idx[i] >= 0 && idx[i] < rows, "index_add_rows: index ", idx[i], " out of range [0, ", rows,
                ") for ", dst.describe());
+  // Positions grouped by row, each row's in input order (a stable sort). A row's values are summed in double
+  // (integers: int64) onto its old value and rounded once, so a bf16 embedding row looked up a thousand times
+  // keeps its gradient; the CUDA kernel sums in the same order with the same arithmetic, bit for bit.
+  std::vector<int64_t> order(n), runs;
+  std::iota(order.begin(), order.end(), int64_t{0});
+  std::stable_sort(order.begin(), order.end(), [idx](int64_t a, int64_t b) { return idx[a] < idx[b]; });
+  for (int64_t i = 0; i < n; ++i)
+    if (i == 0 || idx[order[i]] != idx[order[i - 1]]) runs.push_back(i);
+  runs.push_back(n);
   dispatch_dtype(dst.dtype(), [&](auto tag) {
     using T = decltype(tag);
+    using Sum = std::conditional_t<std::is_integral_v<T>, int64_t, double>;
     T* d = static_cast<T*>(dst.data_ptr());
     const T* v = static_cast<const T*>(values.data_ptr());
-    // Parallel over columns so that duplicate row indices never race.
-#pragma omp parallel for schedule(static) if (n * width > 65536)
-    for (int64_t c = 0; c < width; ++c) {
-      for (int64_t i = 0; i < n; ++i) {
-        T& x = d[idx[i] * width + c];
-        x = convert<T>(static_cast<double>(convert<double>(x)) + convert<double>(v[i * width + c]));
+    const int64_t num_runs = static_cast<int64_t>(runs.size()) - 1;
+#pragma omp parallel if (n * width > 65536)
+    {
+      std::vector<Sum> acc(width);
+#pragma omp for schedule(dynamic, 16)
+      for (int64_t r = 0; r < num_runs; ++r) {
+        T* row = d + idx[order[runs[r]]] * width;
+        for (int64_t c = 0; c < width; ++c) acc[c] = convert<Sum>(row[c]);
+        for (int64_t j = runs[r]; j < runs[r + 1]; ++j) {
+          const T* src = v + order[j] * width;
+          for (int64_t c = 0; c < width; ++c) acc[c] += convert<Sum>(src[c]);
+        }
+        for (int64_t c = 0; c < width; ++c) row[c] = convert<T>(acc[c]);
       }
     }
   });

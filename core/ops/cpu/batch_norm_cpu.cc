@@ -23,8 +23,10 @@ struct View3 {
 
 View3 view3(const Tensor& x, bool channels_last) {
   const int64_t c = channels_last ? x.size(-1) : x.size(1);
-  const int64_t inner = channels_last ? 1 : x.numel() / (x.size(0) * c);
-  return {x.numel() / (c * inner), c, inner};
+  int64_t inner = 1;  // from the shape, not numel(): an empty batch (an evaluation shard of none) has numel 0
+  if (!channels_last)
+    for (int64_t d = 2; d < x.dim(); ++d) inner *= x.size(d);
+  return {c * inner > 0 ? x.numel() / (c * inner) : 0, c, inner};
 }
 
 // a[c] = sum f_a, b[c] = sum f_b over all elements of channel c, where f(c, index, a, b) adds to a and b.

@@ -34,7 +34,7 @@ inline A unary_fn(UnaryOp op, A x) {
     case UnaryOp::Rsqrt: return A(1) / std::sqrt(x);
     case UnaryOp::Tanh: return std::tanh(x);
     case UnaryOp::Sigmoid: return A(1) / (A(1) + std::exp(-x));
-    case UnaryOp::Relu: return x > A(0) ? x : A(0);
+    case UnaryOp::Relu: return x < A(0) ? A(0) : x;  // NaN passes through, as PyTorch: a divergence stays visible
     case UnaryOp::Gelu: return A(0.5) * x * (A(1) + std::erf(x * A(0.70710678118654752440)));
     case UnaryOp::Square: return x * x;
     case UnaryOp::Abs: return std::abs(x);
@@ -73,9 +73,16 @@ inline A binary_fn(BinaryOp op, A a, A b) {
     case BinaryOp::Add: return a + b;
     case BinaryOp::Sub: return a - b;
     case BinaryOp::Mul: return a * b;
-    case BinaryOp::Div: return a / b;
-    case BinaryOp::Max: return a > b ? a : b;
-    case BinaryOp::Min: return a < b ? a : b;
+    case BinaryOp::Div:
+      if constexpr (std::is_integral_v<A>) {
+        // x86 traps on INT_MIN / -1; two's complement negation is what every other platform returns.
+        if constexpr (std::is_signed_v<A>)
+          if (b == A(-1)) return static_cast<A>(std::make_unsigned_t<A>(0) - static_cast<std::make_unsigned_t<A>>(a));
+      }
+      return a / b;
+    // NaN in either operand gives NaN, as PyTorch's maximum/minimum (a > b alone drops a NaN in a).
+    case BinaryOp::Max: return a != a || a > b ? a : b;
+    case BinaryOp::Min: return a != a || a < b ? a : b;
     case BinaryOp::Eq: return a == b ? A(1) : A(0);
   }
   return a;
@@ -264,8 +271,14 @@ void cpu_axpy(Tensor& y, const Tensor& x, double alpha) {
 template <typename A>
 inline A reduce_init(ReduceOp op) {
   if (op == ReduceOp::Sum) return A(0);
-  if (op == ReduceOp::Max) return std::numeric_limits<A>::lowest();
-  return std::numeric_limits<A>::max();
+  // Infinities for floating types: a row of -inf has maximum -inf, not the lowest finite value.
+  if constexpr (std::numeric_limits<A>::has_infinity) {
+    if (op == ReduceOp::Max) return -std::numeric_limits<A>::infinity();
+    return std::numeric_limits<A>::infinity();
+  } else {
+    if (op == ReduceOp::Max) return std::numeric_limits<A>::lowest();
+    return std::numeric_limits<A>::max();
+  }
 }
 
 template <typename A>
@@ -339,7 +352,7 @@ void cpu_argmax_last(const Tensor& x, Tensor& out) {
       A bv = static_cast<A>(px[r * n]);
       for (int64_t i = 1; i < n; ++i) {
         const A v = static_cast<A>(px[r * n + i]);
-        if (v > bv) {
+        if (v > bv || (v != v && bv == bv)) {  // the first NaN wins, as PyTorch's argmax
           bv = v;
           best = i;
         }

@@ -7,7 +7,7 @@ namespace kolo::cpu {
 
 KOLO_ISA_CLONES
 void relu_f32(const float* __restrict x, float* __restrict out, int64_t i0, int64_t i1) {
-  for (int64_t i = i0; i < i1; ++i) out[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  for (int64_t i = i0; i < i1; ++i) out[i] = x[i] < 0.0f ? 0.0f : x[i];  // NaN passes through
 }
 
 KOLO_ISA_CLONES

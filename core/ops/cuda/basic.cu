@@ -64,8 +64,8 @@ __global__ void positions_kernel(int64_t* pos, const int64_t* idx, int64_t n, in
   }
 }
 
-// Over (sorted position i, column c), c fastest: the thread at the first position of a row's run adds the run's
-// values to dst in their input order, each add rounded as the CPU kernel rounds it.
+// Over (sorted position i, column c), c fastest: the thread at the first position of a row's run sums the old
+// value and the run's values in their input order in double (integers: int64) and rounds once, as the CPU kernel.
 template <typename T>
 __global__ void add_sorted_rows_kernel(T* dst, const int64_t* keys, const int64_t* order, const T* values, int64_t n,
                                        int64_t width, int64_t rows) {
@@ -75,11 +75,11 @@ __global__ void add_sorted_rows_kernel(T* dst, const int64_t* keys, const int64_
     const int64_t i = e / width, c = e - i * width;
     const int64_t r = keys[i];
     if ((i > 0 && keys[i - 1] == r) || r < 0 || r >= rows) continue;
+    using Sum = std::conditional_t<std::is_integral_v<T>, int64_t, double>;
     T* out = dst + r * width + c;
-    T x = *out;
-    for (int64_t j = i; j < n && keys[j] == r; ++j)
-      x = convert<T>(convert<double>(x) + convert<double>(values[order[j] * width + c]));
-    *out = x;
+    Sum acc = convert<Sum>(*out);
+    for (int64_t j = i; j < n && keys[j] == r; ++j) acc += convert<Sum>(values[order[j] * width + c]);
+    *out = convert<T>(acc);
   }
 }
 

@@ -23,7 +23,7 @@ __device__ __forceinline__ C unary_value(UnaryOp op, C x) {
     case UnaryOp::Rsqrt: return C(1) / sqrt(x);
     case UnaryOp::Tanh: return tanh(x);
     case UnaryOp::Sigmoid: return C(1) / (C(1) + exp(-x));
-    case UnaryOp::Relu: return x > C(0) ? x : C(0);
+    case UnaryOp::Relu: return x < C(0) ? C(0) : x;  // NaN passes through, as on the CPU
     case UnaryOp::Gelu: return C(0.5) * x * (C(1) + erf(x * C(0.70710678118654752440)));
     case UnaryOp::Square: return x * x;
     case UnaryOp::Abs: return fabs(x);
@@ -76,8 +76,8 @@ struct BinaryFn {
       case BinaryOp::Sub: r = x - y; break;
       case BinaryOp::Mul: r = x * y; break;
       case BinaryOp::Div: r = x / y; break;
-      case BinaryOp::Max: r = x > y ? x : y; break;
-      case BinaryOp::Min: r = x < y ? x : y; break;
+      case BinaryOp::Max: r = x != x || x > y ? x : y; break;  // NaN in either gives NaN, as on the CPU
+      case BinaryOp::Min: r = x != x || x < y ? x : y; break;
       case BinaryOp::Eq: r = x == y ? A(1) : A(0); break;
       default: r = x; break;
     }
