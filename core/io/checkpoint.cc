@@ -28,11 +28,16 @@ std::string CheckpointManager::save(int64_t step, const std::vector<std::pair<st
   auto meta = metadata;
   meta["kolo.step"] = std::to_string(step);
   save_safetensors(path, tensors, meta);
+  // The oldest go, never the file just written (a directory may hold higher steps of another run).
   auto all = list();
-  while (static_cast<int>(all.size()) > keep_last_) {
+  for (size_t i = 0; i < all.size() && static_cast<int>(all.size()) > keep_last_;) {
+    if (all[i].first == step) {
+      ++i;
+      continue;
+    }
     std::error_code ec;
-    fs::remove(all.front().second, ec);
-    all.erase(all.begin());
+    fs::remove(all[i].second, ec);
+    all.erase(all.begin() + static_cast<std::ptrdiff_t>(i));
   }
   return path;
 }

@@ -169,8 +169,10 @@ SafeTensors decode_safetensors(const std::string& bytes, const std::string& sour
     const int64_t b = offs[0].as_int(), e = offs[1].as_int();
     KOLO_CHECK(b >= 0 && e >= b && static_cast<uint64_t>(e) <= data_size, ctx, ": data_offsets [", b, ", ", e,
                "] outside the ", data_size, "-byte data section (truncated file?)");
-    KOLO_CHECK(static_cast<uint64_t>(e - b) == numel * dtype_size(dtype), ctx, ": ", e - b,
-               " bytes do not hold ", dtype_name(dtype), shape_str(shape));
+    // Divided, not multiplied: numel x element size may wrap around 2^64 and match a tiny range.
+    const uint64_t bytes = static_cast<uint64_t>(e - b), elem = static_cast<uint64_t>(dtype_size(dtype));
+    KOLO_CHECK(bytes % elem == 0 && bytes / elem == numel, ctx, ": ", e - b, " bytes do not hold ",
+               dtype_name(dtype), shape_str(shape));
     ranges.emplace_back(b, e);
     if (auto it = crcs.find(name); it != crcs.end()) {
       const std::string got = hex32(e > b ? crc32_of(data + b, static_cast<size_t>(e - b)) : 0);

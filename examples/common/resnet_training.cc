@@ -243,6 +243,7 @@ ResnetRunResult run_resnet(Runtime& rt, const ResnetRunOptions& o) {
   LrSchedulePtr schedule = make_schedule(sf);
 
   TrainCheckpointer ckpt(rt, o.checkpoint_dir);
+  if (!o.resume) ckpt.check_fresh_start();
   int64_t step = o.resume ? ckpt.resume_run(model, *inner, loader, o.seed, precision.loss_scaler(), log) : 0;
   // Synthetic data on a GPU is staged on the device once and reused every step, as tf_cnn_benchmarks does:
   // the figure is then the training step's, not the host loader's and the host-to-device copy's.

@@ -80,6 +80,20 @@ std::string TrainCheckpointer::save(const models::Module& model, const Optimizer
   return CheckpointManager(dir_, keep_last_).save(pos.step, tensors, md);
 }
 
+void TrainCheckpointer::check_fresh_start() const {
+  if (!enabled()) return;
+  std::vector<int64_t> newest{-1};
+  if (runtime_.rank() == 0) {
+    const auto all = CheckpointManager(dir_, keep_last_).list();
+    if (!all.empty()) newest[0] = all.back().first;
+  }
+  Tensor t = Tensor::from_vector(newest, {1});
+  runtime_.broadcast_async(t, 0, "checkpoint.fresh").wait();
+  const int64_t step = t.to_vector<int64_t>()[0];
+  KOLO_CHECK(step < 0, "--checkpoint_dir ", dir_, " already holds checkpoints (newest: step ", step,
+             "); pass --resume to continue from it, or use an empty directory");
+}
+
 std::optional<TrainPosition> TrainCheckpointer::resume(models::Module& model, Optimizer& optimizer,
                                                       uint64_t seed, DynamicLossScaler* scaler) const {
   if (!enabled()) return std::nullopt;

@@ -44,6 +44,10 @@ class TrainCheckpointer {
   // With `scaler`, a saved loss scale is restored into it (a checkpoint without one leaves it as it is).
   std::optional<TrainPosition> resume(models::Module& model, Optimizer& optimizer, uint64_t seed,
                                       DynamicLossScaler* scaler = nullptr) const;
+  // Collective: a run that does not resume refuses a directory that already holds checkpoints, on every rank,
+  // before training: a later --resume would pick another run's newest step, and rotation would delete this
+  // run's own files while that run's newer ones stayed.
+  void check_fresh_start() const;
   // A training loop's --resume: resume(), then `loader` moved to the saved position. Returns the step to start
   // at (0 without a checkpoint) and says which on `log` (null on ranks that do not log).
   template <typename Loader>

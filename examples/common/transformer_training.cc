@@ -245,6 +245,7 @@ TransformerRunResult run_transformer(Runtime& rt, const TransformerRunOptions& o
   LrSchedulePtr schedule = make_schedule(sf);
 
   TrainCheckpointer ckpt(rt, o.checkpoint_dir);
+  if (!o.resume) ckpt.check_fresh_start();
   int64_t step = o.resume ? ckpt.resume_run(model, *inner, loader, o.seed, precision.loss_scaler(), log) : 0;
   if (log) {
     *log << "Model: transformer " << o.model << " (" << models::with_commas(model.parameter_count())

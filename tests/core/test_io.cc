@@ -85,6 +85,11 @@ TEST(SafeTensors, RejectsDamagedFiles) {
   std::string huge = good;
   huge[7] = 0x7f;
   expect_error(huge, "header length");
+  // 2^61 + 1 doubles: 8 x numel wraps around 2^64 to 8, which the 8-byte range would have matched.
+  const std::string header = R"({"w":{"dtype":"F64","shape":[2305843009213693953],"data_offsets":[0,8]}})";
+  std::string wrapped(8, '\0');
+  for (int i = 0; i < 8; ++i) wrapped[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  expect_error(wrapped + header + std::string(8, '\0'), "bytes do not hold");
 }
 
 TEST(Checkpoint, KeepsTheLastK) {
@@ -106,6 +111,16 @@ TEST(Checkpoint, KeepsTheLastK) {
   latest = mgr.load_latest();
   ASSERT_TRUE(latest.has_value());
   EXPECT_EQ(latest->first, 20);
+}
+
+TEST(Checkpoint, RotationNeverDeletesTheFileJustWritten) {
+  CheckpointManager mgr(temp_dir("rotate_lower"), 1);
+  mgr.save(300, {{"w", Tensor::full({2}, 300.0)}});
+  const std::string path = mgr.save(250, {{"w", Tensor::full({2}, 250.0)}});  // a lower step: another run's
+  const auto all = mgr.list();
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].first, 250);
+  EXPECT_EQ(all[0].second, path);
 }
 
 TEST(Checkpoint, SigkillDuringSaveLeavesThePreviousCheckpoint) {

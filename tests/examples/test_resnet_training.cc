@@ -82,7 +82,8 @@ TEST(ResnetTraining, Bf16AndFp16FollowTheF32LossCurve) {
 }
 
 // A checkpoint written by another number of ranks: its loader position counts another shard's batches and its
-// global batch differs, so every rank refuses it together (nothing overwritten, no rank left waiting).
+// global batch differs, so every rank refuses it together (nothing overwritten, no rank left waiting). And a
+// run that does not resume refuses a directory of checkpoints.
 TEST(ResnetTraining, ResumeRefusesACheckpointOfAnotherRankCount) {
   ResnetRunOptions o = digits_options();
   o.width = 8;
@@ -107,6 +108,14 @@ TEST(ResnetTraining, ResumeRefusesACheckpointOfAnotherRankCount) {
     ADD_FAILURE() << "resumed a checkpoint of another rank count";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("resume with the same number of ranks"), std::string::npos) << e.what();
+  }
+  // Without --resume a directory holding checkpoints is refused on every rank, before training.
+  o.resume = false;
+  try {
+    run_resnet(*g_runtime, o);
+    ADD_FAILURE() << "started afresh in a directory of checkpoints";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("already holds checkpoints"), std::string::npos) << e.what();
   }
 }
 
