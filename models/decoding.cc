@@ -31,6 +31,7 @@ double gnmt_length_penalty(int64_t length, double alpha) {
 }
 
 std::vector<Hypothesis> greedy_decode(IncrementalDecoder& decoder, int64_t batch, const DecodeOptions& opt) {
+  if (batch == 0) return {};
   std::vector<Hypothesis> out(static_cast<size_t>(batch));
   std::vector<bool> done(static_cast<size_t>(batch), false);
   std::vector<int64_t> last(static_cast<size_t>(batch), opt.bos_id);
@@ -61,6 +62,11 @@ std::vector<Hypothesis> beam_search(IncrementalDecoder& decoder, int64_t batch, 
   const int64_t k = opt.beam_size;
   KOLO_CHECK(k >= 1 && opt.max_len >= 1, "beam_search: beam_size ", k, " and max_len ", opt.max_len,
              " must be positive");
+  // The early stop bounds a beam's best final score by its length penalty at max_len, which holds only when
+  // the penalty grows with length.
+  KOLO_CHECK(opt.length_penalty >= 0, "beam_search: length_penalty (alpha) ", opt.length_penalty,
+             " must be >= 0");
+  if (batch == 0) return {};
   {
     std::vector<int64_t> expand;
     for (int64_t b = 0; b < batch; ++b)

@@ -7,8 +7,10 @@
 #include <map>
 #include <queue>
 #include <set>
+#include <sstream>
 #include <unordered_set>
 
+#include "core/io/atomic_file.h"
 #include "core/util/error.h"
 
 namespace kolo::data {
@@ -221,14 +223,13 @@ std::string BpeTokenizer::decode(const std::vector<int32_t>& ids) const {
 }
 
 void BpeTokenizer::save(const std::string& path) const {
-  std::ofstream out(path);
-  KOLO_CHECK(out.good(), "BpeTokenizer::save: cannot open ", path, ": ", std::strerror(errno));
+  std::ostringstream out;
   out << "kolo-bpe 1\n" << num_chars_ << "\n";
   for (int64_t c = 0; c < num_chars_; ++c) out << pieces_[kNumSpecial + c] << "\n";
   out << merges_.size() << "\n";
   for (const auto& [a, b] : merges_) out << a << " " << b << "\n";
-  out.flush();
-  KOLO_CHECK(out.good(), "BpeTokenizer::save: write to ", path, " failed");
+  // Whole or not at all: a cached vocabulary cut inside a merge line ("123 4" for "123 45") would still load.
+  write_file_atomically(path, out.str());
 }
 
 BpeTokenizer BpeTokenizer::load(const std::string& path) {

@@ -12,7 +12,8 @@ ImageLoader::ImageLoader(std::shared_ptr<const ImageSource> source, ImageLoaderO
   KOLO_CHECK(options.batch_size > 0, "ImageLoader: batch_size ", options.batch_size, " must be positive");
   // An exact shard (evaluation) may leave a rank nothing when there are fewer items than ranks.
   const bool may_be_empty = !options.drop_last && options.shard.mode == ShardMode::kExact;
-  KOLO_CHECK(batches_per_epoch() > 0 || source_->size() == 0 || may_be_empty, "ImageLoader: rank ", options.shard.rank,
+  // Otherwise an epoch of no batch would leave a training loop asking for the next one for ever.
+  KOLO_CHECK(batches_per_epoch() > 0 || may_be_empty, "ImageLoader: rank ", options.shard.rank,
              " gets ", sampler_.items_per_rank(), " items, fewer than one batch of ", options.batch_size,
              options.drop_last ? " (drop_last)" : "");
 }

@@ -71,6 +71,7 @@ data::BpeTokenizer learn_or_load_bpe(Runtime& rt, const TransformerRunOptions& o
 Corpus load_corpus(Runtime& rt, const TransformerRunOptions& o, std::ostream* log) {
   Corpus c;
   KOLO_CHECK(o.beam_size >= 1, "--beam_size ", o.beam_size, " must be at least 1 (1: greedy)");
+  KOLO_CHECK(o.length_penalty >= 0, "--length_penalty ", o.length_penalty, " must be >= 0");
   if (o.dataset == "synthetic" || o.dataset == "copy" || o.dataset == "reverse") {
     KOLO_CHECK(o.test_sentences > 0, "--test_sentences ", o.test_sentences, " must be positive");
     const auto task = o.dataset == "copy"      ? data::SyntheticTask::kCopy

@@ -291,6 +291,18 @@ TEST(ImageLoader, ShardsCoverEachItemOncePerEpoch) {
   }
 }
 
+// A training loader with no batch per epoch is refused: the training loop would ask for the next one for ever.
+TEST(ImageLoader, RefusesATrainingShardWithoutABatch) {
+  ImageLoaderOptions o;
+  o.batch_size = 4;
+  o.shard = {0, 1, 0, true, ShardMode::kEven};
+  EXPECT_THROW(ImageLoader(indexed_images(0), o), Error);
+  EXPECT_THROW(ImageLoader(indexed_images(3), o), Error);  // drop_last: less than one batch
+  o.drop_last = false;
+  o.shard.mode = ShardMode::kExact;
+  EXPECT_NO_THROW(ImageLoader(indexed_images(0), o));  // evaluation of nothing is nothing
+}
+
 TEST(ImageLoader, DeterministicAndResumable) {
   auto src = indexed_images(64);
   ImageLoaderOptions o;

@@ -119,3 +119,16 @@ TEST(Decoding, MaxLenCutsHypothesesWithoutEos) {
   opt.beam_size = 0;
   EXPECT_THROW(beam_search(dec2, 1, opt), Error);
 }
+
+// An empty batch decodes to nothing (it divided by zero); a negative length penalty is refused, since the beam's
+// early stop assumes the penalty grows with length.
+TEST(Decoding, EmptyBatchAndNegativeLengthPenalty) {
+  TableDecoder dec(0);
+  DecodeOptions opt;
+  opt.beam_size = 2;
+  EXPECT_TRUE(greedy_decode(dec, 0, opt).empty());
+  EXPECT_TRUE(beam_search(dec, 0, opt).empty());
+  TableDecoder two(2);
+  opt.length_penalty = -1.0;
+  EXPECT_THROW(beam_search(two, 2, opt), Error);
+}
