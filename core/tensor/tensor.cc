@@ -325,11 +325,38 @@ Tensor Tensor::as_strided(const Shape& shp, const Shape& st, int64_t off) const 
 
 // ---------------------------------------------------------------- copies
 
+namespace {
+
+// Offsets (in elements) of a view's first and one-past-last element within its storage.
+std::pair<int64_t, int64_t> element_span(const Tensor& t) {
+  int64_t lo = t.offset(), hi = t.offset();
+  for (int64_t d = 0; d < t.dim(); ++d) {
+    const int64_t reach = (t.size(d) - 1) * t.strides()[d];
+    (reach < 0 ? lo : hi) += reach;
+  }
+  return {lo, hi + 1};
+}
+
+}  // namespace
+
 void Tensor::copy_(const Tensor& src) {
   KOLO_CHECK(shape() == src.shape(), "copy_: destination ", describe(), " and source ", src.describe(),
              " differ in shape");
   KOLO_CHECK(!is_sparse() && !src.is_sparse(), "copy_: row-sparse tensors; call to_dense() first");
   if (numel() == 0) return;
+  for (int64_t d = 0; d < dim(); ++d)
+    KOLO_CHECK(strides()[d] != 0 || size(d) == 1, "copy_: destination ", describe(),
+               " has elements sharing memory (an expanded view); copy into a contiguous tensor");
+  // A source overlapping the destination in other places (x.copy_(x.transpose(0, 1))) is read from a copy:
+  // the kernel would otherwise read elements it has already overwritten.
+  if (impl().storage && impl().storage == src.impl().storage && !(offset() == src.offset() && strides() == src.strides())) {
+    const auto [a0, a1] = element_span(*this);
+    const auto [b0, b1] = element_span(src);
+    if (a0 < b1 && b0 < a1) {
+      copy_(src.detach().clone());
+      return;
+    }
+  }
   if (device() == src.device()) {
     copy_kernel()(device())(*this, src);
     return;

@@ -84,3 +84,16 @@ TEST(Tensor, BadInputsThrowWithContext) {
   // The failed ops left the data intact.
   EXPECT_EQ(a.shape(), (Shape{2, 3}));
 }
+
+// A source overlapping the destination is read before it is overwritten (in-place transpose); a destination
+// whose elements share memory (an expanded view) is refused.
+TEST(Tensor, CopyBetweenOverlappingViews) {
+  Tensor x = Tensor::from_vector<float>({1, 2, 3, 4}, {2, 2});
+  x.copy_(x.transpose(0, 1));
+  EXPECT_EQ(x.to_vector<float>(), (std::vector<float>{1, 3, 2, 4}));
+  Tensor row = Tensor::from_vector<float>({1, 2, 3, 4, 5}, {5});
+  row.slice(0, 1, 5).copy_(row.slice(0, 0, 4));  // shift right by one, as memmove would
+  EXPECT_EQ(row.to_vector<float>(), (std::vector<float>{1, 1, 2, 3, 4}));
+  Tensor e = Tensor::zeros({3}).unsqueeze(0).expand({2, 3});
+  EXPECT_THROW(e.copy_(Tensor::ones({2, 3})), Error);
+}
