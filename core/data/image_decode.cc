@@ -42,8 +42,10 @@ void jpeg_emit_message(j_common_ptr cinfo, int level) {
   if (level < 0) jpeg_error_exit(cinfo);
 }
 
-// Returns false with `message` set on error; all libjpeg state is released before returning.
-bool decode_jpeg_c(const std::vector<uint8_t>& bytes, DecodedImage* out, char* message) {
+// Returns false with `message` set on error; all libjpeg state is released before returning. `cmyk_row`: the
+// caller's buffer for CMYK scanlines (no C++ object may live in this frame across the longjmp).
+bool decode_jpeg_c(const std::vector<uint8_t>& bytes, DecodedImage* out, std::vector<uint8_t>* cmyk_row,
+                   char* message) {
   jpeg_decompress_struct cinfo;
   JpegErrorManager err;
   cinfo.err = jpeg_std_error(&err.base);
@@ -57,14 +59,27 @@ bool decode_jpeg_c(const std::vector<uint8_t>& bytes, DecodedImage* out, char* m
   jpeg_create_decompress(&cinfo);
   jpeg_mem_src(&cinfo, bytes.data(), static_cast<unsigned long>(bytes.size()));
   jpeg_read_header(&cinfo, TRUE);
-  cinfo.out_color_space = JCS_RGB;  // greyscale and YCbCr both come out as RGB
+  // Greyscale and YCbCr come out as RGB. libjpeg has no CMYK-to-RGB conversion (ImageNet holds a few dozen CMYK
+  // JPEGs): those come out as CMYK and are converted below.
+  const bool cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
+  cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
   jpeg_start_decompress(&cinfo);
   out->height = cinfo.output_height;
   out->width = cinfo.output_width;
   out->rgb.resize(static_cast<size_t>(out->height * out->width * 3));
+  if (cmyk) cmyk_row->resize(static_cast<size_t>(out->width) * 4);
+  // Adobe's (Photoshop's) CMYK JPEGs store inverted values, 255 meaning no ink.
+  const bool inverted = cinfo.saw_Adobe_marker;
   while (cinfo.output_scanline < cinfo.output_height) {
-    JSAMPROW row = out->rgb.data() + static_cast<size_t>(cinfo.output_scanline) * out->width * 3;
+    uint8_t* rgb = out->rgb.data() + static_cast<size_t>(cinfo.output_scanline) * out->width * 3;
+    JSAMPROW row = cmyk ? cmyk_row->data() : rgb;
     jpeg_read_scanlines(&cinfo, &row, 1);
+    if (!cmyk) continue;
+    for (int64_t x = 0; x < out->width; ++x) {
+      const uint8_t* p = row + 4 * x;
+      const int k = inverted ? p[3] : 255 - p[3];
+      for (int ch = 0; ch < 3; ++ch) rgb[3 * x + ch] = static_cast<uint8_t>(((inverted ? p[ch] : 255 - p[ch]) * k + 127) / 255);
+    }
   }
   jpeg_finish_decompress(&cinfo);
   jpeg_destroy_decompress(&cinfo);
@@ -136,7 +151,8 @@ bool decode_png_c(const std::vector<uint8_t>& bytes, DecodedImage* out, char* me
 DecodedImage decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& path) {
   DecodedImage img;
   char message[JMSG_LENGTH_MAX] = {0};
-  if (!decode_jpeg_c(bytes, &img, message)) KOLO_FAIL("bad JPEG ", path, ": ", message);
+  std::vector<uint8_t> cmyk_row;
+  if (!decode_jpeg_c(bytes, &img, &cmyk_row, message)) KOLO_FAIL("bad JPEG ", path, ": ", message);
   return img;
 }
 

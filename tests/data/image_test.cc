@@ -196,6 +196,51 @@ TEST(Decode, JpegAndPngRoundTrip) {
   fs::remove_all(dir);
 }
 
+// A CMYK JPEG as Photoshop writes them (Adobe marker, inverted values: 255 is no ink): libjpeg cannot convert it
+// to RGB itself, so the decoder does. A flat red and a flat 50% grey, written by libjpeg from inverted CMYK.
+TEST(Decode, AdobeCmykJpeg) {
+  const fs::path dir = temp_dir("cmyk");
+  const int w = 16, h = 8;
+  std::vector<uint8_t> cmyk;
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) {
+      const bool red = x < w / 2;  // red: no cyan, full magenta and yellow, no black; grey: black at half
+      for (int v : red ? std::vector<int>{255, 0, 0, 255} : std::vector<int>{255, 255, 255, 128})
+        cmyk.push_back(static_cast<uint8_t>(v));
+    }
+  FILE* f = std::fopen((dir / "cmyk.jpg").c_str(), "wb");
+  ASSERT_NE(f, nullptr);
+  jpeg_compress_struct c;
+  jpeg_error_mgr err;
+  c.err = jpeg_std_error(&err);
+  jpeg_create_compress(&c);
+  jpeg_stdio_dest(&c, f);
+  c.image_width = w;
+  c.image_height = h;
+  c.input_components = 4;
+  c.in_color_space = JCS_CMYK;
+  jpeg_set_defaults(&c);  // YCCK with an Adobe marker
+  jpeg_set_quality(&c, 100, TRUE);
+  jpeg_start_compress(&c, TRUE);
+  while (c.next_scanline < c.image_height) {
+    JSAMPROW row = &cmyk[static_cast<size_t>(c.next_scanline) * w * 4];
+    jpeg_write_scanlines(&c, &row, 1);
+  }
+  jpeg_finish_compress(&c);
+  jpeg_destroy_compress(&c);
+  std::fclose(f);
+  const DecodedImage img = decode_image_file((dir / "cmyk.jpg").string());
+  ASSERT_EQ(img.width, w);
+  ASSERT_EQ(img.height, h);
+  auto near = [&](int x, int y, std::vector<int> want) {
+    for (int ch = 0; ch < 3; ++ch)
+      EXPECT_NEAR(img.rgb[(static_cast<size_t>(y) * w + x) * 3 + ch], want[ch], 6) << x << "," << y << " ch " << ch;
+  };
+  near(2, 3, {255, 0, 0});
+  near(12, 3, {128, 128, 128});
+  fs::remove_all(dir);
+}
+
 TEST(Decode, TruncatedAndGarbageFilesThrowWithPath) {
   const fs::path dir = temp_dir("bad");
   write_jpeg(dir / "cut.jpg", 64, 64, 10);
