@@ -111,8 +111,13 @@ std::string rstrip(std::string_view s) {
 std::string preprocess(std::string_view line, BleuTokenize tokenize, bool lowercase) {
   std::string s = rstrip(line);
   if (lowercase) {
-    for (char& c : s)
+    // sacreBLEU lowercases with Python's Unicode str.lower(); ASCII folding alone would score "Über" against
+    // "über" as a miss, so non-ASCII text is refused rather than scored differently.
+    for (char& c : s) {
+      KOLO_CHECK(static_cast<unsigned char>(c) < 0x80, "BLEU with lowercase: non-ASCII text ('", line,
+                 "'); only ASCII case folding is implemented, and sacreBLEU's Unicode lowercasing would differ");
       if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    }
   }
   return tokenize == BleuTokenize::k13a ? tokenize_13a(s) : s;
 }

@@ -83,5 +83,14 @@ TEST(Bleu, GoldenCorporaMatchSacrebleu) {
   EXPECT_GE(checked, 12);
 }
 
+// Lowercased BLEU folds ASCII as sacreBLEU does; non-ASCII text, which sacreBLEU lowercases with Unicode rules, is
+// refused instead of scored differently ("Über" against "über" would have missed).
+TEST(Bleu, LowercaseFoldsAsciiAndRefusesOtherText) {
+  EXPECT_DOUBLE_EQ(corpus_bleu({"The Cat sat on The Mat ."}, {{"the cat sat on the mat ."}}, BleuTokenize::k13a, true)
+                       .score,
+                   100.0);
+  EXPECT_THROW(corpus_bleu({"Über die Straße"}, {{"über die Straße"}}, BleuTokenize::k13a, true), Error);
+}
+
 }  // namespace
 }  // namespace kolo
