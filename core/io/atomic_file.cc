@@ -36,9 +36,11 @@ void write_file_atomically(const std::string& path, const std::string& bytes) {
     }
     done += static_cast<size_t>(w);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+  const int synced = ::fsync(fd) == 0 ? 0 : errno;
+  const int closed = ::close(fd) == 0 ? 0 : errno;  // closed whether or not fsync worked
+  if (synced != 0 || closed != 0) {
     ::unlink(tmp.c_str());
-    KOLO_FAIL(tmp, ": fsync/close failed (", std::strerror(errno), ")");
+    KOLO_FAIL(tmp, ": ", synced ? "fsync" : "close", " failed (", std::strerror(synced ? synced : closed), ")");
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     const int err = errno;

@@ -113,6 +113,17 @@ TEST(Checkpoint, KeepsTheLastK) {
   EXPECT_EQ(latest->first, 20);
 }
 
+TEST(Checkpoint, StaleTemporaryFilesOfDeadWritersAreRemoved) {
+  const std::string dir = temp_dir("stale");
+  const std::string dead = dir + "/.ckpt-000000000007.safetensors.tmp.999999999";  // above any pid_max
+  const std::string live = dir + "/.ckpt-000000000008.safetensors.tmp." + std::to_string(::getpid());
+  for (const std::string& p : {dead, live}) std::ofstream(p) << "partial";
+  CheckpointManager mgr(dir, 2);
+  EXPECT_FALSE(fs::exists(dead));
+  EXPECT_TRUE(fs::exists(live));  // a save in progress (this process) is left alone
+  fs::remove_all(dir);
+}
+
 TEST(Checkpoint, RotationNeverDeletesTheFileJustWritten) {
   CheckpointManager mgr(temp_dir("rotate_lower"), 1);
   mgr.save(300, {{"w", Tensor::full({2}, 300.0)}});
