@@ -118,6 +118,8 @@ TEST(Elementwise, NonFiniteAndIntegerEdgeCases) {
   EXPECT_THROW(sum(scalar, {0}), Error);
   EXPECT_THROW(cat({scalar, scalar}, 0), Error);
   EXPECT_THROW(Tensor::ones({3}).expand({-1, 3}), Error);
+  EXPECT_EQ(amax(Tensor::zeros({0, 5}), 1).shape(), (Shape{0}));  // no rows: no maxima to take
+  EXPECT_THROW(amax(Tensor::zeros({5, 0}), 1), Error);              // rows of no elements
 
   Tensor y = Tensor::zeros({4, 4});
   EXPECT_THROW(index_add_rows_(y, Tensor::from_vector<int64_t>({0, 1}, {2}), Tensor::ones({2, 5})), Error);
