@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "core/ops/cuda/gemm_lt.h"
 #include "core/ops/elementwise.h"
@@ -60,6 +61,28 @@ TEST_F(GpuTest, GemmTakesTransposedViewsWithoutCopies) {
   gemm_kernel()(gpu())(a_store.to(gpu()).transpose(1, 2), b_store.to(gpu()).slice(2, 10, 60), gc, false, false, 1.0,
                        0.0);
   EXPECT_LE(relative_error(gc, c), 1e-5);
+}
+
+// Operands off 16 bytes (a bf16 view one element in; parameters packed after an odd-sized one in a flat
+// buffer): cuBLASLt is told their real alignment, so it picks a kernel that takes them.
+TEST_F(GpuTest, GemmOfUnderAlignedHalfOperands) {
+  for (int64_t shift : {1, 3, 4}) {
+    Tensor a_store = random_cpu({1, 64, 33}, DType::BF16, -1, 1, 20), b_store = random_cpu({1, 32, 49}, DType::BF16, -1, 1, 21);
+    Tensor a = a_store.slice(2, 1, 33), b = b_store.slice(2, shift, shift + 48);  // offsets of 2 and 2*shift bytes
+    Tensor c = Tensor::zeros({1, 64, 48}, DType::F32), gc = Tensor::zeros({1, 64, 48}, DType::BF16, gpu());
+    gemm_kernel()(Device::cpu())(a.to(DType::F32), b.to(DType::F32), c, false, false, 1.0, 0.0);
+    gemm_kernel()(gpu())(a_store.to(gpu()).slice(2, 1, 33), b_store.to(gpu()).slice(2, shift, shift + 48), gc, false,
+                         false, 1.0, 0.0);
+    EXPECT_LE(relative_error(gc, c), 1e-2) << "shift " << shift;
+  }
+}
+
+// An empty inner dimension: c = beta * c, and with beta 0 zeros whatever the output block held (NaN * 0 is NaN).
+TEST_F(GpuTest, GemmOfAnEmptyProduct) {
+  Tensor a = Tensor::empty({1, 4, 0}, DType::F32, gpu()), b = Tensor::empty({1, 0, 3}, DType::F32, gpu());
+  Tensor c = Tensor::full({1, 4, 3}, std::numeric_limits<double>::quiet_NaN(), DType::F32, gpu());
+  gemm_kernel()(gpu())(a, b, c, false, false, 1.0, 0.0);
+  EXPECT_EQ(c.to(Device::cpu()).to_vector<float>(), std::vector<float>(12, 0.0f));
 }
 
 TEST_F(GpuTest, GemmEpilogues) {

@@ -6,6 +6,7 @@
 
 #include "core/ops/kernels/basic.h"
 #include "core/ops/kernels/elementwise.h"
+#include "core/ops/reduce.h"
 #include "tests/gpu/gpu_test_util.h"
 
 namespace kolo {
@@ -269,6 +270,23 @@ TEST_F(GpuTest, ArgmaxLastWithTies) {
       argmax_last_kernel()(gpu())(x.to(gpu()), got);
       EXPECT_EQ(relative_error(got, want), 0.0) << name(t) << " n=" << n;
     }
+  }
+}
+
+// NaN and infinities as the CPU kernels (and PyTorch) treat them: the first NaN is a row's argmax, and a row of
+// -inf has maximum -inf (not the lowest finite value).
+TEST_F(GpuTest, NonFiniteRowsMatchTheCpu) {
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  for (DType t : {DType::F32, DType::F64}) {
+    Tensor x = Tensor::from_vector<double>({1, nan, 0, 5, nan, 2, 3, 4, -1, -inf, -inf, -inf}, {4, 3}).to(t);
+    Tensor want = Tensor::empty({4}, DType::I64), got = Tensor::empty({4}, DType::I64, gpu());
+    argmax_last_kernel()(Device::cpu())(x, want);
+    argmax_last_kernel()(gpu())(x.to(gpu()), got);
+    EXPECT_EQ(got.to(Device::cpu()).to_vector<int64_t>(), (std::vector<int64_t>{1, 1, 2, 0})) << name(t);
+    EXPECT_EQ(want.to_vector<int64_t>(), (std::vector<int64_t>{1, 1, 2, 0})) << name(t);
+    const auto mx = amax(x.to(gpu()), 1).to(Device::cpu()).to_vector<double>();
+    EXPECT_TRUE(std::isnan(mx[0]) && std::isnan(mx[1])) << name(t);
+    EXPECT_EQ(mx[3], -inf) << name(t);
   }
 }
 

@@ -235,7 +235,7 @@ void bn_fwd(const Tensor& x, const Tensor& weight, const Tensor& bias, const Ten
     for_each_element(v, [&](int64_t c, int64_t i) { py[i] = static_cast<T>(static_cast<S>(px[i]) * scale[c] + shift[c]); });
     return;
   }
-  const auto relu_t = [](T z) { return static_cast<S>(z) > S(0) ? z : T(0.0f); };
+  const auto relu_t = [](T z) { return static_cast<S>(z) < S(0) ? T(0.0f) : z; };  // NaN passes, as relu()
   if (!residual.defined()) {
     for_each_element(v, [&](int64_t c, int64_t i) {
       py[i] = relu_t(static_cast<T>(static_cast<S>(px[i]) * scale[c] + shift[c]));

@@ -285,7 +285,7 @@ __global__ void __launch_bounds__(kThreads, 2)
         if constexpr (R == Residual::Plain) v = convert<float>(convert<T>(v + convert<float>(q[j].v[k])));
         if constexpr (R == Residual::Normalised)
           v = convert<float>(convert<T>(v + bn_rounded<T>(rsc[k], rsh[k], q[j].v[k])));
-        o.v[k] = convert<T>(relu ? fmaxf(v, 0.0f) : v);
+        o.v[k] = convert<T>(relu && v < 0.0f ? 0.0f : v);  // NaN passes, as relu()
       }
       yv[r * cv] = o;
     }

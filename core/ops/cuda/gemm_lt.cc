@@ -126,9 +126,16 @@ bool run_gemm(const Tensor& a_in, const Tensor& b_in, Tensor& c, bool trans_a, b
   // Empty problems: bias gradients and masks fall back to the caller, which computes (or zero-fills) them itself.
   if ((bias_grad || has_aux) && (c.numel() == 0 || k == 0)) return false;
   if (c.numel() == 0) return true;
-  if (k == 0) {  // empty product: c = beta * c
-    launch_affine(c.data_ptr(), c.data_ptr(), c.dtype(), beta, 0.0, indexer_of<2>(c.shape(), {&c, &c}), c.numel(),
-                  ctx.stream());
+  if (k == 0) {  // empty product: c = beta * c, the bias epilogues left to the caller's separate pass
+    if (has_bias) {
+      KOLO_CHECK(!required, "gemm: a bias epilogue over an empty product (k = 0); compose it");
+      return false;
+    }
+    if (beta == 0.0)  // c may hold anything (a recycled block: NaN * 0 is NaN)
+      KOLO_CUDA_CHECK(cudaMemsetAsync(c.data_ptr(), 0, c.nbytes(), ctx.stream()));
+    else
+      launch_affine(c.data_ptr(), c.data_ptr(), c.dtype(), beta, 0.0, indexer_of<2>(c.shape(), {&c, &c}), c.numel(),
+                    ctx.stream());
     return true;
   }
   ColView va{}, vb{};
@@ -194,6 +201,9 @@ bool run_gemm(const Tensor& a_in, const Tensor& b_in, Tensor& c, bool trans_a, b
                                                        sizeof(stride)));
   }
 
+  // A bias (or bias-gradient) vector off 16 bytes has faulted in cuBLASLt epilogues ("misaligned address"):
+  // the optional epilogue is left to the caller's separate pass.
+  if (has_bias && !required && bias.defined() && reinterpret_cast<uintptr_t>(bias.data_ptr()) % 16 != 0) return false;
   cublasLtHandle_t handle = lt_handle(ctx.device());
   const std::string key = detail::concat(ctx.device(), '|', static_cast<int>(dt), '|', static_cast<int>(compute), '|',
                                          batch, ',', m, ',', n, ',', k, '|', va.op, va.ld, ',', vb.op, vb.ld, '|', sa,
@@ -222,6 +232,21 @@ bool run_gemm(const Tensor& a_in, const Tensor& b_in, Tensor& c, bool trans_a, b
       const uint64_t ws = kWorkspaceBytes;
       KOLO_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref.h, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
                                                              sizeof(ws)));
+      // The operands' real alignment (the heuristic assumes 256 bytes otherwise and may pick a kernel that
+      // rejects or faults on a view, or on a parameter packed after an odd-sized one in a flat buffer). cuBLASLt's
+      // A is b and its B is a (row-major operands swapped into column-major).
+      auto alignment = [](const void* p) {
+        uint32_t bytes = 16;
+        while (bytes > 1 && reinterpret_cast<uintptr_t>(p) % bytes != 0) bytes /= 2;
+        return bytes;
+      };
+      const std::pair<cublasLtMatmulPreferenceAttributes_t, uint32_t> aligned[] = {
+          {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, alignment(b.data_ptr())},
+          {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, alignment(a.data_ptr())},
+          {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, alignment(c.data_ptr())},
+          {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, alignment(c.data_ptr())}};
+      for (const auto& [attribute, bytes] : aligned)
+        KOLO_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref.h, attribute, &bytes, sizeof(bytes)));
       cublasLtMatmulHeuristicResult_t result{};
       int found = 0;
       const cublasStatus_t st =

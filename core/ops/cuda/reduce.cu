@@ -22,8 +22,14 @@ __device__ __forceinline__ bool is_nan(A v) {
 template <typename A>
 __host__ __device__ __forceinline__ A reduce_init(ReduceOp op) {
   if (op == ReduceOp::Sum) return A(0);
-  if (op == ReduceOp::Max) return std::numeric_limits<A>::lowest();
-  return std::numeric_limits<A>::max();
+  // Infinities for floating types, as the CPU kernels: a row of -inf has maximum -inf.
+  if constexpr (std::numeric_limits<A>::has_infinity) {
+    if (op == ReduceOp::Max) return -std::numeric_limits<A>::infinity();
+    return std::numeric_limits<A>::infinity();
+  } else {
+    if (op == ReduceOp::Max) return std::numeric_limits<A>::lowest();
+    return std::numeric_limits<A>::max();
+  }
 }
 
 // NaN propagates through max/min, as in the CPU kernels.
@@ -143,7 +149,7 @@ int64_t mid_splits(int64_t outer, int64_t r, int64_t inner) {
 }
 
 struct ArgKey {
-  int prio;  // 2: NaN in column 0 (the CPU scan never leaves it), 1: a number, 0: a later NaN (never wins)
+  int prio;  // 2: a NaN (the first one wins, as the CPU kernel and PyTorch), 1: a number
   double vd;
   int64_t i;
 };
@@ -163,7 +169,7 @@ __global__ void argmax_kernel(const T* __restrict__ x, int64_t* __restrict__ out
     ArgKey best{-1, 0.0, 0};
     for (int64_t i = lane; i < n; i += 32) {
       const double v = convert<double>(x[row * n + i]);
-      const ArgKey k{isnan(v) ? (i == 0 ? 2 : 0) : 1, v, i};
+      const ArgKey k{isnan(v) ? 2 : 1, v, i};
       if (best.prio < 0 || better(k, best)) best = k;
     }
 #pragma unroll

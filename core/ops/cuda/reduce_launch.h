@@ -21,7 +21,7 @@ void launch_reduce_rows(ReduceOp op, const void* x, void* out, DType dtype, int6
 // out[o, i] = reduce over j of x[o, j, i] for x [outer, r, inner].
 void launch_reduce_mid(ReduceOp op, const void* x, void* out, DType dtype, int64_t outer, int64_t r, int64_t inner,
                        void* scratch, cudaStream_t stream);
-// out (i64) = index of the first maximum of each row of x [rows, n] (NaN never wins, except in column 0).
+// out (i64) = index of the first maximum of each row of x [rows, n]; a NaN is the maximum (the first NaN wins).
 void launch_argmax_last(const void* x, int64_t* out, DType dtype, int64_t rows, int64_t n, cudaStream_t stream);
 // *flag (device int, zeroed by the caller) becomes nonzero if any element is Inf or NaN.
 void launch_any_nonfinite(const void* x, DType dtype, int64_t n, int* flag, cudaStream_t stream);
