@@ -92,9 +92,10 @@ void cpu_index_add_rows(Tensor& dst, const Tensor& indices, const Tensor& values
   for (int64_t i = 0; i < n; ++i)
     KOLO_CHECK(idx[i] >= 0 && idx[i] < rows, "index_add_rows: index ", idx[i], " out of range [0, ", rows,
                ") for ", dst.describe());
-  // Positions grouped by row, each row's in input order (a stable sort). A row's values are summed in double
-  // (integers: int64) onto its old value and rounded once, so a bf16 embedding row looked up a thousand times
-  // keeps its gradient; the CUDA kernel sums in the same order with the same arithmetic, bit for bit.
+  // Positions grouped by row, each row's in input order (a stable sort), summed in the order index_add_order.h
+  // defines (blocks of kIndexAddBlock sorted positions) in double (integers: int64) onto the old value and rounded
+  // once: a bf16 embedding row looked up a thousand times keeps its gradient, and the CUDA kernel gives the same
+  // bits.
   std::vector<int64_t> order(n), runs;
   std::iota(order.begin(), order.end(), int64_t{0});
   std::stable_sort(order.begin(), order.end(), [idx](int64_t a, int64_t b) { return idx[a] < idx[b]; });
@@ -109,14 +110,24 @@ void cpu_index_add_rows(Tensor& dst, const Tensor& indices, const Tensor& values
     const int64_t num_runs = static_cast<int64_t>(runs.size()) - 1;
 #pragma omp parallel if (n * width > 65536)
     {
-      std::vector<Sum> acc(width);
+      std::vector<Sum> acc(width), partial(width);
 #pragma omp for schedule(dynamic, 16)
       for (int64_t r = 0; r < num_runs; ++r) {
         T* row = d + idx[order[runs[r]]] * width;
+        const int64_t begin = runs[r], end = runs[r + 1];
         for (int64_t c = 0; c < width; ++c) acc[c] = convert<Sum>(row[c]);
-        for (int64_t j = runs[r]; j < runs[r + 1]; ++j) {
+        const int64_t first_end = std::min(end, (begin / kIndexAddBlock + 1) * kIndexAddBlock);
+        for (int64_t j = begin; j < first_end; ++j) {
           const T* src = v + order[j] * width;
           for (int64_t c = 0; c < width; ++c) acc[c] += convert<Sum>(src[c]);
+        }
+        for (int64_t block = first_end; block < end; block += kIndexAddBlock) {
+          std::fill(partial.begin(), partial.end(), Sum(0));
+          for (int64_t j = block; j < std::min(end, block + kIndexAddBlock); ++j) {
+            const T* src = v + order[j] * width;
+            for (int64_t c = 0; c < width; ++c) partial[c] += convert<Sum>(src[c]);
+          }
+          for (int64_t c = 0; c < width; ++c) acc[c] += partial[c];
         }
         for (int64_t c = 0; c < width; ++c) row[c] = convert<T>(acc[c]);
       }

@@ -5,6 +5,7 @@
 #include <cub/device/device_radix_sort.cuh>
 
 #include "core/ops/cuda/map_kernels.cuh"
+#include "core/ops/kernels/index_add_order.h"
 #include "core/ops/cuda/random.cuh"
 
 namespace kolo::cuda {
@@ -64,42 +65,76 @@ __global__ void positions_kernel(int64_t* pos, const int64_t* idx, int64_t n, in
   }
 }
 
-// Over (sorted position i, column c), c fastest: the thread at the first position of a row's run sums the old
-// value and the run's values in their input order in double (integers: int64) and rounds once, as the CPU kernel.
 template <typename T>
-__global__ void add_sorted_rows_kernel(T* dst, const int64_t* keys, const int64_t* order, const T* values, int64_t n,
-                                       int64_t width, int64_t rows) {
+using IndexAddSum = std::conditional_t<std::is_integral_v<T>, int64_t, double>;
+
+// The summation order of core/ops/kernels/index_add_order.h. Over (block q, column c): where block q (sorted positions
+// [q*B, (q+1)*B)) begins inside a row's run begun in an earlier block, the partial of that run's positions in
+// block q, summed from zero in order.
+template <typename T>
+__global__ void block_partials_kernel(IndexAddSum<T>* partials, const int64_t* keys, const int64_t* order,
+                                      const T* values, int64_t n, int64_t width, int64_t blocks) {
+  const int64_t total = blocks * width;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += stride) {
+    const int64_t q = e / width, c = e - q * width, begin = q * kIndexAddBlock;
+    if (q == 0 || keys[begin] != keys[begin - 1]) continue;
+    const int64_t end = min(n, begin + kIndexAddBlock), r = keys[begin];
+    IndexAddSum<T> partial = 0;
+    for (int64_t j = begin; j < end && keys[j] == r; ++j) partial += convert<IndexAddSum<T>>(values[order[j] * width + c]);
+    partials[e] = partial;
+  }
+}
+
+// Over (sorted position i, column c), c fastest: the thread at the first position of a row's run adds, to the old
+// value, the run's values in its first block in order, then the partials of the blocks the run continues into,
+// and rounds once.
+template <typename T>
+__global__ void add_sorted_rows_kernel(T* dst, const int64_t* keys, const int64_t* order, const T* values,
+                                       const IndexAddSum<T>* partials, int64_t n, int64_t width, int64_t rows) {
   const int64_t total = n * width;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += stride) {
     const int64_t i = e / width, c = e - i * width;
     const int64_t r = keys[i];
     if ((i > 0 && keys[i - 1] == r) || r < 0 || r >= rows) continue;
-    using Sum = std::conditional_t<std::is_integral_v<T>, int64_t, double>;
     T* out = dst + r * width + c;
-    Sum acc = convert<Sum>(*out);
-    for (int64_t j = i; j < n && keys[j] == r; ++j) acc += convert<Sum>(values[order[j] * width + c]);
+    IndexAddSum<T> acc = convert<IndexAddSum<T>>(*out);
+    const int64_t first_end = min(n, (i / kIndexAddBlock + 1) * kIndexAddBlock);
+    for (int64_t j = i; j < first_end && keys[j] == r; ++j) acc += convert<IndexAddSum<T>>(values[order[j] * width + c]);
+    for (int64_t begin = first_end; begin < n && keys[begin] == r; begin += kIndexAddBlock)
+      acc += partials[(begin / kIndexAddBlock) * width + c];
     *out = convert<T>(acc);
   }
 }
 
-// The scratch of launch_index_add_rows: sorted keys, positions before and after the sort, the sort's own.
+// The scratch of launch_index_add_rows: sorted keys, positions before and after the sort, the blocks' partials
+// (8-byte sums), the sort's own.
 struct IndexAddScratch {
   int64_t *keys, *pos, *order;
+  void* partials;
   void* sort_temp;
   size_t sort_bytes;
 };
 
 size_t align_up(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
-IndexAddScratch carve(void* scratch, int64_t n) {
+int64_t index_add_blocks(int64_t n) { return (n + kIndexAddBlock - 1) / kIndexAddBlock; }
+
+size_t column_bytes(int64_t n) { return align_up(static_cast<size_t>(n) * sizeof(int64_t)); }
+size_t partials_bytes(int64_t n, int64_t width) {
+  return align_up(static_cast<size_t>(index_add_blocks(n) * width) * sizeof(int64_t));
+}
+
+IndexAddScratch carve(void* scratch, int64_t n, int64_t width) {
   IndexAddScratch s{};
-  const size_t column = align_up(static_cast<size_t>(n) * sizeof(int64_t));
+  const size_t column = column_bytes(n), partials = partials_bytes(n, width);
   auto* base = static_cast<char*>(scratch);
   s.keys = reinterpret_cast<int64_t*>(base);
   s.pos = reinterpret_cast<int64_t*>(base + column);
   s.order = reinterpret_cast<int64_t*>(base + 2 * column);
-  s.sort_temp = base + 3 * column;
+  s.partials = base + 3 * column;
+  s.sort_temp = base + 3 * column + partials;
   KOLO_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, s.sort_bytes, static_cast<const int64_t*>(nullptr),
                                                   static_cast<int64_t*>(nullptr), static_cast<const int64_t*>(nullptr),
                                                   static_cast<int64_t*>(nullptr), static_cast<int>(n)));
@@ -151,15 +186,15 @@ void launch_fill_random(void* dst, DType dtype, bool normal, double a, double b,
   KOLO_CUDA_CHECK_LAUNCH();
 }
 
-size_t index_add_rows_scratch_bytes(int64_t n) {
-  const IndexAddScratch s = carve(nullptr, n);
-  return 3 * align_up(static_cast<size_t>(n) * sizeof(int64_t)) + s.sort_bytes;
+size_t index_add_rows_scratch_bytes(int64_t n, int64_t width) {
+  const IndexAddScratch s = carve(nullptr, n, width);
+  return 3 * column_bytes(n) + partials_bytes(n, width) + s.sort_bytes;
 }
 
 void launch_index_add_rows(void* dst, DType dtype, const int64_t* idx, const void* values, int64_t n,
                            int64_t width, int64_t rows, int* bad, void* scratch, cudaStream_t stream) {
   if (n == 0 || width == 0) return;
-  IndexAddScratch s = carve(scratch, n);
+  IndexAddScratch s = carve(scratch, n, width);
   positions_kernel<<<grid_for(n, kMapThreads), kMapThreads, 0, stream>>>(s.pos, idx, n, rows, bad);
   KOLO_CUDA_CHECK_LAUNCH();
   // Radix sort is stable: a row's values keep their input order.
@@ -167,8 +202,15 @@ void launch_index_add_rows(void* dst, DType dtype, const int64_t* idx, const voi
                                                   static_cast<int>(n), 0, 64, stream));
   dispatch_device_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
+    auto* partials = static_cast<IndexAddSum<T>*>(s.partials);
+    const int64_t blocks = index_add_blocks(n);
+    if (blocks > 1) {
+      block_partials_kernel<<<grid_for(blocks * width, kMapThreads), kMapThreads, 0, stream>>>(
+          partials, s.keys, s.order, static_cast<const T*>(values), n, width, blocks);
+      KOLO_CUDA_CHECK_LAUNCH();
+    }
     add_sorted_rows_kernel<<<grid_for(n * width, kMapThreads), kMapThreads, 0, stream>>>(
-        static_cast<T*>(dst), s.keys, s.order, static_cast<const T*>(values), n, width, rows);
+        static_cast<T*>(dst), s.keys, s.order, static_cast<const T*>(values), partials, n, width, rows);
   });
   KOLO_CUDA_CHECK_LAUNCH();
 }

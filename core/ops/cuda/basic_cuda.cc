@@ -59,7 +59,7 @@ void cuda_index_add_rows(Tensor& dst, const Tensor& indices, const Tensor& value
   // Out-of-range indices are counted on the device and reported at the next host synchronisation.
   int* bad = cuda::DeferredCheck::get("index_add_rows", ctx.device())
                  .arm(detail::concat("index_add_rows: indices out of range [0, ", rows, ") for ", dst.describe()));
-  cuda::DeviceScratch scratch(ctx.device(), cuda::index_add_rows_scratch_bytes(n));
+  cuda::DeviceScratch scratch(ctx.device(), cuda::index_add_rows_scratch_bytes(n, width));
   cuda::launch_index_add_rows(dst.data_ptr(), dst.dtype(), indices.data<int64_t>(), values.data_ptr(), n, width,
                               rows, bad, scratch.get(), ctx.stream());
 }
