@@ -15,9 +15,11 @@ namespace kolo {
 
 class CheckpointManager {
  public:
+  // Creates `dir` if needed and removes the temporary files of saves whose writer process is gone.
   explicit CheckpointManager(std::string dir, int keep_last = 3, std::string prefix = "ckpt");
 
-  // Writes the checkpoint of `step` and deletes all but the newest keep_last; returns its path.
+  // Writes the checkpoint of `step` and deletes the lowest steps beyond keep_last, never the file just written
+  // (which may be lower than files another run left); returns its path.
   std::string save(int64_t step, const std::vector<std::pair<std::string, Tensor>>& tensors,
                    const std::map<std::string, std::string>& metadata = {});
   // Complete checkpoints, oldest first, as (step, path).

@@ -110,9 +110,10 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
-  // Integer division by zero kills a CPU process (SIGFPE) and gives garbage on a GPU.
-  if (!is_floating(result_dtype(a, b, "div"))) {
-    const std::vector<int64_t> divisor = b.to(Device::cpu()).to_vector<int64_t>();
+  // Integer division by zero kills a CPU process (SIGFPE). (A GPU does not trap, and reading the divisor back
+  // there would sync the stream and break graph capture.)
+  if (!is_floating(result_dtype(a, b, "div")) && b.device().is_cpu()) {
+    const std::vector<int64_t> divisor = b.to_vector<int64_t>();
     KOLO_CHECK(std::find(divisor.begin(), divisor.end(), 0) == divisor.end(), "div: integer division by zero (",
                a.describe(), " / ", b.describe(), ")");
   }

@@ -104,21 +104,14 @@ std::optional<TrainPosition> TrainCheckpointer::resume(models::Module& model, Op
   const int64_t generator_count = static_cast<int64_t>(generator_states(model).numel()) * runtime_.size();
   Tensor by_rank = Tensor::zeros({generator_count}, DType::I64);
   std::vector<int64_t> header(9, 0);
-  if (runtime_.rank() == 0) {
+  // Rank 0 reads the checkpoint; its failure (another optimizer, a state dict that does not fit the model) reaches
+  // every rank through the header (found = -1), so none is left waiting in a broadcast.
+  std::string failure;
+  if (runtime_.rank() == 0) try {
     if (auto latest = CheckpointManager(dir_, keep_last_).load_latest()) {
       const SafeTensors& st = latest->second;
       KOLO_CHECK(meta(st, "optimizer") == optimizer.kind(), "checkpoint in ", dir_, " was written by optimizer '",
                  meta(st, "optimizer"), "', this run uses '", optimizer.kind(), "'");
-      models::StateDict sd;
-      OptimizerState os;
-      for (const auto& [name, t] : st.tensors) {
-        if (starts_with(name, kModelPrefix)) sd[name.substr(6)] = t;
-        if (starts_with(name, kOptimPrefix)) os.tensors[name.substr(6)] = t;
-      }
-      for (const auto& [key, v] : st.metadata)
-        if (starts_with(key, kScalarPrefix)) os.scalars[key.substr(13)] = std::stod(v);
-      model.load_state_dict(sd, /*strict=*/true);
-      optimizer.load_state_dict(os);
       header = {1,
                 std::stoll(meta(st, "step")),
                 std::stoll(meta(st, "loader.epoch")),
@@ -137,11 +130,30 @@ std::optional<TrainPosition> TrainCheckpointer::resume(models::Module& model, Op
         header[5] = std::bit_cast<int64_t>(std::stod(meta(st, "loss_scale")));
         header[6] = std::stoll(meta(st, "loss_scale.good_steps"));
       }
+      // A checkpoint every rank will refuse below (another seed or rank count) is not loaded at all.
+      if (static_cast<uint64_t>(header[4]) == seed && (header[8] == 0 || header[8] == runtime_.size())) {
+        models::StateDict sd;
+        OptimizerState os;
+        for (const auto& [name, t] : st.tensors) {
+          if (starts_with(name, kModelPrefix)) sd[name.substr(6)] = t;
+          if (starts_with(name, kOptimPrefix)) os.tensors[name.substr(6)] = t;
+        }
+        for (const auto& [key, v] : st.metadata)
+          if (starts_with(key, kScalarPrefix)) os.scalars[key.substr(13)] = std::stod(v);
+        model.load_state_dict(sd, /*strict=*/true);
+        optimizer.load_state_dict(os);
+      }
     }
+  } catch (const std::exception& e) {
+    failure = e.what();
+    header.assign(9, 0);
+    header[0] = -1;
   }
   Tensor h = Tensor::from_vector(header, {9});
   runtime_.broadcast_async(h, 0, "checkpoint.header").wait();
   header = h.to_vector<int64_t>();
+  KOLO_CHECK(header[0] >= 0, "--resume: rank 0 could not load the newest checkpoint in ", dir_,
+             runtime_.rank() == 0 ? ": " + failure : std::string(" (rank 0 reports why)"));
   if (header[0] == 0) return std::nullopt;
   // Every rank holds the header, so all of them refuse together, before any state is overwritten.
   KOLO_CHECK(static_cast<uint64_t>(header[4]) == seed, "--resume: the checkpoint in ", dir_,

@@ -4,6 +4,9 @@
 // has no fused kernel, and errors naming the op and shapes.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
+
 #include "core/ops/batch_norm_act.h"
 #include "core/ops/conv.h"
 #include "core/ops/elementwise.h"
@@ -214,4 +217,22 @@ TEST(BatchNormActCross, DualAddReluIsTheComposite) {
   expect_error([&] { batch_norm_dual_add_relu(x, {w, b, &m1, &v1}, Tensor::zeros({3, 4, 4, 6}), {rw, rb, &m3, &v3},
                                               true, 0.1, 1e-5, true); },
                {"batch_norm_dual_add_relu", "shortcut", "[3, 4, 4, 6]", "[3, 4, 5, 6]"});
+}
+
+// NaN passes through the fused ReLU on every layout and dtype, as through relu(batch_norm(x)): a diverging
+// activation stays visible to the non-finite checks.
+TEST(BatchNormAct, NanPassesThroughLikeRelu) {
+  for (DType t : {DType::F32, DType::F64}) {
+    for (bool channels_last : {false, true}) {
+      Tensor x = Tensor::ones({2, 3, 2, 2}, t);
+      x.select(0, 1).fill_(std::numeric_limits<double>::quiet_NaN());
+      if (channels_last) x = x.permute({0, 2, 3, 1}).contiguous();
+      Tensor rm = Tensor::zeros({3}), rv = Tensor::ones({3});
+      const auto y = batch_norm_relu(x, Tensor(), Tensor(), rm, rv, /*training=*/false, 0.1, 1e-5, channels_last)
+                         .to_vector<double>();
+      int nans = 0;
+      for (double v : y) nans += std::isnan(v);
+      EXPECT_EQ(nans, 12) << dtype_name(t) << (channels_last ? " channels-last" : "");
+    }
+  }
 }

@@ -75,6 +75,16 @@ TEST_F(GpuTest, GemmOfUnderAlignedHalfOperands) {
                          false, 1.0, 0.0);
     EXPECT_LE(relative_error(gc, c), 1e-2) << "shift " << shift;
   }
+  // A bias off 16 bytes goes through an aligned copy (cuBLASLt epilogues have faulted on such pointers).
+  Tensor a = random_cpu({1, 64, 32}, DType::BF16, -1, 1, 22), w = random_cpu({1, 48, 32}, DType::BF16, -1, 1, 23);
+  Tensor bias_store = random_cpu({49}, DType::BF16, -1, 1, 24);
+  Tensor want = Tensor::empty({1, 64, 48}, DType::F32);
+  gemm_kernel()(Device::cpu())(a.to(DType::F32), w.to(DType::F32), want, false, true, 1.0, 0.0);
+  want = add(want, bias_store.slice(0, 1, 49).to(DType::F32));
+  Tensor gc = Tensor::empty({1, 64, 48}, DType::BF16, gpu());
+  cuda::gemm(a.to(gpu()), w.to(gpu()), gc, false, true, 1.0, 0.0, cuda::GemmEpilogue::Bias,
+             bias_store.to(gpu()).slice(0, 1, 49));
+  EXPECT_LE(relative_error(gc, want), 1e-2);
 }
 
 // An empty inner dimension: c = beta * c, and with beta 0 zeros whatever the output block held (NaN * 0 is NaN).

@@ -282,8 +282,8 @@ TEST_F(GpuTest, NonFiniteRowsMatchTheCpu) {
     Tensor want = Tensor::empty({4}, DType::I64), got = Tensor::empty({4}, DType::I64, gpu());
     argmax_last_kernel()(Device::cpu())(x, want);
     argmax_last_kernel()(gpu())(x.to(gpu()), got);
-    EXPECT_EQ(got.to(Device::cpu()).to_vector<int64_t>(), (std::vector<int64_t>{1, 1, 2, 0})) << name(t);
-    EXPECT_EQ(want.to_vector<int64_t>(), (std::vector<int64_t>{1, 1, 2, 0})) << name(t);
+    EXPECT_EQ(got.to(Device::cpu()).to_vector<int64_t>(), (std::vector<int64_t>{1, 1, 1, 0})) << name(t);
+    EXPECT_EQ(want.to_vector<int64_t>(), (std::vector<int64_t>{1, 1, 1, 0})) << name(t);
     const auto mx = amax(x.to(gpu()), 1).to(Device::cpu()).to_vector<double>();
     EXPECT_TRUE(std::isnan(mx[0]) && std::isnan(mx[1])) << name(t);
     EXPECT_EQ(mx[3], -inf) << name(t);

@@ -108,29 +108,31 @@ void cpu_index_add_rows(Tensor& dst, const Tensor& indices, const Tensor& values
     T* d = static_cast<T*>(dst.data_ptr());
     const T* v = static_cast<const T*>(values.data_ptr());
     const int64_t num_runs = static_cast<int64_t>(runs.size()) - 1;
-#pragma omp parallel if (n * width > 65536)
-    {
-      std::vector<Sum> acc(width), partial(width);
-#pragma omp for schedule(dynamic, 16)
-      for (int64_t r = 0; r < num_runs; ++r) {
-        T* row = d + idx[order[runs[r]]] * width;
-        const int64_t begin = runs[r], end = runs[r + 1];
-        for (int64_t c = 0; c < width; ++c) acc[c] = convert<Sum>(row[c]);
-        const int64_t first_end = std::min(end, (begin / kIndexAddBlock + 1) * kIndexAddBlock);
-        for (int64_t j = begin; j < first_end; ++j) {
-          const T* src = v + order[j] * width;
-          for (int64_t c = 0; c < width; ++c) acc[c] += convert<Sum>(src[c]);
-        }
-        for (int64_t block = first_end; block < end; block += kIndexAddBlock) {
-          std::fill(partial.begin(), partial.end(), Sum(0));
-          for (int64_t j = block; j < std::min(end, block + kIndexAddBlock); ++j) {
-            const T* src = v + order[j] * width;
-            for (int64_t c = 0; c < width; ++c) partial[c] += convert<Sum>(src[c]);
-          }
-          for (int64_t c = 0; c < width; ++c) acc[c] += partial[c];
-        }
-        for (int64_t c = 0; c < width; ++c) row[c] = convert<T>(acc[c]);
+    // Tasks of (row run, 64 columns): a row looked up thousands of times (a padding id) is still split across
+    // threads. Each element's order is unchanged.
+    constexpr int64_t kCols = 64;
+    const int64_t col_blocks = (width + kCols - 1) / kCols;
+#pragma omp parallel for schedule(dynamic, 16) if (n * width > 65536)
+    for (int64_t task = 0; task < num_runs * col_blocks; ++task) {
+      const int64_t r = task / col_blocks, c0 = task % col_blocks * kCols, cols = std::min(kCols, width - c0);
+      Sum acc[kCols], partial[kCols];
+      T* row = d + idx[order[runs[r]]] * width + c0;
+      const int64_t begin = runs[r], end = runs[r + 1];
+      for (int64_t c = 0; c < cols; ++c) acc[c] = convert<Sum>(row[c]);
+      const int64_t first_end = std::min(end, (begin / kIndexAddBlock + 1) * kIndexAddBlock);
+      for (int64_t j = begin; j < first_end; ++j) {
+        const T* src = v + order[j] * width + c0;
+        for (int64_t c = 0; c < cols; ++c) acc[c] += convert<Sum>(src[c]);
       }
+      for (int64_t block = first_end; block < end; block += kIndexAddBlock) {
+        std::fill(partial, partial + cols, Sum(0));
+        for (int64_t j = block; j < std::min(end, block + kIndexAddBlock); ++j) {
+          const T* src = v + order[j] * width + c0;
+          for (int64_t c = 0; c < cols; ++c) partial[c] += convert<Sum>(src[c]);
+        }
+        for (int64_t c = 0; c < cols; ++c) acc[c] += partial[c];
+      }
+      for (int64_t c = 0; c < cols; ++c) row[c] = convert<T>(acc[c]);
     }
   });
 }

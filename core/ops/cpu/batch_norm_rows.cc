@@ -33,13 +33,13 @@ void bn_rows_apply(const float* __restrict x, const float* __restrict residual, 
     } else if (residual == nullptr) {
       for (int64_t c = 0; c < C; ++c) {
         const float z = xr[c] * scale[c] + shift[c];
-        yr[c] = z > 0.0f ? z : 0.0f;
+        yr[c] = z < 0.0f ? 0.0f : z;  // NaN passes, as relu()
       }
     } else {
       const float* rr = residual + r * C;
       for (int64_t c = 0; c < C; ++c) {
         const float z = (xr[c] * scale[c] + shift[c]) + rr[c];
-        yr[c] = z > 0.0f ? z : 0.0f;
+        yr[c] = z < 0.0f ? 0.0f : z;  // NaN passes, as relu()
       }
     }
   }
@@ -121,12 +121,12 @@ void bn_plane_apply(const float* __restrict x, const float* __restrict residual,
   } else if (residual == nullptr) {
     for (int64_t i = 0; i < n; ++i) {
       const float z = x[i] * scale + shift;
-      y[i] = z > 0.0f ? z : 0.0f;
+      y[i] = z < 0.0f ? 0.0f : z;  // NaN passes, as relu()
     }
   } else {
     for (int64_t i = 0; i < n; ++i) {
       const float z = (x[i] * scale + shift) + residual[i];
-      y[i] = z > 0.0f ? z : 0.0f;
+      y[i] = z < 0.0f ? 0.0f : z;  // NaN passes, as relu()
     }
   }
 }

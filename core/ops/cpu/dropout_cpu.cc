@@ -28,7 +28,7 @@ void cpu_dropout_apply(const Tensor& x, const Tensor& residual, bool relu, doubl
     for (int64_t i = 0; i < n; ++i) {
       const bool keep = Generator::uniform01(seed, base + static_cast<uint64_t>(i)) >= pf;
       A v = cpu::load_as<A>(px[i]);
-      if (relu) v = v > A(0) ? v : A(0);
+      if (relu) v = v < A(0) ? A(0) : v;  // NaN passes, as relu()
       const A d = keep ? v * keep_scale : A(0);
       py[i] = cpu::store_as<T>(pr ? cpu::load_as<A>(pr[i]) + d : d);
     }

@@ -1,6 +1,6 @@
 // ReLU forward and backward over contiguous f32 ranges [i0, i1), compiled per vector ISA
 // (core/ops/cpu/isa_clones.h): at baseline x86-64 GCC keeps their float selects scalar. Same results as the
-// generic unary loops: relu(x) = x > 0 ? x : 0 (NaN -> 0), d relu = g * (x > 0 ? 1 : 0).
+// generic unary loops: relu(x) = x < 0 ? 0 : x (NaN passes, as PyTorch), d relu = g * (x > 0 ? 1 : 0).
 #pragma once
 
 #include <cstdint>

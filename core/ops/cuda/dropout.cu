@@ -20,7 +20,7 @@ __global__ void dropout_kernel(const T* __restrict__ x, const T* __restrict__ r,
   auto one = [&](int64_t i, T v, T res) {
     const bool keep = uniform01(seed, base + static_cast<uint64_t>(i)) >= p;
     A a = convert<A>(v);
-    if (relu) a = a > A(0) ? a : A(0);
+    if (relu) a = a < A(0) ? A(0) : a;  // NaN passes, as relu()
     const A d = keep ? a * keep_scale : A(0);
     return convert<T>(r ? convert<A>(res) + d : d);
   };

@@ -127,8 +127,9 @@ bool run_gemm(const Tensor& a_in, const Tensor& b_in, Tensor& c, bool trans_a, b
   if ((bias_grad || has_aux) && (c.numel() == 0 || k == 0)) return false;
   if (c.numel() == 0) return true;
   if (k == 0) {  // empty product: c = beta * c, the bias epilogues left to the caller's separate pass
-    if (has_bias) {
-      KOLO_CHECK(!required, "gemm: a bias epilogue over an empty product (k = 0); compose it");
+    if (has_bias) {  // try_gemm callers compose the op; a required epilogue over nothing is refused
+      KOLO_CHECK(!required, "gemm: a bias epilogue over an empty product (k = 0, ", a_in.describe(), " @ ",
+                 b_in.describe(), ") is not supported");
       return false;
     }
     if (beta == 0.0)  // c may hold anything (a recycled block: NaN * 0 is NaN)
@@ -163,6 +164,13 @@ bool run_gemm(const Tensor& a_in, const Tensor& b_in, Tensor& c, bool trans_a, b
   // cuBLASLt's A is b's view and its B is a's view (C^T = B^T A^T).
   KOLO_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_TRANSA, &vb.op, sizeof(vb.op)));
   KOLO_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_TRANSB, &va.op, sizeof(va.op)));
+  // cuBLASLt epilogues have faulted on a bias vector off 16 bytes ("misaligned address"): such a bias (a
+  // parameter packed after an odd-sized one in a flat buffer) goes through an aligned copy, and a bias gradient
+  // is written to an aligned buffer and copied back after the product.
+  Tensor epilogue_bias = bias;
+  const bool stage_bias = has_bias && reinterpret_cast<uintptr_t>(bias.data_ptr()) % 16 != 0;
+  if (stage_bias)
+    epilogue_bias = bias_grad ? Tensor::empty(bias.shape(), bias.dtype(), bias.device()) : bias.detach().clone();
   if (has_bias) {
     // kolo's a is cuBLASLt's B (see gemm_lt.h), so a bias gradient over a is BGRADB.
     const cublasLtEpilogue_t ep = epilogue == GemmEpilogue::Bias          ? CUBLASLT_EPILOGUE_BIAS
@@ -172,7 +180,7 @@ bool run_gemm(const Tensor& a_in, const Tensor& b_in, Tensor& c, bool trans_a, b
                                   : epilogue == GemmEpilogue::DReluBiasGrad ? CUBLASLT_EPILOGUE_DRELU_BGRAD
                                                                           : CUBLASLT_EPILOGUE_BGRADB;
     KOLO_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof(ep)));
-    const void* bias_ptr = bias.data_ptr();
+    const void* bias_ptr = epilogue_bias.data_ptr();
     KOLO_CUBLAS_CHECK(
         cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_ptr, sizeof(bias_ptr)));
   }
@@ -201,9 +209,6 @@ bool run_gemm(const Tensor& a_in, const Tensor& b_in, Tensor& c, bool trans_a, b
                                                        sizeof(stride)));
   }
 
-  // A bias (or bias-gradient) vector off 16 bytes has faulted in cuBLASLt epilogues ("misaligned address"):
-  // the optional epilogue is left to the caller's separate pass.
-  if (has_bias && !required && bias.defined() && reinterpret_cast<uintptr_t>(bias.data_ptr()) % 16 != 0) return false;
   cublasLtHandle_t handle = lt_handle(ctx.device());
   const std::string key = detail::concat(ctx.device(), '|', static_cast<int>(dt), '|', static_cast<int>(compute), '|',
                                          batch, ',', m, ',', n, ',', k, '|', va.op, va.ld, ',', vb.op, vb.ld, '|', sa,
@@ -211,7 +216,7 @@ bool run_gemm(const Tensor& a_in, const Tensor& b_in, Tensor& c, bool trans_a, b
                                          reinterpret_cast<uintptr_t>(a.data_ptr()) % 16, ',',
                                          reinterpret_cast<uintptr_t>(b.data_ptr()) % 16, ',',
                                          reinterpret_cast<uintptr_t>(c.data_ptr()) % 16, ',',
-                                         has_bias ? reinterpret_cast<uintptr_t>(bias.data_ptr()) % 16 : 0, ',',
+                                         has_bias ? reinterpret_cast<uintptr_t>(epilogue_bias.data_ptr()) % 16 : 0, ',',
                                          has_aux ? reinterpret_cast<uintptr_t>(aux.data_ptr()) % 16 : 0);
   cublasLtMatmulAlgo_t algo;
   {
@@ -270,6 +275,10 @@ bool run_gemm(const Tensor& a_in, const Tensor& b_in, Tensor& c, bool trans_a, b
   KOLO_CUBLAS_CHECK(cublasLtMatmul(handle, op.h, alpha_p, b.data_ptr(), la.h, a.data_ptr(), lb.h, beta_p,
                                    c.data_ptr(), lc.h, c.data_ptr(), lc.h, &algo, workspace.get(), kWorkspaceBytes,
                                    ctx.stream()));
+  if (stage_bias && bias_grad) {
+    Tensor out = bias;  // a handle on the caller's gradient buffer
+    out.copy_(epilogue_bias);
+  }
   return true;
 }
 

@@ -54,7 +54,8 @@ KOLO_DECLARE_KERNEL(layer_norm_bwd, void(const Tensor& gy, const Tensor& x, cons
 // kept elements are scaled by 1 / (1 - p) (p == 1 drops everything). The backward applies the same call
 // to the gradient, so no mask is stored. With a defined `residual` (contiguous, x's shape and dtype) y is
 // residual + dropout(x) in one pass, rounded once: the post-dropout residual add of a Transformer layer.
-// With `relu`, x is first replaced by x > 0 ? x : 0 (a feed-forward block's dropout(relu(x)) in one pass).
+// With `relu`, x is first replaced by x < 0 ? 0 : x (a feed-forward block's dropout(relu(x)) in one pass; NaN
+// passes, as relu()).
 KOLO_DECLARE_KERNEL(dropout_apply, void(const Tensor& x, const Tensor& residual, bool relu, double p, uint64_t seed,
                                         uint64_t base, Tensor& y));
 // The backward of y = dropout(relu(x)) from y alone: an element passes iff it was kept and positive, i.e.
