@@ -47,8 +47,9 @@ std::vector<uint8_t> gradient(int w, int h, int tint) {
   return rgb;
 }
 
-void write_jpeg(const fs::path& path, int w, int h, int tint) {
-  const auto rgb = gradient(w, h, tint);
+// `pixels`: h rows of w pixels of `components` bytes in `space` (libjpeg's defaults pick the stored space).
+void write_jpeg_pixels(const fs::path& path, int w, int h, const std::vector<uint8_t>& pixels, int components,
+                       J_COLOR_SPACE space, int quality) {
   FILE* f = std::fopen(path.c_str(), "wb");
   ASSERT_NE(f, nullptr);
   jpeg_compress_struct c;
@@ -58,18 +59,22 @@ void write_jpeg(const fs::path& path, int w, int h, int tint) {
   jpeg_stdio_dest(&c, f);
   c.image_width = w;
   c.image_height = h;
-  c.input_components = 3;
-  c.in_color_space = JCS_RGB;
+  c.input_components = components;
+  c.in_color_space = space;
   jpeg_set_defaults(&c);
-  jpeg_set_quality(&c, 95, TRUE);
+  jpeg_set_quality(&c, quality, TRUE);
   jpeg_start_compress(&c, TRUE);
   while (c.next_scanline < c.image_height) {
-    JSAMPROW row = const_cast<uint8_t*>(&rgb[static_cast<size_t>(c.next_scanline) * w * 3]);
+    JSAMPROW row = const_cast<uint8_t*>(&pixels[static_cast<size_t>(c.next_scanline) * w * components]);
     jpeg_write_scanlines(&c, &row, 1);
   }
   jpeg_finish_compress(&c);
   jpeg_destroy_compress(&c);
   std::fclose(f);
+}
+
+void write_jpeg(const fs::path& path, int w, int h, int tint) {
+  write_jpeg_pixels(path, w, h, gradient(w, h, tint), 3, JCS_RGB, 95);
 }
 
 void write_png(const fs::path& path, int w, int h, int tint) {
@@ -208,27 +213,7 @@ TEST(Decode, AdobeCmykJpeg) {
       for (int v : red ? std::vector<int>{255, 0, 0, 255} : std::vector<int>{255, 255, 255, 128})
         cmyk.push_back(static_cast<uint8_t>(v));
     }
-  FILE* f = std::fopen((dir / "cmyk.jpg").c_str(), "wb");
-  ASSERT_NE(f, nullptr);
-  jpeg_compress_struct c;
-  jpeg_error_mgr err;
-  c.err = jpeg_std_error(&err);
-  jpeg_create_compress(&c);
-  jpeg_stdio_dest(&c, f);
-  c.image_width = w;
-  c.image_height = h;
-  c.input_components = 4;
-  c.in_color_space = JCS_CMYK;
-  jpeg_set_defaults(&c);  // YCCK with an Adobe marker
-  jpeg_set_quality(&c, 100, TRUE);
-  jpeg_start_compress(&c, TRUE);
-  while (c.next_scanline < c.image_height) {
-    JSAMPROW row = &cmyk[static_cast<size_t>(c.next_scanline) * w * 4];
-    jpeg_write_scanlines(&c, &row, 1);
-  }
-  jpeg_finish_compress(&c);
-  jpeg_destroy_compress(&c);
-  std::fclose(f);
+  write_jpeg_pixels(dir / "cmyk.jpg", w, h, cmyk, 4, JCS_CMYK, 100);  // stored as YCCK with an Adobe marker
   const DecodedImage img = decode_image_file((dir / "cmyk.jpg").string());
   ASSERT_EQ(img.width, w);
   ASSERT_EQ(img.height, h);
