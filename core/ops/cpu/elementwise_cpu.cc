@@ -269,19 +269,6 @@ void cpu_axpy(Tensor& y, const Tensor& x, double alpha) {
 }
 
 template <typename A>
-inline A reduce_init(ReduceOp op) {
-  if (op == ReduceOp::Sum) return A(0);
-  // Infinities for floating types: a row of -inf has maximum -inf, not the lowest finite value.
-  if constexpr (std::numeric_limits<A>::has_infinity) {
-    if (op == ReduceOp::Max) return -std::numeric_limits<A>::infinity();
-    return std::numeric_limits<A>::infinity();
-  } else {
-    if (op == ReduceOp::Max) return std::numeric_limits<A>::lowest();
-    return std::numeric_limits<A>::max();
-  }
-}
-
-template <typename A>
 inline A reduce_step(ReduceOp op, A acc, A v) {
   if (op == ReduceOp::Sum) return acc + v;
   if (op == ReduceOp::Max) return v > acc || std::isnan(static_cast<double>(v)) ? v : acc;
@@ -301,7 +288,7 @@ void cpu_reduce_rows(ReduceOp op, const Tensor& x, int64_t inner, Tensor& out) {
     const int64_t rows = out.numel();
 #pragma omp parallel for schedule(static) if (rows * inner > 32768)
     for (int64_t r = 0; r < rows; ++r) {
-      A acc = reduce_init<A>(op);
+      A acc = reduce_identity<A>(op);
       const T* row = px + r * inner;
       for (int64_t i = 0; i < inner; ++i) acc = reduce_step<A>(op, acc, static_cast<A>(row[i]));
       if constexpr (std::is_same_v<T, bf16> || std::is_same_v<T, f16>) po[r] = T(static_cast<float>(acc));
@@ -324,7 +311,7 @@ void cpu_reduce_mid(ReduceOp op, const Tensor& x, int64_t outer, int64_t r, int6
     for (int64_t task = 0; task < outer * tiles; ++task) {
       const int64_t o = task / tiles, i0 = (task % tiles) * kTile, w = std::min(kTile, inner - i0);
       A acc[kTile];
-      for (int64_t i = 0; i < w; ++i) acc[i] = reduce_init<A>(op);
+      for (int64_t i = 0; i < w; ++i) acc[i] = reduce_identity<A>(op);
       for (int64_t j = 0; j < r; ++j) {
         const T* row = px + (o * r + j) * inner + i0;
         for (int64_t i = 0; i < w; ++i) acc[i] = reduce_step<A>(op, acc[i], static_cast<A>(row[i]));

@@ -19,19 +19,6 @@ __device__ __forceinline__ bool is_nan(A v) {
   else return false;
 }
 
-template <typename A>
-__host__ __device__ __forceinline__ A reduce_init(ReduceOp op) {
-  if (op == ReduceOp::Sum) return A(0);
-  // Infinities for floating types, as the CPU kernels: a row of -inf has maximum -inf.
-  if constexpr (std::numeric_limits<A>::has_infinity) {
-    if (op == ReduceOp::Max) return -std::numeric_limits<A>::infinity();
-    return std::numeric_limits<A>::infinity();
-  } else {
-    if (op == ReduceOp::Max) return std::numeric_limits<A>::lowest();
-    return std::numeric_limits<A>::max();
-  }
-}
-
 // NaN propagates through max/min, as in the CPU kernels.
 template <typename A>
 __device__ __forceinline__ A reduce_combine(ReduceOp op, A a, A b) {
@@ -62,7 +49,7 @@ __global__ void reduce_rows_kernel(ReduceOp op, const In* __restrict__ x, Out* _
   for (int64_t base = static_cast<int64_t>(blockIdx.x) * kGroups; base < tasks;
        base += static_cast<int64_t>(gridDim.x) * kGroups) {
     const int64_t task = base + group;
-    A acc = reduce_init<A>(op);
+    A acc = reduce_identity<A>(op);
     if (task < tasks) {
       const int64_t row = task / splits, s = task - row * splits;
       const int64_t begin = s * chunk;
@@ -75,7 +62,7 @@ __global__ void reduce_rows_kernel(ReduceOp op, const In* __restrict__ x, Out* _
       if (lane % 32 == 0) partial[lane / 32] = acc;
       __syncthreads();
       if (lane < 32) {
-        acc = lane < TPT / 32 ? partial[lane] : reduce_init<A>(op);
+        acc = lane < TPT / 32 ? partial[lane] : reduce_identity<A>(op);
         acc = warp_reduce(op, acc);
       }
       __syncthreads();
@@ -114,7 +101,7 @@ __global__ void reduce_mid_kernel(ReduceOp op, const In* __restrict__ x, Out* __
   const int64_t chunk = (r + splits - 1) / splits;
   const int64_t begin = s * chunk, end = min(r, begin + chunk);
   for (int64_t o = blockIdx.y; o < outer; o += gridDim.y) {
-    A acc = reduce_init<A>(op);
+    A acc = reduce_identity<A>(op);
     if (col < inner) {
       const In* p = x + o * r * inner + col;
       for (int64_t j = begin + ty; j < end; j += 8) acc = reduce_combine(op, acc, convert<A>(p[j * inner]));

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "core/ops/dispatch.h"
@@ -13,6 +14,27 @@ namespace kolo {
 enum class UnaryOp : uint8_t { Neg, Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Relu, Gelu, Square, Abs, Reciprocal };
 enum class BinaryOp : uint8_t { Add, Sub, Mul, Div, Max, Min, Eq };  // Eq yields 1 or 0
 enum class ReduceOp : uint8_t { Sum, Max, Min };
+
+#ifdef __CUDACC__
+#define KOLO_HOST_DEVICE __host__ __device__
+#else
+#define KOLO_HOST_DEVICE
+#endif
+
+// A reduction's starting value, in the accumulator type A, for the CPU and CUDA kernels alike: 0 for Sum; for
+// Max/Min -inf/+inf in floating types (a row of -inf has maximum -inf, not the lowest finite value), the
+// extremes in integer ones.
+template <typename A>
+KOLO_HOST_DEVICE inline A reduce_identity(ReduceOp op) {
+  if (op == ReduceOp::Sum) return A(0);
+  if constexpr (std::numeric_limits<A>::has_infinity) {
+    if (op == ReduceOp::Max) return -std::numeric_limits<A>::infinity();
+    return std::numeric_limits<A>::infinity();
+  } else {
+    if (op == ReduceOp::Max) return std::numeric_limits<A>::lowest();
+    return std::numeric_limits<A>::max();
+  }
+}
 
 // out = op(x); out contiguous, same shape.
 KOLO_DECLARE_KERNEL(unary, void(UnaryOp op, const Tensor& x, Tensor& out));
