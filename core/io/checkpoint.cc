@@ -1,13 +1,11 @@
 // Checkpoint rotation and fallback loading.
 #include "core/io/checkpoint.h"
 
-#include <signal.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
 #include <filesystem>
 
+#include "core/io/atomic_file.h"
 #include "core/util/logging.h"
 
 namespace kolo {
@@ -20,20 +18,7 @@ CheckpointManager::CheckpointManager(std::string dir, int keep_last, std::string
   std::error_code ec;
   fs::create_directories(dir_, ec);
   KOLO_CHECK(!ec, dir_, ": cannot create checkpoint directory (", ec.message(), ")");
-  // Temporary files of saves cut short (a preempted job) are full-size and hidden: remove those whose writer
-  // (the pid in their name, see write_file_atomically) no longer runs.
-  const std::string head = "." + prefix_ + "-", mid = ".safetensors.tmp.";
-  for (const auto& entry : fs::directory_iterator(dir_, ec)) {
-    const std::string fname = entry.path().filename().string();
-    const size_t at = fname.rfind(mid);
-    if (fname.rfind(head, 0) != 0 || at == std::string::npos) continue;
-    const std::string pid = fname.substr(at + mid.size());
-    if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos) continue;
-    if (::kill(static_cast<pid_t>(std::stol(pid)), 0) != 0 && errno == ESRCH) {
-      std::error_code rm;
-      fs::remove(entry.path(), rm);
-    }
-  }
+  remove_abandoned_temporaries(dir_, prefix_ + "-");  // saves cut short (a preempted job)
 }
 
 std::string CheckpointManager::save(int64_t step, const std::vector<std::pair<std::string, Tensor>>& tensors,
