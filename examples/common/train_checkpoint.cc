@@ -104,8 +104,20 @@ std::optional<TrainPosition> TrainCheckpointer::resume(models::Module& model, Op
   const int64_t generator_count = static_cast<int64_t>(generator_states(model).numel()) * runtime_.size();
   Tensor by_rank = Tensor::zeros({generator_count}, DType::I64);
   std::vector<int64_t> header(9, 0);
-  // Rank 0 reads the checkpoint; its failure (another optimizer, a state dict that does not fit the model) reaches
-  // every rank through the header (found = -1), so none is left waiting in a broadcast.
+  // Why every rank refuses a found checkpoint (empty: none): another seed orders the data differently; the
+  // loader position counts this rank's batches of its shard, and the global batch (so the scaled lr) follows the
+  // rank count, so another count would resume elsewhere in the data, silently.
+  auto refusal = [&](const std::vector<int64_t>& hd) -> std::string {
+    if (static_cast<uint64_t>(hd[4]) != seed)
+      return detail::concat("--resume: the checkpoint in ", dir_, " was written with --seed ",
+                            static_cast<uint64_t>(hd[4]), ", this run has --seed ", seed, " (data order would differ)");
+    if (hd[8] != 0 && hd[8] != runtime_.size())
+      return detail::concat("--resume: the checkpoint in ", dir_, " was written by ", hd[8], " ranks, this run has ",
+                            runtime_.size(), "; resume with the same number of ranks");
+    return {};
+  };
+  // Rank 0 reads the checkpoint; its failure (another optimizer, a state dict that does not fit the model)
+  // reaches every rank through the header (found = -1), so none is left waiting in a broadcast.
   std::string failure;
   if (runtime_.rank() == 0) try {
     if (auto latest = CheckpointManager(dir_, keep_last_).load_latest()) {
@@ -130,8 +142,8 @@ std::optional<TrainPosition> TrainCheckpointer::resume(models::Module& model, Op
         header[5] = std::bit_cast<int64_t>(std::stod(meta(st, "loss_scale")));
         header[6] = std::stoll(meta(st, "loss_scale.good_steps"));
       }
-      // A checkpoint every rank will refuse below (another seed or rank count) is not loaded at all.
-      if (static_cast<uint64_t>(header[4]) == seed && (header[8] == 0 || header[8] == runtime_.size())) {
+      // A checkpoint every rank will refuse below is not loaded at all.
+      if (refusal(header).empty()) {
         models::StateDict sd;
         OptimizerState os;
         for (const auto& [name, t] : st.tensors) {
@@ -156,13 +168,8 @@ std::optional<TrainPosition> TrainCheckpointer::resume(models::Module& model, Op
              runtime_.rank() == 0 ? ": " + failure : std::string(" (rank 0 reports why)"));
   if (header[0] == 0) return std::nullopt;
   // Every rank holds the header, so all of them refuse together, before any state is overwritten.
-  KOLO_CHECK(static_cast<uint64_t>(header[4]) == seed, "--resume: the checkpoint in ", dir_,
-             " was written with --seed ", static_cast<uint64_t>(header[4]), ", this run has --seed ", seed,
-             " (data order would differ)");
-  // The loader position counts this rank's batches of its shard, and the global batch (so the scaled lr)
-  // follows the rank count: another count would resume elsewhere in the data, silently.
-  KOLO_CHECK(header[8] == 0 || header[8] == runtime_.size(), "--resume: the checkpoint in ", dir_, " was written by ",
-             header[8], " ranks, this run has ", runtime_.size(), "; resume with the same number of ranks");
+  const std::string refused = refusal(header);
+  KOLO_CHECK(refused.empty(), refused);
   broadcast_module(runtime_, model, 0);
   broadcast_optimizer_state(runtime_, optimizer, 0);
   if (scaler && header[5] != 0) scaler->restore(std::bit_cast<double>(header[5]), header[6]);
