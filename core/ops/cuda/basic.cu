@@ -68,9 +68,9 @@ __global__ void positions_kernel(int64_t* pos, const int64_t* idx, int64_t n, in
 template <typename T>
 using IndexAddSum = std::conditional_t<std::is_integral_v<T>, int64_t, double>;
 
-// The summation order of core/ops/kernels/index_add_order.h. Over (block q, column c): where block q (sorted positions
-// [q*B, (q+1)*B)) begins inside a row's run begun in an earlier block, the partial of that run's positions in
-// block q, summed from zero in order.
+// The summation order of core/ops/kernels/index_add_order.h. Over (block q, column c): where block q (sorted
+// positions [q*B, (q+1)*B)) begins inside a row's run begun in an earlier block, the partial of that run's
+// positions in block q, summed from zero in order.
 template <typename T>
 __global__ void block_partials_kernel(IndexAddSum<T>* partials, const int64_t* keys, const int64_t* order,
                                       const T* values, int64_t n, int64_t width, int64_t blocks) {
@@ -81,7 +81,8 @@ __global__ void block_partials_kernel(IndexAddSum<T>* partials, const int64_t* k
     if (q == 0 || keys[begin] != keys[begin - 1]) continue;
     const int64_t end = min(n, begin + kIndexAddBlock), r = keys[begin];
     IndexAddSum<T> partial = 0;
-    for (int64_t j = begin; j < end && keys[j] == r; ++j) partial += convert<IndexAddSum<T>>(values[order[j] * width + c]);
+    for (int64_t j = begin; j < end && keys[j] == r; ++j)
+      partial += convert<IndexAddSum<T>>(values[order[j] * width + c]);
     partials[e] = partial;
   }
 }
@@ -101,7 +102,8 @@ __global__ void add_sorted_rows_kernel(T* dst, const int64_t* keys, const int64_
     T* out = dst + r * width + c;
     IndexAddSum<T> acc = convert<IndexAddSum<T>>(*out);
     const int64_t first_end = min(n, (i / kIndexAddBlock + 1) * kIndexAddBlock);
-    for (int64_t j = i; j < first_end && keys[j] == r; ++j) acc += convert<IndexAddSum<T>>(values[order[j] * width + c]);
+    for (int64_t j = i; j < first_end && keys[j] == r; ++j)
+      acc += convert<IndexAddSum<T>>(values[order[j] * width + c]);
     for (int64_t begin = first_end; begin < n && keys[begin] == r; begin += kIndexAddBlock)
       acc += partials[(begin / kIndexAddBlock) * width + c];
     *out = convert<T>(acc);
@@ -109,26 +111,23 @@ __global__ void add_sorted_rows_kernel(T* dst, const int64_t* keys, const int64_
 }
 
 // The scratch of launch_index_add_rows: sorted keys, positions before and after the sort, the blocks' partials
-// (8-byte sums), the sort's own.
+// (8-byte sums), the sort's own; `bytes` in all.
 struct IndexAddScratch {
   int64_t *keys, *pos, *order;
   void* partials;
   void* sort_temp;
-  size_t sort_bytes;
+  size_t sort_bytes, bytes;
 };
 
 size_t align_up(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
 int64_t index_add_blocks(int64_t n) { return (n + kIndexAddBlock - 1) / kIndexAddBlock; }
 
-size_t column_bytes(int64_t n) { return align_up(static_cast<size_t>(n) * sizeof(int64_t)); }
-size_t partials_bytes(int64_t n, int64_t width) {
-  return align_up(static_cast<size_t>(index_add_blocks(n) * width) * sizeof(int64_t));
-}
-
+// Lays the scratch out from `scratch` (null: only its size is wanted).
 IndexAddScratch carve(void* scratch, int64_t n, int64_t width) {
   IndexAddScratch s{};
-  const size_t column = column_bytes(n), partials = partials_bytes(n, width);
+  const size_t column = align_up(static_cast<size_t>(n) * sizeof(int64_t));
+  const size_t partials = align_up(static_cast<size_t>(index_add_blocks(n) * width) * sizeof(int64_t));
   auto* base = static_cast<char*>(scratch);
   s.keys = reinterpret_cast<int64_t*>(base);
   s.pos = reinterpret_cast<int64_t*>(base + column);
@@ -138,6 +137,7 @@ IndexAddScratch carve(void* scratch, int64_t n, int64_t width) {
   KOLO_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, s.sort_bytes, static_cast<const int64_t*>(nullptr),
                                                   static_cast<int64_t*>(nullptr), static_cast<const int64_t*>(nullptr),
                                                   static_cast<int64_t*>(nullptr), static_cast<int>(n)));
+  s.bytes = 3 * column + partials + s.sort_bytes;
   return s;
 }
 
@@ -186,10 +186,7 @@ void launch_fill_random(void* dst, DType dtype, bool normal, double a, double b,
   KOLO_CUDA_CHECK_LAUNCH();
 }
 
-size_t index_add_rows_scratch_bytes(int64_t n, int64_t width) {
-  const IndexAddScratch s = carve(nullptr, n, width);
-  return 3 * column_bytes(n) + partials_bytes(n, width) + s.sort_bytes;
-}
+size_t index_add_rows_scratch_bytes(int64_t n, int64_t width) { return carve(nullptr, n, width).bytes; }
 
 void launch_index_add_rows(void* dst, DType dtype, const int64_t* idx, const void* values, int64_t n,
                            int64_t width, int64_t rows, int* bad, void* scratch, cudaStream_t stream) {
