@@ -85,7 +85,8 @@ class Optimizer {
   // CUDA graph capture of step(): with capturable on, the update reads each group's learning rate from
   // update-device memory that set_lr() writes (with a kernel, outside any capture), so a replayed step
   // follows the schedule, and each group's step count from update-device memory that step() advances with
-  // a kernel of its own (Adam's bias corrections, SGD's first step). Call set_lr() before the captured region, not inside it.
+  // a kernel of its own (Adam's bias corrections, SGD's first step). Call set_lr() before the captured region,
+  // not inside it.
   // Optimizers whose rule takes other per-step values from the host (LARS's and LAMB's trust ratios) refuse
   // with kolo::Error. After each replay of a captured step(), note_replayed_step() advances the host's step
   // counts the replay did not (the checkpointed state).

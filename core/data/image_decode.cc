@@ -78,7 +78,8 @@ bool decode_jpeg_c(const std::vector<uint8_t>& bytes, DecodedImage* out, std::ve
     for (int64_t x = 0; x < out->width; ++x) {
       const uint8_t* p = row + 4 * x;
       const int k = inverted ? p[3] : 255 - p[3];
-      for (int ch = 0; ch < 3; ++ch) rgb[3 * x + ch] = static_cast<uint8_t>(((inverted ? p[ch] : 255 - p[ch]) * k + 127) / 255);
+      for (int ch = 0; ch < 3; ++ch)
+        rgb[3 * x + ch] = static_cast<uint8_t>(((inverted ? p[ch] : 255 - p[ch]) * k + 127) / 255);
     }
   }
   jpeg_finish_decompress(&cinfo);

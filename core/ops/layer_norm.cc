@@ -58,7 +58,8 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
                      Tensor gx = Tensor::empty(xd.shape(), xd.dtype(), xd.device());
                      const int64_t d = xd.size(-1);
                      // `into` holds an entry per recorded input: none for an absent weight or bias.
-                     Tensor gw = has_w ? autograd::write_target(need_w, into[1], {d}, xd.dtype(), xd.device()) : Tensor();
+                     Tensor gw =
+                         has_w ? autograd::write_target(need_w, into[1], {d}, xd.dtype(), xd.device()) : Tensor();
                      Tensor gb = has_b ? autograd::write_target(need_b, into[bias_input], {d}, xd.dtype(), xd.device())
                                        : Tensor();
                      layer_norm_bwd_kernel()(xd.device())(gy, xd, wd, mu, rs, gx, gw, gb);

@@ -349,7 +349,8 @@ void Tensor::copy_(const Tensor& src) {
                " has elements sharing memory (an expanded view); copy into a contiguous tensor");
   // A source overlapping the destination in other places (x.copy_(x.transpose(0, 1))) is read from a copy:
   // the kernel would otherwise read elements it has already overwritten.
-  if (impl().storage && impl().storage == src.impl().storage && !(offset() == src.offset() && strides() == src.strides())) {
+  const bool same_view = offset() == src.offset() && strides() == src.strides();
+  if (impl().storage && impl().storage == src.impl().storage && !same_view) {
     const auto [a0, a1] = element_span(*this);
     const auto [b0, b1] = element_span(src);
     if (a0 < b1 && b0 < a1) {

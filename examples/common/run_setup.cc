@@ -65,8 +65,8 @@ LrSchedulePtr make_schedule(const ScheduleFlags& f) {
   }
   LrSchedulePtr after;
   if (f.name == "cosine") {
-    KOLO_CHECK(f.warmup_steps < f.total_steps, "--lr_schedule cosine: ", f.warmup_steps, " warmup steps leave none of the ",
-               f.total_steps, " steps to decay over");
+    KOLO_CHECK(f.warmup_steps < f.total_steps, "--lr_schedule cosine: ", f.warmup_steps,
+               " warmup steps leave none of the ", f.total_steps, " steps to decay over");
     after = cosine_decay(f.peak, f.total_steps - f.warmup_steps);
   } else if (f.name == "constant") {
     after = constant_lr(f.peak);

@@ -236,7 +236,8 @@ TransformerRunResult run_transformer(Runtime& rt, const TransformerRunOptions& o
 
   KOLO_CHECK(total_steps > 0, "--epochs ", o.epochs, " is less than one step of ", steps_per_epoch, " per epoch");
   // goyal's epochs of images do not apply to token batches.
-  KOLO_CHECK(o.lr_schedule != "goyal", "--lr_schedule goyal is for images; expected inverse_sqrt, noam, constant or cosine");
+  KOLO_CHECK(o.lr_schedule != "goyal",
+             "--lr_schedule goyal is for images; expected inverse_sqrt, noam, constant or cosine");
   ScheduleFlags sf;
   sf.name = o.lr_schedule;
   sf.peak = o.lr;

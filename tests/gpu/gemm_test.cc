@@ -67,7 +67,8 @@ TEST_F(GpuTest, GemmTakesTransposedViewsWithoutCopies) {
 // buffer): cuBLASLt is told their real alignment, so it picks a kernel that takes them.
 TEST_F(GpuTest, GemmOfUnderAlignedHalfOperands) {
   for (int64_t shift : {1, 3, 4}) {
-    Tensor a_store = random_cpu({1, 64, 33}, DType::BF16, -1, 1, 20), b_store = random_cpu({1, 32, 49}, DType::BF16, -1, 1, 21);
+    Tensor a_store = random_cpu({1, 64, 33}, DType::BF16, -1, 1, 20);
+    Tensor b_store = random_cpu({1, 32, 49}, DType::BF16, -1, 1, 21);
     Tensor a = a_store.slice(2, 1, 33), b = b_store.slice(2, shift, shift + 48);  // offsets of 2 and 2*shift bytes
     Tensor c = Tensor::zeros({1, 64, 48}, DType::F32), gc = Tensor::zeros({1, 64, 48}, DType::BF16, gpu());
     gemm_kernel()(Device::cpu())(a.to(DType::F32), b.to(DType::F32), c, false, false, 1.0, 0.0);

@@ -82,15 +82,18 @@ TEST(MixedPrecision, LayerwiseRulesRunOnBf16Masters) {
     }
     std::vector<std::vector<float>> out;
     for (size_t g = 0; g < opt->num_groups(); ++g)
-      out.push_back(opt->has_master_weights() ? masters(*opt, g) : opt->update_flat(g).values().template to_vector<float>());
+      out.push_back(opt->has_master_weights() ? masters(*opt, g)
+                                              : opt->update_flat(g).values().template to_vector<float>());
     for (const NamedParameter& p : ps) out.push_back(p.tensor.to(DType::F32).to_vector<float>());
     return out;
   };
   auto lamb = [](std::vector<NamedParameter>& ps) {
-    return std::make_unique<Lamb>(std::vector<ParamGroup>{make_group(ps)}, LambOptions{.lr = 0.01, .weight_decay = 0.01});
+    return std::make_unique<Lamb>(std::vector<ParamGroup>{make_group(ps)},
+                                  LambOptions{.lr = 0.01, .weight_decay = 0.01});
   };
   auto lars = [](std::vector<NamedParameter>& ps) {
-    return std::make_unique<Lars>(std::vector<ParamGroup>{make_group(ps)}, LarsOptions{.lr = 0.1, .momentum = 0.9, .weight_decay = 1e-4});
+    return std::make_unique<Lars>(std::vector<ParamGroup>{make_group(ps)},
+                                  LarsOptions{.lr = 0.1, .momentum = 0.9, .weight_decay = 1e-4});
   };
   for (const bool is_lamb : {true, false}) {
     SCOPED_TRACE(is_lamb ? "LAMB" : "LARS");
